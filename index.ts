@@ -1,0 +1,118 @@
+/**
+ * haraka-plugin-hijack-guard: Haraka's face of the plugin. Every entry point is here; the
+ * decisions live in lib/guard.ts.
+ */
+import { cpus } from 'node:os'
+import { resolve } from 'node:path'
+import { wrapAuthPlugins } from './lib/auth-wrap'
+import { CONFIG_FILE, ConfigError, parseConfig, withRedisIni, type Config } from './lib/config'
+import { authRefusal, checkMail, countMessage, type GuardState } from './lib/guard'
+import { asHook, registeredPlugins, type Connection, type HarakaPlugin, type Next } from './lib/haraka'
+import { createMemoryStore } from './lib/memory-store'
+import { createRedisStore } from './lib/redis-store'
+import type { Store } from './lib/store'
+
+interface GuardPlugin extends HarakaPlugin {
+  /** The live config and, once opened, the store. Tests may set `guard.store`. */
+  guard: { config: Config; store?: Store }
+}
+
+export function register(this: GuardPlugin): void {
+  const config = readConfig(this, () => reloadConfig(this))
+  refuseUnsupportedProcessModel(this, config)
+  for (const w of config.warnings) this.logwarn(`${CONFIG_FILE}: ${w}`)
+  this.guard = { config }
+  this.register_hook('queue_outbound', 'count_message', -100)
+  this.loginfo(`mode=${config.mode} store=${config.store} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'}`)
+}
+
+export function hook_init_master(this: GuardPlugin, next: Next): void {
+  startInProcess(this)
+  next()
+}
+
+export function hook_init_child(this: GuardPlugin, next: Next): void {
+  startInProcess(this)
+  next()
+}
+
+export const hook_mail = asHook(async function (this: GuardPlugin, connection: Connection) {
+  return checkMail(this, connection, state(this))
+})
+
+export const count_message = asHook(async function (this: GuardPlugin, connection: Connection) {
+  return countMessage(this, connection, state(this))
+})
+
+export function shutdown(this: GuardPlugin): void {
+  const store = this.guard?.store
+  if (!store) return
+  delete this.guard.store
+  store.close().catch(() => undefined)
+}
+
+/** The config and the store, opening the store on first use. */
+function state(plugin: GuardPlugin): GuardState {
+  const store = plugin.guard.store ?? openStore(plugin, plugin.guard.config)
+  plugin.guard.store = store
+  return { config: plugin.guard.config, store }
+}
+
+function openStore(plugin: GuardPlugin, config: Config): Store {
+  if (config.store === 'memory') {
+    return createMemoryStore({ stateFile: resolve(process.env.HARAKA ?? process.cwd(), config.stateFile) })
+  }
+  return createRedisStore({
+    redis: config.redis,
+    timeoutMs: config.storeTimeoutMs,
+    log: { info: (m) => plugin.loginfo(m), warn: (m) => plugin.logwarn(m), error: (m) => plugin.logerror(m) },
+  })
+}
+
+/** Opens the store early (without waiting for Redis) and puts the AUTH gate on the auth plugins. */
+function startInProcess(plugin: GuardPlugin): void {
+  state(plugin)
+  const wrapped = wrapAuthPlugins(plugin, registeredPlugins(plugin), (connection, user) => authRefusal(plugin, connection, user, state(plugin)))
+  plugin.loginfo(wrapped.length ? `AUTH of disabled accounts refused in: ${wrapped.join(', ')}` : 'no auth plugin found to guard; MAIL FROM still refuses disabled accounts')
+}
+
+function readConfig(plugin: HarakaPlugin, onChange: () => void): Config {
+  const raw = plugin.config.get(CONFIG_FILE, 'ini', onChange) as Parameters<typeof parseConfig>[0]
+  const redisIni = plugin.config.get('redis.ini', 'ini') as Parameters<typeof withRedisIni>[1]
+  const me = String(plugin.config.get('me') ?? '')
+  return parseConfig(withRedisIni(raw, redisIni), me)
+}
+
+function reloadConfig(plugin: GuardPlugin): void {
+  let config: Config
+  try {
+    config = readConfig(plugin, () => reloadConfig(plugin))
+  } catch (err) {
+    plugin.logerror(`${(err as Error).message}; keeping the previous configuration`)
+    return
+  }
+  const before = plugin.guard.config
+  const storeChanged = JSON.stringify([before.store, before.redis, before.stateFile, before.storeTimeoutMs]) !== JSON.stringify([config.store, config.redis, config.stateFile, config.storeTimeoutMs])
+  if (storeChanged && config.store === 'memory' && before.store !== 'memory') {
+    plugin.logerror(`${CONFIG_FILE}: switching to store = memory needs a restart; keeping the previous configuration`)
+    return
+  }
+  for (const w of config.warnings) plugin.logwarn(`${CONFIG_FILE}: ${w}`)
+  plugin.guard.config = config
+  if (storeChanged && plugin.guard.store) {
+    shutdown.call(plugin)
+    state(plugin)
+  }
+  plugin.loginfo(`${CONFIG_FILE} reloaded: mode=${config.mode} store=${config.store} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'}`)
+}
+
+/** The memory store counts in one process only: refuse to run when Haraka forks several workers. */
+function refuseUnsupportedProcessModel(plugin: HarakaPlugin, config: Config): void {
+  if (config.store !== 'memory') return
+  const smtp = plugin.config.get('smtp.ini', 'ini') as { main?: { nodes?: unknown } } | undefined
+  const nodes = smtp?.main?.nodes
+  const workers = nodes === 'cpus' ? cpus().length : nodes === undefined || nodes === '' ? 1 : Number(nodes)
+  if (workers > 1) {
+    throw new ConfigError('main.store', 'memory', `smtp.ini nodes = ${String(nodes)} runs ${workers} workers, and the memory store counts in one process only; use store = redis`)
+  }
+}

@@ -1,0 +1,253 @@
+import { normalizeAccount } from './account'
+
+export const CONFIG_FILE = 'hijack-guard.ini'
+
+export type Mode = 'enforce' | 'monitor'
+export type StoreKind = 'redis' | 'memory'
+export type StoreErrorPolicy = 'open' | 'closed'
+export type LimitKind = 'messages' | 'recipients'
+
+/** One "N per window" rule; bucketMs is windowMs / buckets, rounded up. */
+export interface Rule {
+  readonly kind: LimitKind
+  readonly max: number
+  readonly windowMs: number
+  readonly buckets: number
+  readonly bucketMs: number
+  /** As the operator wrote it, e.g. "500/30m". */
+  readonly text: string
+}
+
+export interface RedisConfig {
+  readonly host: string
+  readonly port: number
+  readonly db: number
+  readonly username?: string
+  readonly password?: string
+}
+
+export interface Config {
+  readonly mode: Mode
+  readonly store: StoreKind
+  readonly onStoreError: StoreErrorPolicy
+  readonly storeTimeoutMs: number
+  readonly lowercaseAccounts: boolean
+  readonly stateFile: string
+  readonly rules: readonly Rule[]
+  readonly exempt: ReadonlySet<string>
+  /** Per-account rule sets, keyed by normalized account. */
+  readonly accountRules: ReadonlyMap<string, readonly Rule[]>
+  readonly alert: { readonly to: readonly string[]; readonly from: string; readonly replyAddress: string }
+  readonly contact: string
+  readonly redis: RedisConfig
+  /** Unknown keys and other non-fatal findings, for the log. */
+  readonly warnings: readonly string[]
+}
+
+/** A config value the plugin refuses to guess about; the message names file, key and value. */
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    readonly value: unknown,
+    reason: string,
+  ) {
+    super(`${CONFIG_FILE}: ${key} = ${JSON.stringify(value)}: ${reason}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Section = Record<string, unknown>
+type RawIni = Record<string, Section | undefined>
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+
+const KNOWN_KEYS: Record<string, readonly string[]> = {
+  main: ['mode', 'store', 'on_store_error', 'store_timeout', 'lowercase_accounts', 'state_file'],
+  limits: ['messages', 'recipients', 'buckets'],
+  exempt: ['accounts'],
+  alert: ['to', 'from', 'reply_address', 'contact'],
+  reactivate: ['policy', 'admins', 'token_ttl'],
+  redis: ['host', 'port', 'db', 'username', 'password'],
+}
+
+/** Returns the text of an ini value without an inline "  ; comment", or '' when unset. */
+function text(value: unknown): string {
+  if (value === undefined || value === null) return ''
+  return String(value)
+    .replace(/\s+[;#].*$/, '')
+    .trim()
+}
+
+/** Parses "30m", "1s", "500ms", "7d" to milliseconds; throws ConfigError on anything else or on zero. */
+export function parseDuration(key: string, value: unknown): number {
+  const m = /^(\d+)\s*(ms|s|m|h|d)$/i.exec(text(value))
+  const unit = m?.[2]?.toLowerCase()
+  if (!m || !unit) throw new ConfigError(key, value, 'expected a duration like 30s, 30m, 24h or 7d')
+  const ms = Number(m[1]) * (UNIT_MS[unit] ?? 0)
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new ConfigError(key, value, 'a duration must be greater than zero')
+  return ms
+}
+
+function parseInteger(key: string, value: unknown, min: number, max: number): number {
+  const t = text(value)
+  if (!/^\d+$/.test(t)) throw new ConfigError(key, value, `expected a whole number from ${min} to ${max}`)
+  const n = Number(t)
+  if (n < min || n > max) throw new ConfigError(key, value, `expected a whole number from ${min} to ${max}`)
+  return n
+}
+
+function parseChoice<T extends string>(key: string, value: unknown, choices: readonly T[], fallback: T): T {
+  const t = text(value).toLowerCase()
+  if (t === '') return fallback
+  const found = choices.find((c) => c === t)
+  if (!found) throw new ConfigError(key, value, `expected one of ${choices.join(', ')}`)
+  return found
+}
+
+function parseBoolean(key: string, value: unknown, fallback: boolean): boolean {
+  if (typeof value === 'boolean') return value
+  const t = text(value).toLowerCase()
+  if (t === '') return fallback
+  if (['true', 'yes', 'on', '1'].includes(t)) return true
+  if (['false', 'no', 'off', '0'].includes(t)) return false
+  throw new ConfigError(key, value, 'expected true or false')
+}
+
+function parseList(value: unknown): string[] {
+  return text(value)
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+}
+
+/** Parses "500/30m, 2000/24h" into rules; "" or "0" means no limit of that kind. */
+export function parseRules(key: string, kind: LimitKind, value: unknown, buckets: number): Rule[] {
+  const t = text(value)
+  if (t === '' || t === '0') return []
+  return t.split(',').map((part) => {
+    const m = /^\s*(\d+)\s*\/\s*(\S+)\s*$/.exec(part)
+    if (!m?.[1] || !m[2]) throw new ConfigError(key, value, `"${part.trim()}" is not N/window, e.g. 500/30m`)
+    const max = Number(m[1])
+    if (!Number.isSafeInteger(max) || max < 1) throw new ConfigError(key, value, `"${part.trim()}": N must be at least 1`)
+    let windowMs: number
+    try {
+      windowMs = parseDuration(key, m[2])
+    } catch {
+      // Name the whole value the operator wrote, not just its window.
+      throw new ConfigError(key, value, `"${part.trim()}": the window must be a duration greater than zero, like 30s, 30m, 24h or 7d`)
+    }
+    if (windowMs < buckets) throw new ConfigError(key, value, `window ${m[2]} is shorter than ${buckets} buckets of 1 ms`)
+    return { kind, max, windowMs, buckets, bucketMs: Math.ceil(windowMs / buckets), text: `${max}/${m[2]}` }
+  })
+}
+
+function section(raw: RawIni, name: string): Section {
+  return raw[name] ?? {}
+}
+
+function rulesFor(prefix: string, limits: Section, base?: Section): Rule[] {
+  const pick = (k: string): unknown => (limits[k] !== undefined ? limits[k] : base?.[k])
+  const buckets = pick('buckets') === undefined || text(pick('buckets')) === '' ? 30 : parseInteger(`${prefix}.buckets`, pick('buckets'), 1, 1000)
+  const messages = pick('messages') === undefined ? '500/30m' : pick('messages')
+  const recipients = pick('recipients') === undefined ? '2500/30m' : pick('recipients')
+  return [
+    ...parseRules(`${prefix}.messages`, 'messages', messages, buckets),
+    ...parseRules(`${prefix}.recipients`, 'recipients', recipients, buckets),
+  ]
+}
+
+function mailDomain(me: string): string {
+  return me.trim() || 'localhost'
+}
+
+/**
+ * Turns the raw ini object (as haraka-config returns it) into a frozen, typed Config.
+ * `me` is this server's name (config/me), used for default addresses. Throws ConfigError.
+ */
+export function parseConfig(raw: RawIni, me = 'localhost'): Config {
+  const warnings: string[] = []
+  for (const [name, sect] of Object.entries(raw)) {
+    if (!sect || typeof sect !== 'object') continue
+    if (name.startsWith('account:')) {
+      for (const key of Object.keys(sect)) {
+        if (!(KNOWN_KEYS.limits ?? []).includes(key)) warnings.push(`unknown key [${name}] ${key} ignored`)
+      }
+      continue
+    }
+    const known = KNOWN_KEYS[name]
+    if (!known) {
+      warnings.push(`unknown section [${name}] ignored`)
+      continue
+    }
+    for (const key of Object.keys(sect)) {
+      if (!known.includes(key)) warnings.push(`unknown key [${name}] ${key} ignored`)
+    }
+  }
+
+  const main = section(raw, 'main')
+  const lowercaseAccounts = parseBoolean('main.lowercase_accounts', main.lowercase_accounts, true)
+  const norm = (s: string): string => normalizeAccount(s, lowercaseAccounts)
+  const limits = section(raw, 'limits')
+  const rules = rulesFor('limits', limits)
+
+  const accountRules = new Map<string, Rule[]>()
+  for (const [name, sect] of Object.entries(raw)) {
+    if (!name.startsWith('account:') || !sect) continue
+    accountRules.set(norm(name.slice('account:'.length)), rulesFor(`account:${name.slice(8)}`, sect, limits))
+  }
+
+  const alertSect = section(raw, 'alert')
+  const from = text(alertSect.from) || `hijack-guard@${mailDomain(me)}`
+  const to = parseList(alertSect.to)
+  const redisSect = section(raw, 'redis')
+  const username = text(redisSect.username)
+  const password = text(redisSect.password)
+
+  const config: Config = {
+    mode: parseChoice('main.mode', main.mode, ['enforce', 'monitor'], 'enforce'),
+    store: parseChoice('main.store', main.store, ['redis', 'memory'], 'redis'),
+    onStoreError: parseChoice('main.on_store_error', main.on_store_error, ['open', 'closed'], 'open'),
+    storeTimeoutMs: text(main.store_timeout) === '' ? 1000 : parseDuration('main.store_timeout', main.store_timeout),
+    lowercaseAccounts,
+    stateFile: text(main.state_file) || 'hijack-guard.state.json',
+    rules,
+    exempt: new Set(parseList(section(raw, 'exempt').accounts).map(norm)),
+    accountRules,
+    alert: { to, from, replyAddress: text(alertSect.reply_address) || from },
+    contact: text(alertSect.contact) || to[0] || `postmaster@${mailDomain(me)}`,
+    redis: {
+      host: text(redisSect.host) || '127.0.0.1',
+      port: text(redisSect.port) === '' ? 6379 : parseInteger('redis.port', redisSect.port, 1, 65535),
+      db: text(redisSect.db) === '' ? 0 : parseInteger('redis.db', redisSect.db, 0, 1_000_000),
+      ...(username ? { username } : {}),
+      ...(password ? { password } : {}),
+    },
+    warnings,
+  }
+  return deepFreeze(config)
+}
+
+/** The rules that apply to an account: its [account:LOGIN] override, else [limits]. */
+export function rulesForAccount(config: Config, account: string): readonly Rule[] {
+  return config.accountRules.get(account) ?? config.rules
+}
+
+/** Merges Haraka's config/redis.ini [server] under our [redis] section (ours wins). */
+export function withRedisIni(raw: RawIni, redisIni: RawIni | undefined): RawIni {
+  const server = redisIni?.server ?? {}
+  const opts = redisIni?.opts ?? {}
+  const base: Section = {}
+  for (const k of ['host', 'port', 'db']) if (server[k] !== undefined) base[k] = server[k]
+  for (const k of ['username', 'password']) if (opts[k] !== undefined) base[k] = opts[k]
+  return { ...raw, redis: { ...base, ...(raw.redis ?? {}) } }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    // Freezing a Map or Set leaves its entries alone: freeze the values it holds as well.
+    const children = value instanceof Map || value instanceof Set ? [...value.values()] : Object.values(value)
+    for (const v of children) deepFreeze(v)
+  }
+  return value
+}

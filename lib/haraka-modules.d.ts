@@ -1,0 +1,19 @@
+declare module 'haraka-constants' {
+  export const cont: number
+  export const ok: number
+  export const deny: number
+  export const denysoft: number
+  export const denydisconnect: number
+  export const denysoftdisconnect: number
+  export function translate(code: number): string
+}
+
+declare module 'haraka-dsn' {
+  class DSN {
+    code: number
+    reply: string
+    static sec_unauthorized(msg: string, code?: number): DSN
+    static sys_unspecified(msg: string, code?: number): DSN
+  }
+  export = DSN
+}

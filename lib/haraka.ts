@@ -1,0 +1,118 @@
+/**
+ * The typed facade: the few Haraka shapes the plugin uses, the return codes, and the adapter
+ * that turns an async hook body into a Haraka hook. `any` is confined to this file.
+ */
+import * as constants from 'haraka-constants'
+import DSN = require('haraka-dsn')
+
+export { DSN }
+
+export const CONT = constants.cont
+export const OK = constants.ok
+export const DENY = constants.deny
+export const DENYSOFT = constants.denysoft
+export const DENYDISCONNECT = constants.denydisconnect
+
+/** What Haraka's `next` takes: a return code and an optional message or DSN. */
+export type Next = (code?: number, msg?: string | DSN) => void
+
+/** A hook's decision: nothing (CONT), or a code with its message. */
+export type Verdict = void | readonly [code: number, msg?: string | DSN]
+
+export interface Logging {
+  logdebug(...args: unknown[]): void
+  loginfo(...args: unknown[]): void
+  lognotice(...args: unknown[]): void
+  logwarn(...args: unknown[]): void
+  logerror(...args: unknown[]): void
+  logcrit(...args: unknown[]): void
+}
+
+export interface Results {
+  add(plugin: unknown, result: Record<string, unknown>): void
+}
+
+export interface Address {
+  user?: string | null
+  host?: string | null
+  address(): string
+}
+
+export interface Transaction {
+  uuid: string
+  notes: Record<string, unknown>
+  rcpt_to: Address[]
+  mail_from?: Address
+  results: Results
+  header: { get(name: string): string; get_decoded(name: string): string }
+}
+
+export interface Connection extends Logging {
+  uuid: string
+  notes: Record<string, unknown>
+  remote: { ip?: string; host?: string }
+  hello: { host?: string; verb?: string }
+  relaying: boolean
+  transaction?: Transaction | null
+  results: Results
+}
+
+export interface ConfigGetter {
+  get(name: string, type?: unknown, cb?: () => void): unknown
+}
+
+/** Haraka's Plugin object as `this` in every hook. */
+export interface HarakaPlugin extends Logging {
+  name: string
+  config: ConfigGetter
+  register_hook(hook: string, method: string, priority?: number): void
+  haraka_require(module: string): unknown
+}
+
+/** Haraka's password-check callback, as auth_base passes it. */
+export type PasswdCallback = (valid: boolean, opts?: { code: number; message: string } | string) => void
+
+/** The shape of auth_base's check_plain_passwd / check_cram_md5_passwd. */
+export type PasswdCheck = (this: unknown, connection: Connection, user: string, passwd: string, cb: PasswdCallback) => void
+
+/** The plugins registered in this Haraka process, by name. */
+export function registeredPlugins(plugin: HarakaPlugin): Record<string, Record<string, unknown>> {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const plugins = plugin.haraka_require('plugins') as any
+    return (plugins?.registered_plugins ?? {}) as Record<string, Record<string, unknown>>
+  } catch {
+    return {}
+  }
+}
+
+/**
+ * Adapts an async body to a Haraka hook that calls `next` exactly once. Haraka does not catch
+ * a rejected promise (it would end the process), so an unexpected error is logged and the
+ * hook answers CONT.
+ */
+export function asHook<P extends HarakaPlugin, A extends unknown[]>(
+  body: (this: P, ...args: A) => Promise<Verdict>,
+): (this: P, next: Next, ...args: A) => void {
+  return function (this: P, next: Next, ...args: A): void {
+    let called = false
+    const once: Next = (code, msg) => {
+      if (called) return
+      called = true
+      next(code, msg)
+    }
+    let work: Promise<Verdict>
+    try {
+      work = body.apply(this, args)
+    } catch (err) {
+      work = Promise.reject(err)
+    }
+    work.then(
+      (verdict) => (verdict ? once(verdict[0], verdict[1]) : once()),
+      (err: unknown) => {
+        this.logcrit(`unexpected error, letting the message pass: ${(err as Error)?.stack ?? String(err)}`)
+        once()
+      },
+    )
+  }
+}

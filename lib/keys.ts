@@ -1,0 +1,63 @@
+/**
+ * Every Redis key the plugin uses, in one place (see docs/store.md).
+ *
+ * An account's keys share the hash tag `{<encoded account>}` so that each script touches one
+ * Redis Cluster slot. The encoding keeps letters, digits and `@ . _ + -` and writes every other
+ * UTF-8 byte as `%XX`, so it is injective, never contains `{`, `}` or `:`, and stays readable
+ * (`hijack-guard:{alice@example.com}:counts`). The empty login encodes as `%`, which no other
+ * login produces.
+ */
+export const PREFIX = 'hijack-guard'
+
+const SAFE_BYTE = /^[A-Za-z0-9@._+-]$/
+
+/** The hash-tag body for an account (see the module comment). */
+export function encodeAccount(account: string): string {
+  if (account === '') return '%'
+  let out = ''
+  for (const byte of Buffer.from(account, 'utf8')) {
+    const ch = String.fromCharCode(byte)
+    out += byte < 0x80 && SAFE_BYTE.test(ch) ? ch : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+  }
+  return out
+}
+
+/** The inverse of encodeAccount. */
+export function decodeAccount(encoded: string): string {
+  if (encoded === '%') return ''
+  const bytes: number[] = []
+  for (let i = 0; i < encoded.length; i++) {
+    if (encoded[i] === '%') {
+      bytes.push(parseInt(encoded.slice(i + 1, i + 3), 16))
+      i += 2
+    } else {
+      bytes.push(encoded.charCodeAt(i))
+    }
+  }
+  return Buffer.from(bytes).toString('utf8')
+}
+
+export interface AccountKeys {
+  /** Hash of time buckets: field `<bucketMs>.<index>.m|r` -> count. Expires after the longest window. */
+  readonly counts: string
+  /** List of recent message summaries (JSON), newest first, capped. Expires with the counts. */
+  readonly evidence: string
+  /** Hash: the disable record. Present means disabled. Never expires. */
+  readonly disabled: string
+  /** String with a TTL: set when monitor mode has reported an overrun in the current window. */
+  readonly monitored: string
+}
+
+/** The keys of one account, all in the account's hash-tag slot. */
+export function accountKeys(account: string): AccountKeys {
+  const base = `${PREFIX}:{${encodeAccount(account)}}`
+  return {
+    counts: `${base}:counts`,
+    evidence: `${base}:evidence`,
+    disabled: `${base}:disabled`,
+    monitored: `${base}:monitored`,
+  }
+}
+
+/** Set of encoded accounts that are disabled (an index for listing; the per-account hash is the truth). */
+export const DISABLED_INDEX = `${PREFIX}:disabled-accounts`

@@ -1,0 +1,51 @@
+import type { WindowCount } from './store'
+
+const UNITS: ReadonlyArray<[number, string]> = [
+  [86_400_000, 'day'],
+  [3_600_000, 'hour'],
+  [60_000, 'minute'],
+  [1000, 'second'],
+]
+
+/** "30 minutes", "1 hour", "90 seconds", "250 ms": the largest unit that divides evenly. */
+export function formatDuration(ms: number): string {
+  for (const [size, name] of UNITS) {
+    if (ms % size === 0) {
+      const n = ms / size
+      return `${n} ${name}${n === 1 ? '' : 's'}`
+    }
+  }
+  return `${ms} ms`
+}
+
+/** "20 messages in 1 minute": a window count as a person reads it. */
+export function describeCount(c: WindowCount): string {
+  return `${c.count} ${c.kind} in ${formatDuration(c.windowMs)}`
+}
+
+/** "messages 500/30m". */
+export function describeLimit(c: WindowCount): string {
+  return `${c.kind} ${c.text}`
+}
+
+/** An account name fit for an SMTP reply or a log line: printable and at most 64 characters. */
+export function shownAccount(account: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = account.replace(/[\x00-\x1f\x7f]/g, '?')
+  return clean.length > 64 ? `${clean.slice(0, 61)}...` : clean
+}
+
+/** Text after "550 5.7.1" when a message would take the account over a limit. */
+export function overLimitReply(account: string, over: WindowCount, contact: string): string {
+  return `Account ${shownAccount(account)} reached its limit of ${over.max} ${over.kind} in ${formatDuration(over.windowMs)} and has been disabled; contact ${contact}`
+}
+
+/** Text after "550 5.7.1" at MAIL FROM, and after "535 5.7.8" at AUTH, for a disabled account. */
+export function disabledReply(account: string, contact: string): string {
+  return `Account ${shownAccount(account)} is disabled after unusual sending; contact ${contact}`
+}
+
+/** Text after "451 4.3.0" when the store cannot answer and on_store_error = closed. */
+export function storeDownReply(contact: string): string {
+  return `Sending limits cannot be checked right now; try again later or contact ${contact}`
+}

@@ -1,0 +1,215 @@
+import { createClient } from 'redis'
+import type { RedisConfig, Rule } from './config'
+import { accountKeys, decodeAccount, DISABLED_INDEX, encodeAccount } from './keys'
+import { DISABLE, ENABLE, RECORD, type Script } from './scripts'
+import {
+  describeRules,
+  EVIDENCE_CAP,
+  parseEvidence,
+  parseRuleCounts,
+  StoreError,
+  windowCount,
+  withTimeout,
+  type DisabledRecord,
+  type DisableInput,
+  type MessageSummary,
+  type RecordInput,
+  type RecordResult,
+  type Store,
+  type WindowCount,
+} from './store'
+import { randomId } from './ids'
+import { windowTotals } from './buckets'
+
+export interface Logger {
+  info(msg: string): void
+  warn(msg: string): void
+  error(msg: string): void
+}
+
+export interface RedisStoreOptions {
+  readonly redis: RedisConfig
+  readonly timeoutMs: number
+  readonly log: Logger
+}
+
+type Reply = unknown
+
+const RECONNECT_MAX_MS = 1000
+
+/**
+ * A Store on Redis with its own node-redis client. It connects in the background and never
+ * waits for the connection: while Redis is down every call fails fast with StoreError, and the
+ * client reconnects by itself (at most RECONNECT_MAX_MS apart).
+ */
+export function createRedisStore(options: RedisStoreOptions): Store {
+  const { redis, timeoutMs, log } = options
+  const client = createClient({
+    socket: {
+      host: redis.host,
+      port: redis.port,
+      connectTimeout: Math.max(timeoutMs, 1000),
+      reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, RECONNECT_MAX_MS),
+    },
+    database: redis.db,
+    ...(redis.username ? { username: redis.username } : {}),
+    ...(redis.password ? { password: redis.password } : {}),
+    disableOfflineQueue: true,
+  })
+  const where = `redis ${redis.host}:${redis.port}/${redis.db}`
+  let lastError = ''
+  client.on('error', (err: Error) => {
+    // node-redis reports every failed reconnect; log each distinct failure once.
+    if (err.message !== lastError) log.error(`${where}: ${err.message}`)
+    lastError = err.message
+  })
+  client.on('ready', () => {
+    if (lastError) log.info(`${where}: connected again`)
+    lastError = ''
+  })
+  client.connect().catch((err: Error) => log.error(`${where}: ${err.message}`))
+
+  async function call<T>(what: string, work: () => Promise<T>): Promise<T> {
+    if (!client.isReady) throw new StoreError(`${what}: ${where} is not connected${lastError ? ` (${lastError})` : ''}`)
+    return withTimeout(work(), timeoutMs, `${what} on ${where}`)
+  }
+
+  async function evalScript(script: Script, keys: string[], args: string[]): Promise<Reply> {
+    return call(script.name, async () => {
+      try {
+        return await client.evalSha(script.sha, { keys, arguments: args })
+      } catch (err) {
+        if (!String((err as Error)?.message).startsWith('NOSCRIPT')) throw err
+        return client.eval(script.source, { keys, arguments: args })
+      }
+    })
+  }
+
+  async function hgetall(what: string, key: string): Promise<Record<string, string>> {
+    return (await call(what, () => client.hGetAll(key))) as Record<string, string>
+  }
+
+  function toRecord(h: Record<string, string>): DisabledRecord | null {
+    if (!h || Object.keys(h).length === 0) return null
+    const counts = parseRuleCounts(h.rules, h.totals)
+    const over = counts[Number(h.over) - 1]
+    return {
+      account: h.account ?? '',
+      reason: h.reason ?? '',
+      by: h.by ?? '',
+      at: Number(h.at) || 0,
+      incident: h.incident ?? '',
+      ...(over ? { over } : {}),
+      counts,
+      evidence: parseEvidence(h.evidence),
+    }
+  }
+
+  async function indexAdd(account: string): Promise<void> {
+    try {
+      await call('index', () => client.sAdd(DISABLED_INDEX, encodeAccount(account)))
+    } catch (err) {
+      log.warn(`could not add ${JSON.stringify(account)} to ${DISABLED_INDEX}: ${(err as Error).message}`)
+    }
+  }
+
+  const store: Store = {
+    kind: 'redis',
+
+    async record(input: RecordInput): Promise<RecordResult> {
+      const k = accountKeys(input.account)
+      const args = [
+        input.mode,
+        String(input.recipients),
+        JSON.stringify(input.summary),
+        String(EVIDENCE_CAP),
+        randomId(),
+        input.account,
+        describeRules(input.rules),
+        String(input.rules.length),
+      ]
+      for (const r of input.rules) args.push(r.kind === 'messages' ? 'm' : 'r', String(r.max), String(r.bucketMs), String(r.buckets))
+      const reply = await evalScript(RECORD, [k.counts, k.evidence, k.disabled, k.monitored], args)
+      if (!Array.isArray(reply) || reply.length < 4) throw new StoreError(`record: unexpected reply ${JSON.stringify(reply)}`)
+      const [status, flipped, overIndex] = reply as [string, number, number]
+      const counts = input.rules.map((r, i) => windowCount(r, Number(reply[4 + i] ?? 0)))
+      const over = counts[Number(overIndex) - 1]
+      if (status === 'disabled') return { status, counts: [], flipped: false }
+      if (status === 'refused' && over) {
+        await indexAdd(input.account)
+        const record = toRecord(await hgetall('record', k.disabled).catch(() => ({}))) ?? {
+          account: input.account,
+          reason: 'limit',
+          by: 'limit',
+          at: Number(reply[3]),
+          incident: '',
+          over,
+          counts,
+          evidence: [],
+        }
+        return { status, counts, over, flipped: Number(flipped) === 1, record }
+      }
+      return { status: 'ok', counts, ...(over ? { over } : {}), flipped: Number(flipped) === 1 }
+    },
+
+    async getDisabled(account: string): Promise<DisabledRecord | null> {
+      return toRecord(await hgetall('getDisabled', accountKeys(account).disabled))
+    },
+
+    async disable(input: DisableInput): Promise<boolean> {
+      const k = accountKeys(input.account)
+      const fields = ['account', input.account, 'reason', input.reason, 'by', input.by, 'incident', input.incident]
+      const flipped = Number(await evalScript(DISABLE, [k.disabled], fields)) === 1
+      await indexAdd(input.account)
+      return flipped
+    },
+
+    async enable(account: string): Promise<boolean> {
+      const k = accountKeys(account)
+      const was = Number(await evalScript(ENABLE, [k.disabled, k.counts, k.evidence, k.monitored], [])) === 1
+      await call('index', () => client.sRem(DISABLED_INDEX, encodeAccount(account))).catch((err: Error) =>
+        log.warn(`could not remove ${JSON.stringify(account)} from ${DISABLED_INDEX}: ${err.message}`),
+      )
+      return was
+    },
+
+    async reset(account: string): Promise<void> {
+      const k = accountKeys(account)
+      await call('reset', () => client.del([k.counts, k.evidence, k.monitored]))
+    },
+
+    async counts(account: string, rules: readonly Rule[]): Promise<WindowCount[]> {
+      const k = accountKeys(account)
+      const [fields, time] = await call('counts', () => Promise.all([client.hGetAll(k.counts), client.time()]))
+      const entries = Object.entries(fields as Record<string, string>).map(([f, v]): [string, number] => [f, Number(v)])
+      const totals = windowTotals(entries, rules, timeToMs(time))
+      return rules.map((r, i) => windowCount(r, totals[i] ?? 0))
+    },
+
+    async evidence(account: string): Promise<MessageSummary[]> {
+      const rows = await call('evidence', () => client.lRange(accountKeys(account).evidence, 0, -1))
+      return parseEvidence(`[${(rows as string[]).join(',')}]`)
+    },
+
+    async listDisabled(): Promise<DisabledRecord[]> {
+      const members = (await call('listDisabled', () => client.sMembers(DISABLED_INDEX))) as string[]
+      const records = await Promise.all(members.map((m) => store.getDisabled(decodeAccount(m))))
+      return records.filter((r): r is DisabledRecord => r !== null).sort((a, b) => b.at - a.at)
+    },
+
+    async close(): Promise<void> {
+      try {
+        if (client.isOpen) await client.close()
+      } catch {
+        client.destroy()
+      }
+    },
+  }
+  return store
+}
+
+function timeToMs(time: unknown): number {
+  if (time instanceof Date) return time.getTime()
+  if (Array.isArray(time)) return Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000)
+  return Date.now()
+}

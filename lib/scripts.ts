@@ -1,0 +1,145 @@
+import { createHash } from 'node:crypto'
+
+/** A Lua script and its SHA1, as EVALSHA needs it. */
+export interface Script {
+  readonly name: string
+  readonly source: string
+  readonly sha: string
+}
+
+function script(name: string, source: string): Script {
+  return { name, source, sha: createHash('sha1').update(source).digest('hex') }
+}
+
+/**
+ * record: count one message for an account and check every limit, in one atomic step.
+ * The clock is Redis TIME, so every server that shares the store agrees on the windows.
+ */
+export const RECORD = script(
+  'record',
+  `
+-- KEYS[1]  counts     hash: field "<bucketMs>.<index>.<m|r>" -> count
+-- KEYS[2]  evidence   list of JSON message summaries, newest first
+-- KEYS[3]  disabled   hash: the disable record (exists = disabled)
+-- KEYS[4]  monitored  string with TTL: monitor mode already reported this window
+-- ARGV[1]  mode       enforce | monitor
+-- ARGV[2]  rcpts      recipients of this message
+-- ARGV[3]  summary    JSON summary of this message (evidence)
+-- ARGV[4]  cap        how many summaries to keep
+-- ARGV[5]  incident   id stored in the disable record if this call disables
+-- ARGV[6]  account    account name stored in the disable record
+-- ARGV[7]  rules      JSON description of the rules, stored in the disable record
+-- ARGV[8]  n          number of rules; then 4 values per rule:
+--                     kind (m|r), max, bucketMs, buckets
+-- Reply: { status, flipped, over, nowMs, total_1, ..., total_n }
+--   status   "ok" counted (totals include it) | "refused" over a limit in enforce mode, not
+--            counted (totals exclude it) | "disabled" already disabled in enforce mode
+--   flipped  1 when this call set the disabled flag (enforce) or the monitored marker (monitor)
+--   over     1-based index of the first rule the message would exceed, 0 when none
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local mode = ARGV[1]
+if mode == 'enforce' and redis.call('EXISTS', KEYS[3]) == 1 then
+  return { 'disabled', 0, 0, 0 }
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rcpts = tonumber(ARGV[2])
+local n = tonumber(ARGV[8])
+local rules, oldest, ttl = {}, {}, 0
+for i = 1, n do
+  local b = 8 + (i - 1) * 4
+  local r = { kind = ARGV[b + 1], max = tonumber(ARGV[b + 2]), bucket = tonumber(ARGV[b + 3]),
+              buckets = tonumber(ARGV[b + 4]), total = 0 }
+  r.cur = math.floor(now / r.bucket)
+  r.first = r.cur - r.buckets + 1
+  r.add = (r.kind == 'm') and 1 or rcpts
+  if oldest[r.bucket] == nil or r.first < oldest[r.bucket] then oldest[r.bucket] = r.first end
+  if r.bucket * (r.buckets + 1) > ttl then ttl = r.bucket * (r.buckets + 1) end
+  rules[i] = r
+end
+local stale = {}
+local all = redis.call('HGETALL', KEYS[1])
+for j = 1, #all, 2 do
+  local f = all[j]
+  local bucket, idx, kind = string.match(f, '^(%d+)%.(%d+)%.(%a)$')
+  bucket, idx = tonumber(bucket), tonumber(idx)
+  if bucket == nil or oldest[bucket] == nil or idx < oldest[bucket] then
+    stale[#stale + 1] = f
+  else
+    local v = tonumber(all[j + 1])
+    for i = 1, n do
+      local r = rules[i]
+      if r.bucket == bucket and r.kind == kind and idx >= r.first then r.total = r.total + v end
+    end
+  end
+end
+if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
+local over = 0
+for i = 1, n do
+  if rules[i].total + rules[i].add > rules[i].max then over = i break end
+end
+local function totals(reply)
+  for i = 1, n do reply[#reply + 1] = rules[i].total end
+  return reply
+end
+if ttl == 0 then ttl = 60000 end
+redis.call('LPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+redis.call('PEXPIRE', KEYS[2], ttl)
+if over > 0 and mode == 'enforce' then
+  local csv = {}
+  for i = 1, n do csv[i] = tostring(rules[i].total) end
+  redis.call('HSET', KEYS[3], 'account', ARGV[6], 'by', 'limit', 'reason', 'limit', 'at', now,
+    'incident', ARGV[5], 'rules', ARGV[7], 'over', over, 'totals', table.concat(csv, ','),
+    'evidence', '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']')
+  return totals({ 'refused', 1, over, now })
+end
+local seen = {}
+for i = 1, n do
+  local r = rules[i]
+  local f = r.bucket .. '.' .. r.cur .. '.' .. r.kind
+  if not seen[f] and r.add > 0 then
+    redis.call('HINCRBY', KEYS[1], f, r.add)
+    seen[f] = true
+  end
+  r.total = r.total + r.add
+end
+redis.call('PEXPIRE', KEYS[1], ttl)
+local flipped = 0
+if over > 0 then
+  local window = rules[over].bucket * rules[over].buckets
+  if redis.call('SET', KEYS[4], now, 'PX', window, 'NX') then flipped = 1 end
+end
+return totals({ 'ok', flipped, over, now })
+`,
+)
+
+/** disable: set the disable record unless the account is disabled already. */
+export const DISABLE = script(
+  'disable',
+  `
+-- KEYS[1]  disabled   hash: the disable record
+-- ARGV     field, value pairs of the record; "at" is filled in from Redis TIME
+-- Reply: 1 when this call disabled the account, 0 when it was disabled already
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], 'at', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), unpack(ARGV))
+return 1
+`,
+)
+
+/** enable: clear the disable record and every counter of the account. */
+export const ENABLE = script(
+  'enable',
+  `
+-- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] evidence   KEYS[4] monitored
+-- Reply: 1 when the account was disabled, 0 when it was not
+local was = redis.call('EXISTS', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return was
+`,
+)
+
+/** Every script, for loading and for the SHA test. */
+export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE]

@@ -1,0 +1,167 @@
+import type { LimitKind, Mode, Rule } from './config'
+
+/** What one message tells about its sender, kept as evidence (capped, see EVIDENCE_CAP). */
+export interface MessageSummary {
+  readonly ip: string
+  readonly helo: string
+  readonly domains: readonly string[]
+  readonly subject: string
+}
+
+/** A rule and the account's current total against it. */
+export interface WindowCount {
+  readonly kind: LimitKind
+  readonly max: number
+  readonly windowMs: number
+  readonly text: string
+  readonly count: number
+}
+
+export interface RecordInput {
+  readonly account: string
+  readonly recipients: number
+  readonly rules: readonly Rule[]
+  readonly mode: Mode
+  readonly summary: MessageSummary
+}
+
+/**
+ * The outcome of counting one message.
+ * - ok: counted; `counts` include it. `over` is set in monitor mode when a limit was crossed,
+ *   and `flipped` says whether this is the first report of that in the window.
+ * - refused: over a limit in enforce mode; not counted; the account is now disabled and
+ *   `flipped` is true for exactly one caller per incident.
+ * - disabled: the account was already disabled; not counted.
+ */
+export type RecordResult =
+  | { readonly status: 'ok'; readonly counts: readonly WindowCount[]; readonly over?: WindowCount; readonly flipped: boolean }
+  | { readonly status: 'refused'; readonly counts: readonly WindowCount[]; readonly over: WindowCount; readonly flipped: boolean; readonly record: DisabledRecord }
+  | { readonly status: 'disabled'; readonly counts: readonly WindowCount[]; readonly flipped: false }
+
+/** Why and when an account was disabled, with the evidence gathered while counting. */
+export interface DisabledRecord {
+  readonly account: string
+  /** 'limit' for an automatic disable, or free text given by an operator. */
+  readonly reason: string
+  /** Who disabled it: 'limit', or an actor such as 'cli:root'. */
+  readonly by: string
+  /** Milliseconds since the epoch, store clock. */
+  readonly at: number
+  readonly incident: string
+  /** The limit crossed and the totals at that moment (empty for a manual disable). */
+  readonly over?: WindowCount
+  readonly counts: readonly WindowCount[]
+  readonly evidence: readonly MessageSummary[]
+}
+
+export interface DisableInput {
+  readonly account: string
+  readonly reason: string
+  readonly by: string
+  readonly incident: string
+}
+
+/** How many message summaries an account keeps as evidence. */
+export const EVIDENCE_CAP = 10
+
+/**
+ * The store: the one interface both the Redis and the memory implementation provide.
+ * Every method rejects with StoreError when the store cannot answer in time.
+ */
+export interface Store {
+  readonly kind: 'redis' | 'memory'
+  /** Counts one message and checks the limits, atomically (see RecordResult). */
+  record(input: RecordInput): Promise<RecordResult>
+  /** The disable record, or null when the account is not disabled. */
+  getDisabled(account: string): Promise<DisabledRecord | null>
+  /** Disables an account by hand; false when it was disabled already (the record is kept). */
+  disable(input: DisableInput): Promise<boolean>
+  /** Clears the disable record, counters and evidence; false when the account was not disabled. */
+  enable(account: string): Promise<boolean>
+  /** Clears counters and evidence, keeping the disabled flag. */
+  reset(account: string): Promise<void>
+  /** The current totals of an account against the given rules. */
+  counts(account: string, rules: readonly Rule[]): Promise<WindowCount[]>
+  /** The recent message summaries of an account, newest first. */
+  evidence(account: string): Promise<MessageSummary[]>
+  /** Every disabled account's record. */
+  listDisabled(): Promise<DisabledRecord[]>
+  /** Releases connections and timers; the store is unusable afterwards. */
+  close(): Promise<void>
+}
+
+/** The store did not answer (down, too slow, or broken); the message says which. */
+export class StoreError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'StoreError'
+  }
+}
+
+/** Rejects with StoreError when `work` has not settled within `ms`. */
+export async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreError(`${what}: no answer within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([work, timeout])
+  } catch (err) {
+    throw err instanceof StoreError ? err : new StoreError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** The rule as a WindowCount with the given total. */
+export function windowCount(rule: Rule, count: number): WindowCount {
+  return { kind: rule.kind, max: rule.max, windowMs: rule.windowMs, text: rule.text, count }
+}
+
+/** The compact description of rules stored with a disable record. */
+export function describeRules(rules: readonly Rule[]): string {
+  return JSON.stringify(rules.map((r) => [r.kind, r.max, r.windowMs, r.text]))
+}
+
+/** Parses what describeRules wrote, with the stored totals; tolerant of damaged data. */
+export function parseRuleCounts(rulesJson: string | undefined, totalsCsv: string | undefined): WindowCount[] {
+  let rows: unknown
+  try {
+    rows = JSON.parse(rulesJson ?? '[]')
+  } catch {
+    return []
+  }
+  if (!Array.isArray(rows)) return []
+  const totals = (totalsCsv ?? '').split(',').map(Number)
+  return rows.flatMap((row, i): WindowCount[] => {
+    if (!Array.isArray(row) || row.length < 4) return []
+    const [kind, max, windowMs, text] = row as [unknown, unknown, unknown, unknown]
+    if (kind !== 'messages' && kind !== 'recipients') return []
+    return [{ kind, max: Number(max), windowMs: Number(windowMs), text: String(text), count: totals[i] ?? 0 }]
+  })
+}
+
+/** Parses a stored evidence list, dropping entries that are not summaries. */
+export function parseEvidence(json: string | undefined): MessageSummary[] {
+  let rows: unknown
+  try {
+    rows = JSON.parse(json ?? '[]')
+  } catch {
+    return []
+  }
+  return Array.isArray(rows) ? rows.flatMap(toSummary) : []
+}
+
+/** A summary from parsed JSON, or nothing when the shape is wrong. */
+export function toSummary(row: unknown): MessageSummary[] {
+  if (!row || typeof row !== 'object') return []
+  const r = row as Record<string, unknown>
+  return [
+    {
+      ip: String(r.ip ?? ''),
+      helo: String(r.helo ?? ''),
+      domains: Array.isArray(r.domains) ? r.domains.map(String) : [],
+      subject: String(r.subject ?? ''),
+    },
+  ]
+}

@@ -1,0 +1,317 @@
+'use strict'
+
+// The compiled plugin as Haraka loads it (through haraka-test-fixtures), with the memory store
+// or a failing store at the store seam. Asserts what Haraka would answer.
+
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const fixtures = require('haraka-test-fixtures')
+const constants = require('haraka-constants')
+
+const { createMemoryStore } = require('../../dist/lib/memory-store')
+const { StoreError } = require('../../dist/lib/store')
+
+const ROOT = path.resolve(__dirname, '..', '..')
+
+function tempDir() {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'hg-plugin-'))
+}
+
+/** A registered plugin reading `ini` as the operator's config/hijack-guard.ini. */
+function makeGuard(ini, { smtpIni = '[main]\nnodes=0\n', store, onRegisterHook } = {}) {
+  const dir = tempDir()
+  fs.mkdirSync(path.join(dir, 'config'))
+  fs.writeFileSync(path.join(dir, 'config', 'hijack-guard.ini'), ini)
+  fs.writeFileSync(path.join(dir, 'config', 'smtp.ini'), smtpIni)
+  fs.writeFileSync(path.join(dir, 'config', 'me'), 'mx.test.example\n')
+  const plugin = fixtures.makePlugin('hijack-guard', { register: false })
+  plugin.config = plugin.config.module_config(ROOT, dir)
+  const logs = []
+  for (const level of ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit']) {
+    plugin[level] = (...args) => logs.push([level, args.map(String).join(' ')])
+  }
+  if (onRegisterHook) plugin.register_hook = onRegisterHook
+  plugin.register()
+  plugin.guard.store = store ?? createMemoryStore({ stateFile: path.join(dir, 'state.json') })
+  return { plugin, dir, logs }
+}
+
+function connectionFor(login, { rcpts = ['bob@example.net'], subject = 'hello', ip = '192.0.2.7' } = {}) {
+  const connection = fixtures.makeConnection({
+    ip,
+    helo: 'client.example',
+    relaying: true,
+    notes: login === undefined ? {} : { auth_user: login },
+    mailFrom: 'alice@example.com',
+    rcptTo: rcpts,
+  })
+  const logs = []
+  for (const level of ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug']) {
+    connection[level] = (plugin, msg) => logs.push([level, String(msg)])
+  }
+  connection.transaction.add_header('Subject', subject)
+  connection.hgLogs = logs
+  return connection
+}
+
+function call(plugin, method, connection, ...args) {
+  return new Promise((resolve) => plugin[method]((rc, msg) => resolve({ rc, msg }), connection, ...args))
+}
+
+const mail = (plugin, c) => call(plugin, 'hook_mail', c, [c.transaction.mail_from, {}])
+const queue = (plugin, c) => call(plugin, 'count_message', c)
+
+/** The SMTP reply Haraka would write for a DSN or string message. */
+function reply(msg) {
+  return msg && typeof msg === 'object' ? `${msg.code} ${msg.reply}` : String(msg)
+}
+
+function failingStore(message = 'connection refused') {
+  const fail = () => Promise.reject(new StoreError(message))
+  return {
+    kind: 'redis',
+    record: fail,
+    getDisabled: fail,
+    disable: fail,
+    enable: fail,
+    reset: fail,
+    counts: fail,
+    evidence: fail,
+    listDisabled: fail,
+    close: async () => {},
+  }
+}
+
+describe('plugin: registration and config', function () {
+  it('registers the counting hook on queue_outbound ahead of queue plugins (priority -100)', function () {
+    const registered = []
+    const { plugin } = makeGuard('[limits]\nmessages=3/1m\n', { onRegisterHook: (...args) => registered.push(args) })
+    assert.deepEqual(registered, [['queue_outbound', 'count_message', -100]])
+    assert.equal(typeof plugin.hook_mail, 'function')
+    assert.equal(typeof plugin.hook_init_master, 'function')
+    assert.equal(typeof plugin.hook_init_child, 'function')
+  })
+
+  it('refuses to start on a bad value, naming the file, key and value', function () {
+    assert.throws(() => makeGuard('[limits]\nmessages=abc\n'), (err) => {
+      assert.match(err.message, /hijack-guard\.ini/)
+      assert.match(err.message, /limits\.messages/)
+      assert.match(err.message, /"abc"/)
+      return true
+    })
+    assert.throws(() => makeGuard('[main]\nmode=panic\n'), /main\.mode = "panic"/)
+  })
+
+  it('refuses the memory store when Haraka runs several workers', function () {
+    assert.throws(() => makeGuard('[main]\nstore=memory\n', { smtpIni: '[main]\nnodes=4\n' }), /nodes = 4.*use store = redis/)
+    assert.doesNotThrow(() => makeGuard('[main]\nstore=memory\n', { smtpIni: '[main]\nnodes=0\n' }))
+  })
+
+  it('takes the shipped defaults: 500 messages and 2500 recipients per 30 minutes, enforce, redis, open', function () {
+    const { plugin } = makeGuard('')
+    const c = plugin.guard.config
+    assert.deepEqual(
+      c.rules.map((r) => `${r.kind} ${r.text}`),
+      ['messages 500/30m', 'recipients 2500/30m'],
+    )
+    assert.equal(c.mode, 'enforce')
+    assert.equal(c.store, 'redis')
+    assert.equal(c.onStoreError, 'open')
+    assert.equal(c.storeTimeoutMs, 1000)
+  })
+
+  it('keeps the previous config when a hot reload reads a bad file, and applies a good one', async function () {
+    this.timeout(30000)
+    const { plugin, dir, logs } = makeGuard('[limits]\nmessages=3/1m\n')
+    const file = path.join(dir, 'config', 'hijack-guard.ini')
+    fs.writeFileSync(file, '[limits]\nmessages=zero/1m\n')
+    await waitUntil(() => logs.some(([, m]) => /keeping the previous configuration/.test(m)), 20000)
+    assert.equal(plugin.guard.config.rules[0].max, 3)
+    fs.writeFileSync(file, '[limits]\nmessages=7/1m\n')
+    await waitUntil(() => plugin.guard.config.rules[0].max === 7, 20000)
+  })
+})
+
+describe('plugin: counting at queue_outbound', function () {
+  it('accepts 3 messages and refuses the 4th with 550 5.7.1 for messages = 3/1m, then MAIL FROM gets 550 5.7.1 and a disconnect', async function () {
+    const { plugin } = makeGuard('[limits]\nmessages=3/1m\n[alert]\nto=postmaster@example.com\n')
+    for (let i = 0; i < 3; i++) {
+      const c = connectionFor('Alice@Example.com')
+      assert.equal((await mail(plugin, c)).rc, undefined)
+      assert.equal((await queue(plugin, c)).rc, undefined)
+    }
+    const c = connectionFor('alice@example.com')
+    const over = await queue(plugin, c)
+    assert.equal(over.rc, constants.deny)
+    assert.match(reply(over.msg), /^550 5\.7\.1 Account alice@example\.com reached its limit of 3 messages in 1 minute .*contact postmaster@example\.com/)
+    const disabledLog = c.hgLogs.filter(([level, m]) => level === 'logwarn' && /ACCOUNT DISABLED "alice@example.com"/.test(m))
+    assert.equal(disabledLog.length, 1)
+    assert.match(disabledLog[0][1], /ips 192\.0\.2\.7/)
+    assert.match(disabledLog[0][1], /subjects "hello"/)
+
+    const next = connectionFor('alice@example.com')
+    const m = await mail(plugin, next)
+    assert.equal(m.rc, constants.denydisconnect)
+    assert.match(reply(m.msg), /^550 5\.7\.1 Account alice@example\.com is disabled/)
+    assert.deepEqual(fixtures.getResult(next, plugin).fail, ['disabled'])
+  })
+
+  it('keeps counting other accounts while one is disabled', async function () {
+    const { plugin } = makeGuard('[limits]\nmessages=1/1m\n')
+    assert.equal((await queue(plugin, connectionFor('a'))).rc, undefined)
+    assert.equal((await queue(plugin, connectionFor('a'))).rc, constants.deny)
+    assert.equal((await queue(plugin, connectionFor('b'))).rc, undefined)
+    assert.equal((await mail(plugin, connectionFor('b'))).rc, undefined)
+  })
+
+  it('counts recipients: 3 messages of 10 recipients pass recipients = 30/1m, the 4th is refused', async function () {
+    const { plugin } = makeGuard('[limits]\nmessages=0\nrecipients=30/1m\n')
+    const rcpts = Array.from({ length: 10 }, (_, i) => `r${i}@example.net`)
+    for (let i = 0; i < 3; i++) assert.equal((await queue(plugin, connectionFor('a', { rcpts }))).rc, undefined)
+    const over = await queue(plugin, connectionFor('a', { rcpts }))
+    assert.equal(over.rc, constants.deny)
+    assert.match(reply(over.msg), /limit of 30 recipients in 1 minute/)
+  })
+
+  it('does not count sessions that did not authenticate', async function () {
+    const { plugin } = makeGuard('[limits]\nmessages=1/1m\n')
+    for (let i = 0; i < 3; i++) assert.equal((await queue(plugin, connectionFor(undefined))).rc, undefined)
+    assert.equal((await mail(plugin, connectionFor(undefined))).rc, undefined)
+  })
+
+  it('never counts an exempt account, and applies per-account overrides', async function () {
+    const { plugin } = makeGuard('[limits]\nmessages=1/1m\n[exempt]\naccounts=Relay@Example.com\n[account:news@example.com]\nmessages=3/1m\n')
+    for (let i = 0; i < 5; i++) {
+      const c = connectionFor('relay@example.com')
+      assert.equal((await queue(plugin, c)).rc, undefined)
+      assert.deepEqual(fixtures.getResult(c.transaction, plugin).skip, ['exempt'])
+    }
+    for (let i = 0; i < 3; i++) assert.equal((await queue(plugin, connectionFor('news@example.com'))).rc, undefined)
+    assert.equal((await queue(plugin, connectionFor('news@example.com'))).rc, constants.deny)
+  })
+
+  it('in monitor mode neither refuses nor disables, and logs the overrun once', async function () {
+    const { plugin } = makeGuard('[main]\nmode=monitor\n[limits]\nmessages=2/1m\n')
+    const logs = []
+    for (let i = 0; i < 5; i++) {
+      const c = connectionFor('a')
+      assert.equal((await queue(plugin, c)).rc, undefined)
+      assert.equal((await mail(plugin, c)).rc, undefined)
+      logs.push(...c.hgLogs)
+    }
+    assert.equal(logs.filter(([, m]) => /monitor mode: account "a" went over messages 2\/1m/.test(m)).length, 1)
+    assert.equal(await plugin.guard.store.getDisabled('a'), null)
+  })
+})
+
+describe('plugin: when the store fails', function () {
+  it('on_store_error = open lets mail through and records the error', async function () {
+    const { plugin } = makeGuard('[main]\non_store_error=open\n', { store: failingStore() })
+    const c = connectionFor('a')
+    assert.equal((await mail(plugin, c)).rc, undefined)
+    assert.equal((await queue(plugin, c)).rc, undefined)
+    const errs = fixtures.getResult(c, plugin).err
+    assert.equal(errs.length, 2)
+    assert.match(errs[0], /store unavailable at MAIL FROM.*connection refused/)
+  })
+
+  it('on_store_error = closed answers 451 4.3.0 to authenticated senders only', async function () {
+    const { plugin } = makeGuard('[main]\non_store_error=closed\n[alert]\nto=pm@example.com\n', { store: failingStore() })
+    const m = await mail(plugin, connectionFor('a'))
+    assert.equal(m.rc, constants.denysoft)
+    assert.match(reply(m.msg), /^451 4\.3\.0 .*contact pm@example\.com/)
+    const q = await queue(plugin, connectionFor('a'))
+    assert.equal(q.rc, constants.denysoft)
+    assert.match(reply(q.msg), /^451 4\.3\.0/)
+    assert.equal((await mail(plugin, connectionFor(undefined))).rc, undefined)
+  })
+
+  it('answers CONT and logs when a hook fails unexpectedly (no unhandled rejection)', async function () {
+    const { plugin, logs } = makeGuard('[limits]\nmessages=3/1m\n')
+    const c = connectionFor('a')
+    c.transaction.rcpt_to = null
+    const q = await queue(plugin, c)
+    assert.equal(q.rc, undefined)
+    assert.equal(logs.filter(([level, m]) => level === 'logcrit' && /unexpected error, letting the message pass/.test(m)).length, 1)
+  })
+})
+
+describe('plugin: AUTH of a disabled account', function () {
+  function fakeAuthPlugin(passwords) {
+    return {
+      name: 'auth/flat_file',
+      // Logins are case-insensitive here, as in most directories.
+      check_plain_passwd(connection, user, passwd, cb) {
+        cb(passwords[user.toLowerCase()] === passwd)
+      },
+      check_cram_md5_passwd(connection, user, passwd, cb) {
+        cb(passwords[user.toLowerCase()] === passwd)
+      },
+    }
+  }
+
+  function withAuth(ini, passwords = { alice: 'right', bob: 'right' }) {
+    const guard = makeGuard(ini)
+    const auth = fakeAuthPlugin(passwords)
+    guard.plugin.haraka_require = (name) => {
+      assert.equal(name, 'plugins')
+      return { registered_plugins: { 'auth/flat_file': auth, 'hijack-guard': guard.plugin } }
+    }
+    return { ...guard, auth }
+  }
+
+  const init = (plugin) => new Promise((resolve) => plugin.hook_init_master(resolve, {}))
+  const check = (auth, user, pass, method = 'check_plain_passwd') =>
+    new Promise((resolve) => auth[method](connectionFor(undefined), user, pass, (valid, opts) => resolve({ valid, opts })))
+
+  it('answers 535 5.7.8 for the right password of a disabled account', async function () {
+    const { plugin, auth } = withAuth('[limits]\nmessages=3/1m\n')
+    await init(plugin)
+    await plugin.guard.store.disable({ account: 'alice', reason: 'test', by: 'test', incident: 'x' })
+    for (const method of ['check_plain_passwd', 'check_cram_md5_passwd']) {
+      const r = await check(auth, 'Alice', 'right', method)
+      assert.equal(r.valid, false)
+      assert.equal(r.opts.code, 535)
+      assert.match(r.opts.message, /^5\.7\.8 Account alice is disabled/)
+    }
+  })
+
+  it('keeps the plain answer for a wrong password and accepts other accounts', async function () {
+    const { plugin, auth } = withAuth('')
+    await init(plugin)
+    await plugin.guard.store.disable({ account: 'alice', reason: 'test', by: 'test', incident: 'x' })
+    assert.deepEqual(await check(auth, 'alice', 'wrong'), { valid: false, opts: undefined })
+    assert.deepEqual(await check(auth, 'bob', 'right'), { valid: true, opts: undefined })
+  })
+
+  it('wraps each auth plugin once however often init runs, and lets logins through when the store fails', async function () {
+    const { plugin, auth } = withAuth('')
+    const original = auth.check_plain_passwd
+    await init(plugin)
+    const wrapped = auth.check_plain_passwd
+    assert.notEqual(wrapped, original)
+    await init(plugin)
+    assert.equal(auth.check_plain_passwd, wrapped)
+    plugin.guard.store = failingStore()
+    assert.deepEqual(await check(auth, 'alice', 'right'), { valid: true, opts: undefined })
+  })
+
+  it('does not refuse AUTH in monitor mode', async function () {
+    const { plugin, auth } = withAuth('[main]\nmode=monitor\n')
+    await init(plugin)
+    await plugin.guard.store.disable({ account: 'alice', reason: 'test', by: 'test', incident: 'x' })
+    assert.equal((await check(auth, 'alice', 'right')).valid, true)
+  })
+})
+
+async function waitUntil(fn, timeoutMs, intervalMs = 100) {
+  const end = Date.now() + timeoutMs
+  while (Date.now() < end) {
+    if (await fn()) return
+    await new Promise((r) => setTimeout(r, intervalMs))
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms`)
+}
