@@ -6,22 +6,27 @@ import { cpus } from 'node:os'
 import { resolve } from 'node:path'
 import { wrapAuthPlugins } from './lib/auth-wrap'
 import { CONFIG_FILE, ConfigError, parseConfig, withRedisIni, type Config } from './lib/config'
-import { authRefusal, checkMail, countMessage, type GuardState } from './lib/guard'
-import { asHook, registeredPlugins, type Connection, type HarakaPlugin, type Next } from './lib/haraka'
+import type { MailSender } from './lib/alert'
+import { authRefusal, checkMail, checkRcpt, consumeReply, countMessage, undoCount, type GuardState } from './lib/guard'
+import { asHook, outboundSender, registeredPlugins, type Address, type Connection, type HarakaPlugin, type Next } from './lib/haraka'
 import { createMemoryStore } from './lib/memory-store'
 import { createRedisStore } from './lib/redis-store'
 import type { Store } from './lib/store'
 
 interface GuardPlugin extends HarakaPlugin {
-  /** The live config and, once opened, the store. Tests may set `guard.store`. */
-  guard: { config: Config; store?: Store }
+  /** The live config, the store once opened, and the mail seam. Tests may replace `store` and `sendMail`. */
+  guard: { config: Config; store?: Store; sendMail: MailSender }
 }
 
 export function register(this: GuardPlugin): void {
   const config = readConfig(this, () => reloadConfig(this))
   refuseUnsupportedProcessModel(this, config)
   for (const w of config.warnings) this.logwarn(`${CONFIG_FILE}: ${w}`)
-  this.guard = { config }
+  this.guard = { config, sendMail: outboundSender(this) }
+  // Ahead of other plugins: the reply address must be accepted before a relay check refuses
+  // it, and no queue plugin may take a message before it is counted.
+  this.register_hook('rcpt', 'check_rcpt', -100)
+  this.register_hook('queue', 'consume_reply', -100)
   this.register_hook('queue_outbound', 'count_message', -100)
   this.loginfo(`mode=${config.mode} store=${config.store} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'}`)
 }
@@ -40,8 +45,21 @@ export const hook_mail = asHook(async function (this: GuardPlugin, connection: C
   return checkMail(this, connection, state(this))
 })
 
+export const check_rcpt = asHook(async function (this: GuardPlugin, connection: Connection, params: [Address]) {
+  return checkRcpt(connection, state(this), params[0])
+})
+
+export const consume_reply = asHook(async function (this: GuardPlugin, connection: Connection) {
+  return (await consumeReply(this, connection, state(this))) ?? undefined
+})
+
 export const count_message = asHook(async function (this: GuardPlugin, connection: Connection) {
-  return countMessage(this, connection, state(this))
+  const s = state(this)
+  return (await consumeReply(this, connection, s)) ?? countMessage(this, connection, s)
+})
+
+export const hook_deny = asHook(async function (this: GuardPlugin, connection: Connection, params: unknown[]) {
+  await undoCount(this, connection, state(this), params)
 })
 
 export function shutdown(this: GuardPlugin): void {
@@ -55,7 +73,7 @@ export function shutdown(this: GuardPlugin): void {
 function state(plugin: GuardPlugin): GuardState {
   const store = plugin.guard.store ?? openStore(plugin, plugin.guard.config)
   plugin.guard.store = store
-  return { config: plugin.guard.config, store }
+  return { config: plugin.guard.config, store, sendMail: plugin.guard.sendMail }
 }
 
 function openStore(plugin: GuardPlugin, config: Config): Store {

@@ -42,3 +42,14 @@ export function staleFields(fields: Iterable<string>, rules: readonly Rule[], no
 export function countersTtlMs(rules: readonly Rule[]): number {
   return rules.reduce((ttl, r) => Math.max(ttl, r.bucketMs * (r.buckets + 1)), 0) || 60_000
 }
+
+/** The counter fields one message adds to, with the amount: each (bucket size, kind) once. */
+export function increments(rules: readonly Rule[], recipients: number, nowMs: number): Map<string, number> {
+  const fields = new Map<string, number>()
+  for (const r of rules) {
+    const add = r.kind === 'messages' ? 1 : recipients
+    const f = bucketField(r, nowMs)
+    if (add > 0 && !fields.has(f)) fields.set(f, add)
+  }
+  return fields
+}

@@ -6,6 +6,7 @@ export type Mode = 'enforce' | 'monitor'
 export type StoreKind = 'redis' | 'memory'
 export type StoreErrorPolicy = 'open' | 'closed'
 export type LimitKind = 'messages' | 'recipients'
+export type ReactivatePolicy = 'admin' | 'token'
 
 /** One "N per window" rule; bucketMs is windowMs / buckets, rounded up. */
 export interface Rule {
@@ -39,6 +40,14 @@ export interface Config {
   readonly accountRules: ReadonlyMap<string, readonly Rule[]>
   readonly alert: { readonly to: readonly string[]; readonly from: string; readonly replyAddress: string }
   readonly contact: string
+  readonly reactivate: {
+    readonly policy: ReactivatePolicy
+    /** Normalized logins allowed to re-enable accounts by replying. */
+    readonly admins: ReadonlySet<string>
+    readonly tokenTtlMs: number
+  }
+  /** This server's name (config/me), for addresses, Message-IDs and texts. */
+  readonly me: string
   readonly redis: RedisConfig
   /** Unknown keys and other non-fatal findings, for the log. */
   readonly warnings: readonly string[]
@@ -198,7 +207,19 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
 
   const alertSect = section(raw, 'alert')
   const from = text(alertSect.from) || `hijack-guard@${mailDomain(me)}`
-  const to = parseList(alertSect.to)
+  let to = parseList(alertSect.to)
+  for (const address of to) {
+    if (!/^[^@\s]+@[^@\s]+$/.test(address)) throw new ConfigError('alert.to', alertSect.to, `"${address}" is not an address`)
+  }
+  if (to.length === 0) {
+    to = [`postmaster@${mailDomain(me)}`]
+    warnings.push(`[alert] to is empty: alerts go to ${to[0]}`)
+  }
+  for (const [key, value] of [['alert.from', from], ['alert.reply_address', text(alertSect.reply_address) || from]] as const) {
+    if (!/^[^@\s]+@[^@\s]+$/.test(value)) throw new ConfigError(key, value, 'expected an address like hijack-guard@example.com')
+  }
+  const reactivateSect = section(raw, 'reactivate')
+  const admins = parseList(reactivateSect.admins)
   const redisSect = section(raw, 'redis')
   const username = text(redisSect.username)
   const password = text(redisSect.password)
@@ -215,6 +236,12 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
     accountRules,
     alert: { to, from, replyAddress: text(alertSect.reply_address) || from },
     contact: text(alertSect.contact) || to[0] || `postmaster@${mailDomain(me)}`,
+    reactivate: {
+      policy: parseChoice('reactivate.policy', reactivateSect.policy, ['admin', 'token'], 'admin'),
+      admins: new Set((admins.length ? admins : to).map(norm)),
+      tokenTtlMs: text(reactivateSect.token_ttl) === '' ? 7 * 86_400_000 : parseDuration('reactivate.token_ttl', reactivateSect.token_ttl),
+    },
+    me: mailDomain(me),
     redis: {
       host: text(redisSect.host) || '127.0.0.1',
       port: text(redisSect.port) === '' ? 6379 : parseInteger('redis.port', redisSect.port, 1, 65535),

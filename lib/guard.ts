@@ -4,13 +4,19 @@
  */
 import { normalizeAccount } from './account'
 import { rulesForAccount, type Config } from './config'
-import { DENY, DENYDISCONNECT, DENYSOFT, DSN, type Connection, type HarakaPlugin, type Transaction, type Verdict } from './haraka'
+import { DENY, DENYDISCONNECT, DENYSOFT, DSN, envelopeAddress, OK, type Address, type Connection, type HarakaPlugin, type Transaction, type Verdict } from './haraka'
 import { describeCount, describeLimit, disabledReply, overLimitReply, shownAccount, storeDownReply } from './messages'
 import type { DisabledRecord, MessageSummary, Store } from './store'
+import { composeAlert, composeNotice, type MailSender } from './alert'
+import { handleReply } from './reactivate'
+import { isReplyRecipient, type MailAddress } from './reply'
+import { randomId } from './ids'
 
 export interface GuardState {
   readonly config: Config
   readonly store: Store
+  /** Queues a message through Haraka's outbound (a seam: tests replace it). */
+  readonly sendMail: MailSender
 }
 
 const MAX_DOMAINS = 5
@@ -25,9 +31,8 @@ export function sessionAccount(connection: Connection, config: Config): string |
 
 /** The verdict when the store failed: open lets mail flow, closed answers 451 4.3.0. */
 function storeFailure(plugin: HarakaPlugin, connection: Connection, state: GuardState, err: unknown, where: string): Verdict {
-  const msg = `store unavailable at ${where} (on_store_error=${state.config.onStoreError}): ${(err as Error)?.message ?? String(err)}`
-  connection.logerror(plugin, msg)
-  connection.results.add(plugin, { err: msg })
+  // haraka-results logs an err result at ERROR level: no separate log line.
+  connection.results.add(plugin, { err: `store unavailable at ${where} (on_store_error=${state.config.onStoreError}): ${(err as Error)?.message ?? String(err)}` })
   if (state.config.onStoreError === 'open') return
   return [DENYSOFT, DSN.sys_unspecified(storeDownReply(state.config.contact), 451)]
 }
@@ -69,6 +74,17 @@ export function summarize(connection: Connection, txn: Transaction): MessageSumm
   }
 }
 
+/** What the plugin notes on a transaction it counted (also read from outbound's todo.notes). */
+export interface CountNote {
+  readonly account: string
+  readonly recipients: number
+  /** Store-clock time of the count, naming its buckets (see Store.uncount). */
+  readonly at: number
+}
+
+/** The transaction note key; outbound copies transaction notes into each queued message. */
+export const NOTE = 'hijack_guard'
+
 /** queue_outbound: count the message; refuse (550 5.7.1) and disable when it goes over a limit. */
 export async function countMessage(plugin: HarakaPlugin, connection: Connection, state: GuardState): Promise<Verdict> {
   const txn = connection.transaction
@@ -81,7 +97,9 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
   }
   const rules = rulesForAccount(config, account)
   if (rules.length === 0) return
-  const input = { account, recipients: txn.rcpt_to.length, rules, mode: config.mode, summary: summarize(connection, txn) }
+  const summary = summarize(connection, txn)
+  const token = randomId()
+  const input = { account, recipients: txn.rcpt_to.length, rules, mode: config.mode, summary, token, tokenTtlMs: config.reactivate.tokenTtlMs }
   let result
   try {
     result = await store.record(input)
@@ -101,9 +119,13 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
           `ACCOUNT DISABLED ${JSON.stringify(account)}: reached ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
             `counts ${counts}; incident ${result.record.incident}; ${evidenceLine(result.record.evidence)}`,
         )
+        // The refusal does not wait for the alert and the audit entry.
+        void afterDisable(plugin, state, result.record, token)
       }
       return [DENY, DSN.sec_unauthorized(overLimitReply(account, result.over, config.contact), 550)]
-    case 'ok':
+    case 'ok': {
+      const note: CountNote = { account, recipients: input.recipients, at: result.at }
+      txn.notes[NOTE] = note
       txn.results.add(plugin, { pass: 'counted', counts })
       if (result.over && result.flipped) {
         connection.logwarn(
@@ -111,8 +133,71 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
           `monitor mode: account ${JSON.stringify(account)} went over ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
             `not refused (mode=monitor); counts ${counts}`,
         )
+        const record = { account, reason: 'limit', by: 'limit', at: result.at, incident: randomId(), over: result.over, counts: result.counts, evidence: [summary] }
+        void sendAlert(plugin, state, record, undefined)
       }
       return
+    }
+  }
+}
+
+/** The audit entry and the alert of an automatic disable; failures are logged, never thrown. */
+async function afterDisable(plugin: HarakaPlugin, state: GuardState, record: DisabledRecord, token: string): Promise<void> {
+  const reason = record.over ? `reached ${describeLimit(record.over)} (${describeCount(record.over)})` : record.reason
+  await Promise.all([
+    state.store.audit({ at: record.at, account: record.account, action: 'disable', actor: 'limit', how: 'limit', reason }).catch((err: unknown) =>
+      plugin.logerror(`audit entry for ${JSON.stringify(record.account)} not written: ${(err as Error)?.message ?? String(err)}`),
+    ),
+    sendAlert(plugin, state, record, token),
+  ])
+}
+
+/** Queues the postmaster alert; a failure is logged (the incident stays in the store). */
+export async function sendAlert(plugin: HarakaPlugin, state: GuardState, record: DisabledRecord, token: string | undefined): Promise<void> {
+  const { config } = state
+  try {
+    const mail = composeAlert({
+      record,
+      ...(token ? { token } : {}),
+      monitor: token === undefined,
+      from: config.alert.from,
+      to: config.alert.to,
+      replyAddress: config.alert.replyAddress,
+      me: config.me,
+      tokenTtlMs: config.reactivate.tokenTtlMs,
+      cliCommand: cliCommand('enable', record.account),
+      now: Date.now(),
+    })
+    await state.sendMail(mail)
+    plugin.loginfo(`alert for ${JSON.stringify(record.account)} queued to ${config.alert.to.join(', ')} (incident ${record.incident})`)
+  } catch (err) {
+    plugin.logerror(`alert for ${JSON.stringify(record.account)} NOT sent (incident ${record.incident}): ${(err as Error)?.message ?? String(err)}`)
+  }
+}
+
+/** The shell command that acts on an account, quoted for a POSIX shell. */
+export function cliCommand(command: string, account: string): string {
+  const dir = process.env.HARAKA ?? '/path/to/haraka'
+  const quote = (s: string): string => (/^[A-Za-z0-9@._+\/=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
+  return `npx hijack-guard -c ${quote(dir)} ${command} ${quote(account)}`
+}
+
+/**
+ * deny: a plugin after this one refused a message at queue_outbound (a smarthost forwarder whose
+ * upstream said no, say). The message was counted; take the count back, since refused messages
+ * do not count.
+ */
+export async function undoCount(plugin: HarakaPlugin, connection: Connection, state: GuardState, params: unknown[]): Promise<void> {
+  const [, , pluginName, , , hook] = params
+  const txn = connection.transaction
+  const note = txn?.notes[NOTE] as CountNote | undefined
+  if (hook !== 'queue_outbound' || pluginName === plugin.name || !txn || !note) return
+  delete txn.notes[NOTE]
+  try {
+    await state.store.uncount({ account: note.account, recipients: note.recipients, rules: rulesForAccount(state.config, note.account), at: note.at })
+    connection.loginfo(plugin, `${String(pluginName)} refused the message: not counted for ${JSON.stringify(note.account)}`)
+  } catch (err) {
+    connection.logerror(plugin, `could not take back the count of a refused message: ${(err as Error)?.message ?? String(err)}`)
   }
 }
 
@@ -142,4 +227,110 @@ export async function authRefusal(plugin: HarakaPlugin, connection: Connection, 
   }
   connection.lognotice(plugin, `refusing AUTH of disabled account ${JSON.stringify(account)}`)
   return `5.7.8 ${disabledReply(account, state.config.contact)}`
+}
+
+/** The transaction note that marks a reply to an alert: the reply-address recipients. */
+export const REPLY_NOTE = 'hijack_guard_reply'
+
+const SEPARATE = (address: string): string => `send the reply to ${address} in a message of its own`
+
+/**
+ * RCPT TO: accept the reply address (with any +detail) from every sender, since a postmaster
+ * may answer from anywhere; a reply shares its transaction with no other recipient.
+ */
+export function checkRcpt(connection: Connection, state: GuardState, rcpt: Address): Verdict {
+  const txn = connection.transaction
+  if (!txn) return
+  const replyAddress = state.config.alert.replyAddress
+  const mine = (txn.notes[REPLY_NOTE] as MailAddress[] | undefined) ?? []
+  // Haraka has already appended this recipient to rcpt_to when the rcpt hooks run.
+  const others = txn.rcpt_to.filter((r) => r !== rcpt).length - mine.length
+  if (isReplyRecipient({ local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }, replyAddress)) {
+    if (others > 0) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
+    txn.notes[REPLY_NOTE] = [...mine, { local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }]
+    return [OK, DSN.create(250, 'reply address of hijack-guard', 1, 5)]
+  }
+  if (mine.length > 0) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
+}
+
+/**
+ * queue / queue_outbound: a reply to an alert is consumed here (250, never delivered, never
+ * counted) and decided by handleReply. Answers null for any other message.
+ */
+export async function consumeReply(plugin: HarakaPlugin, connection: Connection, state: GuardState): Promise<Verdict | null> {
+  const txn = connection.transaction
+  const recipients = txn?.notes[REPLY_NOTE] as MailAddress[] | undefined
+  if (!txn || !recipients) return null
+  try {
+    return await decideReply(plugin, connection, state, txn, recipients)
+  } catch (err) {
+    // Whatever went wrong, a reply is never delivered anywhere.
+    connection.logcrit(plugin, `reply to alert consumed unprocessed after an unexpected error: ${(err as Error)?.stack ?? String(err)}`)
+    return [OK, DSN.create(250, 'Reply received by hijack-guard', 0, 0)]
+  }
+}
+
+async function decideReply(plugin: HarakaPlugin, connection: Connection, state: GuardState, txn: Transaction, recipients: MailAddress[]): Promise<Verdict> {
+  const { config, store } = state
+  const mailFrom = envelopeAddress(txn.mail_from)
+  const header = (name: string): string => {
+    try {
+      return String(txn.header.get_decoded(name) ?? '')
+    } catch {
+      return String(txn.header.get(name) ?? '')
+    }
+  }
+  const login = connection.notes.auth_user
+  let outcome
+  try {
+    outcome = await handleReply({ authUser: typeof login === 'string' ? login : null, mailFrom, recipients, header }, config, store)
+  } catch (err) {
+    // A reply must not be lost to a store outage: the sender's server will try again.
+    connection.results.add(plugin, { err: `reply not processed, store unavailable: ${(err as Error)?.message ?? String(err)}` })
+    return [DENYSOFT, DSN.sys_unspecified('Reply not processed yet; please try again later', 451)]
+  }
+  const messageId = header('Message-ID').trim()
+  if (outcome.result === 'reactivated') {
+    connection.lognotice(plugin, `ACCOUNT RE-ENABLED ${JSON.stringify(outcome.account)} by reply from ${outcome.actor}`)
+    txn.results.add(plugin, { pass: 'reactivated' })
+    await store
+      .audit({ at: Date.now(), account: outcome.account, action: 'enable', actor: outcome.actor, how: 'reply' })
+      .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${(err as Error)?.message ?? String(err)}`))
+    const to = typeof login === 'string' && mailFrom ? [mailFrom] : config.alert.to
+    for (const address of to) {
+      void notify(plugin, state, address, messageId, `Account ${shownAccount(outcome.account)} re-enabled`, [
+        `The account ${shownAccount(outcome.account)} works again: its disabled flag and its counters were cleared`,
+        `by a reply from ${outcome.actor}.`,
+        '',
+        'If its password was not changed yet, change it now.',
+      ])
+    }
+  } else {
+    connection.lognotice(plugin, `reply to alert not accepted from ${outcome.actor}${outcome.account !== undefined ? ` for ${JSON.stringify(outcome.account)}` : ''}: ${outcome.reason}`)
+    txn.results.add(plugin, { fail: `reply: ${outcome.reason}` })
+    if (outcome.account !== undefined) {
+      await store
+        .audit({ at: Date.now(), account: outcome.account, action: 'reactivate-failed', actor: outcome.actor, how: 'reply', reason: outcome.reason })
+        .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${(err as Error)?.message ?? String(err)}`))
+    }
+    if (outcome.tellSender) {
+      void notify(plugin, state, mailFrom, messageId, 'Reply to hijack-guard alert not accepted', [
+        'Your reply did not re-enable any account:',
+        `  ${outcome.reason}.`,
+        '',
+        `To re-enable an account from the mail server: ${cliCommand('enable', outcome.account ?? 'ACCOUNT')}`,
+      ])
+    }
+  }
+  return [OK, DSN.create(250, 'Reply received by hijack-guard', 0, 0)]
+}
+
+async function notify(plugin: HarakaPlugin, state: GuardState, to: string, inReplyTo: string, subject: string, lines: string[]): Promise<void> {
+  const { config } = state
+  try {
+    const mail = composeNotice({ from: config.alert.from, to, me: config.me, now: Date.now(), id: randomId(), subject, lines, ...(inReplyTo ? { inReplyTo } : {}) })
+    await state.sendMail(mail)
+  } catch (err) {
+    plugin.logerror(`notice to ${to} not sent: ${(err as Error)?.message ?? String(err)}`)
+  }
 }

@@ -12,6 +12,7 @@ declare module 'haraka-dsn' {
   class DSN {
     code: number
     reply: string
+    static create(code: number, msg: string, subject?: number, detail?: number): DSN
     static sec_unauthorized(msg: string, code?: number): DSN
     static sys_unspecified(msg: string, code?: number): DSN
   }

@@ -35,7 +35,12 @@ export interface Results {
 export interface Address {
   user?: string | null
   host?: string | null
-  address(): string
+}
+
+/** "user@host" of an envelope address; '' for the null sender. */
+export function envelopeAddress(a: Address | null | undefined): string {
+  if (!a?.user) return ''
+  return a.host ? `${a.user}@${a.host}` : a.user
 }
 
 export interface Transaction {
@@ -74,6 +79,34 @@ export type PasswdCallback = (valid: boolean, opts?: { code: number; message: st
 
 /** The shape of auth_base's check_plain_passwd / check_cram_md5_passwd. */
 export type PasswdCheck = (this: unknown, connection: Connection, user: string, passwd: string, cb: PasswdCallback) => void
+
+/** Haraka's outbound module, as far as the plugin uses it. */
+interface Outbound {
+  send_email(from: string, to: string[], contents: string, next: (code: number, msg?: string) => void, options: Record<string, unknown>): void
+}
+
+/**
+ * A MailSender on Haraka's outbound queue. Resolves when the message is queued. Passes
+ * `skip_plugins: []` with the notes, without which outbound throws once any plugin hooks
+ * pre_send_trans_email.
+ */
+export function outboundSender(plugin: HarakaPlugin): (mail: { from: string; to: readonly string[]; message: string }) => Promise<void> {
+  return (mail) =>
+    new Promise((resolve, reject) => {
+      try {
+        const outbound = plugin.haraka_require('outbound') as Outbound
+        outbound.send_email(
+          mail.from,
+          [...mail.to],
+          mail.message,
+          (code, msg) => (code === OK ? resolve() : reject(new Error(`outbound answered ${constants.translate(code)}: ${String(msg ?? '')}`))),
+          { notes: { skip_plugins: [] } },
+        )
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)))
+      }
+    })
+}
 
 /** The plugins registered in this Haraka process, by name. */
 export function registeredPlugins(plugin: HarakaPlugin): Record<string, Record<string, unknown>> {

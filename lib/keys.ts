@@ -61,3 +61,14 @@ export function accountKeys(account: string): AccountKeys {
 
 /** Set of encoded accounts that are disabled (an index for listing; the per-account hash is the truth). */
 export const DISABLED_INDEX = `${PREFIX}:disabled-accounts`
+
+/** List of audit entries (JSON), newest first, capped at AUDIT_CAP. */
+export const AUDIT_LOG = `${PREFIX}:audit`
+
+/**
+ * String with a TTL: the account a reactivation token was issued for. Only a pointer for
+ * finding the account; the token itself is checked against the account's disable record.
+ */
+export function tokenKey(token: string): string {
+  return `${PREFIX}:token:${encodeAccount(token)}`
+}

@@ -1,15 +1,19 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { Rule } from './config'
-import { bucketField, countersTtlMs, staleFields, windowTotals } from './buckets'
+import { countersTtlMs, increments, staleFields, windowTotals } from './buckets'
 import { randomId } from './ids'
 import {
   EVIDENCE_CAP,
   StoreError,
+  toAuditEntry,
   toSummary,
   windowCount,
+  type AuditEntry,
+  type CountedMessage,
   type DisabledRecord,
   type DisableInput,
+  type RedeemResult,
   type MessageSummary,
   type RecordInput,
   type RecordResult,
@@ -31,12 +35,37 @@ interface AccountState {
   monitoredUntil: number
 }
 
+/** A disable record as kept on disk: with its token, which readers never see. */
+type StoredRecord = DisabledRecord & { token?: string }
+
+interface TokenPointer {
+  account: string
+  /** When the pointer may be forgotten (twice the token's lifetime). */
+  forgetAt: number
+}
+
+interface State {
+  disabled: Map<string, StoredRecord>
+  tokens: Map<string, TokenPointer>
+  audit: AuditEntry[]
+}
+
 interface StateFile {
   version: 1
-  disabled: Record<string, DisabledRecord>
+  disabled: Record<string, StoredRecord>
+  tokens?: Record<string, TokenPointer>
+  audit?: AuditEntry[]
 }
 
 const SWEEP_EVERY = 1000
+
+/** The memory store keeps a shorter audit trail than Redis: it rewrites one file. */
+export const MEMORY_AUDIT_CAP = 1000
+
+function publicRecord(r: StoredRecord): DisabledRecord {
+  const { token: _secret, ...rest } = r
+  return rest
+}
 
 /**
  * The embedded Store for one Haraka process. Counters live in memory; disable records are
@@ -47,11 +76,13 @@ const SWEEP_EVERY = 1000
 export function createMemoryStore(options: MemoryStoreOptions): Store {
   const now = options.now ?? Date.now
   const accounts = new Map<string, AccountState>()
-  const disabled = loadState(options.stateFile)
+  const { disabled, tokens, audit } = loadState(options.stateFile)
   let recordsSinceSweep = 0
 
   function persist(): void {
-    const state: StateFile = { version: 1, disabled: Object.fromEntries(disabled) }
+    const t = now()
+    for (const [token, p] of tokens) if (p.forgetAt <= t) tokens.delete(token)
+    const state: StateFile = { version: 1, disabled: Object.fromEntries(disabled), tokens: Object.fromEntries(tokens), audit }
     const tmp = `${options.stateFile}.${process.pid}.tmp`
     try {
       mkdirSync(dirname(options.stateFile), { recursive: true })
@@ -97,7 +128,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       if (overIndex >= 0 && input.mode === 'enforce') {
         const counts = input.rules.map((r, i) => windowCount(r, totals[i] ?? 0))
         const over = counts[overIndex] as WindowCount
-        const record: DisabledRecord = {
+        const record: StoredRecord = {
           account: input.account,
           reason: 'limit',
           by: 'limit',
@@ -106,30 +137,66 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
           over,
           counts,
           evidence: a.evidence,
+          token: input.token,
+          tokenExpiresAt: t + input.tokenTtlMs,
         }
         disabled.set(input.account, record)
+        tokens.set(input.token, { account: input.account, forgetAt: t + 2 * input.tokenTtlMs })
         persist()
-        return { status: 'refused', counts, over, flipped: true, record }
+        return { status: 'refused', counts, over, flipped: true, record: publicRecord(record) }
       }
 
-      const seen = new Set<string>()
-      input.rules.forEach((r, i) => {
-        const f = bucketField(r, t)
-        const add = adds[i] ?? 0
-        if (!seen.has(f) && add > 0) a.counts.set(f, (a.counts.get(f) ?? 0) + add)
-        seen.add(f)
-        totals[i] = (totals[i] ?? 0) + add
-      })
+      for (const [f, add] of increments(input.rules, input.recipients, t)) a.counts.set(f, (a.counts.get(f) ?? 0) + add)
+      input.rules.forEach((_, i) => (totals[i] = (totals[i] ?? 0) + (adds[i] ?? 0)))
       const counts = input.rules.map((r, i) => windowCount(r, totals[i] ?? 0))
-      if (overIndex < 0) return { status: 'ok', counts, flipped: false }
+      if (overIndex < 0) return { status: 'ok', counts, flipped: false, at: t }
       const over = counts[overIndex] as WindowCount
+      const rule = input.rules[overIndex] as Rule
       const flipped = a.monitoredUntil <= t
-      if (flipped) a.monitoredUntil = t + over.windowMs
-      return { status: 'ok', counts, over, flipped }
+      if (flipped) a.monitoredUntil = t + rule.bucketMs * rule.buckets
+      return { status: 'ok', counts, over, flipped, at: t }
+    },
+
+    async uncount(message: CountedMessage): Promise<void> {
+      const a = live(message.account, now())
+      if (!a) return
+      for (const [f, n] of increments(message.rules, message.recipients, message.at)) {
+        const left = (a.counts.get(f) ?? 0) - n
+        if (left > 0) a.counts.set(f, left)
+        else a.counts.delete(f)
+      }
+    },
+
+    async tokenAccount(token: string): Promise<string | null> {
+      const p = tokens.get(token)
+      return p && p.forgetAt > now() ? p.account : null
+    },
+
+    async redeem(account: string, token: string): Promise<RedeemResult> {
+      const r = disabled.get(account)
+      if (!r) return 'not-disabled'
+      if (!r.token || r.token !== token) return 'mismatch'
+      if ((r.tokenExpiresAt ?? 0) < now()) return 'expired'
+      disabled.delete(account)
+      accounts.delete(account)
+      persist()
+      return 'ok'
+    },
+
+    async audit(entry: AuditEntry): Promise<void> {
+      audit.unshift(entry)
+      audit.splice(MEMORY_AUDIT_CAP)
+      persist()
+    },
+
+    async auditLog(options: { account?: string; limit?: number } = {}): Promise<AuditEntry[]> {
+      const mine = options.account === undefined ? audit : audit.filter((e) => e.account === options.account)
+      return mine.slice(0, options.limit ?? mine.length)
     },
 
     async getDisabled(account: string): Promise<DisabledRecord | null> {
-      return disabled.get(account) ?? null
+      const r = disabled.get(account)
+      return r ? publicRecord(r) : null
     },
 
     async disable(input: DisableInput): Promise<boolean> {
@@ -161,7 +228,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     },
 
     async listDisabled(): Promise<DisabledRecord[]> {
-      return [...disabled.values()].sort((a, b) => b.at - a.at)
+      return [...disabled.values()].map(publicRecord).sort((a, b) => b.at - a.at)
     },
 
     async close(): Promise<void> {
@@ -171,12 +238,12 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
   return store
 }
 
-function loadState(file: string): Map<string, DisabledRecord> {
+function loadState(file: string): State {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { disabled: new Map(), tokens: new Map(), audit: [] }
     throw new StoreError(`cannot read ${file}: ${(err as Error).message}`, { cause: err })
   }
   let state: unknown
@@ -185,17 +252,24 @@ function loadState(file: string): Map<string, DisabledRecord> {
   } catch (err) {
     throw new StoreError(`${file} is not valid JSON (${(err as Error).message}); fix or move it away`, { cause: err })
   }
-  const rows = (state as Partial<StateFile> | null)?.disabled
+  const parsed = state as Partial<StateFile> | null
+  const rows = parsed?.disabled
   if (!rows || typeof rows !== 'object') throw new StoreError(`${file} has no "disabled" object; fix or move it away`)
-  const map = new Map<string, DisabledRecord>()
+  const disabled = new Map<string, StoredRecord>()
   for (const [account, r] of Object.entries(rows) as [string, unknown][]) {
     if (!isRecordLike(r)) throw new StoreError(`${file}: the record of ${JSON.stringify(account)} is damaged; fix or move it away`)
-    map.set(account, { ...r, account, evidence: (r.evidence ?? []).flatMap(toSummary), counts: r.counts ?? [] })
+    disabled.set(account, { ...r, account, evidence: (r.evidence ?? []).flatMap(toSummary), counts: r.counts ?? [] })
   }
-  return map
+  const tokens = new Map<string, TokenPointer>()
+  for (const [token, p] of Object.entries(parsed.tokens ?? {})) {
+    if (p && typeof p.account === 'string') tokens.set(token, { account: p.account, forgetAt: Number(p.forgetAt) || 0 })
+  }
+  const audit = Array.isArray(parsed.audit) ? parsed.audit.flatMap(toAuditEntry) : []
+  return { disabled, tokens, audit }
 }
 
-function isRecordLike(r: unknown): r is DisabledRecord {
+/** A disable record as JSON.parse gave it: an object whose evidence and counts, if any, are lists. */
+function isRecordLike(r: unknown): r is StoredRecord {
   if (!r || typeof r !== 'object' || Array.isArray(r)) return false
   const { evidence, counts } = r as Record<string, unknown>
   return (evidence === undefined || Array.isArray(evidence)) && (counts === undefined || Array.isArray(counts))

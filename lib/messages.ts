@@ -20,7 +20,7 @@ export function formatDuration(ms: number): string {
 
 /** "20 messages in 1 minute": a window count as a person reads it. */
 export function describeCount(c: WindowCount): string {
-  return `${c.count} ${c.kind} in ${formatDuration(c.windowMs)}`
+  return `${quantity(c.count, c.kind)} in ${formatDuration(c.windowMs)}`
 }
 
 /** "messages 500/30m". */
@@ -28,21 +28,36 @@ export function describeLimit(c: WindowCount): string {
   return `${c.kind} ${c.text}`
 }
 
-/** An account name fit for an SMTP reply or a log line: printable and at most 64 characters. */
+/** An account name fit for a log line or mail text: no control characters, at most 64 characters. */
 export function shownAccount(account: string): string {
   // eslint-disable-next-line no-control-regex
   const clean = account.replace(/[\x00-\x1f\x7f]/g, '?')
   return clean.length > 64 ? `${clean.slice(0, 61)}...` : clean
 }
 
+/**
+ * An account name fit for an SMTP reply, which RFC 5321 limits to printable US-ASCII: as
+ * shownAccount, with every other character written as \uXXXX (e.g. "j\u00fcrgen").
+ */
+export function replyAccount(account: string): string {
+  return shownAccount(account).replace(/[^\x20-\x7e]/gu, (ch) =>
+    Array.from({ length: ch.length }, (_, i) => `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''),
+  )
+}
+
+/** "1 message", "500 messages". */
+function quantity(n: number, kind: string): string {
+  return `${n} ${n === 1 ? kind.replace(/s$/, '') : kind}`
+}
+
 /** Text after "550 5.7.1" when a message would take the account over a limit. */
 export function overLimitReply(account: string, over: WindowCount, contact: string): string {
-  return `Account ${shownAccount(account)} reached its limit of ${over.max} ${over.kind} in ${formatDuration(over.windowMs)} and has been disabled; contact ${contact}`
+  return `Account ${replyAccount(account)} reached its limit of ${quantity(over.max, over.kind)} in ${formatDuration(over.windowMs)} and has been disabled; contact ${contact}`
 }
 
 /** Text after "550 5.7.1" at MAIL FROM, and after "535 5.7.8" at AUTH, for a disabled account. */
 export function disabledReply(account: string, contact: string): string {
-  return `Account ${shownAccount(account)} is disabled after unusual sending; contact ${contact}`
+  return `Account ${replyAccount(account)} is disabled after unusual sending; contact ${contact}`
 }
 
 /** Text after "451 4.3.0" when the store cannot answer and on_store_error = closed. */

@@ -1,17 +1,22 @@
 import { createClient } from 'redis'
 import type { RedisConfig, Rule } from './config'
-import { accountKeys, decodeAccount, DISABLED_INDEX, encodeAccount } from './keys'
-import { DISABLE, ENABLE, RECORD, type Script } from './scripts'
+import { accountKeys, AUDIT_LOG, decodeAccount, DISABLED_INDEX, encodeAccount, tokenKey } from './keys'
+import { DISABLE, ENABLE, RECORD, REDEEM, UNCOUNT, type Script } from './scripts'
 import {
+  AUDIT_CAP,
   describeRules,
   EVIDENCE_CAP,
+  toAuditEntry,
   parseEvidence,
   parseRuleCounts,
   StoreError,
   windowCount,
   withTimeout,
+  type AuditEntry,
+  type CountedMessage,
   type DisabledRecord,
   type DisableInput,
+  type RedeemResult,
   type MessageSummary,
   type RecordInput,
   type RecordResult,
@@ -19,7 +24,7 @@ import {
   type WindowCount,
 } from './store'
 import { randomId } from './ids'
-import { windowTotals } from './buckets'
+import { increments, windowTotals } from './buckets'
 
 export interface Logger {
   info(msg: string): void
@@ -58,20 +63,51 @@ export function createRedisStore(options: RedisStoreOptions): Store {
   })
   const where = `redis ${redis.host}:${redis.port}/${redis.db}`
   let lastError = ''
-  client.on('error', (err: Error) => {
-    // node-redis reports every failed reconnect; log each distinct failure once.
+  // node-redis reports every failed reconnect; log each distinct failure once.
+  const reportError = (err: Error): void => {
     if (err.message !== lastError) log.error(`${where}: ${err.message}`)
     lastError = err.message
-  })
+  }
+  client.on('error', reportError)
   client.on('ready', () => {
     if (lastError) log.info(`${where}: connected again`)
     lastError = ''
   })
-  client.connect().catch((err: Error) => log.error(`${where}: ${err.message}`))
+  client.connect().catch(reportError)
+
+  // After a call times out, Redis is presumed stuck: calls fail at once (instead of each waiting
+  // timeoutMs) until a PING answers again. One probe at a time.
+  let stuckSince = 0
+  let probing = false
+  function probe(): void {
+    if (probing || stuckSince === 0) return
+    probing = true
+    withTimeout(client.ping(), timeoutMs, 'ping')
+      .then(() => {
+        log.info(`${where}: answering again after ${Date.now() - stuckSince} ms`)
+        stuckSince = 0
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        probing = false
+        if (stuckSince !== 0 && !closed) setTimeout(probe, Math.min(timeoutMs, RECONNECT_MAX_MS)).unref()
+      })
+  }
+  let closed = false
 
   async function call<T>(what: string, work: () => Promise<T>): Promise<T> {
     if (!client.isReady) throw new StoreError(`${what}: ${where} is not connected${lastError ? ` (${lastError})` : ''}`)
-    return withTimeout(work(), timeoutMs, `${what} on ${where}`)
+    if (stuckSince !== 0) throw new StoreError(`${what}: ${where} has not answered for ${Date.now() - stuckSince} ms`)
+    try {
+      return await withTimeout(work(), timeoutMs, `${what} on ${where}`)
+    } catch (err) {
+      if (/no answer within/.test((err as Error).message) && stuckSince === 0) {
+        stuckSince = Date.now()
+        log.error(`${where}: no answer within ${timeoutMs} ms; failing fast until it answers a PING`)
+        probe()
+      }
+      throw err
+    }
   }
 
   async function evalScript(script: Script, keys: string[], args: string[]): Promise<Reply> {
@@ -102,6 +138,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
       ...(over ? { over } : {}),
       counts,
       evidence: parseEvidence(h.evidence),
+      ...(Number(h.token_expires) > 0 ? { tokenExpiresAt: Number(h.token_expires) } : {}),
     }
   }
 
@@ -126,6 +163,8 @@ export function createRedisStore(options: RedisStoreOptions): Store {
         randomId(),
         input.account,
         describeRules(input.rules),
+        input.token,
+        String(input.tokenTtlMs),
         String(input.rules.length),
       ]
       for (const r of input.rules) args.push(r.kind === 'messages' ? 'm' : 'r', String(r.max), String(r.bucketMs), String(r.buckets))
@@ -136,7 +175,12 @@ export function createRedisStore(options: RedisStoreOptions): Store {
       const over = counts[Number(overIndex) - 1]
       if (status === 'disabled') return { status, counts: [], flipped: false }
       if (status === 'refused' && over) {
-        await indexAdd(input.account)
+        await Promise.all([
+          indexAdd(input.account),
+          call('token', () => client.set(tokenKey(input.token), input.account, { PX: 2 * input.tokenTtlMs })).catch((err: Error) =>
+            log.error(`could not store the reactivation token of ${JSON.stringify(input.account)}: ${err.message}`),
+          ),
+        ])
         const record = toRecord(await hgetall('record', k.disabled).catch(() => ({}))) ?? {
           account: input.account,
           reason: 'limit',
@@ -149,7 +193,47 @@ export function createRedisStore(options: RedisStoreOptions): Store {
         }
         return { status, counts, over, flipped: Number(flipped) === 1, record }
       }
-      return { status: 'ok', counts, ...(over ? { over } : {}), flipped: Number(flipped) === 1 }
+      return { status: 'ok', counts, ...(over ? { over } : {}), flipped: Number(flipped) === 1, at: Number(reply[3]) }
+    },
+
+    async uncount(message: CountedMessage): Promise<void> {
+      const args = [...increments(message.rules, message.recipients, message.at)].flatMap(([f, n]) => [f, String(n)])
+      if (args.length) await evalScript(UNCOUNT, [accountKeys(message.account).counts], args)
+    },
+
+    async tokenAccount(token: string): Promise<string | null> {
+      return (await call('tokenAccount', () => client.get(tokenKey(token)))) ?? null
+    },
+
+    async redeem(account: string, token: string): Promise<RedeemResult> {
+      const k = accountKeys(account)
+      const reply = String(await evalScript(REDEEM, [k.disabled, k.counts, k.evidence, k.monitored], [token]))
+      if (reply !== 'ok' && reply !== 'not-disabled' && reply !== 'mismatch' && reply !== 'expired') {
+        throw new StoreError(`redeem: unexpected reply ${JSON.stringify(reply)}`)
+      }
+      if (reply === 'ok') {
+        await call('index', () => client.sRem(DISABLED_INDEX, encodeAccount(account))).catch((err: Error) =>
+          log.warn(`could not remove ${JSON.stringify(account)} from ${DISABLED_INDEX}: ${err.message}`),
+        )
+      }
+      return reply
+    },
+
+    async audit(entry: AuditEntry): Promise<void> {
+      await call('audit', () => client.multi().lPush(AUDIT_LOG, JSON.stringify(entry)).lTrim(AUDIT_LOG, 0, AUDIT_CAP - 1).exec())
+    },
+
+    async auditLog(options: { account?: string; limit?: number } = {}): Promise<AuditEntry[]> {
+      const rows = (await call('auditLog', () => client.lRange(AUDIT_LOG, 0, -1))) as string[]
+      const entries = rows.flatMap((row) => {
+        try {
+          return toAuditEntry(JSON.parse(row))
+        } catch {
+          return []
+        }
+      })
+      const mine = options.account === undefined ? entries : entries.filter((e) => e.account === options.account)
+      return mine.slice(0, options.limit ?? mine.length)
     },
 
     async getDisabled(account: string): Promise<DisabledRecord | null> {
@@ -198,6 +282,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     },
 
     async close(): Promise<void> {
+      closed = true
       try {
         if (client.isOpen) await client.close()
       } catch {

@@ -29,7 +29,9 @@ export const RECORD = script(
 -- ARGV[5]  incident   id stored in the disable record if this call disables
 -- ARGV[6]  account    account name stored in the disable record
 -- ARGV[7]  rules      JSON description of the rules, stored in the disable record
--- ARGV[8]  n          number of rules; then 4 values per rule:
+-- ARGV[8]  token      reactivation token stored in the disable record if this call disables
+-- ARGV[9]  tokenTtl   ms the token stays valid from now
+-- ARGV[10] n          number of rules; then 4 values per rule:
 --                     kind (m|r), max, bucketMs, buckets
 -- Reply: { status, flipped, over, nowMs, total_1, ..., total_n }
 --   status   "ok" counted (totals include it) | "refused" over a limit in enforce mode, not
@@ -44,10 +46,10 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rcpts = tonumber(ARGV[2])
-local n = tonumber(ARGV[8])
+local n = tonumber(ARGV[10])
 local rules, oldest, ttl = {}, {}, 0
 for i = 1, n do
-  local b = 8 + (i - 1) * 4
+  local b = 10 + (i - 1) * 4
   local r = { kind = ARGV[b + 1], max = tonumber(ARGV[b + 2]), bucket = tonumber(ARGV[b + 3]),
               buckets = tonumber(ARGV[b + 4]), total = 0 }
   r.cur = math.floor(now / r.bucket)
@@ -91,6 +93,7 @@ if over > 0 and mode == 'enforce' then
   for i = 1, n do csv[i] = tostring(rules[i].total) end
   redis.call('HSET', KEYS[3], 'account', ARGV[6], 'by', 'limit', 'reason', 'limit', 'at', now,
     'incident', ARGV[5], 'rules', ARGV[7], 'over', over, 'totals', table.concat(csv, ','),
+    'token', ARGV[8], 'token_expires', now + tonumber(ARGV[9]),
     'evidence', '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']')
   return totals({ 'refused', 1, over, now })
 end
@@ -141,5 +144,44 @@ return was
 `,
 )
 
+/** uncount: take back what record added for a message that a later plugin refused. */
+export const UNCOUNT = script(
+  'uncount',
+  `
+-- KEYS[1]  counts     hash of time buckets
+-- ARGV     field, amount pairs: what record added
+-- Reply: number of fields changed. A field never goes below zero; a zero field is deleted.
+local changed = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    if redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) <= 0 then
+      redis.call('HDEL', KEYS[1], ARGV[i])
+    end
+    changed = changed + 1
+  end
+end
+return changed
+`,
+)
+
+/** redeem: re-enable an account with the token of its current incident, once. */
+export const REDEEM = script(
+  'redeem',
+  `
+-- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] evidence   KEYS[4] monitored
+-- ARGV[1]  token      the token from the reply
+-- Reply: "ok" (the account is enabled, counters cleared) | "not-disabled" | "mismatch" (not
+--        this incident's token: made up, or from an earlier incident) | "expired"
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'not-disabled' end
+local rec = redis.call('HMGET', KEYS[1], 'token', 'token_expires')
+if not rec[1] or rec[1] == '' or rec[1] ~= ARGV[1] then return 'mismatch' end
+local t = redis.call('TIME')
+if tonumber(rec[2] or 0) < tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return 'expired' end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return 'ok'
+`,
+)
+
 /** Every script, for loading and for the SHA test. */
-export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE]
+export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE, UNCOUNT, REDEEM]

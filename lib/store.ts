@@ -23,6 +23,19 @@ export interface RecordInput {
   readonly rules: readonly Rule[]
   readonly mode: Mode
   readonly summary: MessageSummary
+  /** The reactivation token stored with the disable record if this call disables (32 hex). */
+  readonly token: string
+  /** How long that token may be redeemed, from the moment of the disable. */
+  readonly tokenTtlMs: number
+}
+
+/** What record() added, so that it can be taken back (see Store.uncount). */
+export interface CountedMessage {
+  readonly account: string
+  readonly recipients: number
+  readonly rules: readonly Rule[]
+  /** The store-clock time the message was counted at, which names its buckets. */
+  readonly at: number
 }
 
 /**
@@ -34,7 +47,7 @@ export interface RecordInput {
  * - disabled: the account was already disabled; not counted.
  */
 export type RecordResult =
-  | { readonly status: 'ok'; readonly counts: readonly WindowCount[]; readonly over?: WindowCount; readonly flipped: boolean }
+  | { readonly status: 'ok'; readonly counts: readonly WindowCount[]; readonly over?: WindowCount; readonly flipped: boolean; readonly at: number }
   | { readonly status: 'refused'; readonly counts: readonly WindowCount[]; readonly over: WindowCount; readonly flipped: boolean; readonly record: DisabledRecord }
   | { readonly status: 'disabled'; readonly counts: readonly WindowCount[]; readonly flipped: false }
 
@@ -52,6 +65,24 @@ export interface DisabledRecord {
   readonly over?: WindowCount
   readonly counts: readonly WindowCount[]
   readonly evidence: readonly MessageSummary[]
+  /** Until when the incident's token may be redeemed (ms); absent when there is no token. */
+  readonly tokenExpiresAt?: number
+}
+
+/** Why redeem() did or did not re-enable the account. */
+export type RedeemResult = 'ok' | 'not-disabled' | 'mismatch' | 'expired'
+
+/** One line of the audit trail. */
+export interface AuditEntry {
+  /** Milliseconds since the epoch. */
+  readonly at: number
+  readonly account: string
+  readonly action: 'disable' | 'enable' | 'reset' | 'reactivate-failed' | 'drop-held'
+  /** Who: 'limit' for the automatic disable, an admin login, or 'cli:<os user>'. */
+  readonly actor: string
+  /** How: 'limit', 'reply', 'cli'. */
+  readonly how: string
+  readonly reason?: string
 }
 
 export interface DisableInput {
@@ -64,6 +95,9 @@ export interface DisableInput {
 /** How many message summaries an account keeps as evidence. */
 export const EVIDENCE_CAP = 10
 
+/** How many audit entries the store keeps (the oldest are dropped). */
+export const AUDIT_CAP = 10_000
+
 /**
  * The store: the one interface both the Redis and the memory implementation provide.
  * Every method rejects with StoreError when the store cannot answer in time.
@@ -74,6 +108,16 @@ export interface Store {
   record(input: RecordInput): Promise<RecordResult>
   /** The disable record, or null when the account is not disabled. */
   getDisabled(account: string): Promise<DisabledRecord | null>
+  /** Takes back a counted message that a later plugin refused (floor 0). */
+  uncount(message: CountedMessage): Promise<void>
+  /** The account a reactivation token was issued for, or null (unknown, or long expired). */
+  tokenAccount(token: string): Promise<string | null>
+  /** Re-enables the account when `token` is its current, unexpired token; single use, atomic. */
+  redeem(account: string, token: string): Promise<RedeemResult>
+  /** Appends to the audit trail. */
+  audit(entry: AuditEntry): Promise<void>
+  /** The audit trail, newest first, optionally for one account. */
+  auditLog(options?: { account?: string; limit?: number }): Promise<AuditEntry[]>
   /** Disables an account by hand; false when it was disabled already (the record is kept). */
   disable(input: DisableInput): Promise<boolean>
   /** Clears the disable record, counters and evidence; false when the account was not disabled. */
@@ -139,6 +183,25 @@ export function parseRuleCounts(rulesJson: string | undefined, totalsCsv: string
     if (kind !== 'messages' && kind !== 'recipients') return []
     return [{ kind, max: Number(max), windowMs: Number(windowMs), text: String(text), count: totals[i] ?? 0 }]
   })
+}
+
+/** An audit entry from parsed JSON, or nothing when the shape is wrong. */
+export function toAuditEntry(row: unknown): AuditEntry[] {
+  if (!row || typeof row !== 'object') return []
+  const r = row as Record<string, unknown>
+  const actions = ['disable', 'enable', 'reset', 'reactivate-failed', 'drop-held'] as const
+  const action = actions.find((a) => a === r.action)
+  if (!action) return []
+  return [
+    {
+      at: Number(r.at) || 0,
+      account: String(r.account ?? ''),
+      action,
+      actor: String(r.actor ?? ''),
+      how: String(r.how ?? ''),
+      ...(r.reason !== undefined ? { reason: String(r.reason) } : {}),
+    },
+  ]
 }
 
 /** Parses a stored evidence list, dropping entries that are not summaries. */

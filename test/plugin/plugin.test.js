@@ -36,7 +36,11 @@ function makeGuard(ini, { smtpIni = '[main]\nnodes=0\n', store, onRegisterHook }
   if (onRegisterHook) plugin.register_hook = onRegisterHook
   plugin.register()
   plugin.guard.store = store ?? createMemoryStore({ stateFile: path.join(dir, 'state.json') })
-  return { plugin, dir, logs }
+  const sent = []
+  plugin.guard.sendMail = async (mail) => {
+    sent.push(mail)
+  }
+  return { plugin, dir, logs, sent }
 }
 
 function connectionFor(login, { rcpts = ['bob@example.net'], subject = 'hello', ip = '192.0.2.7' } = {}) {
@@ -86,10 +90,14 @@ function failingStore(message = 'connection refused') {
 }
 
 describe('plugin: registration and config', function () {
-  it('registers the counting hook on queue_outbound ahead of queue plugins (priority -100)', function () {
+  it('registers its rcpt, queue and queue_outbound hooks ahead of other plugins (priority -100)', function () {
     const registered = []
     const { plugin } = makeGuard('[limits]\nmessages=3/1m\n', { onRegisterHook: (...args) => registered.push(args) })
-    assert.deepEqual(registered, [['queue_outbound', 'count_message', -100]])
+    assert.deepEqual(registered, [
+      ['rcpt', 'check_rcpt', -100],
+      ['queue', 'consume_reply', -100],
+      ['queue_outbound', 'count_message', -100],
+    ])
     assert.equal(typeof plugin.hook_mail, 'function')
     assert.equal(typeof plugin.hook_init_master, 'function')
     assert.equal(typeof plugin.hook_init_child, 'function')

@@ -1,0 +1,194 @@
+/**
+ * The mail the plugin writes: the postmaster alert and the short answers to a reply. Composing
+ * is pure (tested on its own); sending is a seam (`MailSender`) the plugin fills with Haraka's
+ * outbound queue.
+ */
+import { formatDuration, shownAccount } from './messages'
+import { replyAddressFor, tokenLabel } from './reply'
+import type { DisabledRecord, MessageSummary, WindowCount } from './store'
+
+/** A complete message ready for the outbound queue. */
+export interface OutgoingMail {
+  readonly from: string
+  readonly to: readonly string[]
+  /** The whole RFC 5322 message, CRLF line ends, ending with a line end. */
+  readonly message: string
+}
+
+/** Queues a message; resolves when it is queued, rejects when it cannot be. */
+export type MailSender = (mail: OutgoingMail) => Promise<void>
+
+export interface AlertInput {
+  readonly record: DisabledRecord
+  /** The incident token (32 hex), or undefined for a monitor-mode report. */
+  readonly token?: string
+  readonly monitor: boolean
+  readonly from: string
+  readonly to: readonly string[]
+  readonly replyAddress: string
+  /** This server's name (config/me), for Message-ID and the signature. */
+  readonly me: string
+  readonly tokenTtlMs: number
+  /** Command that re-enables the account from a shell, shown in the alert. */
+  readonly cliCommand: string
+  /** Milliseconds since the epoch; the Date header. */
+  readonly now: number
+}
+
+const MAX_LIST = 10
+
+/** RFC 2047 B-encoding for a header value that is not plain ASCII. */
+export function encodeHeader(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = value.replace(/[\r\n\x00-\x1f\x7f]/g, ' ')
+  // eslint-disable-next-line no-control-regex
+  if (/^[\x20-\x7e]*$/.test(clean)) return clean
+  const words: string[] = []
+  let chunk = ''
+  for (const ch of clean) {
+    if (Buffer.byteLength(chunk + ch) > 45) {
+      words.push(chunk)
+      chunk = ''
+    }
+    chunk += ch
+  }
+  if (chunk) words.push(chunk)
+  return words.map((w) => `=?UTF-8?B?${Buffer.from(w, 'utf8').toString('base64')}?=`).join('\r\n ')
+}
+
+function utc(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')
+}
+
+function uniq(values: readonly string[]): string[] {
+  return [...new Set(values.filter((v) => v !== ''))]
+}
+
+function listLine(label: string, values: readonly string[]): string {
+  const shown = values.slice(0, MAX_LIST)
+  const more = values.length > shown.length ? ` (+${values.length - shown.length} more)` : ''
+  return `  ${label.padEnd(19)}${shown.length ? shown.join(', ') : '-'}${more}`
+}
+
+/** The evidence paragraph: distinct IPs, HELO names, recipient domains and subjects. */
+export function evidenceLines(evidence: readonly MessageSummary[]): string[] {
+  return [
+    `Evidence from its last ${evidence.length} message${evidence.length === 1 ? '' : 's'}:`,
+    listLine('Source IPs:', uniq(evidence.map((e) => e.ip))),
+    listLine('HELO names:', uniq(evidence.map((e) => e.helo))),
+    listLine('Recipient domains:', uniq(evidence.flatMap((e) => [...e.domains]))),
+    listLine('Subjects:', uniq(evidence.map((e) => e.subject)).map((s) => JSON.stringify(s))),
+  ]
+}
+
+function countLine(c: WindowCount, over: WindowCount | undefined): string {
+  const mark = over && c.kind === over.kind && c.windowMs === over.windowMs && c.max === over.max ? '   <- limit reached' : ''
+  return `  ${c.kind.padEnd(11)}${String(c.count).padStart(6)} of ${c.max} in ${formatDuration(c.windowMs)}${mark}`
+}
+
+/** "reached 500 messages in 30 minutes", or the operator's reason for a manual disable. */
+export function alertReason(record: DisabledRecord): string {
+  if (record.over) return `reached ${record.over.max} ${record.over.kind} in ${formatDuration(record.over.windowMs)}`
+  return record.reason && record.reason !== 'limit' ? record.reason : 'disabled'
+}
+
+function headerBlock(headers: ReadonlyArray<[string, string]>): string {
+  return headers.map(([k, v]) => `${k}: ${v}`).join('\r\n')
+}
+
+function build(headers: ReadonlyArray<[string, string]>, body: readonly string[]): string {
+  const common: Array<[string, string]> = [
+    ['MIME-Version', '1.0'],
+    ['Content-Type', 'text/plain; charset=UTF-8'],
+    ['Content-Transfer-Encoding', '8bit'],
+  ]
+  return `${headerBlock([...headers, ...common])}\r\n\r\n${body.join('\r\n')}\r\n`
+}
+
+/**
+ * The postmaster alert for a disabled account (or, in monitor mode, for an account that would
+ * have been disabled). Its Reply-To, Message-ID and subject carry the token.
+ */
+export function composeAlert(input: AlertInput): OutgoingMail {
+  const { record, token } = input
+  const account = shownAccount(record.account)
+  const reason = alertReason(record)
+  const label = token ? ` [${tokenLabel(token)}]` : ''
+  const subject = input.monitor
+    ? `Monitor: account ${account} would be disabled: ${reason}`
+    : `Account ${account} disabled: ${reason}${label}`
+  const messageId = `<${token ? tokenLabel(token) : `monitor-${record.incident}`}.${record.incident.slice(0, 8)}@${input.me}>`
+  const headers: Array<[string, string]> = [
+    ['From', `Hijack Guard <${input.from}>`],
+    ['To', input.to.join(', ')],
+    ['Subject', encodeHeader(subject)],
+    ['Date', new Date(input.now).toUTCString().replace('GMT', '+0000')],
+    ['Message-ID', messageId],
+    ['Auto-Submitted', 'auto-generated'],
+    ['X-Auto-Response-Suppress', 'All'],
+  ]
+  if (token) headers.push(['Reply-To', replyAddressFor(input.replyAddress, token)])
+
+  const body: string[] = []
+  if (input.monitor) {
+    body.push(
+      `The account ${account} ${reason} at ${utc(record.at)}.`,
+      'hijack-guard runs in monitor mode, so nothing was refused and the account still works.',
+      'In enforce mode it would now be disabled.',
+    )
+  } else {
+    body.push(
+      `The account ${account} was disabled at ${utc(record.at)}`,
+      `because it ${reason}. Its mail is refused until it is re-enabled.`,
+    )
+  }
+  if (record.counts.length) {
+    body.push('', 'Counts at that moment:', ...record.counts.map((c) => countLine(c, record.over)))
+  }
+  if (record.evidence.length) body.push('', ...evidenceLines(record.evidence))
+  if (!input.monitor) {
+    body.push(
+      '',
+      'What to do:',
+      '  1. Assume the password is stolen: change it, and check the account for',
+      '     forwarding rules, app passwords or devices the attacker may have added.',
+      '  2. Re-enable the account: reply to this message from an administrator',
+      '     account (logged in to this mail server); what the reply says does not matter.',
+      '     Or run on the mail server:',
+      `       ${input.cliCommand}`,
+      '',
+      'If you do nothing, the account stays disabled.',
+    )
+    if (token) body.push(`Replying works once, until ${utc(record.at + input.tokenTtlMs)} (${formatDuration(input.tokenTtlMs)}); after that use the command.`)
+  }
+  body.push('', `Incident ${record.incident}`, '-- ', `hijack-guard on ${input.me}`)
+  return { from: input.from, to: input.to, message: build(headers, body) }
+}
+
+export interface NoticeInput {
+  readonly from: string
+  readonly to: string
+  readonly me: string
+  readonly now: number
+  /** A unique id for the Message-ID (e.g. randomId()). */
+  readonly id: string
+  /** The Message-ID of the reply being answered, for threading. */
+  readonly inReplyTo?: string
+  readonly subject: string
+  readonly lines: readonly string[]
+}
+
+/** A short automatic note to an administrator (reactivation confirmed, or why it was not). */
+export function composeNotice(input: NoticeInput): OutgoingMail {
+  const headers: Array<[string, string]> = [
+    ['From', `Hijack Guard <${input.from}>`],
+    ['To', input.to],
+    ['Subject', encodeHeader(input.subject)],
+    ['Date', new Date(input.now).toUTCString().replace('GMT', '+0000')],
+    ['Message-ID', `<notice-${input.id}@${input.me}>`],
+    ['Auto-Submitted', 'auto-replied'],
+    ['X-Auto-Response-Suppress', 'All'],
+  ]
+  if (input.inReplyTo) headers.push(['In-Reply-To', input.inReplyTo])
+  return { from: input.from, to: [input.to], message: build(headers, [...input.lines, '', '-- ', `hijack-guard on ${input.me}`]) }
+}

@@ -1,0 +1,76 @@
+/**
+ * Reactivation by reply: the security decision (docs/security.md). Every condition must hold;
+ * the token is redeemed last, atomically, so a refused attempt never spends it.
+ */
+import { normalizeAccount } from './account'
+import type { Config } from './config'
+import { autoReplyReason, findToken, type HeaderLookup, type MailAddress } from './reply'
+import type { Store } from './store'
+
+export interface ReplyMessage {
+  /** The login of the session that submitted the reply, or null when it did not AUTH. */
+  readonly authUser: string | null
+  /** The envelope sender, '' for the null sender. */
+  readonly mailFrom: string
+  /** The recipients that are the reply address. */
+  readonly recipients: readonly MailAddress[]
+  readonly header: HeaderLookup
+}
+
+export type ReplyOutcome =
+  | { readonly result: 'reactivated'; readonly account: string; readonly actor: string }
+  | {
+      readonly result: 'refused'
+      readonly reason: string
+      /** The account the token names, when it names one. */
+      readonly account?: string
+      readonly actor: string
+      /** True when the sender is an authenticated admin who should hear why. */
+      readonly tellSender: boolean
+    }
+
+/** Decides a reply and, when every condition holds, re-enables the account. */
+export async function handleReply(reply: ReplyMessage, config: Config, store: Store): Promise<ReplyOutcome> {
+  const login = reply.authUser === null ? null : normalizeAccount(reply.authUser, config.lowercaseAccounts)
+  const isAdmin = login !== null && config.reactivate.admins.has(login)
+  const actor = login ?? `unauthenticated:${reply.mailFrom || '<>'}`
+  const refuse = (reason: string, account?: string): ReplyOutcome => ({
+    result: 'refused',
+    reason,
+    actor,
+    tellSender: isAdmin && reply.mailFrom !== '',
+    ...(account !== undefined ? { account } : {}),
+  })
+
+  // An automatic reply is never an answer, and never answered (no mail loops).
+  const auto = autoReplyReason(reply.header, reply.mailFrom)
+  if (auto) return { result: 'refused', reason: `automatic reply (${auto})`, actor, tellSender: false }
+
+  if (config.reactivate.policy === 'admin') {
+    if (login === null) return refuse('the reply was not sent by an authenticated session (policy = admin)')
+    if (!isAdmin) return refuse(`login ${JSON.stringify(login)} is not in [reactivate] admins`)
+  }
+
+  const token = findToken({
+    recipients: reply.recipients,
+    inReplyTo: reply.header('In-Reply-To'),
+    references: reply.header('References'),
+    subject: reply.header('Subject'),
+  })
+  if (!token) return refuse('no incident token found in the recipient, In-Reply-To, References or Subject')
+
+  const account = await store.tokenAccount(token)
+  if (account === null) return refuse('unknown or expired token')
+  if (login !== null && login === account) return refuse('a disabled account cannot re-enable itself', account)
+
+  switch (await store.redeem(account, token)) {
+    case 'ok':
+      return { result: 'reactivated', account, actor }
+    case 'not-disabled':
+      return refuse('the account is not disabled (the token was used already, or it was enabled another way)', account)
+    case 'mismatch':
+      return refuse('the token is not the one of the current incident (used already, or superseded by a newer alert)', account)
+    case 'expired':
+      return refuse(`the token has expired (token_ttl); use the command line`, account)
+  }
+}
