@@ -5,10 +5,11 @@
 import { cpus } from 'node:os'
 import { resolve } from 'node:path'
 import { wrapAuthPlugins } from './lib/auth-wrap'
-import { CONFIG_FILE, ConfigError, parseConfig, withRedisIni, type Config } from './lib/config'
+import { CONFIG_FILE, ConfigError, readConfig, type Config } from './lib/config'
 import type { MailSender } from './lib/alert'
 import { authRefusal, checkMail, checkRcpt, consumeReply, countMessage, undoCount, type GuardState } from './lib/guard'
 import { asHook, outboundSender, registeredPlugins, type Address, type Connection, type HarakaPlugin, type Next } from './lib/haraka'
+import { checkQueued, refuseDropped, suppressBounce, type QueuedMail } from './lib/held'
 import { createMemoryStore } from './lib/memory-store'
 import { createRedisStore } from './lib/redis-store'
 import type { Store } from './lib/store'
@@ -19,8 +20,14 @@ interface GuardPlugin extends HarakaPlugin {
 }
 
 export function register(this: GuardPlugin): void {
-  const config = readConfig(this, () => reloadConfig(this))
-  refuseUnsupportedProcessModel(this, config)
+  let config: Config
+  try {
+    config = readConfig(this.config, () => reloadConfig(this))
+    refuseUnsupportedProcessModel(this, config)
+  } catch (err) {
+    this.logcrit(`refusing to start: ${(err as Error).message}`)
+    throw err
+  }
   for (const w of config.warnings) this.logwarn(`${CONFIG_FILE}: ${w}`)
   this.guard = { config, sendMail: outboundSender(this) }
   // Ahead of other plugins: the reply address must be accepted before a relay check refuses
@@ -28,6 +35,7 @@ export function register(this: GuardPlugin): void {
   this.register_hook('rcpt', 'check_rcpt', -100)
   this.register_hook('queue', 'consume_reply', -100)
   this.register_hook('queue_outbound', 'count_message', -100)
+  this.register_hook('get_mx', 'refuse_dropped', -100)
   this.loginfo(`mode=${config.mode} store=${config.store} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'}`)
 }
 
@@ -62,6 +70,18 @@ export const hook_deny = asHook(async function (this: GuardPlugin, connection: C
   await undoCount(this, connection, state(this), params)
 })
 
+export const hook_send_email = asHook(async function (this: GuardPlugin, mail: QueuedMail) {
+  return checkQueued(this, mail, state(this))
+})
+
+export const refuse_dropped = asHook(async function (this: GuardPlugin, mail: QueuedMail) {
+  return refuseDropped(mail)
+})
+
+export const hook_bounce = asHook(async function (this: GuardPlugin, mail: QueuedMail) {
+  return suppressBounce(this, mail)
+})
+
 export function shutdown(this: GuardPlugin): void {
   const store = this.guard?.store
   if (!store) return
@@ -94,17 +114,10 @@ function startInProcess(plugin: GuardPlugin): void {
   plugin.loginfo(wrapped.length ? `AUTH of disabled accounts refused in: ${wrapped.join(', ')}` : 'no auth plugin found to guard; MAIL FROM still refuses disabled accounts')
 }
 
-function readConfig(plugin: HarakaPlugin, onChange: () => void): Config {
-  const raw = plugin.config.get(CONFIG_FILE, 'ini', onChange) as Parameters<typeof parseConfig>[0]
-  const redisIni = plugin.config.get('redis.ini', 'ini') as Parameters<typeof withRedisIni>[1]
-  const me = String(plugin.config.get('me') ?? '')
-  return parseConfig(withRedisIni(raw, redisIni), me)
-}
-
 function reloadConfig(plugin: GuardPlugin): void {
   let config: Config
   try {
-    config = readConfig(plugin, () => reloadConfig(plugin))
+    config = readConfig(plugin.config, () => reloadConfig(plugin))
   } catch (err) {
     plugin.logerror(`${(err as Error).message}; keeping the previous configuration`)
     return

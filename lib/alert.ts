@@ -64,20 +64,33 @@ function uniq(values: readonly string[]): string[] {
   return [...new Set(values.filter((v) => v !== ''))]
 }
 
-function listLine(label: string, values: readonly string[]): string {
+/** "  Label:  a, b, c", wrapped at about 76 characters with aligned continuation lines. */
+function listLines(label: string, values: readonly string[]): string[] {
   const shown = values.slice(0, MAX_LIST)
-  const more = values.length > shown.length ? ` (+${values.length - shown.length} more)` : ''
-  return `  ${label.padEnd(19)}${shown.length ? shown.join(', ') : '-'}${more}`
+  const items = shown.length ? shown.map((v, i) => (i < shown.length - 1 ? `${v},` : v)) : ['-']
+  if (values.length > shown.length) items.push(`(+${values.length - shown.length} more)`)
+  const indent = ' '.repeat(21)
+  const lines: string[] = []
+  let line = `  ${label.padEnd(19)}`
+  for (const item of items) {
+    if (line.trim() !== label && line.length + 1 + item.length > 76) {
+      lines.push(line)
+      line = indent
+    }
+    line += line.endsWith(' ') ? item : ` ${item}`
+  }
+  lines.push(line)
+  return lines
 }
 
 /** The evidence paragraph: distinct IPs, HELO names, recipient domains and subjects. */
 export function evidenceLines(evidence: readonly MessageSummary[]): string[] {
   return [
     `Evidence from its last ${evidence.length} message${evidence.length === 1 ? '' : 's'}:`,
-    listLine('Source IPs:', uniq(evidence.map((e) => e.ip))),
-    listLine('HELO names:', uniq(evidence.map((e) => e.helo))),
-    listLine('Recipient domains:', uniq(evidence.flatMap((e) => [...e.domains]))),
-    listLine('Subjects:', uniq(evidence.map((e) => e.subject)).map((s) => JSON.stringify(s))),
+    ...listLines('Source IPs:', uniq(evidence.map((e) => e.ip))),
+    ...listLines('HELO names:', uniq(evidence.map((e) => e.helo))),
+    ...listLines('Recipient domains:', uniq(evidence.flatMap((e) => [...e.domains]))),
+    ...listLines('Subjects:', uniq(evidence.map((e) => e.subject)).map((s) => JSON.stringify(s))),
   ]
 }
 

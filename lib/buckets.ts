@@ -10,7 +10,7 @@ function parseField(field: string): { bucketMs: number; index: number; kind: str
   return m ? { bucketMs: Number(m[1]), index: Number(m[2]), kind: m[3] ?? '' } : null
 }
 
-/** Each rule's total over the buckets inside its window at nowMs. */
+/** Each rule's total over the buckets inside its window at nowMs (buckets ahead of now count too, as in the record script). */
 export function windowTotals(fields: Iterable<[string, number]>, rules: readonly Rule[], nowMs: number): number[] {
   const totals = rules.map(() => 0)
   for (const [field, value] of fields) {
@@ -19,7 +19,7 @@ export function windowTotals(fields: Iterable<[string, number]>, rules: readonly
     rules.forEach((r, i) => {
       const cur = Math.floor(nowMs / r.bucketMs)
       const kind = r.kind === 'messages' ? 'm' : 'r'
-      if (f.bucketMs === r.bucketMs && f.kind === kind && f.index > cur - r.buckets && f.index <= cur) {
+      if (f.bucketMs === r.bucketMs && f.kind === kind && f.index > cur - r.buckets) {
         totals[i] = (totals[i] ?? 0) + value
       }
     })

@@ -46,6 +46,8 @@ export interface Config {
     readonly admins: ReadonlySet<string>
     readonly tokenTtlMs: number
   }
+  /** Outbound mail of a disabled account: retried every retryMs, kept at most maxHoldMs. */
+  readonly held: { readonly retryMs: number; readonly maxHoldMs: number }
   /** This server's name (config/me), for addresses, Message-IDs and texts. */
   readonly me: string
   readonly redis: RedisConfig
@@ -75,6 +77,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   limits: ['messages', 'recipients', 'buckets'],
   exempt: ['accounts'],
   alert: ['to', 'from', 'reply_address', 'contact'],
+  held: ['retry', 'max_hold'],
   reactivate: ['policy', 'admins', 'token_ttl'],
   redis: ['host', 'port', 'db', 'username', 'password'],
 }
@@ -202,7 +205,9 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   const accountRules = new Map<string, Rule[]>()
   for (const [name, sect] of Object.entries(raw)) {
     if (!name.startsWith('account:') || !sect) continue
-    accountRules.set(norm(name.slice('account:'.length)), rulesFor(`account:${name.slice(8)}`, sect, limits))
+    const account = norm(name.slice('account:'.length))
+    if (accountRules.has(account)) warnings.push(`[${name}] repeats the account ${JSON.stringify(account)}; the last section wins`)
+    accountRules.set(account, rulesFor(`account:${name.slice(8)}`, sect, limits))
   }
 
   const alertSect = section(raw, 'alert')
@@ -222,7 +227,8 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   const admins = parseList(reactivateSect.admins)
   const redisSect = section(raw, 'redis')
   const username = text(redisSect.username)
-  const password = text(redisSect.password)
+  // A password may contain " ;": taken verbatim, without inline-comment stripping.
+  const password = redisSect.password === undefined || redisSect.password === null ? '' : String(redisSect.password).trim()
 
   const config: Config = {
     mode: parseChoice('main.mode', main.mode, ['enforce', 'monitor'], 'enforce'),
@@ -241,6 +247,10 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
       admins: new Set((admins.length ? admins : to).map(norm)),
       tokenTtlMs: text(reactivateSect.token_ttl) === '' ? 7 * 86_400_000 : parseDuration('reactivate.token_ttl', reactivateSect.token_ttl),
     },
+    held: {
+      retryMs: text(section(raw, 'held').retry) === '' ? 60_000 : parseDuration('held.retry', section(raw, 'held').retry),
+      maxHoldMs: text(section(raw, 'held').max_hold) === '' ? 7 * 86_400_000 : parseDuration('held.max_hold', section(raw, 'held').max_hold),
+    },
     me: mailDomain(me),
     redis: {
       host: text(redisSect.host) || '127.0.0.1',
@@ -257,6 +267,23 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
 /** The rules that apply to an account: its [account:LOGIN] override, else [limits]. */
 export function rulesForAccount(config: Config, account: string): readonly Rule[] {
   return config.accountRules.get(account) ?? config.rules
+}
+
+/** What the plugin and the CLI read config through: Haraka's config reader (haraka-config). */
+export interface ConfigReader {
+  get(name: string, type?: unknown, cb?: () => void): unknown
+}
+
+/**
+ * Reads hijack-guard.ini (the package defaults with the Haraka directory's copy over them),
+ * config/redis.ini and config/me, and parses them. `onChange` runs when hijack-guard.ini
+ * changes. Throws ConfigError.
+ */
+export function readConfig(reader: ConfigReader, onChange?: () => void): Config {
+  const raw = (onChange ? reader.get(CONFIG_FILE, 'ini', onChange) : reader.get(CONFIG_FILE, 'ini')) as RawIni
+  const redisIni = reader.get('redis.ini', 'ini') as RawIni | undefined
+  const me = String(reader.get('me') ?? '')
+  return parseConfig(withRedisIni(raw, redisIni), me)
 }
 
 /** Merges Haraka's config/redis.ini [server] under our [redis] section (ours wins). */

@@ -80,6 +80,8 @@ export interface CountNote {
   readonly recipients: number
   /** Store-clock time of the count, naming its buckets (see Store.uncount). */
   readonly at: number
+  /** This server's clock at the count (ms), for the hold check of queued mail. */
+  readonly countedAt?: number
 }
 
 /** The transaction note key; outbound copies transaction notes into each queued message. */
@@ -124,7 +126,7 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
       }
       return [DENY, DSN.sec_unauthorized(overLimitReply(account, result.over, config.contact), 550)]
     case 'ok': {
-      const note: CountNote = { account, recipients: input.recipients, at: result.at }
+      const note: CountNote = { account, recipients: input.recipients, at: result.at, countedAt: Date.now() }
       txn.notes[NOTE] = note
       txn.results.add(plugin, { pass: 'counted', counts })
       if (result.over && result.flipped) {

@@ -5,6 +5,7 @@ declare module 'haraka-constants' {
   export const denysoft: number
   export const denydisconnect: number
   export const denysoftdisconnect: number
+  export const delay: number
   export function translate(code: number): string
 }
 

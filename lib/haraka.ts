@@ -12,12 +12,13 @@ export const OK = constants.ok
 export const DENY = constants.deny
 export const DENYSOFT = constants.denysoft
 export const DENYDISCONNECT = constants.denydisconnect
+export const DELAY = constants.delay
 
-/** What Haraka's `next` takes: a return code and an optional message or DSN. */
-export type Next = (code?: number, msg?: string | DSN) => void
+/** What Haraka's `next` takes: a return code and an optional message, DSN or DELAY seconds. */
+export type Next = (code?: number, msg?: string | DSN | number) => void
 
 /** A hook's decision: nothing (CONT), or a code with its message. */
-export type Verdict = void | readonly [code: number, msg?: string | DSN]
+export type Verdict = void | readonly [code: number, msg?: string | DSN | number]
 
 export interface Logging {
   logdebug(...args: unknown[]): void

@@ -46,6 +46,10 @@ export interface AccountKeys {
   readonly disabled: string
   /** String with a TTL: set when monitor mode has reported an overrun in the current window. */
   readonly monitored: string
+  /** Set of ids of queued messages held while the account is disabled; expires after max_hold. */
+  readonly held: string
+  /** String (store-clock ms): messages counted until then are dropped from the queue. */
+  readonly dropBefore: string
 }
 
 /** The keys of one account, all in the account's hash-tag slot. */
@@ -56,11 +60,10 @@ export function accountKeys(account: string): AccountKeys {
     evidence: `${base}:evidence`,
     disabled: `${base}:disabled`,
     monitored: `${base}:monitored`,
+    held: `${base}:held`,
+    dropBefore: `${base}:drop-before`,
   }
 }
-
-/** Set of encoded accounts that are disabled (an index for listing; the per-account hash is the truth). */
-export const DISABLED_INDEX = `${PREFIX}:disabled-accounts`
 
 /** List of audit entries (JSON), newest first, capped at AUDIT_CAP. */
 export const AUDIT_LOG = `${PREFIX}:audit`

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { Rule } from './config'
 import { countersTtlMs, increments, staleFields, windowTotals } from './buckets'
@@ -13,22 +13,23 @@ import {
   type CountedMessage,
   type DisabledRecord,
   type DisableInput,
-  type RedeemResult,
+  type HeldState,
   type MessageSummary,
   type RecordInput,
   type RecordResult,
+  type RedeemResult,
   type Store,
   type WindowCount,
 } from './store'
 
 export interface MemoryStoreOptions {
-  /** File that keeps the durable state (disable records); written atomically. */
+  /** File that keeps the durable state; written atomically (temporary file, then rename). */
   readonly stateFile: string
   /** Milliseconds since the epoch; injectable for tests. */
   readonly now?: () => number
 }
 
-interface AccountState {
+interface AccountCounters {
   counts: Map<string, number>
   evidence: MessageSummary[]
   expiresAt: number
@@ -44,17 +45,20 @@ interface TokenPointer {
   forgetAt: number
 }
 
-interface State {
+/**
+ * Everything that must survive a restart, and that the CLI changes through the file. Maps,
+ * never plain objects, hold account names: "__proto__" is a login like any other.
+ */
+interface Durable {
   disabled: Map<string, StoredRecord>
   tokens: Map<string, TokenPointer>
   audit: AuditEntry[]
-}
-
-interface StateFile {
-  version: 1
-  disabled: Record<string, StoredRecord>
-  tokens?: Record<string, TokenPointer>
-  audit?: AuditEntry[]
+  /** account -> ms: counters cleared (by enable or reset) at that time. */
+  cleared: Map<string, number>
+  /** account -> queued mail counted until `at` is dropped; the mark is kept until `until`. */
+  dropBefore: Map<string, { at: number; until: number }>
+  /** account -> held message id -> when to forget it. */
+  held: Map<string, Map<string, number>>
 }
 
 const SWEEP_EVERY = 1000
@@ -67,33 +71,86 @@ function publicRecord(r: StoredRecord): DisabledRecord {
   return rest
 }
 
+function emptyDurable(): Durable {
+  return { disabled: new Map(), tokens: new Map(), audit: [], cleared: new Map(), dropBefore: new Map(), held: new Map() }
+}
+
+function toJson(d: Durable): string {
+  const held = [...d.held].map(([account, ids]): [string, Record<string, number>] => [account, Object.fromEntries(ids)])
+  return `${JSON.stringify(
+    {
+      version: 1,
+      disabled: Object.fromEntries(d.disabled),
+      tokens: Object.fromEntries(d.tokens),
+      audit: d.audit,
+      cleared: Object.fromEntries(d.cleared),
+      dropBefore: Object.fromEntries(d.dropBefore),
+      held: Object.fromEntries(held),
+    },
+    null,
+    2,
+  )}\n`
+}
+
 /**
- * The embedded Store for one Haraka process. Counters live in memory; disable records are
- * written to `stateFile` (write to a temporary file, then rename) before a call resolves, so
- * a restart keeps every disabled flag. Throws StoreError when the state file exists but is
+ * The embedded Store for one Haraka process. Counters live in memory; the durable state
+ * (disable records, tokens, audit, held mail) is written to `stateFile` before a call
+ * resolves, so a restart keeps every disabled flag. A change to the file by another process
+ * (the CLI) is picked up on the next call. Throws StoreError when the state file exists but is
  * not readable as state: the plugin refuses to start rather than forget a disabled account.
  */
 export function createMemoryStore(options: MemoryStoreOptions): Store {
   const now = options.now ?? Date.now
-  const accounts = new Map<string, AccountState>()
-  const { disabled, tokens, audit } = loadState(options.stateFile)
+  const file = options.stateFile
+  const accounts = new Map<string, AccountCounters>()
+  let durable = loadState(file)
+  let seen = fileStamp(file)
   let recordsSinceSweep = 0
 
-  function persist(): void {
-    const t = now()
-    for (const [token, p] of tokens) if (p.forgetAt <= t) tokens.delete(token)
-    const state: StateFile = { version: 1, disabled: Object.fromEntries(disabled), tokens: Object.fromEntries(tokens), audit }
-    const tmp = `${options.stateFile}.${process.pid}.tmp`
-    try {
-      mkdirSync(dirname(options.stateFile), { recursive: true })
-      writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`)
-      renameSync(tmp, options.stateFile)
-    } catch (err) {
-      throw new StoreError(`cannot write ${options.stateFile}: ${(err as Error).message}`, { cause: err })
+  /** Takes in what another process wrote; counters of accounts it cleared are dropped here too. */
+  function refresh(): Durable {
+    const stamp = fileStamp(file)
+    if (stamp === seen) return durable
+    const before = durable
+    durable = loadState(file)
+    seen = stamp
+    for (const [account, at] of durable.cleared) {
+      if (at !== before.cleared.get(account)) accounts.delete(account)
     }
+    return durable
   }
 
-  function live(account: string, t: number): AccountState | undefined {
+  /** Applies a change to the latest durable state and writes it before returning. */
+  function change<T>(mutate: (d: Durable) => T): T {
+    const d = refresh()
+    const result = mutate(d)
+    const t = now()
+    for (const [token, p] of d.tokens) if (p.forgetAt <= t) d.tokens.delete(token)
+    for (const [account, m] of d.dropBefore) if (m.until <= t) d.dropBefore.delete(account)
+    const tmp = `${file}.${process.pid}.tmp`
+    try {
+      mkdirSync(dirname(file), { recursive: true })
+      const fd = openSync(tmp, 'w', 0o600)
+      try {
+        writeSync(fd, toJson(d))
+        fsyncSync(fd)
+      } finally {
+        closeSync(fd)
+      }
+      renameSync(tmp, file)
+    } catch (err) {
+      throw new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err })
+    }
+    seen = fileStamp(file)
+    return result
+  }
+
+  function clearCounters(d: Durable, account: string): void {
+    accounts.delete(account)
+    d.cleared.set(account, now())
+  }
+
+  function live(account: string, t: number): AccountCounters | undefined {
     const a = accounts.get(account)
     if (a && a.expiresAt <= t) {
       accounts.delete(account)
@@ -112,10 +169,9 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     kind: 'memory',
 
     async record(input: RecordInput): Promise<RecordResult> {
-      if (input.mode === 'enforce' && disabled.has(input.account)) return { status: 'disabled', counts: [], flipped: false }
+      if (input.mode === 'enforce' && refresh().disabled.has(input.account)) return { status: 'disabled', counts: [], flipped: false }
       const t = now()
       sweep(t)
-      const ttl = countersTtlMs(input.rules)
       const a = live(input.account, t) ?? { counts: new Map(), evidence: [], expiresAt: 0, monitoredUntil: 0 }
       accounts.set(input.account, a)
       for (const f of staleFields(a.counts.keys(), input.rules, t)) a.counts.delete(f)
@@ -123,7 +179,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       const adds = input.rules.map((r) => (r.kind === 'messages' ? 1 : input.recipients))
       const overIndex = input.rules.findIndex((r, i) => (totals[i] ?? 0) + (adds[i] ?? 0) > r.max)
       a.evidence = [input.summary, ...a.evidence].slice(0, EVIDENCE_CAP)
-      a.expiresAt = t + ttl
+      a.expiresAt = t + countersTtlMs(input.rules)
 
       if (overIndex >= 0 && input.mode === 'enforce') {
         const counts = input.rules.map((r, i) => windowCount(r, totals[i] ?? 0))
@@ -140,9 +196,10 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
           token: input.token,
           tokenExpiresAt: t + input.tokenTtlMs,
         }
-        disabled.set(input.account, record)
-        tokens.set(input.token, { account: input.account, forgetAt: t + 2 * input.tokenTtlMs })
-        persist()
+        change((d) => {
+          d.disabled.set(input.account, record)
+          d.tokens.set(input.token, { account: input.account, forgetAt: t + 2 * input.tokenTtlMs })
+        })
         return { status: 'refused', counts, over, flipped: true, record: publicRecord(record) }
       }
 
@@ -168,67 +225,117 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     },
 
     async tokenAccount(token: string): Promise<string | null> {
-      const p = tokens.get(token)
+      const p = refresh().tokens.get(token)
       return p && p.forgetAt > now() ? p.account : null
     },
 
     async redeem(account: string, token: string): Promise<RedeemResult> {
-      const r = disabled.get(account)
+      const r = refresh().disabled.get(account)
       if (!r) return 'not-disabled'
       if (!r.token || r.token !== token) return 'mismatch'
       if ((r.tokenExpiresAt ?? 0) < now()) return 'expired'
-      disabled.delete(account)
-      accounts.delete(account)
-      persist()
+      change((d) => {
+        d.disabled.delete(account)
+        clearCounters(d, account)
+      })
       return 'ok'
     },
 
     async audit(entry: AuditEntry): Promise<void> {
-      audit.unshift(entry)
-      audit.splice(MEMORY_AUDIT_CAP)
-      persist()
+      change((d) => {
+        d.audit.unshift(entry)
+        d.audit.splice(MEMORY_AUDIT_CAP)
+      })
     },
 
     async auditLog(options: { account?: string; limit?: number } = {}): Promise<AuditEntry[]> {
-      const mine = options.account === undefined ? audit : audit.filter((e) => e.account === options.account)
+      const all = refresh().audit
+      const mine = options.account === undefined ? all : all.filter((e) => e.account === options.account)
       return mine.slice(0, options.limit ?? mine.length)
     },
 
     async getDisabled(account: string): Promise<DisabledRecord | null> {
-      const r = disabled.get(account)
+      const r = refresh().disabled.get(account)
       return r ? publicRecord(r) : null
     },
 
     async disable(input: DisableInput): Promise<boolean> {
-      if (disabled.has(input.account)) return false
-      disabled.set(input.account, { ...input, at: now(), counts: [], evidence: [] })
-      persist()
+      if (refresh().disabled.has(input.account)) return false
+      change((d) => {
+        d.disabled.set(input.account, { ...input, at: now(), counts: [], evidence: [] })
+      })
       return true
     },
 
     async enable(account: string): Promise<boolean> {
-      accounts.delete(account)
-      if (!disabled.delete(account)) return false
-      persist()
-      return true
+      return change((d) => {
+        const was = d.disabled.delete(account)
+        clearCounters(d, account)
+        return was
+      })
     },
 
     async reset(account: string): Promise<void> {
-      accounts.delete(account)
+      change((d) => clearCounters(d, account))
     },
 
     async counts(account: string, rules: readonly Rule[]): Promise<WindowCount[]> {
+      refresh()
       const t = now()
       const totals = windowTotals(live(account, t)?.counts ?? [], rules, t)
       return rules.map((r, i) => windowCount(r, totals[i] ?? 0))
     },
 
     async evidence(account: string): Promise<MessageSummary[]> {
+      refresh()
       return [...(live(account, now())?.evidence ?? [])]
     },
 
     async listDisabled(): Promise<DisabledRecord[]> {
-      return [...disabled.values()].map(publicRecord).sort((a, b) => b.at - a.at)
+      return [...refresh().disabled.values()]
+        .map(publicRecord)
+        .sort((a, b) => b.at - a.at)
+    },
+
+    async ready(): Promise<void> {
+      refresh()
+    },
+
+    async heldState(account: string): Promise<HeldState> {
+      const d = refresh()
+      const drop = d.dropBefore.get(account)
+      return { disabled: d.disabled.has(account), dropBefore: drop && drop.until > now() ? drop.at : 0 }
+    },
+
+    async hold(account: string, id: string, ttlMs: number): Promise<void> {
+      if (refresh().held.get(account)?.has(id)) return
+      change((d) => {
+        const ids = d.held.get(account) ?? new Map<string, number>()
+        ids.set(id, now() + ttlMs)
+        d.held.set(account, ids)
+      })
+    },
+
+    async release(account: string, id: string): Promise<void> {
+      if (!refresh().held.get(account)?.has(id)) return
+      change((d) => {
+        const ids = d.held.get(account)
+        ids?.delete(id)
+        if (ids?.size === 0) d.held.delete(account)
+      })
+    },
+
+    async heldCount(account: string): Promise<number> {
+      const t = now()
+      return [...(refresh().held.get(account)?.values() ?? [])].filter((until) => until > t).length
+    },
+
+    async dropHeld(account: string, ttlMs: number): Promise<number> {
+      const t = now()
+      return change((d) => {
+        d.dropBefore.set(account, { at: t, until: t + ttlMs })
+        return [...(d.held.get(account)?.values() ?? [])].filter((until) => until > t).length
+      })
     },
 
     async close(): Promise<void> {
@@ -238,12 +345,22 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
   return store
 }
 
-function loadState(file: string): State {
+/** Changes whenever another process replaces the file (rename gives a new inode). */
+function fileStamp(file: string): string {
+  try {
+    const s = statSync(file)
+    return `${s.ino}:${s.mtimeMs}:${s.size}`
+  } catch {
+    return 'missing'
+  }
+}
+
+function loadState(file: string): Durable {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { disabled: new Map(), tokens: new Map(), audit: [] }
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyDurable()
     throw new StoreError(`cannot read ${file}: ${(err as Error).message}`, { cause: err })
   }
   let state: unknown
@@ -252,20 +369,32 @@ function loadState(file: string): State {
   } catch (err) {
     throw new StoreError(`${file} is not valid JSON (${(err as Error).message}); fix or move it away`, { cause: err })
   }
-  const parsed = state as Partial<StateFile> | null
-  const rows = parsed?.disabled
+  const parsed = (state ?? {}) as Record<string, unknown>
+  const rows = parsed.disabled
   if (!rows || typeof rows !== 'object') throw new StoreError(`${file} has no "disabled" object; fix or move it away`)
-  const disabled = new Map<string, StoredRecord>()
+  const d = emptyDurable()
   for (const [account, r] of Object.entries(rows) as [string, unknown][]) {
     if (!isRecordLike(r)) throw new StoreError(`${file}: the record of ${JSON.stringify(account)} is damaged; fix or move it away`)
-    disabled.set(account, { ...r, account, evidence: (r.evidence ?? []).flatMap(toSummary), counts: r.counts ?? [] })
+    d.disabled.set(account, { ...r, account, evidence: (r.evidence ?? []).flatMap(toSummary), counts: r.counts ?? [] })
   }
-  const tokens = new Map<string, TokenPointer>()
-  for (const [token, p] of Object.entries(parsed.tokens ?? {})) {
-    if (p && typeof p.account === 'string') tokens.set(token, { account: p.account, forgetAt: Number(p.forgetAt) || 0 })
+  for (const [token, p] of entriesOf(parsed.tokens)) {
+    const ptr = p as Partial<TokenPointer> | null
+    if (ptr && typeof ptr.account === 'string') d.tokens.set(token, { account: ptr.account, forgetAt: Number(ptr.forgetAt) || 0 })
   }
-  const audit = Array.isArray(parsed.audit) ? parsed.audit.flatMap(toAuditEntry) : []
-  return { disabled, tokens, audit }
+  d.audit = Array.isArray(parsed.audit) ? parsed.audit.flatMap(toAuditEntry) : []
+  for (const [account, at] of entriesOf(parsed.cleared)) d.cleared.set(account, Number(at) || 0)
+  for (const [account, m] of entriesOf(parsed.dropBefore)) {
+    const mark = m as { at?: unknown; until?: unknown } | null
+    if (mark) d.dropBefore.set(account, { at: Number(mark.at) || 0, until: Number(mark.until) || 0 })
+  }
+  for (const [account, ids] of entriesOf(parsed.held)) {
+    d.held.set(account, new Map(entriesOf(ids).map(([id, until]): [string, number] => [id, Number(until) || 0])))
+  }
+  return d
+}
+
+function entriesOf(value: unknown): [string, unknown][] {
+  return value && typeof value === 'object' && !Array.isArray(value) ? Object.entries(value) : []
 }
 
 /** A disable record as JSON.parse gave it: an object whose evidence and counts, if any, are lists. */

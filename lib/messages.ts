@@ -31,8 +31,13 @@ export function describeLimit(c: WindowCount): string {
 /** An account name fit for a log line or mail text: no control characters, at most 64 characters. */
 export function shownAccount(account: string): string {
   // eslint-disable-next-line no-control-regex
-  const clean = account.replace(/[\x00-\x1f\x7f]/g, '?')
-  return clean.length > 64 ? `${clean.slice(0, 61)}...` : clean
+  return truncate(account.replace(/[\x00-\x1f\x7f]/g, '?'), 64)
+}
+
+/** At most `max` characters (code points, never half a surrogate pair), "..." marking a cut. */
+function truncate(text: string, max: number): string {
+  const chars = Array.from(text)
+  return chars.length > max ? `${chars.slice(0, max - 3).join('')}...` : text
 }
 
 /**
@@ -40,9 +45,11 @@ export function shownAccount(account: string): string {
  * shownAccount, with every other character written as \uXXXX (e.g. "j\u00fcrgen").
  */
 export function replyAccount(account: string): string {
-  return shownAccount(account).replace(/[^\x20-\x7e]/gu, (ch) =>
+  // eslint-disable-next-line no-control-regex
+  const escaped = account.replace(/[\x00-\x1f\x7f]/g, '?').replace(/[^\x20-\x7e]/gu, (ch) =>
     Array.from({ length: ch.length }, (_, i) => `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''),
   )
+  return escaped.length > 64 ? `${escaped.slice(0, 61).replace(/\\u?[0-9a-f]{0,3}$/, '')}...` : escaped
 }
 
 /** "1 message", "500 messages". */

@@ -1,7 +1,7 @@
 import { createClient } from 'redis'
 import type { RedisConfig, Rule } from './config'
-import { accountKeys, AUDIT_LOG, decodeAccount, DISABLED_INDEX, encodeAccount, tokenKey } from './keys'
-import { DISABLE, ENABLE, RECORD, REDEEM, UNCOUNT, type Script } from './scripts'
+import { accountKeys, AUDIT_LOG, decodeAccount, PREFIX, tokenKey } from './keys'
+import { DISABLE, DROP_HELD, ENABLE, RECORD, REDEEM, UNCOUNT, type Script } from './scripts'
 import {
   AUDIT_CAP,
   describeRules,
@@ -16,6 +16,7 @@ import {
   type CountedMessage,
   type DisabledRecord,
   type DisableInput,
+  type HeldState,
   type RedeemResult,
   type MessageSummary,
   type RecordInput,
@@ -142,14 +143,6 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     }
   }
 
-  async function indexAdd(account: string): Promise<void> {
-    try {
-      await call('index', () => client.sAdd(DISABLED_INDEX, encodeAccount(account)))
-    } catch (err) {
-      log.warn(`could not add ${JSON.stringify(account)} to ${DISABLED_INDEX}: ${(err as Error).message}`)
-    }
-  }
-
   const store: Store = {
     kind: 'redis',
 
@@ -175,21 +168,21 @@ export function createRedisStore(options: RedisStoreOptions): Store {
       const over = counts[Number(overIndex) - 1]
       if (status === 'disabled') return { status, counts: [], flipped: false }
       if (status === 'refused' && over) {
-        await Promise.all([
-          indexAdd(input.account),
-          call('token', () => client.set(tokenKey(input.token), input.account, { PX: 2 * input.tokenTtlMs })).catch((err: Error) =>
-            log.error(`could not store the reactivation token of ${JSON.stringify(input.account)}: ${err.message}`),
-          ),
-        ])
-        const record = toRecord(await hgetall('record', k.disabled).catch(() => ({}))) ?? {
+        // The token pointer lives outside the account's slot, so it cannot be written by the script.
+        await call('token', () => client.set(tokenKey(input.token), input.account, { PX: 2 * input.tokenTtlMs })).catch((err: Error) =>
+          log.error(`could not store the reactivation token of ${JSON.stringify(input.account)}: ${err.message}`),
+        )
+        const at = Number(reply[3])
+        const record: DisabledRecord = {
           account: input.account,
           reason: 'limit',
           by: 'limit',
-          at: Number(reply[3]),
-          incident: '',
+          at,
+          incident: String(reply[4 + input.rules.length + 1] ?? ''),
           over,
           counts,
-          evidence: [],
+          evidence: parseEvidence(String(reply[4 + input.rules.length] ?? '[]')),
+          tokenExpiresAt: at + input.tokenTtlMs,
         }
         return { status, counts, over, flipped: Number(flipped) === 1, record }
       }
@@ -210,11 +203,6 @@ export function createRedisStore(options: RedisStoreOptions): Store {
       const reply = String(await evalScript(REDEEM, [k.disabled, k.counts, k.evidence, k.monitored], [token]))
       if (reply !== 'ok' && reply !== 'not-disabled' && reply !== 'mismatch' && reply !== 'expired') {
         throw new StoreError(`redeem: unexpected reply ${JSON.stringify(reply)}`)
-      }
-      if (reply === 'ok') {
-        await call('index', () => client.sRem(DISABLED_INDEX, encodeAccount(account))).catch((err: Error) =>
-          log.warn(`could not remove ${JSON.stringify(account)} from ${DISABLED_INDEX}: ${err.message}`),
-        )
       }
       return reply
     },
@@ -243,18 +231,12 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     async disable(input: DisableInput): Promise<boolean> {
       const k = accountKeys(input.account)
       const fields = ['account', input.account, 'reason', input.reason, 'by', input.by, 'incident', input.incident]
-      const flipped = Number(await evalScript(DISABLE, [k.disabled], fields)) === 1
-      await indexAdd(input.account)
-      return flipped
+      return Number(await evalScript(DISABLE, [k.disabled], fields)) === 1
     },
 
     async enable(account: string): Promise<boolean> {
       const k = accountKeys(account)
-      const was = Number(await evalScript(ENABLE, [k.disabled, k.counts, k.evidence, k.monitored], [])) === 1
-      await call('index', () => client.sRem(DISABLED_INDEX, encodeAccount(account))).catch((err: Error) =>
-        log.warn(`could not remove ${JSON.stringify(account)} from ${DISABLED_INDEX}: ${err.message}`),
-      )
-      return was
+      return Number(await evalScript(ENABLE, [k.disabled, k.counts, k.evidence, k.monitored], [])) === 1
     },
 
     async reset(account: string): Promise<void> {
@@ -276,9 +258,53 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     },
 
     async listDisabled(): Promise<DisabledRecord[]> {
-      const members = (await call('listDisabled', () => client.sMembers(DISABLED_INDEX))) as string[]
-      const records = await Promise.all(members.map((m) => store.getDisabled(decodeAccount(m))))
+      // The disable records are the truth: scan for them (an operator command, not a mail path).
+      const pattern = `${PREFIX}:{*}:disabled`
+      const names = await call('listDisabled', async () => {
+        const found: string[] = []
+        for await (const keys of client.scanIterator({ MATCH: pattern, COUNT: 1000 })) {
+          for (const key of [keys].flat()) {
+            const m = /^hijack-guard:\{(.*)\}:disabled$/.exec(String(key))
+            if (m?.[1] !== undefined) found.push(decodeAccount(m[1]))
+          }
+        }
+        return found
+      })
+      const records = await Promise.all(names.map((name) => store.getDisabled(name)))
       return records.filter((r): r is DisabledRecord => r !== null).sort((a, b) => b.at - a.at)
+    },
+
+    async ready(waitMs: number): Promise<void> {
+      const end = Date.now() + waitMs
+      while (!client.isReady) {
+        if (Date.now() >= end) throw new StoreError(`${where} did not answer within ${waitMs} ms${lastError ? ` (${lastError})` : ''}`)
+        await new Promise((r) => setTimeout(r, 25))
+      }
+      await call('ping', () => client.ping())
+    },
+
+    async heldState(account: string): Promise<HeldState> {
+      const k = accountKeys(account)
+      const [disabled, dropBefore] = await call('heldState', () => Promise.all([client.exists(k.disabled), client.get(k.dropBefore)]))
+      return { disabled: Number(disabled) === 1, dropBefore: Number(dropBefore) || 0 }
+    },
+
+    async hold(account: string, id: string, ttlMs: number): Promise<void> {
+      const k = accountKeys(account)
+      await call('hold', () => client.multi().sAdd(k.held, id).pExpire(k.held, ttlMs).exec())
+    },
+
+    async release(account: string, id: string): Promise<void> {
+      await call('release', () => client.sRem(accountKeys(account).held, id))
+    },
+
+    async heldCount(account: string): Promise<number> {
+      return Number(await call('heldCount', () => client.sCard(accountKeys(account).held)))
+    },
+
+    async dropHeld(account: string, ttlMs: number): Promise<number> {
+      const k = accountKeys(account)
+      return Number(await evalScript(DROP_HELD, [k.dropBefore, k.held], [String(ttlMs)]))
     },
 
     async close(): Promise<void> {

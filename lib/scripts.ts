@@ -33,7 +33,8 @@ export const RECORD = script(
 -- ARGV[9]  tokenTtl   ms the token stays valid from now
 -- ARGV[10] n          number of rules; then 4 values per rule:
 --                     kind (m|r), max, bucketMs, buckets
--- Reply: { status, flipped, over, nowMs, total_1, ..., total_n }
+-- Reply: { status, flipped, over, nowMs, total_1, ..., total_n }, and for "refused" also
+--        the evidence (JSON array) and the incident id
 --   status   "ok" counted (totals include it) | "refused" over a limit in enforce mode, not
 --            counted (totals exclude it) | "disabled" already disabled in enforce mode
 --   flipped  1 when this call set the disabled flag (enforce) or the monitored marker (monitor)
@@ -71,6 +72,7 @@ for j = 1, #all, 2 do
     local v = tonumber(all[j + 1])
     for i = 1, n do
       local r = rules[i]
+      -- Buckets ahead of now (after a clock step back) still count: an attacker gains nothing.
       if r.bucket == bucket and r.kind == kind and idx >= r.first then r.total = r.total + v end
     end
   end
@@ -95,7 +97,10 @@ if over > 0 and mode == 'enforce' then
     'incident', ARGV[5], 'rules', ARGV[7], 'over', over, 'totals', table.concat(csv, ','),
     'token', ARGV[8], 'token_expires', now + tonumber(ARGV[9]),
     'evidence', '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']')
-  return totals({ 'refused', 1, over, now })
+  local reply = totals({ 'refused', 1, over, now })
+  reply[#reply + 1] = redis.call('HGET', KEYS[3], 'evidence')
+  reply[#reply + 1] = ARGV[5]
+  return reply
 end
 local seen = {}
 for i = 1, n do
@@ -183,5 +188,19 @@ return 'ok'
 `,
 )
 
+/** drop-held: mark the account's queued mail, counted until now, for dropping. */
+export const DROP_HELD = script(
+  'drop-held',
+  `
+-- KEYS[1]  drop-before  string: store-clock ms   KEYS[2] held   set of held message ids
+-- ARGV[1]  ttl          ms the mark is kept (the longest time mail is held)
+-- Reply: the number of messages held at this moment
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+redis.call('SET', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 'PX', ARGV[1])
+return redis.call('SCARD', KEYS[2])
+`,
+)
+
 /** Every script, for loading and for the SHA test. */
-export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE, UNCOUNT, REDEEM]
+export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE, UNCOUNT, REDEEM, DROP_HELD]

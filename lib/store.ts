@@ -92,6 +92,13 @@ export interface DisableInput {
   readonly incident: string
 }
 
+/** The state of an account as outbound sees it for held mail. */
+export interface HeldState {
+  readonly disabled: boolean
+  /** Messages counted at or before this store-clock time are to be dropped; 0 = none. */
+  readonly dropBefore: number
+}
+
 /** How many message summaries an account keeps as evidence. */
 export const EVIDENCE_CAP = 10
 
@@ -130,6 +137,18 @@ export interface Store {
   evidence(account: string): Promise<MessageSummary[]>
   /** Every disabled account's record. */
   listDisabled(): Promise<DisabledRecord[]>
+  /** Resolves once the store answers, or rejects with StoreError after timeoutMs. */
+  ready(timeoutMs: number): Promise<void>
+  /** What outbound needs to decide on a queued message of the account (see HeldState). */
+  heldState(account: string): Promise<HeldState>
+  /** Notes that a queued message of a disabled account is being held. */
+  hold(account: string, id: string, ttlMs: number): Promise<void>
+  /** Forgets a held message (delivered after an enable, or dropped). */
+  release(account: string, id: string): Promise<void>
+  /** How many queued messages of the account are held. */
+  heldCount(account: string): Promise<number>
+  /** Marks every message of the account queued until now for dropping; answers the held count. */
+  dropHeld(account: string, ttlMs: number): Promise<number>
   /** Releases connections and timers; the store is unusable afterwards. */
   close(): Promise<void>
 }

@@ -90,13 +90,14 @@ function failingStore(message = 'connection refused') {
 }
 
 describe('plugin: registration and config', function () {
-  it('registers its rcpt, queue and queue_outbound hooks ahead of other plugins (priority -100)', function () {
+  it('registers its rcpt, queue, queue_outbound and get_mx hooks ahead of other plugins (priority -100)', function () {
     const registered = []
     const { plugin } = makeGuard('[limits]\nmessages=3/1m\n', { onRegisterHook: (...args) => registered.push(args) })
     assert.deepEqual(registered, [
       ['rcpt', 'check_rcpt', -100],
       ['queue', 'consume_reply', -100],
       ['queue_outbound', 'count_message', -100],
+      ['get_mx', 'refuse_dropped', -100],
     ])
     assert.equal(typeof plugin.hook_mail, 'function')
     assert.equal(typeof plugin.hook_init_master, 'function')

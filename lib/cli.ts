@@ -1,0 +1,298 @@
+/**
+ * The operator's command line: `hijack-guard -c HARAKA_DIR COMMAND`. It reads the same config
+ * as the plugin (the package defaults with HARAKA_DIR/config over them) and talks to the same
+ * store. runCli returns the exit code; bin/hijack-guard.ts exits with it.
+ */
+import { userInfo } from 'node:os'
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { normalizeAccount } from './account'
+import { alertReason, evidenceLines } from './alert'
+import { readConfig, rulesForAccount, type Config, type ConfigReader } from './config'
+import { createMemoryStore } from './memory-store'
+import { formatDuration } from './messages'
+import { createRedisStore } from './redis-store'
+import type { AuditEntry, DisabledRecord, Store, WindowCount } from './store'
+
+/** Exit codes scripts can rely on. */
+export const EXIT = {
+  ok: 0,
+  /** Nothing to do or nothing known: enable of an account that is not disabled, show of an unknown account. */
+  noChange: 1,
+  usage: 2,
+  config: 3,
+  store: 4,
+} as const
+
+export interface CliIo {
+  out(text: string): void
+  err(text: string): void
+  /** Opens haraka-config for a Haraka directory; a seam for tests. */
+  configFor?(harakaDir: string): ConfigReader
+}
+
+const HELP = `hijack-guard: look after the accounts haraka-plugin-hijack-guard disabled
+
+Usage: hijack-guard -c HARAKA_DIR [--json] COMMAND [ARGUMENTS]
+
+Commands:
+  list                          disabled accounts: when, why, counts, held mail
+  show ACCOUNT                  one account: state, live counts against its limits,
+                                last incident, evidence, held mail, recent audit
+  enable ACCOUNT                re-enable: clear the flag and the counters; held mail goes out
+  disable ACCOUNT [--reason T]  disable by hand (AUTH 535, MAIL FROM 550 until enabled)
+  reset ACCOUNT                 clear the counters, keep the flag
+  audit [ACCOUNT] [--limit N]   the audit trail, newest first (default 50 entries)
+  drop-held ACCOUNT             discard the account's held outbound mail, without bounces
+
+Options:
+  -c, --config DIR   the Haraka directory (the one with config/); default: $HARAKA or .
+  --json             machine-readable output (list, show, audit)
+  --reason TEXT      why, for disable (kept in the record and the audit trail)
+  --limit N          how many audit entries
+  -h, --help         this text
+
+Exit codes: 0 done; 1 nothing to do (not disabled, already disabled, unknown account);
+2 usage error; 3 bad config; 4 store unreachable.
+
+Examples:
+  npx hijack-guard -c /etc/haraka list
+  npx hijack-guard -c /etc/haraka show alice@example.com
+  npx hijack-guard -c /etc/haraka enable alice@example.com
+  npx hijack-guard -c /etc/haraka disable bob@example.com --reason "phished, ticket 4711"
+  npx hijack-guard -c /etc/haraka --json audit alice@example.com
+`
+
+const COMMANDS = ['list', 'show', 'enable', 'disable', 'reset', 'audit', 'drop-held']
+
+class UsageError extends Error {}
+
+function actor(): string {
+  try {
+    return `cli:${userInfo().username}`
+  } catch {
+    return `cli:${process.env.USER ?? 'unknown'}`
+  }
+}
+
+function utc(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')
+}
+
+function countText(c: WindowCount): string {
+  return `${c.kind} ${c.count}/${c.max} in ${formatDuration(c.windowMs)}`
+}
+
+function defaultConfigFor(harakaDir: string): ConfigReader {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const hc = require('haraka-config') as { module_config(defaults: string, overrides: string): ConfigReader }
+  return hc.module_config(resolve(__dirname, '..', '..'), harakaDir)
+}
+
+function openStore(config: Config, harakaDir: string): Store {
+  if (config.store === 'memory') return createMemoryStore({ stateFile: resolve(harakaDir, config.stateFile) })
+  const quiet = (): void => undefined
+  return createRedisStore({ redis: config.redis, timeoutMs: config.storeTimeoutMs, log: { info: quiet, warn: quiet, error: quiet } })
+}
+
+function recordJson(r: DisabledRecord, held: number | null): Record<string, unknown> {
+  return {
+    account: r.account,
+    disabledAt: new Date(r.at).toISOString(),
+    by: r.by,
+    reason: alertReason(r),
+    limit: r.over ? `${r.over.kind} ${r.over.text}` : null,
+    counts: r.counts,
+    incident: r.incident,
+    held,
+    ...(r.tokenExpiresAt ? { replyExpiresAt: new Date(r.tokenExpiresAt).toISOString() } : {}),
+  }
+}
+
+function evidenceOf(evidence: DisabledRecord['evidence']): string[] {
+  return evidence.length ? evidenceLines(evidence) : []
+}
+
+function auditLine(e: AuditEntry): string {
+  return `${utc(e.at)}  ${e.action.padEnd(17)} ${JSON.stringify(e.account)} by ${e.actor} via ${e.how}${e.reason ? `: ${e.reason}` : ''}`
+}
+
+/** Runs one command; resolves with the exit code. Never rejects. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        json: { type: 'boolean' },
+        reason: { type: 'string' },
+        limit: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    })
+  } catch (err) {
+    io.err(`hijack-guard: ${(err as Error).message}\nTry: hijack-guard --help`)
+    return EXIT.usage
+  }
+  const { values, positionals } = parsed
+  const [command, ...args] = positionals
+  if (values.help || command === 'help') {
+    io.out(HELP)
+    return EXIT.ok
+  }
+  if (!command) {
+    io.err(`hijack-guard: no command given\n\n${HELP}`)
+    return EXIT.usage
+  }
+  if (!COMMANDS.includes(command)) {
+    io.err(`hijack-guard: unknown command ${JSON.stringify(command)}\nTry: hijack-guard --help`)
+    return EXIT.usage
+  }
+  const harakaDir = resolve(values.config ?? process.env.HARAKA ?? '.')
+  let config: Config
+  try {
+    config = readConfig((io.configFor ?? defaultConfigFor)(harakaDir))
+  } catch (err) {
+    io.err(`hijack-guard: ${(err as Error).message} (Haraka directory ${harakaDir})`)
+    return EXIT.config
+  }
+  let store: Store | undefined
+  try {
+    store = openStore(config, harakaDir)
+    await store.ready(Math.max(3 * config.storeTimeoutMs, 2000))
+    return await dispatch(command, args, values, { config, store, io, harakaDir })
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`hijack-guard: ${err.message}\nTry: hijack-guard --help`)
+      return EXIT.usage
+    }
+    const where = config.store === 'redis' ? `redis ${config.redis.host}:${config.redis.port}` : resolve(harakaDir, config.stateFile)
+    io.err(`hijack-guard: the store (${where}) cannot be used: ${(err as Error)?.message ?? String(err)}`)
+    return EXIT.store
+  } finally {
+    await store?.close().catch(() => undefined)
+  }
+}
+
+interface Context {
+  readonly config: Config
+  readonly store: Store
+  readonly io: CliIo
+  readonly harakaDir: string
+}
+
+function oneAccount(command: string, args: readonly string[], config: Config): string {
+  if (args.length !== 1 || args[0] === undefined) throw new UsageError(`${command} takes exactly one ACCOUNT`)
+  return normalizeAccount(args[0], config.lowercaseAccounts)
+}
+
+async function dispatch(command: string, args: string[], values: { json?: boolean; reason?: string; limit?: string }, ctx: Context): Promise<number> {
+  const { config, store, io } = ctx
+  const json = values.json === true
+  const print = (data: unknown, text: string): void => io.out(json ? JSON.stringify(data, null, 2) : text)
+  const heldOf = (account: string): Promise<number> => store.heldCount(account)
+  const retry = formatDuration(config.held.retryMs)
+
+  switch (command) {
+    case 'list': {
+      if (args.length) throw new UsageError('list takes no arguments')
+      const records = await store.listDisabled()
+      const rows = await Promise.all(records.map(async (r) => ({ r, held: await heldOf(r.account) })))
+      const lines = rows.flatMap(({ r, held }) => [
+        r.account,
+        `  disabled ${utc(r.at)} by ${r.by}: ${alertReason(r)}`,
+        ...(r.counts.length ? [`  counts ${r.counts.map(countText).join(', ')}`] : []),
+        `  held mail ${held}; incident ${r.incident}`,
+      ])
+      print(
+        rows.map(({ r, held }) => recordJson(r, held)),
+        `${records.length} disabled account${records.length === 1 ? '' : 's'}${lines.length ? `\n${lines.join('\n')}` : ''}`,
+      )
+      return EXIT.ok
+    }
+    case 'show': {
+      const account = oneAccount(command, args, config)
+      const rules = rulesForAccount(config, account)
+      const [record, counts, evidence, held, audit] = await Promise.all([
+        store.getDisabled(account),
+        store.counts(account, rules),
+        store.evidence(account),
+        heldOf(account),
+        store.auditLog({ account, limit: 10 }),
+      ])
+      const liveKnown = store.kind === 'redis'
+      const known = record !== null || counts.some((c) => c.count > 0) || evidence.length > 0 || held > 0 || audit.length > 0
+      const state = record ? 'disabled' : config.exempt.has(account) ? 'exempt' : 'active'
+      const lines = [
+        `Account   ${account}`,
+        `State     ${state}${record ? ` since ${utc(record.at)} by ${record.by}: ${alertReason(record)}` : ''}`,
+        ...(record ? [`Incident  ${record.incident}${record.tokenExpiresAt ? ` (reply to the alert until ${utc(record.tokenExpiresAt)})` : ''}`] : []),
+        `Held mail ${held} message${held === 1 ? '' : 's'}`,
+        liveKnown ? 'Limits (live counts):' : 'Limits (live counts are kept inside the Haraka process with store = memory):',
+        ...(liveKnown ? counts.map((c) => `  ${countText(c)}`) : rules.map((r) => `  ${r.kind} ${r.text}`)),
+        ...(record?.counts.length ? ['At the incident:', ...record.counts.map((c) => `  ${countText(c)}`)] : []),
+        ...evidenceOf(record?.evidence.length ? record.evidence : evidence),
+        ...(audit.length ? ['Recent audit:', ...audit.map((e) => `  ${auditLine(e)}`)] : []),
+      ]
+      print(
+        { account, state, disabled: record ? recordJson(record, held) : null, counts: liveKnown ? counts : null, held, evidence: record?.evidence.length ? record.evidence : evidence, audit },
+        known ? lines.join('\n') : `${lines.join('\n')}\nhijack-guard has no record of ${account}: not disabled, nothing counted in its windows, no audit entries`,
+      )
+      return known ? EXIT.ok : EXIT.noChange
+    }
+    case 'enable': {
+      const account = oneAccount(command, args, config)
+      const held = await heldOf(account)
+      const was = await store.enable(account)
+      if (!was) {
+        io.out(`${account} is not disabled (its counters were cleared)`)
+        return EXIT.noChange
+      }
+      await store.audit({ at: Date.now(), account, action: 'enable', actor: actor(), how: 'cli' })
+      io.out(
+        `${account} enabled: flag and counters cleared.` +
+          (held ? `\n${held} held message${held === 1 ? '' : 's'} go out at the next delivery attempt (within ${retry}); to send now: haraka -c ${ctx.harakaDir} --qunstick` : ''),
+      )
+      return EXIT.ok
+    }
+    case 'disable': {
+      const account = oneAccount(command, args, config)
+      const reason = values.reason?.trim() || 'disabled by an operator'
+      const who = actor()
+      if (!(await store.disable({ account, reason, by: who, incident: `manual-${Date.now().toString(36)}` }))) {
+        io.out(`${account} is disabled already`)
+        return EXIT.noChange
+      }
+      await store.audit({ at: Date.now(), account, action: 'disable', actor: who, how: 'cli', reason })
+      io.out(`${account} disabled: AUTH gets 535 5.7.8 and MAIL FROM 550 5.7.1 until it is enabled`)
+      return EXIT.ok
+    }
+    case 'reset': {
+      const account = oneAccount(command, args, config)
+      await store.reset(account)
+      await store.audit({ at: Date.now(), account, action: 'reset', actor: actor(), how: 'cli' })
+      io.out(`${account}: counters cleared${(await store.getDisabled(account)) ? ' (it stays disabled)' : ''}`)
+      return EXIT.ok
+    }
+    case 'audit': {
+      if (args.length > 1) throw new UsageError('audit takes at most one ACCOUNT')
+      const limit = values.limit === undefined ? 50 : Number(values.limit)
+      if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a whole number of at least 1, not ${JSON.stringify(values.limit)}`)
+      const account = args[0] === undefined ? undefined : normalizeAccount(args[0], config.lowercaseAccounts)
+      const entries = await store.auditLog({ ...(account !== undefined ? { account } : {}), limit })
+      print(entries, entries.length ? entries.map(auditLine).join('\n') : 'no audit entries')
+      return EXIT.ok
+    }
+    case 'drop-held': {
+      const account = oneAccount(command, args, config)
+      const held = await store.dropHeld(account, config.held.maxHoldMs)
+      await store.audit({ at: Date.now(), account, action: 'drop-held', actor: actor(), how: 'cli', reason: `${held} held` })
+      io.out(`${account}: ${held} held message${held === 1 ? '' : 's'} (and any other mail it queued until now) will be discarded at the next delivery attempt (within ${retry}), without bounces`)
+      return EXIT.ok
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`)
+  }
+}

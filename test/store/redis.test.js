@@ -1,0 +1,444 @@
+'use strict'
+
+const assert = require('node:assert/strict')
+const { createClient } = require('redis')
+
+const { createRedisStore } = require('../../dist/lib/redis-store')
+const { SCRIPTS } = require('../../dist/lib/scripts')
+const { accountKeys, encodeAccount, PREFIX } = require('../../dist/lib/keys')
+const { countersTtlMs } = require('../../dist/lib/buckets')
+const { StoreError } = require('../../dist/lib/store')
+const { contract, rules, summary, recordInput, ODD_ACCOUNTS } = require('./contract')
+const { startRedis, freePort, waitFor, HOST } = require('./redis-server')
+
+function quietLog() {
+  const lines = []
+  return {
+    lines,
+    info: (m) => lines.push(`info ${m}`),
+    warn: (m) => lines.push(`warn ${m}`),
+    error: (m) => lines.push(`error ${m}`),
+  }
+}
+
+// Stores a test opened, closed after it even when it fails (an open client keeps mocha alive).
+const opened = new Set()
+
+function newStore(port, { timeoutMs = 1000, log = quietLog(), track = true } = {}) {
+  const store = createRedisStore({ redis: { host: HOST, port, db: 0 }, timeoutMs, log })
+  if (track) opened.add(store)
+  return store
+}
+
+/** Resolves once the store answers (it connects in the background). */
+function ready(store) {
+  return waitFor(async () => (await store.getDisabled('ready-probe')) === null, 5000, 'the store answers')
+}
+
+async function adminClient(port) {
+  const client = createClient({ socket: { host: HOST, port, reconnectStrategy: false } })
+  client.on('error', () => {})
+  await client.connect()
+  return client
+}
+
+function trip(store, account, extra = {}) {
+  const r = rules({ messages: '1/1h' })
+  const input = { ...recordInput(account, r, { summary: summary(1) }), ...extra }
+  return store.record(input).then(() => store.record(input))
+}
+
+/** Collects unhandled rejections while `fn` runs. */
+async function noUnhandledRejections(fn) {
+  const seen = []
+  const onRejection = (reason) => seen.push(reason)
+  process.on('unhandledRejection', onRejection)
+  try {
+    await fn()
+    // Let any stray promise settle and be reported before looking.
+    await new Promise((resolve) => setImmediate(resolve))
+  } finally {
+    process.off('unhandledRejection', onRejection)
+  }
+  assert.deepEqual(seen, [], 'no unhandled rejections')
+}
+
+describe('redis store', function () {
+  this.timeout(20_000)
+
+  let server
+  let admin
+
+  before(async function () {
+    server = await startRedis()
+    admin = await adminClient(server.port)
+  })
+
+  afterEach(async function () {
+    await Promise.all([...opened].map((store) => store.close()))
+    opened.clear()
+  })
+
+  after(async function () {
+    if (admin) await admin.close()
+    if (server) await server.stop()
+  })
+
+  contract('redis', async () => {
+    await admin.flushAll()
+    const store = newStore(server.port)
+    await ready(store)
+    return {
+      store,
+      clock: 'real',
+      advance() {
+        throw new Error('Redis TIME cannot be moved')
+      },
+      now() {
+        throw new Error('Redis TIME is read inside the scripts')
+      },
+      async cleanup() {
+        await store.close()
+      },
+    }
+  })
+
+  describe('redis store: scripts', function () {
+    let store
+
+    beforeEach(async function () {
+      await admin.flushAll()
+      store = newStore(server.port)
+      await ready(store)
+    })
+
+    afterEach(async function () {
+      await store.close()
+    })
+
+    it('has, for every Lua script, the sha that SCRIPT LOAD returns for its source', async function () {
+      const names = SCRIPTS.map((s) => s.name)
+      for (const name of ['record', 'disable', 'enable']) assert.ok(names.includes(name), `${name} is in SCRIPTS`)
+      for (const script of SCRIPTS) assert.equal(await admin.scriptLoad(script.source), script.sha, script.name)
+    })
+
+    it('keeps working after SCRIPT FLUSH (EVALSHA falls back to EVAL on NOSCRIPT)', async function () {
+      const r = rules({ messages: '100/1h' })
+      const input = recordInput('alice', r, { recipients: 2, summary: summary(1) })
+      assert.equal((await store.record(input)).counts[0].count, 1)
+      await admin.scriptFlush()
+      assert.deepEqual(
+        await admin.scriptExists(SCRIPTS.map((s) => s.sha)),
+        SCRIPTS.map(() => 0),
+      )
+      assert.equal((await store.record(input)).counts[0].count, 2)
+      await admin.scriptFlush()
+      assert.equal(await store.disable({ account: 'alice', reason: 'manual', by: 'test', incident: 'i' }), true)
+      await admin.scriptFlush()
+      assert.equal(await store.enable('alice'), true)
+      assert.equal(await store.getDisabled('alice'), null)
+      const ok = await store.record(input)
+      await admin.scriptFlush()
+      await store.uncount({ account: 'alice', recipients: 2, rules: r, at: ok.at })
+      assert.equal((await store.counts('alice', r))[0].count, 0)
+      const token = '0'.repeat(32)
+      assert.equal((await trip(store, 'bob', { token })).status, 'refused')
+      await admin.scriptFlush()
+      assert.equal(await store.redeem('bob', token), 'ok')
+    })
+
+    it('keeps the disable record forever and lets the counters, evidence and monitor marker expire', async function () {
+      const r = rules({ messages: '1/1h', recipients: '10/1d' })
+      const k = accountKeys('alice')
+      await store.record(recordInput('alice', r, { mode: 'monitor', summary: summary(1) }))
+      await store.record(recordInput('alice', r, { mode: 'monitor', summary: summary(2) }))
+      const ttl = countersTtlMs(r)
+      for (const key of [k.counts, k.evidence]) {
+        const pttl = await admin.pTTL(key)
+        assert.ok(pttl > ttl - 10_000 && pttl <= ttl, `${key} expires after the longest window and a bucket (${pttl})`)
+      }
+      const monitored = await admin.pTTL(k.monitored)
+      assert.ok(monitored > 0 && monitored <= 3_600_000, `the monitor marker lives one window (${monitored})`)
+      await store.record(recordInput('alice', r, { summary: summary(3) }))
+      assert.equal(await admin.pTTL(k.disabled), -1)
+    })
+
+    it('counts exactly the buckets inside the window, by Redis TIME, and drops the ones that left it', async function () {
+      // 10 buckets of 6 minutes: a boundary falls between TIME and the script once in hours;
+      // should it happen, the bucket index moves and the test is run again.
+      const r = rules({ messages: '100/1h', buckets: 10 })
+      const bucketMs = r[0].bucketMs
+      const k = accountKeys('alice')
+      const index = async () => {
+        const [s, us] = await admin.time()
+        return Math.floor((Number(s) * 1000 + Math.floor(Number(us) / 1000)) / bucketMs)
+      }
+      for (let attempt = 0; ; attempt++) {
+        await admin.del(k.counts)
+        const cur = await index()
+        await admin.hSet(k.counts, {
+          [`${bucketMs}.${cur - 9}.m`]: '2',
+          [`${bucketMs}.${cur - 10}.m`]: '30',
+          [`${bucketMs}.${cur}.r`]: '5000',
+          [`999.${cur}.m`]: '60000',
+          garbage: '700000',
+        })
+        const res = await store.record(recordInput('alice', r, { summary: summary(1) }))
+        const counted = await store.counts('alice', r)
+        if ((await index()) !== cur && attempt < 3) continue
+        assert.equal(res.counts[0].count, 3, 'the oldest bucket inside the window and this message')
+        assert.deepEqual(counted, res.counts)
+        assert.deepEqual((await admin.hKeys(k.counts)).sort(), [`${bucketMs}.${cur - 9}.m`, `${bucketMs}.${cur}.m`, `${bucketMs}.${cur}.r`].sort())
+        break
+      }
+    })
+
+    it('lists disabled accounts by their disable records, odd names decoded, and not once enabled', async function () {
+      await trip(store, 'a b')
+      await store.disable({ account: 'ü:{x}', reason: 'manual', by: 'test', incident: 'i' })
+      await admin.set(`${PREFIX}:{decoy}:disabledx`, '1')
+      assert.deepEqual((await store.listDisabled()).map((x) => x.account).sort(), ['a b', 'ü:{x}'].sort())
+      await store.enable('a b')
+      await store.enable('ü:{x}')
+      assert.deepEqual(await store.listDisabled(), [])
+    })
+
+    it('leaves out of listDisabled() an index entry whose disable record is gone', async function () {
+      await trip(store, 'alice')
+      await trip(store, 'bob')
+      await admin.del(accountKeys('bob').disabled)
+      assert.deepEqual(
+        (await store.listDisabled()).map((x) => x.account),
+        ['alice'],
+      )
+    })
+
+    it('shares counts, limits and the disabled flag between several stores on one Redis (several servers)', async function () {
+      const others = [newStore(server.port), newStore(server.port), newStore(server.port), newStore(server.port)]
+      const stores = [store, ...others]
+      try {
+        await Promise.all(others.map(ready))
+        const r = rules({ messages: '20/1h' })
+        const results = await Promise.all(
+          stores.flatMap((s, i) =>
+            Array.from({ length: 10 }, (_, j) => s.record(recordInput('alice', r, { summary: summary(i * 10 + j) }))),
+          ),
+        )
+        assert.equal(results.filter((x) => x.status === 'ok').length, 20)
+        assert.equal(results.filter((x) => x.status === 'refused').length, 1)
+        assert.equal(results.filter((x) => x.flipped).length, 1)
+        for (const s of stores) assert.equal((await s.getDisabled('alice')).by, 'limit')
+        assert.equal(await others[1].enable('alice'), true)
+        for (const s of stores) assert.equal(await s.getDisabled('alice'), null)
+      } finally {
+        await Promise.all(others.map((s) => s.close()))
+      }
+    })
+  })
+
+  describe('redis store: one Cluster slot per account', function () {
+    let node
+    let nodeAdmin
+    let store
+
+    before(async function () {
+      node = await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'] })
+      nodeAdmin = await adminClient(node.port)
+      await nodeAdmin.sendCommand(['CLUSTER', 'ADDSLOTSRANGE', '0', '16383'])
+      await waitFor(async () => /cluster_state:ok/.test(await nodeAdmin.sendCommand(['CLUSTER', 'INFO'])), 5000, 'the one-node cluster is up')
+      store = newStore(node.port, { track: false })
+      await ready(store)
+    })
+
+    after(async function () {
+      if (store) await store.close()
+      if (nodeAdmin) await nodeAdmin.close()
+      if (node) await node.stop()
+    })
+
+    function hashTag(key) {
+      const open = key.indexOf('{')
+      const close = key.indexOf('}', open + 1)
+      return open >= 0 && close > open + 1 ? key.slice(open + 1, close) : null
+    }
+
+    it('is a node that refuses scripts whose keys span two slots (so the next test means something)', async function () {
+      await assert.rejects(nodeAdmin.eval('return 1', { keys: ['a', 'b'], arguments: [] }), /CROSSSLOT/)
+    })
+
+    it('puts every key of an account in one slot, under the account hash tag, and shares no key between accounts', async function () {
+      const owner = new Map()
+      const r = rules({ messages: '1/1h', recipients: '10/1h' })
+      for (const account of ODD_ACCOUNTS) {
+        await nodeAdmin.flushAll()
+        const input = recordInput(account, r, { recipients: 2, mode: 'monitor', summary: summary(1) })
+        await store.record(input)
+        assert.equal((await store.record(input)).flipped, true)
+        assert.equal(await store.disable({ account, reason: 'manual', by: 'test', incident: 'i' }), true)
+        const keys = (await nodeAdmin.keys('*')).sort()
+        const own = Object.values(accountKeys(account))
+        for (const key of keys) assert.ok(own.includes(key), `${key} is not one of the account's keys`)
+        assert.ok(keys.includes(accountKeys(account).disabled) && keys.includes(accountKeys(account).counts))
+        const slots = new Set()
+        for (const key of keys) {
+          slots.add(await nodeAdmin.sendCommand(['CLUSTER', 'KEYSLOT', key]))
+          assert.equal(hashTag(key), encodeAccount(account))
+          assert.ok(!owner.has(key), `${key} belongs to ${JSON.stringify(owner.get(key))} as well`)
+          owner.set(key, account)
+        }
+        assert.equal(slots.size, 1, `${JSON.stringify(account.slice(0, 20))} spans slots ${[...slots]}`)
+        // Every operation runs on the cluster node without a CROSSSLOT error.
+        assert.equal(await store.enable(account), true)
+        const token = 'f'.repeat(32)
+        const refused = await trip(store, account, { rules: r, token })
+        assert.equal(refused.status, 'refused')
+        assert.equal(await store.tokenAccount(token), account)
+        await store.uncount({ account, recipients: 2, rules: r, at: refused.record.at })
+        await store.reset(account)
+        assert.deepEqual(
+          (await store.counts(account, r)).map((x) => x.count),
+          [0, 0],
+        )
+        assert.deepEqual(await store.evidence(account), [])
+        assert.equal((await store.getDisabled(account)).account, account)
+        assert.deepEqual(
+          (await store.listDisabled()).map((x) => x.account),
+          [account],
+        )
+        assert.equal(await store.redeem(account, token), 'ok')
+      }
+    })
+  })
+
+  describe('redis store: when Redis fails', function () {
+    const timeoutMs = 300
+    const marginMs = 400
+    let down
+
+    afterEach(async function () {
+      if (down) await down.stop()
+      down = null
+    })
+
+    async function settlesWithin(work, ms) {
+      const started = Date.now()
+      const outcome = await work.then(
+        (value) => ({ value }),
+        (error) => ({ error }),
+      )
+      return { ...outcome, elapsed: Date.now() - started, ms }
+    }
+
+    function everyCall(store) {
+      const r = rules({ messages: '100/1h' })
+      return {
+        record: () => store.record(recordInput('alice', r, { summary: summary(1) })),
+        getDisabled: () => store.getDisabled('alice'),
+        disable: () => store.disable({ account: 'alice', reason: 'manual', by: 'test', incident: 'i' }),
+        enable: () => store.enable('alice'),
+        reset: () => store.reset('alice'),
+        counts: () => store.counts('alice', r),
+        evidence: () => store.evidence('alice'),
+        listDisabled: () => store.listDisabled(),
+      }
+    }
+
+    async function expectAllFail(store, limitMs) {
+      const calls = everyCall(store)
+      const outcomes = await Promise.all(Object.values(calls).map((call) => settlesWithin(call(), limitMs)))
+      Object.keys(calls).forEach((name, i) => {
+        const o = outcomes[i]
+        assert.ok(o.error instanceof StoreError, `${name} rejects with StoreError, got ${o.error ?? JSON.stringify(o.value)}`)
+        assert.ok(o.elapsed <= limitMs, `${name} answered in ${o.elapsed} ms, more than ${limitMs} ms`)
+      })
+    }
+
+    it(`rejects every call with StoreError within the timeout (${timeoutMs} ms) while Redis hangs`, async function () {
+      down = await startRedis()
+      const log = quietLog()
+      const store = newStore(down.port, { timeoutMs, log })
+      await noUnhandledRejections(async () => {
+        await ready(store)
+        down.pause()
+        try {
+          const started = Date.now()
+          await expectAllFail(store, timeoutMs + marginMs)
+          const elapsed = Date.now() - started
+          assert.ok(elapsed >= timeoutMs - 20, `the calls waited for the timeout (${elapsed} ms)`)
+          // Still hung: a later call waits no longer than the timeout either.
+          await expectAllFail(store, timeoutMs + marginMs)
+        } finally {
+          down.resume()
+        }
+        const res = await waitFor(
+          () => store.record(recordInput('carol', rules({ messages: '100/1h' }))).catch((err) => (err instanceof StoreError ? null : Promise.reject(err))),
+          5000,
+          'record works again once Redis answers',
+        )
+        assert.equal(res.status, 'ok')
+        await store.close()
+      })
+    })
+
+    it('rejects with StoreError within the timeout when Redis stops, and works again on the same store when it restarts', async function () {
+      down = await startRedis()
+      const log = quietLog()
+      const store = newStore(down.port, { timeoutMs, log })
+      const r = rules({ messages: '100/1h' })
+      const input = recordInput('alice', r, { summary: summary(1) })
+      await noUnhandledRejections(async () => {
+        await ready(store)
+        assert.equal((await store.record(input)).status, 'ok')
+        const port = down.port
+        await down.stop()
+        const o = await settlesWithin(store.record(input), timeoutMs + marginMs)
+        assert.ok(o.error instanceof StoreError, `record rejects with StoreError, got ${o.error ?? JSON.stringify(o.value)}`)
+        assert.ok(o.elapsed <= timeoutMs + marginMs, `record answered in ${o.elapsed} ms`)
+        await expectAllFail(store, timeoutMs + marginMs)
+        assert.ok(
+          log.lines.some((l) => l.startsWith('error ') && l.includes(`${HOST}:${port}`)),
+          `the failure is logged: ${log.lines.join(' | ')}`,
+        )
+
+        down = await startRedis({ port })
+        const res = await waitFor(
+          () => store.record(input).catch((err) => (err instanceof StoreError ? null : Promise.reject(err))),
+          5000,
+          'record works again after Redis restarts',
+        )
+        assert.equal(res.status, 'ok')
+        assert.equal(res.counts[0].count, 1, 'a restarted Redis without persistence starts from zero')
+        await store.close()
+      })
+    })
+
+    it('creates a store at once while Redis is down, fails calls with StoreError, and succeeds once Redis starts', async function () {
+      const port = await freePort()
+      await noUnhandledRejections(async () => {
+        const started = Date.now()
+        const store = newStore(port, { timeoutMs })
+        const closed = newStore(port, { timeoutMs })
+        assert.ok(Date.now() - started < 100, `the factory returned in ${Date.now() - started} ms`)
+        await expectAllFail(store, timeoutMs + marginMs)
+        const o = await settlesWithin(closed.close(), 1000)
+        assert.equal(o.error, undefined)
+        assert.ok(o.elapsed < 1000, `close() while Redis is down took ${o.elapsed} ms`)
+
+        down = await startRedis({ port })
+        const r = rules({ messages: '100/1h' })
+        const res = await waitFor(
+          () =>
+            store
+              .record(recordInput('alice', r, { summary: summary(1) }))
+              .catch((err) => (err instanceof StoreError ? null : Promise.reject(err))),
+          5000,
+          'record works once Redis is up',
+        )
+        assert.equal(res.status, 'ok')
+        assert.equal(await store.disable({ account: 'bob', reason: 'manual', by: 'test', incident: 'i' }), true)
+        assert.equal((await store.listDisabled())[0].account, 'bob')
+        await store.close()
+      })
+    })
+  })
+})

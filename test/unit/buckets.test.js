@@ -1,0 +1,109 @@
+'use strict'
+
+const assert = require('node:assert/strict')
+
+const { bucketField, countersTtlMs, staleFields, windowTotals } = require('../../dist/lib/buckets')
+const { parseRules } = require('../../dist/lib/config')
+
+const MIN = 60_000
+// 2030-01-01T00:00:00Z, a multiple of every bucket size below.
+const T0 = Date.UTC(2030, 0, 1)
+
+function rule(kind, text, buckets) {
+  return parseRules(`limits.${kind}`, kind, text, buckets)[0]
+}
+
+describe('buckets', function () {
+  const m10 = rule('messages', '10/10m', 10) // bucketMs one minute
+  const r10 = rule('recipients', '100/10m', 10)
+  const h1 = rule('messages', '50/1h', 10) // bucketMs six minutes
+
+  describe('bucketField', function () {
+    it('names the rule bucket that holds an instant: "<bucketMs>.<index>.<m|r>"', function () {
+      const index = T0 / MIN
+      assert.equal(bucketField(m10, T0), `60000.${index}.m`)
+      assert.equal(bucketField(m10, T0 + MIN - 1), `60000.${index}.m`)
+      assert.equal(bucketField(m10, T0 + MIN), `60000.${index + 1}.m`)
+      assert.equal(bucketField(r10, T0), `60000.${index}.r`)
+      assert.equal(bucketField(h1, T0 + 7 * MIN), `360000.${T0 / (6 * MIN) + 1}.m`)
+    })
+  })
+
+  describe('windowTotals', function () {
+    it('sums the buckets inside each window: the current one and the buckets - 1 before it', function () {
+      const at = (minutes, kind = 'm') => bucketField(kind === 'm' ? m10 : r10, T0 + minutes * MIN)
+      const fields = [
+        [at(0), 1],
+        [at(5), 2],
+        [at(9), 4],
+        [at(0, 'r'), 10],
+        [at(9, 'r'), 20],
+      ]
+      assert.deepEqual(windowTotals(fields, [m10, r10], T0 + 9 * MIN + 59_999), [7, 30])
+      assert.deepEqual(windowTotals(fields, [m10, r10], T0 + 10 * MIN), [6, 20])
+      assert.deepEqual(windowTotals(fields, [m10, r10], T0 + 15 * MIN), [4, 20])
+      assert.deepEqual(windowTotals(fields, [m10, r10], T0 + 19 * MIN), [0, 0])
+    })
+
+    it('leaves out buckets of another size, of another kind and malformed fields', function () {
+      const now = T0 + 5 * MIN
+      const fields = new Map([
+        [bucketField(m10, now), 1],
+        [bucketField(h1, now), 1000],
+        [bucketField(r10, now), 10_000],
+        ['garbage', 100_000],
+        [`60000.${T0 / MIN}.x`, 1_000_000],
+        ['60000..m', 10_000_000],
+      ])
+      assert.deepEqual(windowTotals(fields, [m10], now), [1])
+    })
+
+    it('still counts a bucket ahead of the instant (after the clock stepped back), like the record script', function () {
+      const now = T0 + 5 * MIN
+      const fields = new Map([
+        [bucketField(m10, now), 1],
+        [bucketField(m10, now + MIN), 100],
+        [bucketField(m10, now - 10 * MIN), 10_000],
+      ])
+      assert.deepEqual(windowTotals(fields, [m10], now), [101])
+    })
+
+    it('counts one bucket for every rule of that size and kind', function () {
+      const tight = rule('messages', '3/10m', 10)
+      const fields = [[bucketField(m10, T0), 2]]
+      assert.deepEqual(windowTotals(fields, [m10, tight, h1], T0), [2, 2, 0])
+    })
+
+    it('gives zeros for no fields and nothing for no rules', function () {
+      assert.deepEqual(windowTotals([], [m10, r10], T0), [0, 0])
+      assert.deepEqual(windowTotals([[bucketField(m10, T0), 1]], [], T0), [])
+    })
+  })
+
+  describe('staleFields', function () {
+    it('returns the fields no window covers any more, malformed ones and those of sizes no rule uses', function () {
+      const now = T0 + 10 * MIN
+      const live = bucketField(m10, T0 + MIN)
+      const edge = bucketField(m10, T0)
+      const otherKindLive = bucketField(r10, T0 + 5 * MIN)
+      const orphan = bucketField(rule('messages', '1/1d', 10), now)
+      assert.deepEqual(staleFields([live, edge, otherKindLive, orphan, 'junk'], [m10, r10], now).sort(), [edge, 'junk', orphan].sort())
+    })
+
+    it('keeps a field that the longer of two windows of the same size still covers', function () {
+      const short = rule('messages', '10/10m', 10)
+      const long = rule('messages', '10/20m', 20) // also one-minute buckets
+      const f = bucketField(short, T0)
+      assert.deepEqual(staleFields([f], [short, long], T0 + 15 * MIN), [])
+      assert.deepEqual(staleFields([f], [short, long], T0 + 20 * MIN), [f])
+    })
+  })
+
+  describe('countersTtlMs', function () {
+    it('is the longest window plus one bucket, or one minute without rules', function () {
+      assert.equal(countersTtlMs([m10]), 11 * MIN)
+      assert.equal(countersTtlMs([m10, h1]), 66 * MIN)
+      assert.equal(countersTtlMs([]), MIN)
+    })
+  })
+})

@@ -1,0 +1,306 @@
+'use strict'
+
+const assert = require('node:assert/strict')
+const path = require('node:path')
+const ini = require('haraka-config/lib/readers/ini')
+
+const {
+  CONFIG_FILE,
+  ConfigError,
+  parseConfig,
+  parseDuration,
+  parseRules,
+  rulesForAccount,
+  withRedisIni,
+} = require('../../dist/lib/config')
+
+const SHIPPED_INI = path.join(__dirname, '..', '..', 'config', 'hijack-guard.ini')
+
+const DEFAULT_RULES = [
+  { kind: 'messages', max: 500, windowMs: 1_800_000, buckets: 30, bucketMs: 60_000, text: '500/30m' },
+  { kind: 'recipients', max: 2500, windowMs: 1_800_000, buckets: 30, bucketMs: 60_000, text: '2500/30m' },
+]
+
+function ruleTexts(rules) {
+  return rules.map((r) => `${r.kind} ${r.text}`)
+}
+
+describe('config', function () {
+  describe('parseConfig defaults', function () {
+    it('gives 500/30m messages, 2500/30m recipients, 30 buckets, enforce, redis, open and 1 s for an empty file', function () {
+      const cfg = parseConfig({})
+      assert.deepEqual(cfg.rules, DEFAULT_RULES)
+      assert.equal(cfg.mode, 'enforce')
+      assert.equal(cfg.store, 'redis')
+      assert.equal(cfg.onStoreError, 'open')
+      assert.equal(cfg.storeTimeoutMs, 1000)
+      assert.equal(cfg.lowercaseAccounts, true)
+      assert.equal(cfg.stateFile, 'hijack-guard.state.json')
+      assert.equal(cfg.exempt.size, 0)
+      assert.equal(cfg.accountRules.size, 0)
+      assert.deepEqual(cfg.redis, { host: '127.0.0.1', port: 6379, db: 0 })
+      assert.equal(cfg.alert.from, 'hijack-guard@localhost')
+      assert.equal(cfg.alert.replyAddress, 'hijack-guard@localhost')
+      assert.equal(cfg.contact, 'postmaster@localhost')
+      assert.ok(cfg.warnings.every((w) => !/unknown/.test(w)), cfg.warnings.join('; '))
+    })
+
+    it('names this server (config/me) in the default addresses', function () {
+      const cfg = parseConfig({}, 'mx.example.com')
+      assert.equal(cfg.alert.from, 'hijack-guard@mx.example.com')
+      assert.equal(cfg.contact, 'postmaster@mx.example.com')
+    })
+
+    it('reads the shipped config/hijack-guard.ini, as Haraka parses it, as the defaults without unknown keys', function () {
+      const raw = ini.load(SHIPPED_INI, {})
+      const cfg = parseConfig(raw)
+      assert.deepEqual(cfg, parseConfig({}))
+      assert.ok(cfg.warnings.every((w) => !/unknown/.test(w)), cfg.warnings.join('; '))
+    })
+  })
+
+  describe('parseConfig values', function () {
+    it('reads several rules of each kind', function () {
+      const cfg = parseConfig({ limits: { messages: '500/30m, 2000/24h', recipients: '100/1m,2500/30m', buckets: 10 } })
+      assert.deepEqual(ruleTexts(cfg.rules), ['messages 500/30m', 'messages 2000/24h', 'recipients 100/1m', 'recipients 2500/30m'])
+      assert.deepEqual(
+        cfg.rules.map((r) => [r.windowMs, r.buckets, r.bucketMs]),
+        [
+          [1_800_000, 10, 180_000],
+          [86_400_000, 10, 8_640_000],
+          [60_000, 10, 6000],
+          [1_800_000, 10, 180_000],
+        ],
+      )
+    })
+
+    it('treats 0 or an empty value as no limit of that kind', function () {
+      assert.deepEqual(ruleTexts(parseConfig({ limits: { messages: 0 } }).rules), ['recipients 2500/30m'])
+      assert.deepEqual(ruleTexts(parseConfig({ limits: { messages: '0', recipients: '' } }).rules), [])
+      assert.deepEqual(ruleTexts(parseConfig({ limits: { recipients: '  ' } }).rules), ['messages 500/30m'])
+    })
+
+    it('strips an inline "; comment" from values, as Haraka leaves it in', function () {
+      const raw = ini.parseIni(
+        'inline.ini',
+        {},
+        [
+          '[main]',
+          'mode = monitor   ; log only',
+          'store = memory ; one process',
+          'store_timeout = 250ms  ; fast',
+          '[limits]',
+          'messages = 100/1h, 1000/1d   ; two windows',
+          'buckets = 12 ; twelve',
+          '[exempt]',
+          'accounts = Robot@Example.com, other  ; never counted',
+        ].join('\n'),
+      )
+      const cfg = parseConfig(raw)
+      assert.equal(cfg.mode, 'monitor')
+      assert.equal(cfg.store, 'memory')
+      assert.equal(cfg.storeTimeoutMs, 250)
+      assert.deepEqual(ruleTexts(cfg.rules), ['messages 100/1h', 'messages 1000/1d', 'recipients 2500/30m'])
+      assert.equal(cfg.rules[0].buckets, 12)
+      assert.deepEqual([...cfg.exempt].sort(), ['other', 'robot@example.com'])
+    })
+
+    it('reads every choice of mode, store and on_store_error, in any case', function () {
+      const cfg = parseConfig({ main: { mode: 'Monitor', store: 'MEMORY', on_store_error: 'closed', store_timeout: '5s' } })
+      assert.equal(cfg.mode, 'monitor')
+      assert.equal(cfg.store, 'memory')
+      assert.equal(cfg.onStoreError, 'closed')
+      assert.equal(cfg.storeTimeoutMs, 5000)
+    })
+
+    it('applies [account:LOGIN] overrides to the lower-cased login, inheriting the other [limits] keys', function () {
+      const cfg = parseConfig({
+        limits: { messages: '100/1h', recipients: '1000/1h', buckets: 20 },
+        'account:Newsletter@Example.COM': { messages: '5000/30m' },
+        'account:bulk': { recipients: '0', buckets: 5 },
+      })
+      const news = rulesForAccount(cfg, 'newsletter@example.com')
+      assert.deepEqual(ruleTexts(news), ['messages 5000/30m', 'recipients 1000/1h'])
+      assert.ok(news.every((r) => r.buckets === 20))
+      const bulk = rulesForAccount(cfg, 'bulk')
+      assert.deepEqual(ruleTexts(bulk), ['messages 100/1h'])
+      assert.equal(bulk[0].buckets, 5)
+      assert.equal(rulesForAccount(cfg, 'someone-else'), cfg.rules)
+      assert.equal(rulesForAccount(cfg, 'Newsletter@Example.COM'), cfg.rules, 'lookups take the normalized account')
+    })
+
+    it('folds exempt logins and overrides to lower case, trimmed, unless lowercase_accounts is false', function () {
+      const raw = { exempt: { accounts: ' Alice@Example.com ,bob,, ' }, 'account:Carol': { messages: '1/1m' } }
+      const folded = parseConfig(raw)
+      assert.deepEqual([...folded.exempt].sort(), ['alice@example.com', 'bob'])
+      assert.deepEqual([...folded.accountRules.keys()], ['carol'])
+      const kept = parseConfig({ ...raw, main: { lowercase_accounts: 'false' } })
+      assert.equal(kept.lowercaseAccounts, false)
+      assert.deepEqual([...kept.exempt].sort(), ['Alice@Example.com', 'bob'])
+      assert.deepEqual([...kept.accountRules.keys()], ['Carol'])
+    })
+
+    it('reads [alert] addresses and [redis] settings', function () {
+      const cfg = parseConfig({
+        alert: { to: 'pm@example.com, sec@example.com', from: 'guard@example.com' },
+        redis: { host: 'redis.internal', port: '6380', db: 3, username: 'u', password: 'p' },
+      })
+      assert.deepEqual(cfg.alert, { to: ['pm@example.com', 'sec@example.com'], from: 'guard@example.com', replyAddress: 'guard@example.com' })
+      assert.equal(cfg.contact, 'pm@example.com')
+      assert.deepEqual(cfg.redis, { host: 'redis.internal', port: 6380, db: 3, username: 'u', password: 'p' })
+    })
+
+    it('reads [reactivate]: admin policy, admins defaulting to the [alert] to addresses, tokens valid 7 days', function () {
+      const dflt = parseConfig({ alert: { to: 'PM@Example.com' } })
+      assert.equal(dflt.reactivate.policy, 'admin')
+      assert.deepEqual([...dflt.reactivate.admins], ['pm@example.com'])
+      assert.equal(dflt.reactivate.tokenTtlMs, 7 * 86_400_000)
+      const set = parseConfig({ alert: { to: 'pm@example.com' }, reactivate: { policy: 'token', admins: 'Root, ops@example.com', token_ttl: '2d' } })
+      assert.equal(set.reactivate.policy, 'token')
+      assert.deepEqual([...set.reactivate.admins].sort(), ['ops@example.com', 'root'])
+      assert.equal(set.reactivate.tokenTtlMs, 2 * 86_400_000)
+    })
+
+    it('warns about unknown sections and keys instead of failing', function () {
+      const cfg = parseConfig({
+        main: { mode: 'enforce', colour: 'blue' },
+        limits: { mesages: '5/1m' },
+        'account:x': { mode: 'monitor' },
+        extra: { a: 1 },
+      })
+      assert.deepEqual(cfg.warnings.filter((w) => /unknown/.test(w)).sort(), [
+        'unknown key [account:x] mode ignored',
+        'unknown key [limits] mesages ignored',
+        'unknown key [main] colour ignored',
+        'unknown section [extra] ignored',
+      ])
+      assert.deepEqual(cfg.rules, DEFAULT_RULES)
+    })
+
+    it('returns a deeply frozen config, per-account rules included', function () {
+      const cfg = parseConfig({ exempt: { accounts: 'a' }, 'account:x': { messages: '5/1m' } })
+      for (const part of [cfg, cfg.rules, cfg.rules[0], cfg.alert, cfg.alert.to, cfg.redis, cfg.warnings, cfg.exempt, cfg.accountRules]) {
+        assert.ok(Object.isFrozen(part))
+      }
+      const own = cfg.accountRules.get('x')
+      assert.ok(Object.isFrozen(own), 'the per-account rule list')
+      assert.ok(Object.isFrozen(own[0]), 'a per-account rule')
+      assert.throws(() => {
+        cfg.mode = 'monitor'
+      }, TypeError)
+      assert.throws(() => {
+        own[0].max = 1e9
+      }, TypeError)
+    })
+  })
+
+  describe('invalid values', function () {
+    const cases = [
+      ['limits', 'messages', 'abc'],
+      ['limits', 'messages', '0m'],
+      ['limits', 'messages', '500/0m'],
+      ['limits', 'messages', '-1/5m'],
+      ['limits', 'messages', '0/5m'],
+      ['limits', 'messages', '500/30m, 2000/0h'],
+      ['limits', 'messages', '500/30'],
+      ['limits', 'messages', '500/1.5h'],
+      ['limits', 'recipients', '10 per minute'],
+      ['limits', 'recipients', '5/10ms'],
+      ['limits', 'buckets', '0'],
+      ['limits', 'buckets', '5000'],
+      ['limits', 'buckets', 'many'],
+      ['main', 'mode', 'dry-run'],
+      ['main', 'store', 'mysql'],
+      ['main', 'on_store_error', 'maybe'],
+      ['main', 'store_timeout', '0s'],
+      ['main', 'store_timeout', 'abc'],
+      ['main', 'lowercase_accounts', 'perhaps'],
+      ['reactivate', 'policy', 'anyone'],
+      ['reactivate', 'token_ttl', '0d'],
+      ['reactivate', 'token_ttl', 'week'],
+      ['alert', 'to', 'postmaster'],
+      ['redis', 'port', 'abc'],
+      ['redis', 'port', '0'],
+      ['redis', 'port', '70000'],
+      ['redis', 'db', '-1'],
+    ]
+    for (const [sect, key, value] of cases) {
+      it(`refuses [${sect}] ${key} = ${value} with a ConfigError naming the file, the key and the value`, function () {
+        assert.throws(
+          () => parseConfig({ [sect]: { [key]: value } }),
+          (err) => {
+            assert.ok(err instanceof ConfigError, `a ConfigError, got ${err}`)
+            assert.equal(err.name, 'ConfigError')
+            assert.equal(err.key, `${sect}.${key}`)
+            assert.ok(err.message.includes(CONFIG_FILE), err.message)
+            assert.ok(err.message.includes(`${sect}.${key}`), err.message)
+            assert.ok(err.message.includes(value), err.message)
+            return true
+          },
+        )
+      })
+    }
+
+    it('refuses an invalid value in an [account:LOGIN] section, naming the section', function () {
+      assert.throws(
+        () => parseConfig({ 'account:Bob': { messages: '5/0m' } }),
+        (err) => err instanceof ConfigError && err.key === 'account:Bob.messages' && err.message.includes('5/0m'),
+      )
+    })
+  })
+
+  describe('parseDuration', function () {
+    it('reads ms, s, m, h and d in any case, with surrounding space', function () {
+      assert.equal(parseDuration('k', '500ms'), 500)
+      assert.equal(parseDuration('k', '30s'), 30_000)
+      assert.equal(parseDuration('k', '30m'), 1_800_000)
+      assert.equal(parseDuration('k', ' 24h '), 86_400_000)
+      assert.equal(parseDuration('k', '7d'), 604_800_000)
+      assert.equal(parseDuration('k', '2H'), 7_200_000)
+      assert.equal(parseDuration('k', '1s ; comment'), 1000)
+    })
+
+    for (const value of ['', 'abc', '0m', '0ms', '30', '-1m', '1.5h', '30 minutes', '1w', undefined]) {
+      it(`refuses ${JSON.stringify(value)} with a ConfigError naming the key`, function () {
+        assert.throws(() => parseDuration('main.store_timeout', value), (err) => err instanceof ConfigError && err.message.includes('main.store_timeout'))
+      })
+    }
+  })
+
+  describe('parseRules', function () {
+    it('builds one rule per N/window with the bucket size rounded up', function () {
+      assert.deepEqual(parseRules('limits.messages', 'messages', ' 500 / 30m , 7/1000ms', 30), [
+        { kind: 'messages', max: 500, windowMs: 1_800_000, buckets: 30, bucketMs: 60_000, text: '500/30m' },
+        { kind: 'messages', max: 7, windowMs: 1000, buckets: 30, bucketMs: 34, text: '7/1000ms' },
+      ])
+    })
+
+    it('returns no rules for "", "0" and unset values', function () {
+      assert.deepEqual(parseRules('k', 'recipients', '', 30), [])
+      assert.deepEqual(parseRules('k', 'recipients', '0', 30), [])
+      assert.deepEqual(parseRules('k', 'recipients', undefined, 30), [])
+    })
+
+    it('refuses a window shorter than one millisecond per bucket', function () {
+      assert.throws(() => parseRules('limits.messages', 'messages', '5/29ms', 30), ConfigError)
+      assert.equal(parseRules('limits.messages', 'messages', '5/30ms', 30)[0].bucketMs, 1)
+    })
+  })
+
+  describe('withRedisIni', function () {
+    it('takes host, port and db from redis.ini [server] and credentials from [opts], under our [redis]', function () {
+      const merged = withRedisIni(
+        { main: { mode: 'enforce' }, redis: { port: 6390 } },
+        { server: { host: '10.0.0.5', port: 6379, db: 2, other: 'x' }, opts: { username: 'u', password: 'p', extra: 1 } },
+      )
+      assert.deepEqual(merged.main, { mode: 'enforce' })
+      assert.deepEqual(merged.redis, { host: '10.0.0.5', port: 6390, db: 2, username: 'u', password: 'p' })
+      assert.deepEqual(parseConfig(merged).redis, { host: '10.0.0.5', port: 6390, db: 2, username: 'u', password: 'p' })
+    })
+
+    it('leaves our settings alone without a redis.ini', function () {
+      assert.deepEqual(withRedisIni({ redis: { host: 'h' } }, undefined).redis, { host: 'h' })
+      assert.deepEqual(parseConfig(withRedisIni({}, undefined)).redis, { host: '127.0.0.1', port: 6379, db: 0 })
+    })
+  })
+})
