@@ -542,6 +542,8 @@ async function createHaraka (opts = {}) {
     plugins,
     logFile,
     crashed: false, // true when the process exited without stop()
+    exitCode: null, // exit code / signal of the last run, once it has exited
+    exitSignal: null,
     get pid () { return child && h.alive() ? child.pid : null },
     alive () { return !!child && child.exitCode === null && child.signalCode === null },
     log () { return logText },
@@ -564,8 +566,12 @@ async function createHaraka (opts = {}) {
       let spawnError = null
       proc.on('error', (err) => { spawnError = err })
       h.crashed = false
+      h.exitCode = null
+      h.exitSignal = null
       proc.on('exit', (code, signal) => {
         if (!stopping) h.crashed = true
+        h.exitCode = code
+        h.exitSignal = signal
         append(`\n==== harness: haraka exited code=${code} signal=${signal} ====\n`)
       })
       resources.add(h)

@@ -1,0 +1,344 @@
+'use strict'
+
+// Reactivation by reply through the compiled plugin as Haraka loads it (haraka-test-fixtures),
+// with the memory store and a sendMail seam that records the mail the plugin would queue.
+// The helpers replay what Haraka does around a hook: RCPT TO appends the recipient before the
+// rcpt hooks run and drops it again on a refusal; a deny runs the deny hooks with
+// [rc, msg, plugin, method, params, hook].
+
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const fixtures = require('haraka-test-fixtures')
+const constants = require('haraka-constants')
+const { Address } = require('@haraka/email-address')
+const { Header } = require('haraka-email-message')
+
+const { createMemoryStore } = require('../../dist/lib/memory-store')
+const { StoreError } = require('../../dist/lib/store')
+
+const ROOT = path.resolve(__dirname, '..', '..')
+const ADMIN = 'postmaster@example.com'
+const ALICE = 'alice@example.com'
+const REPLY_ADDRESS = 'hijack-guard@mx.test.example'
+const INI = `[limits]\nmessages=1/1m\nrecipients=0\n[alert]\nto=${ADMIN}\n`
+
+function makeGuard(ini = INI, { store } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-plugin-reply-'))
+  fs.mkdirSync(path.join(dir, 'config'))
+  fs.writeFileSync(path.join(dir, 'config', 'hijack-guard.ini'), ini)
+  fs.writeFileSync(path.join(dir, 'config', 'smtp.ini'), '[main]\nnodes=0\n')
+  fs.writeFileSync(path.join(dir, 'config', 'me'), 'mx.test.example\n')
+  const plugin = fixtures.makePlugin('hijack-guard', { register: false })
+  plugin.config = plugin.config.module_config(ROOT, dir)
+  const logs = []
+  for (const level of ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit']) {
+    plugin[level] = (...args) => logs.push([level, args.map(String).join(' ')])
+  }
+  plugin.register()
+  plugin.guard.store = store ?? createMemoryStore({ stateFile: path.join(dir, 'state.json') })
+  const sent = []
+  plugin.guard.sendMail = async (mail) => {
+    sent.push(mail)
+  }
+  return { plugin, logs, sent }
+}
+
+/** A session in a transaction after MAIL FROM, with no recipient yet. */
+function session({ login, relaying = login !== undefined, mailFrom = login ?? 'someone@elsewhere.example', headers = {} } = {}) {
+  const connection = fixtures.makeConnection({
+    ip: '192.0.2.7',
+    helo: 'client.example',
+    relaying,
+    notes: login === undefined ? {} : { auth_user: login },
+    mailFrom,
+    withTxn: true,
+  })
+  for (const level of ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug']) connection[level] = () => {}
+  for (const [name, value] of Object.entries({ Subject: 'hello', ...headers })) connection.transaction.add_header(name, value)
+  return connection
+}
+
+function call(plugin, method, connection, ...args) {
+  return new Promise((resolve) => plugin[method]((rc, msg) => resolve({ rc, msg }), connection, ...args))
+}
+
+/** RCPT TO as Haraka runs it: appended first, dropped again when refused. */
+async function rcpt(plugin, connection, address) {
+  const recipient = new Address(`<${address}>`)
+  connection.transaction.rcpt_to.push(recipient)
+  const answer = await call(plugin, 'check_rcpt', connection, [recipient, []])
+  if (answer.rc === constants.deny || answer.rc === constants.denysoft) connection.transaction.rcpt_to.pop()
+  return answer
+}
+
+const mail = (plugin, c) => call(plugin, 'hook_mail', c, [c.transaction.mail_from, {}])
+const queueOutbound = (plugin, c) => call(plugin, 'count_message', c)
+const queue = (plugin, c) => call(plugin, 'consume_reply', c)
+
+/** The SMTP reply Haraka would write for a DSN or string message. */
+function reply(msg) {
+  return msg && typeof msg === 'object' ? `${msg.code} ${msg.reply}` : String(msg)
+}
+
+/** An ordinary message of `login` through queue_outbound. */
+async function send(plugin, login) {
+  const c = session({ login })
+  await rcpt(plugin, c, 'bob@example.net')
+  return queueOutbound(plugin, c)
+}
+
+function parseHeader(message) {
+  const header = new Header()
+  header.parse(message.slice(0, message.indexOf('\r\n\r\n') + 2).split(/(?<=\r\n)/))
+  return header
+}
+
+/** Trips alice over messages = 1/1m; returns the alert the seam received. */
+async function trip(plugin, sent) {
+  assert.equal((await send(plugin, ALICE)).rc, undefined)
+  const over = await send(plugin, ALICE)
+  assert.equal(over.rc, constants.deny)
+  await new Promise((resolve) => setImmediate(resolve))
+  const alerts = sent.filter((m) => /Auto-Submitted: auto-generated/.test(m.message))
+  assert.equal(alerts.length, 1)
+  const header = parseHeader(alerts[0].message)
+  return {
+    alert: alerts[0],
+    replyTo: header.get_addresses('Reply-To')[0].address,
+    messageId: header.get_decoded('Message-ID').trim(),
+    subject: header.get_decoded('Subject'),
+  }
+}
+
+/** The admin's reply to an alert, as a mail client writes it, up to the end of RCPT TO; login null: no AUTH. */
+async function adminReply(plugin, alert, { login = ADMIN, relaying } = {}) {
+  const c = session({
+    login: login ?? undefined,
+    ...(relaying === undefined ? {} : { relaying }),
+    mailFrom: ADMIN,
+    headers: {
+      Subject: `Re: ${alert.subject}`,
+      'In-Reply-To': alert.messageId,
+      References: alert.messageId,
+      'Message-ID': '<3f6c1a2e-8b4d-4e0f-9a7c-2d5e6f708192@example.com>',
+    },
+  })
+  assert.equal((await rcpt(plugin, c, alert.replyTo)).rc, constants.ok)
+  return c
+}
+
+describe('plugin: reactivation by reply', function () {
+  describe('RCPT TO', function () {
+    it('accepts the reply address, with or without a +detail, with OK from a session that is not relaying', async function () {
+      const { plugin } = makeGuard()
+      for (const address of [REPLY_ADDRESS, 'hijack-guard+hg-5f2b8c1d9e0a4b7c8d6e3f1a2b9c0d4e@mx.test.example', 'Hijack-Guard+X@MX.Test.Example']) {
+        const c = session({ relaying: false })
+        const answer = await rcpt(plugin, c, address)
+        assert.equal(answer.rc, constants.ok, address)
+        assert.match(reply(answer.msg), /^250 /)
+      }
+    })
+
+    it('leaves every other recipient to the other rcpt plugins (CONT)', async function () {
+      const { plugin } = makeGuard()
+      for (const address of ['bob@example.net', 'hijack-guardx@mx.test.example', 'hijack-guard@example.com']) {
+        assert.equal((await rcpt(plugin, session({ relaying: false }), address)).rc, undefined, address)
+      }
+    })
+
+    it('refuses a second, different recipient after the reply address with 452 4.5.3, and keeps the reply address', async function () {
+      const { plugin } = makeGuard()
+      const c = session({ relaying: false })
+      assert.equal((await rcpt(plugin, c, REPLY_ADDRESS)).rc, constants.ok)
+      const second = await rcpt(plugin, c, 'bob@example.net')
+      assert.equal(second.rc, constants.denysoft)
+      assert.match(reply(second.msg), /^452 4\.5\.3 .*hijack-guard@mx\.test\.example/)
+      assert.deepEqual(
+        c.transaction.rcpt_to.map((a) => a.address),
+        [REPLY_ADDRESS],
+      )
+    })
+
+    it('refuses the reply address after another recipient with 452 4.5.3', async function () {
+      const { plugin } = makeGuard()
+      const c = session({ login: 'bob@example.com' })
+      assert.equal((await rcpt(plugin, c, 'carol@example.net')).rc, undefined)
+      const answer = await rcpt(plugin, c, REPLY_ADDRESS)
+      assert.equal(answer.rc, constants.denysoft)
+      assert.match(reply(answer.msg), /^452 4\.5\.3 /)
+      assert.deepEqual(
+        c.transaction.rcpt_to.map((a) => a.address),
+        ['carol@example.net'],
+      )
+    })
+  })
+
+  describe('the alert', function () {
+    it('hands the alert to the mail seam exactly once when an account trips, to the alert recipients, carrying a live token', async function () {
+      const { plugin, sent } = makeGuard()
+      const { alert, replyTo, messageId, subject } = await trip(plugin, sent)
+      for (let i = 0; i < 3; i++) assert.equal((await send(plugin, ALICE)).rc, constants.deny)
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.equal(sent.length, 1)
+      assert.deepEqual([...alert.to], [ADMIN])
+      assert.equal(alert.from, REPLY_ADDRESS)
+      const token = /^hijack-guard\+hg-([0-9a-f]{32})@mx\.test\.example$/.exec(replyTo)?.[1]
+      assert.ok(token, replyTo)
+      assert.ok(alert.message.includes(token))
+      assert.ok(messageId.includes(token))
+      assert.ok(subject.includes(token))
+      assert.match(subject, /alice@example\.com/)
+      assert.equal(await plugin.guard.store.tokenAccount(token), ALICE)
+    })
+  })
+
+  describe('consuming a reply', function () {
+    it('consumes a reply at queue_outbound with OK (250) and does not count it', async function () {
+      const { plugin } = makeGuard()
+      const c = await adminReply(plugin, { subject: 'x', messageId: '<x@example.com>', replyTo: REPLY_ADDRESS })
+      const answer = await queueOutbound(plugin, c)
+      assert.equal(answer.rc, constants.ok)
+      assert.match(reply(answer.msg), /^250 /)
+      // messages = 1/1m: the reply took none of it.
+      assert.equal((await send(plugin, ADMIN)).rc, undefined)
+      assert.equal((await send(plugin, ADMIN)).rc, constants.deny)
+    })
+
+    it('consumes a reply at queue with OK (250), and leaves other messages to the queue plugins', async function () {
+      const { plugin } = makeGuard()
+      const c = session({ relaying: false, mailFrom: ADMIN })
+      assert.equal((await rcpt(plugin, c, REPLY_ADDRESS)).rc, constants.ok)
+      const answer = await queue(plugin, c)
+      assert.equal(answer.rc, constants.ok)
+      assert.match(reply(answer.msg), /^250 /)
+      const other = session({ relaying: false })
+      assert.equal((await rcpt(plugin, other, 'bob@example.net')).rc, undefined)
+      assert.equal((await queue(plugin, other)).rc, undefined)
+    })
+
+    it('re-enables the account on an authenticated admin reply, confirms once to the admin, and MAIL FROM and counting start afresh', async function () {
+      const { plugin, sent } = makeGuard()
+      const alert = await trip(plugin, sent)
+      assert.equal((await mail(plugin, session({ login: ALICE }))).rc, constants.denydisconnect)
+
+      const c = await adminReply(plugin, alert)
+      const answer = await queueOutbound(plugin, c)
+      assert.equal(answer.rc, constants.ok)
+      assert.match(reply(answer.msg), /^250 /)
+      await new Promise((resolve) => setImmediate(resolve))
+
+      const notices = sent.slice(1)
+      assert.equal(notices.length, 1)
+      assert.deepEqual([...notices[0].to], [ADMIN])
+      const header = parseHeader(notices[0].message)
+      assert.equal(header.get_decoded('In-Reply-To').trim(), '<3f6c1a2e-8b4d-4e0f-9a7c-2d5e6f708192@example.com>')
+      assert.equal(header.get_decoded('Auto-Submitted').trim(), 'auto-replied')
+      assert.match(header.get_decoded('Subject'), /alice@example\.com.*re-enabled/)
+      assert.deepEqual(fixtures.getResult(c.transaction, plugin).pass, ['reactivated'])
+
+      const after = session({ login: ALICE })
+      assert.equal((await mail(plugin, after)).rc, undefined)
+      assert.equal(await plugin.guard.store.getDisabled(ALICE), null)
+      // Its counters start again from zero: messages = 1/1m allows one more.
+      assert.equal((await send(plugin, ALICE)).rc, undefined)
+      const audit = await plugin.guard.store.auditLog({ account: ALICE })
+      assert.deepEqual(
+        audit.map((e) => [e.action, e.actor, e.how]),
+        [
+          ['enable', ADMIN, 'reply'],
+          ['disable', 'limit', 'limit'],
+        ],
+      )
+    })
+
+    it('consumes but does not act on the same reply from a session that did not authenticate, and answers nobody', async function () {
+      const { plugin, sent } = makeGuard()
+      const alert = await trip(plugin, sent)
+      const c = await adminReply(plugin, alert, { login: null, relaying: false })
+      const answer = await queue(plugin, c)
+      assert.equal(answer.rc, constants.ok)
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.equal(sent.length, 1, 'no notice')
+      assert.equal((await mail(plugin, session({ login: ALICE }))).rc, constants.denydisconnect)
+      assert.match(fixtures.getResult(c.transaction, plugin).fail.join(), /authenticated/)
+    })
+
+    it('tells an admin whose reply carries an unknown token why nothing was re-enabled', async function () {
+      const { plugin, sent } = makeGuard()
+      const alert = await trip(plugin, sent)
+      const forged = { ...alert, replyTo: 'hijack-guard+hg-0123456789abcdef0123456789abcdef@mx.test.example', subject: 'x', messageId: '<x@example.com>' }
+      const answer = await queueOutbound(plugin, await adminReply(plugin, forged))
+      assert.equal(answer.rc, constants.ok)
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.equal(sent.length, 2)
+      assert.deepEqual([...sent[1].to], [ADMIN])
+      assert.match(sent[1].message, /unknown or expired token/)
+      assert.notEqual(await plugin.guard.store.getDisabled(ALICE), null)
+    })
+
+    it('answers 451 4.3.0 (DENYSOFT) rather than consuming a reply when the store fails', async function () {
+      const fail = () => Promise.reject(new StoreError('connection refused'))
+      const store = {
+        kind: 'redis',
+        record: fail,
+        getDisabled: fail,
+        uncount: fail,
+        tokenAccount: fail,
+        redeem: fail,
+        audit: fail,
+        auditLog: fail,
+        disable: fail,
+        enable: fail,
+        reset: fail,
+        counts: fail,
+        evidence: fail,
+        listDisabled: fail,
+        ready: fail,
+        heldState: fail,
+        hold: fail,
+        release: fail,
+        heldCount: fail,
+        dropHeld: fail,
+        close: async () => {},
+      }
+      const { plugin, sent } = makeGuard(INI, { store })
+      const alert = { subject: 'Re: x', messageId: '<x@example.com>', replyTo: 'hijack-guard+hg-5f2b8c1d9e0a4b7c8d6e3f1a2b9c0d4e@mx.test.example' }
+      for (const [hook, relaying] of [[queueOutbound, true], [queue, false]]) {
+        const c = await adminReply(plugin, alert, { relaying })
+        const answer = await hook(plugin, c)
+        assert.equal(answer.rc, constants.denysoft)
+        assert.match(reply(answer.msg), /^451 4\.3\.0 /)
+        assert.match(fixtures.getResult(c, plugin).err.join(), /connection refused/)
+      }
+      assert.equal(sent.length, 0)
+    })
+  })
+
+  describe('a message refused after it was counted', function () {
+    const DENY_PARAMS = [constants.deny, 'msg', 'other-plugin', 'hook_queue_outbound', null, 'queue_outbound']
+
+    it('takes the count back when a later queue_outbound plugin denies the message: the account can send one more', async function () {
+      const { plugin } = makeGuard(`[limits]\nmessages=2/1m\nrecipients=0\n[alert]\nto=${ADMIN}\n`)
+      assert.equal((await send(plugin, ALICE)).rc, undefined)
+      const c = session({ login: ALICE })
+      await rcpt(plugin, c, 'bob@example.net')
+      assert.equal((await queueOutbound(plugin, c)).rc, undefined)
+      assert.equal((await call(plugin, 'hook_deny', c, DENY_PARAMS)).rc, undefined)
+      assert.equal((await send(plugin, ALICE)).rc, undefined, 'the denied message no longer counts')
+      assert.equal((await send(plugin, ALICE)).rc, constants.deny)
+    })
+
+    it('keeps the count when the deny came from another hook', async function () {
+      const { plugin } = makeGuard(`[limits]\nmessages=2/1m\nrecipients=0\n[alert]\nto=${ADMIN}\n`)
+      assert.equal((await send(plugin, ALICE)).rc, undefined)
+      const c = session({ login: ALICE })
+      await rcpt(plugin, c, 'bob@example.net')
+      assert.equal((await queueOutbound(plugin, c)).rc, undefined)
+      await call(plugin, 'hook_deny', c, [constants.deny, 'msg', 'other-plugin', 'hook_data_post', null, 'data_post'])
+      assert.equal((await send(plugin, ALICE)).rc, constants.deny)
+    })
+  })
+})

@@ -1,0 +1,332 @@
+'use strict'
+
+// The security decision of reactivation by reply (DESIGN 3.7), against the memory store with an
+// injectable clock. Each account is tripped for real (store.record over a limit of 1), so the
+// token is one the store issued; every refusal is followed by the check that it changed nothing
+// and did not spend the token.
+
+const assert = require('node:assert/strict')
+const crypto = require('node:crypto')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const { createMemoryStore } = require('../../dist/lib/memory-store')
+const { parseConfig } = require('../../dist/lib/config')
+const { handleReply } = require('../../dist/lib/reactivate')
+
+const T0 = Date.UTC(2024, 2, 5, 14, 7, 9)
+const DAY = 86_400_000
+const ALICE = 'alice@example.com'
+const ADMIN = 'postmaster@example.com'
+
+const newToken = () => crypto.randomBytes(16).toString('hex')
+
+/** A config as the plugin builds it from hijack-guard.ini. */
+function config(reactivate = {}) {
+  return parseConfig(
+    {
+      limits: { messages: '1/1m', recipients: '0' },
+      alert: { to: ADMIN },
+      reactivate,
+    },
+    'mx.test.example',
+  )
+}
+
+const dirs = []
+
+/** A memory store on a temp state file whose clock the test moves. */
+function world(reactivate = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-reactivate-'))
+  dirs.push(dir)
+  const clock = { now: T0 }
+  const store = createMemoryStore({ stateFile: path.join(dir, 'state.json'), now: () => clock.now })
+  const cfg = config(reactivate)
+
+  /** Sends two messages over messages = 1/1m: the second disables the account under `token`. */
+  async function trip(account = ALICE, token = newToken()) {
+    const input = (t) => ({
+      account,
+      recipients: 1,
+      rules: cfg.rules,
+      mode: 'enforce',
+      summary: { ip: '203.0.113.9', helo: 'WIN-7Q2F0K1', domains: ['gmail.com'], subject: 'Invoice' },
+      token: t,
+      tokenTtlMs: cfg.reactivate.tokenTtlMs,
+    })
+    assert.equal((await store.record(input(newToken()))).status, 'ok')
+    const result = await store.record(input(token))
+    assert.equal(result.status, 'refused')
+    assert.notEqual(await store.getDisabled(account), null)
+    return token
+  }
+
+  return { store, config: cfg, clock, trip }
+}
+
+/** An admin's reply to the alert of `token`, sent to the Reply-To address. */
+function reply(token, overrides = {}) {
+  const fields = {
+    subject: `Re: Account alice@example.com disabled: reached 1 messages in 1 minute [hg-${token}]`,
+    'in-reply-to': `<hg-${token}.7d3e9a41@mx.test.example>`,
+    references: `<hg-${token}.7d3e9a41@mx.test.example>`,
+    ...(overrides.headers ?? {}),
+  }
+  const { headers: _ignored, ...rest } = overrides
+  return {
+    authUser: ADMIN,
+    mailFrom: ADMIN,
+    recipients: [{ local: `hijack-guard+hg-${token}`, domain: 'mx.test.example' }],
+    header: (name) => fields[name.toLowerCase()] ?? '',
+    ...rest,
+  }
+}
+
+describe('reactivate: handleReply', function () {
+  after(function () {
+    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  /** Refused, still disabled, and the same token still re-enables the account for the admin. */
+  async function assertRefusedAndUnspent(w, outcome, reason, token, account = ALICE) {
+    assert.equal(outcome.result, 'refused', JSON.stringify(outcome))
+    assert.match(outcome.reason, reason)
+    assert.notEqual(await w.store.getDisabled(account), null, 'still disabled')
+    const retry = await handleReply(reply(token), w.config, w.store)
+    assert.deepEqual(retry, { result: 'reactivated', account, actor: ADMIN }, 'the token was not spent')
+    assert.equal(await w.store.getDisabled(account), null)
+  }
+
+  describe('success', function () {
+    it('re-enables the account for an authenticated admin with the current token, and clears its counters', async function () {
+      const w = world()
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token), w.config, w.store)
+      assert.deepEqual(outcome, { result: 'reactivated', account: ALICE, actor: ADMIN })
+      assert.equal(await w.store.getDisabled(ALICE), null)
+      assert.deepEqual(
+        (await w.store.counts(ALICE, w.config.rules)).map((c) => c.count),
+        [0],
+      )
+    })
+
+    it('accepts the admin login in any case and with surrounding white space', async function () {
+      const w = world()
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token, { authUser: ' PostMaster@Example.COM ' }), w.config, w.store)
+      assert.equal(outcome.result, 'reactivated')
+      assert.equal(outcome.actor, ADMIN)
+    })
+
+    it('accepts a login named in [reactivate] admins, which then replaces the alert recipients', async function () {
+      const w = world({ admins: 'Ops@Example.com' })
+      const token = await w.trip()
+      const byPostmaster = await handleReply(reply(token), w.config, w.store)
+      assert.equal(byPostmaster.result, 'refused')
+      assert.equal((await handleReply(reply(token, { authUser: 'ops@example.com', mailFrom: 'ops@example.com' }), w.config, w.store)).result, 'reactivated')
+    })
+
+    it('finds the token wherever the client kept it: only the recipient, only In-Reply-To, only References, only the Subject', async function () {
+      const plain = [{ local: 'hijack-guard', domain: 'mx.test.example' }]
+      const none = { subject: 'Re: alice', 'in-reply-to': '', references: '' }
+      const cases = {
+        recipient: (t) => reply(t, { headers: none }),
+        'In-Reply-To': (t) => reply(t, { recipients: plain, headers: { ...none, 'in-reply-to': `<hg-${t}.7d3e9a41@mx.test.example>` } }),
+        References: (t) => reply(t, { recipients: plain, headers: { ...none, references: `<x@example.com> <hg-${t}.7d3e9a41@mx.test.example>` } }),
+        Subject: (t) => reply(t, { recipients: plain, headers: { ...none, subject: `Re: Account disabled [hg-${t}]` } }),
+      }
+      for (const [where, make] of Object.entries(cases)) {
+        const w = world()
+        const token = await w.trip()
+        assert.equal((await handleReply(make(token), w.config, w.store)).result, 'reactivated', where)
+      }
+    })
+
+    it('under policy = token, re-enables for anyone who has the token, even without AUTH', async function () {
+      const w = world({ policy: 'token' })
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token, { authUser: null, mailFrom: 'someone@elsewhere.example' }), w.config, w.store)
+      assert.equal(outcome.result, 'reactivated')
+      assert.equal(outcome.account, ALICE)
+      assert.match(outcome.actor, /someone@elsewhere\.example/)
+      assert.equal(await w.store.getDisabled(ALICE), null)
+    })
+
+    it('under policy = token, also re-enables for an authenticated login that is not an admin', async function () {
+      const w = world({ policy: 'token' })
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token, { authUser: 'bob@example.com', mailFrom: 'bob@example.com' }), w.config, w.store)
+      assert.deepEqual(outcome, { result: 'reactivated', account: ALICE, actor: 'bob@example.com' })
+    })
+  })
+
+  describe('refusals', function () {
+    it('refuses an automatic reply (Auto-Submitted) from an admin, and tells nobody', async function () {
+      const w = world()
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token, { headers: { 'auto-submitted': 'auto-replied' } }), w.config, w.store)
+      assert.equal(outcome.tellSender, false)
+      await assertRefusedAndUnspent(w, outcome, /automatic reply/, token)
+    })
+
+    it('refuses a reply with the null sender (a bounce) as automatic', async function () {
+      const w = world()
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token, { mailFrom: '' }), w.config, w.store)
+      assert.equal(outcome.tellSender, false)
+      await assertRefusedAndUnspent(w, outcome, /automatic reply.*null sender/, token)
+    })
+
+    it('refuses an automatic reply under policy = token too', async function () {
+      const w = world({ policy: 'token' })
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token, { authUser: null, headers: { precedence: 'bulk' } }), w.config, w.store)
+      await assertRefusedAndUnspent(w, outcome, /automatic reply/, token)
+    })
+
+    it('refuses a reply from a session that did not authenticate under policy = admin, whatever From and envelope say', async function () {
+      const w = world()
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token, { authUser: null, headers: { from: `Postmaster <${ADMIN}>` } }), w.config, w.store)
+      assert.equal(outcome.tellSender, false)
+      assert.equal(outcome.actor, `unauthenticated:${ADMIN}`)
+      await assertRefusedAndUnspent(w, outcome, /not sent by an authenticated session/, token)
+    })
+
+    it('refuses a reply from an authenticated login that is not an admin', async function () {
+      const w = world()
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token, { authUser: 'bob@example.com', mailFrom: ADMIN }), w.config, w.store)
+      assert.equal(outcome.tellSender, false)
+      assert.equal(outcome.actor, 'bob@example.com')
+      await assertRefusedAndUnspent(w, outcome, /"bob@example\.com" is not in \[reactivate\] admins/, token)
+    })
+
+    it('refuses an admin reply that carries no token, and tells the admin', async function () {
+      const w = world()
+      const token = await w.trip()
+      const outcome = await handleReply(
+        {
+          authUser: ADMIN,
+          mailFrom: ADMIN,
+          recipients: [{ local: 'hijack-guard', domain: 'mx.test.example' }],
+          header: (name) => ({ subject: 'please re-enable alice' })[name.toLowerCase()] ?? '',
+        },
+        w.config,
+        w.store,
+      )
+      assert.equal(outcome.tellSender, true)
+      assert.equal(outcome.account, undefined)
+      await assertRefusedAndUnspent(w, outcome, /no incident token/, token)
+    })
+
+    it('refuses an unknown token, and tells the admin', async function () {
+      const w = world()
+      const token = await w.trip()
+      const outcome = await handleReply(reply(newToken()), w.config, w.store)
+      assert.equal(outcome.tellSender, true)
+      await assertRefusedAndUnspent(w, outcome, /unknown or expired token/, token)
+    })
+
+    it('refuses a reply from the disabled account itself, even when it is an admin', async function () {
+      const w = world({ admins: `${ADMIN}, ${ALICE}` })
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token, { authUser: 'Alice@Example.com', mailFrom: ALICE }), w.config, w.store)
+      assert.equal(outcome.account, ALICE)
+      await assertRefusedAndUnspent(w, outcome, /cannot re-enable itself/, token)
+    })
+
+    it('refuses a reply from the disabled account itself under policy = token', async function () {
+      const w = world({ policy: 'token' })
+      const token = await w.trip()
+      const outcome = await handleReply(reply(token, { authUser: ALICE, mailFrom: ALICE }), w.config, w.store)
+      await assertRefusedAndUnspent(w, outcome, /cannot re-enable itself/, token)
+    })
+
+    it('refuses the token of an earlier incident of the same account; the current token still works', async function () {
+      const w = world()
+      const first = await w.trip()
+      assert.equal(await w.store.enable(ALICE), true)
+      const second = await w.trip()
+      const outcome = await handleReply(reply(first), w.config, w.store)
+      assert.equal(outcome.account, ALICE)
+      assert.equal(outcome.tellSender, true)
+      await assertRefusedAndUnspent(w, outcome, /not the one of the current incident/, second)
+    })
+
+    it('refuses a token used a second time', async function () {
+      const w = world()
+      const token = await w.trip()
+      assert.equal((await handleReply(reply(token), w.config, w.store)).result, 'reactivated')
+      const again = await handleReply(reply(token), w.config, w.store)
+      assert.equal(again.result, 'refused')
+      assert.match(again.reason, /not disabled|used already/)
+      assert.equal(again.account, ALICE)
+    })
+
+    it('refuses a used token replayed after the account was disabled again', async function () {
+      const w = world()
+      const first = await w.trip()
+      assert.equal((await handleReply(reply(first), w.config, w.store)).result, 'reactivated')
+      const second = await w.trip()
+      const replay = await handleReply(reply(first), w.config, w.store)
+      await assertRefusedAndUnspent(w, replay, /not the one of the current incident/, second)
+    })
+
+    it('lets two replies race with one token re-enable the account once', async function () {
+      const w = world()
+      const token = await w.trip()
+      const outcomes = await Promise.all([handleReply(reply(token), w.config, w.store), handleReply(reply(token), w.config, w.store)])
+      assert.deepEqual(outcomes.map((o) => o.result).sort(), ['reactivated', 'refused'])
+    })
+
+    it('accepts the token until token_ttl has passed, and refuses it as expired after', async function () {
+      const ttl = 2 * DAY
+      const early = world({ token_ttl: '2d' })
+      const t1 = await early.trip()
+      early.clock.now = T0 + ttl - 1000
+      assert.equal((await handleReply(reply(t1), early.config, early.store)).result, 'reactivated')
+
+      const late = world({ token_ttl: '2d' })
+      const t2 = await late.trip()
+      late.clock.now = T0 + ttl + 1000
+      const outcome = await handleReply(reply(t2), late.config, late.store)
+      assert.equal(outcome.result, 'refused')
+      assert.match(outcome.reason, /expired/)
+      assert.equal(outcome.tellSender, true)
+      assert.notEqual(await late.store.getDisabled(ALICE), null, 'still disabled')
+    })
+
+    it('refuses a long-expired token as unknown, and the account stays disabled', async function () {
+      const w = world({ token_ttl: '1d' })
+      const token = await w.trip()
+      w.clock.now = T0 + 30 * DAY
+      const outcome = await handleReply(reply(token), w.config, w.store)
+      assert.equal(outcome.result, 'refused')
+      assert.match(outcome.reason, /unknown or expired token/)
+      assert.notEqual(await w.store.getDisabled(ALICE), null)
+    })
+
+    it('does not let a token of one account re-enable another', async function () {
+      const w = world()
+      const aliceToken = await w.trip(ALICE)
+      const bobToken = await w.trip('bob@example.com')
+      const outcome = await handleReply(reply(aliceToken), w.config, w.store)
+      assert.deepEqual(outcome, { result: 'reactivated', account: ALICE, actor: ADMIN })
+      assert.notEqual(await w.store.getDisabled('bob@example.com'), null)
+      assert.equal((await handleReply(reply(bobToken), w.config, w.store)).account, 'bob@example.com')
+    })
+
+    it('reads the token from the recipient first: an unknown token there is refused though the headers carry the right one', async function () {
+      const w = world()
+      const token = await w.trip()
+      const outcome = await handleReply(
+        reply(token, { recipients: [{ local: `hijack-guard+hg-${newToken()}`, domain: 'mx.test.example' }] }),
+        w.config,
+        w.store,
+      )
+      await assertRefusedAndUnspent(w, outcome, /unknown or expired token/, token)
+    })
+  })
+})
