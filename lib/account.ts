@@ -1,4 +1,3 @@
-// eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\x00-\x1f\x7f]/g
 
 /**

@@ -39,9 +39,7 @@ const MAX_LIST = 10
 
 /** RFC 2047 B-encoding for a header value that is not plain ASCII. */
 export function encodeHeader(value: string): string {
-  // eslint-disable-next-line no-control-regex
   const clean = value.replace(/[\r\n\x00-\x1f\x7f]/g, ' ')
-  // eslint-disable-next-line no-control-regex
   if (/^[\x20-\x7e]*$/.test(clean)) return clean
   const words: string[] = []
   let chunk = ''

@@ -6,6 +6,7 @@
 import { userInfo } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import * as hc from 'haraka-config'
 import { normalizeAccount } from './account'
 import { alertReason, evidenceLines } from './alert'
 import { readConfig, rulesForAccount, type Config, type ConfigReader } from './config'
@@ -84,8 +85,6 @@ function countText(c: WindowCount): string {
 }
 
 function defaultConfigFor(harakaDir: string): ConfigReader {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const hc = require('haraka-config') as { module_config(defaults: string, overrides: string): ConfigReader }
   return hc.module_config(resolve(__dirname, '..', '..'), harakaDir)
 }
 

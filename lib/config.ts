@@ -84,7 +84,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
 
 /** Returns the text of an ini value without an inline "  ; comment", or '' when unset. */
 function text(value: unknown): string {
-  if (value === undefined || value === null) return ''
+  if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') return ''
   return String(value)
     .replace(/\s+[;#].*$/, '')
     .trim()
@@ -228,7 +228,7 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   const redisSect = section(raw, 'redis')
   const username = text(redisSect.username)
   // A password may contain " ;": taken verbatim, without inline-comment stripping.
-  const password = redisSect.password === undefined || redisSect.password === null ? '' : String(redisSect.password).trim()
+  const password = typeof redisSect.password === 'string' || typeof redisSect.password === 'number' ? String(redisSect.password).trim() : ''
 
   const config: Config = {
     mode: parseChoice('main.mode', main.mode, ['enforce', 'monitor'], 'enforce'),
@@ -282,7 +282,8 @@ export interface ConfigReader {
 export function readConfig(reader: ConfigReader, onChange?: () => void): Config {
   const raw = (onChange ? reader.get(CONFIG_FILE, 'ini', onChange) : reader.get(CONFIG_FILE, 'ini')) as RawIni
   const redisIni = reader.get('redis.ini', 'ini') as RawIni | undefined
-  const me = String(reader.get('me') ?? '')
+  const meValue = reader.get('me')
+  const me = typeof meValue === 'string' ? meValue : ''
   return parseConfig(withRedisIni(raw, redisIni), me)
 }
 

@@ -9,6 +9,14 @@ declare module 'haraka-constants' {
   export function translate(code: number): string
 }
 
+declare module 'haraka-config' {
+  interface ConfigReader {
+    get(name: string, type?: unknown, cb?: () => void): unknown
+  }
+  /** A reader of `defaults/config` with `overrides/config` merged over it, key by key. */
+  export function module_config(defaults: string, overrides?: string): ConfigReader
+}
+
 declare module 'haraka-dsn' {
   class DSN {
     code: number

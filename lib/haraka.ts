@@ -3,7 +3,7 @@
  * that turns an async hook body into a Haraka hook. `any` is confined to this file.
  */
 import * as constants from 'haraka-constants'
-import DSN = require('haraka-dsn')
+import DSN from 'haraka-dsn'
 
 export { DSN }
 
@@ -112,9 +112,8 @@ export function outboundSender(plugin: HarakaPlugin): (mail: { from: string; to:
 /** The plugins registered in this Haraka process, by name. */
 export function registeredPlugins(plugin: HarakaPlugin): Record<string, Record<string, unknown>> {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    const plugins = plugin.haraka_require('plugins') as any
-    return (plugins?.registered_plugins ?? {}) as Record<string, Record<string, unknown>>
+    const plugins = plugin.haraka_require('plugins') as { registered_plugins?: Record<string, Record<string, unknown>> } | undefined
+    return plugins?.registered_plugins ?? {}
   } catch {
     return {}
   }
@@ -139,7 +138,7 @@ export function asHook<P extends HarakaPlugin, A extends unknown[]>(
     try {
       work = body.apply(this, args)
     } catch (err) {
-      work = Promise.reject(err)
+      work = Promise.reject(err instanceof Error ? err : new Error(String(err)))
     }
     work.then(
       (verdict) => (verdict ? once(verdict[0], verdict[1]) : once()),

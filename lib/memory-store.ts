@@ -172,7 +172,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       if (input.mode === 'enforce' && refresh().disabled.has(input.account)) return { status: 'disabled', counts: [], flipped: false }
       const t = now()
       sweep(t)
-      const a = live(input.account, t) ?? { counts: new Map(), evidence: [], expiresAt: 0, monitoredUntil: 0 }
+      const a = live(input.account, t) ?? { counts: new Map<string, number>(), evidence: [], expiresAt: 0, monitoredUntil: 0 }
       accounts.set(input.account, a)
       for (const f of staleFields(a.counts.keys(), input.rules, t)) a.counts.delete(f)
       const totals = windowTotals(a.counts, input.rules, t)

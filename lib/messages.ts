@@ -30,7 +30,6 @@ export function describeLimit(c: WindowCount): string {
 
 /** An account name fit for a log line or mail text: no control characters, at most 64 characters. */
 export function shownAccount(account: string): string {
-  // eslint-disable-next-line no-control-regex
   return truncate(account.replace(/[\x00-\x1f\x7f]/g, '?'), 64)
 }
 
@@ -45,7 +44,6 @@ function truncate(text: string, max: number): string {
  * shownAccount, with every other character written as \uXXXX (e.g. "j\u00fcrgen").
  */
 export function replyAccount(account: string): string {
-  // eslint-disable-next-line no-control-regex
   const escaped = account.replace(/[\x00-\x1f\x7f]/g, '?').replace(/[^\x20-\x7e]/gu, (ch) =>
     Array.from({ length: ch.length }, (_, i) => `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''),
   )

@@ -123,7 +123,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
   }
 
   async function hgetall(what: string, key: string): Promise<Record<string, string>> {
-    return (await call(what, () => client.hGetAll(key))) as Record<string, string>
+    return call(what, () => client.hGetAll(key))
   }
 
   function toRecord(h: Record<string, string>): DisabledRecord | null {
@@ -212,7 +212,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     },
 
     async auditLog(options: { account?: string; limit?: number } = {}): Promise<AuditEntry[]> {
-      const rows = (await call('auditLog', () => client.lRange(AUDIT_LOG, 0, -1))) as string[]
+      const rows: string[] = await call('auditLog', () => client.lRange(AUDIT_LOG, 0, -1))
       const entries = rows.flatMap((row) => {
         try {
           return toAuditEntry(JSON.parse(row))
@@ -254,7 +254,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
 
     async evidence(account: string): Promise<MessageSummary[]> {
       const rows = await call('evidence', () => client.lRange(accountKeys(account).evidence, 0, -1))
-      return parseEvidence(`[${(rows as string[]).join(',')}]`)
+      return parseEvidence(`[${(rows).join(',')}]`)
     },
 
     async listDisabled(): Promise<DisabledRecord[]> {

@@ -204,6 +204,11 @@ export function parseRuleCounts(rulesJson: string | undefined, totalsCsv: string
   })
 }
 
+/** A string, number or boolean from parsed JSON as text; anything else as ''. */
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : ''
+}
+
 /** An audit entry from parsed JSON, or nothing when the shape is wrong. */
 export function toAuditEntry(row: unknown): AuditEntry[] {
   if (!row || typeof row !== 'object') return []
@@ -214,11 +219,11 @@ export function toAuditEntry(row: unknown): AuditEntry[] {
   return [
     {
       at: Number(r.at) || 0,
-      account: String(r.account ?? ''),
+      account: str(r.account),
       action,
-      actor: String(r.actor ?? ''),
-      how: String(r.how ?? ''),
-      ...(r.reason !== undefined ? { reason: String(r.reason) } : {}),
+      actor: str(r.actor),
+      how: str(r.how),
+      ...(r.reason !== undefined ? { reason: str(r.reason) } : {}),
     },
   ]
 }
@@ -240,10 +245,10 @@ export function toSummary(row: unknown): MessageSummary[] {
   const r = row as Record<string, unknown>
   return [
     {
-      ip: String(r.ip ?? ''),
-      helo: String(r.helo ?? ''),
+      ip: str(r.ip),
+      helo: str(r.helo),
       domains: Array.isArray(r.domains) ? r.domains.map(String) : [],
-      subject: String(r.subject ?? ''),
+      subject: str(r.subject),
     },
   ]
 }

@@ -1,0 +1,19 @@
+'use strict'
+
+// Type-checked lint of the TypeScript sources: no-floating-promises catches a forgotten await
+// in a hook, which Haraka would not survive.
+const tseslint = require('typescript-eslint')
+
+module.exports = tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'test/**', 'demo/**', 'bench/**', '.tmp/**', 'eslint.config.js'] },
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: __dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/require-await': 'off',
+      '@typescript-eslint/no-unused-vars': ['error', { varsIgnorePattern: '^_', argsIgnorePattern: '^_' }],
+    },
+  },
+)
