@@ -36,7 +36,7 @@ contract('memory', async ({ now }) => {
       await store.close()
     },
   }
-})
+}, { clock: 'injected' })
 
 describe('memory store: the state file', function () {
   let dir
