@@ -217,9 +217,6 @@ describe('e2e harness', function () {
   })
 
   describe('packed plugin', function () {
-    before(function () {
-    })
-
     it('installs the tarball into each instance and Haraka loads it from there', async function () {
       this.timeout(240000) // npm pack (build) + npm install, once per run
       const tarball = await h.packPlugin()
