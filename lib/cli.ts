@@ -6,7 +6,7 @@
 import { userInfo } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import * as hc from 'haraka-config'
+import hc from 'haraka-config'
 import { normalizeAccount } from './account'
 import { alertReason, evidenceLines } from './alert'
 import { readConfig, rulesForAccount, type Config, type ConfigReader } from './config'

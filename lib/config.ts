@@ -223,6 +223,18 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   for (const [key, value] of [['alert.from', from], ['alert.reply_address', text(alertSect.reply_address) || from]] as const) {
     if (!/^[^@\s]+@[^@\s]+$/.test(value)) throw new ConfigError(key, value, 'expected an address like hijack-guard@example.com')
   }
+  const replyAddress = text(alertSect.reply_address) || from
+  const replyLocal = (replyAddress.split('@')[0] ?? '').split('+')[0]?.toLowerCase() ?? ''
+  const replyTaken = ['postmaster', 'abuse'].includes(replyLocal) || to.some((t) => t.toLowerCase() === replyAddress.toLowerCase())
+  if (replyTaken) {
+    // Mail to the reply address (any +detail) is consumed, never delivered: it must be an
+    // address of its own, or real mail to it would vanish.
+    throw new ConfigError(
+      text(alertSect.reply_address) ? 'alert.reply_address' : 'alert.from',
+      replyAddress,
+      'the reply address takes every message sent to it; give it an address of its own (e.g. hijack-guard@your.domain), not postmaster, abuse or an [alert] to address',
+    )
+  }
   const reactivateSect = section(raw, 'reactivate')
   const admins = parseList(reactivateSect.admins)
   const redisSect = section(raw, 'redis')
@@ -240,7 +252,7 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
     rules,
     exempt: new Set(parseList(section(raw, 'exempt').accounts).map(norm)),
     accountRules,
-    alert: { to, from, replyAddress: text(alertSect.reply_address) || from },
+    alert: { to, from, replyAddress },
     contact: text(alertSect.contact) || to[0] || `postmaster@${mailDomain(me)}`,
     reactivate: {
       policy: parseChoice('reactivate.policy', reactivateSect.policy, ['admin', 'token'], 'admin'),

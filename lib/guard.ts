@@ -308,6 +308,10 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
       ])
     }
   } else {
+    if (outcome.reason.includes('null sender')) {
+      // A bounce to the reply address: an alert or a notice did not arrive somewhere.
+      connection.logwarn(plugin, `a bounce reached the reply address: an alert or notice may not have been delivered (subject ${JSON.stringify(header('Subject').trim())})`)
+    }
     connection.lognotice(plugin, `reply to alert not accepted from ${outcome.actor}${outcome.account !== undefined ? ` for ${JSON.stringify(outcome.account)}` : ''}: ${outcome.reason}`)
     txn.results.add(plugin, { fail: `reply: ${outcome.reason}` })
     if (outcome.account !== undefined) {

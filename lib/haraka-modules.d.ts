@@ -13,8 +13,11 @@ declare module 'haraka-config' {
   interface ConfigReader {
     get(name: string, type?: unknown, cb?: () => void): unknown
   }
-  /** A reader of `defaults/config` with `overrides/config` merged over it, key by key. */
-  export function module_config(defaults: string, overrides?: string): ConfigReader
+  const config: {
+    /** A reader of `defaults/config` with `overrides/config` merged over it, key by key. */
+    module_config(defaults: string, overrides?: string): ConfigReader
+  }
+  export = config
 }
 
 declare module 'haraka-dsn' {

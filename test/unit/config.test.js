@@ -241,6 +241,13 @@ describe('config', function () {
       })
     }
 
+    it('refuses a reply address that real mail goes to (postmaster, abuse, an [alert] to address)', function () {
+      assert.throws(() => parseConfig({ alert: { from: 'postmaster@example.com' } }, 'mx.example.com'), /alert\.from = "postmaster@example\.com": the reply address takes every message/)
+      assert.throws(() => parseConfig({ alert: { reply_address: 'Abuse+x@example.com' } }, 'mx.example.com'), /alert\.reply_address/)
+      assert.throws(() => parseConfig({ alert: { to: 'ops@example.com', reply_address: 'ops@example.com' } }, 'mx.example.com'), /alert\.reply_address/)
+      assert.equal(parseConfig({ alert: { to: 'postmaster@example.com' } }, 'mx.example.com').alert.replyAddress, 'hijack-guard@mx.example.com')
+    })
+
     it('refuses an invalid value in an [account:LOGIN] section, naming the section', function () {
       assert.throws(
         () => parseConfig({ 'account:Bob': { messages: '5/0m' } }),
