@@ -48,7 +48,7 @@ Commands:
 
 Options:
   -c, --config DIR   the Haraka directory (the one with config/); default: $HARAKA or .
-  --json             machine-readable output (list, show, audit)
+  --json             machine-readable output (every command)
   --reason TEXT      why, for disable (kept in the record and the audit trail)
   --limit N          how many audit entries
   -h, --help         this text
@@ -64,9 +64,33 @@ Examples:
   npx hijack-guard -c /etc/haraka --json audit alice@example.com
 `
 
-const COMMANDS = ['list', 'show', 'enable', 'disable', 'reset', 'audit', 'drop-held']
+/** Each command with how many ACCOUNT arguments it takes (at least, at most). */
+const ARITY: Record<string, readonly [number, number]> = {
+  list: [0, 0],
+  show: [1, 1],
+  enable: [1, 1],
+  disable: [1, 1],
+  reset: [1, 1],
+  audit: [0, 1],
+  'drop-held': [1, 1],
+}
 
 class UsageError extends Error {}
+
+/** Throws UsageError for a call that cannot be right, before any config or store is touched. */
+function checkUsage(command: string, args: readonly string[], values: { reason?: string; limit?: string }): void {
+  const arity = ARITY[command]
+  if (!arity) throw new UsageError(`unknown command ${JSON.stringify(command)}`)
+  const [min, max] = arity
+  if (args.length < min || args.length > max) {
+    throw new UsageError(max === 0 ? `${command} takes no arguments` : min === max ? `${command} takes exactly one ACCOUNT` : `${command} takes at most one ACCOUNT`)
+  }
+  if (values.reason !== undefined && command !== 'disable') throw new UsageError('--reason goes with disable')
+  if (values.limit !== undefined && command !== 'audit') throw new UsageError('--limit goes with audit')
+  if (values.limit !== undefined && !(/^\d+$/.test(values.limit) && Number(values.limit) >= 1)) {
+    throw new UsageError(`--limit must be a whole number of at least 1, not ${JSON.stringify(values.limit)}`)
+  }
+}
 
 function actor(): string {
   try {
@@ -145,8 +169,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.err(`hijack-guard: no command given\n\n${HELP}`)
     return EXIT.usage
   }
-  if (!COMMANDS.includes(command)) {
-    io.err(`hijack-guard: unknown command ${JSON.stringify(command)}\nTry: hijack-guard --help`)
+  try {
+    checkUsage(command, args, values)
+  } catch (err) {
+    io.err(`hijack-guard: ${(err as Error).message}\nTry: hijack-guard --help`)
     return EXIT.usage
   }
   const harakaDir = resolve(values.config ?? process.env.HARAKA ?? '.')
@@ -182,9 +208,8 @@ interface Context {
   readonly harakaDir: string
 }
 
-function oneAccount(command: string, args: readonly string[], config: Config): string {
-  if (args.length !== 1 || args[0] === undefined) throw new UsageError(`${command} takes exactly one ACCOUNT`)
-  return normalizeAccount(args[0], config.lowercaseAccounts)
+function oneAccount(args: readonly string[], config: Config): string {
+  return normalizeAccount(args[0] ?? '', config.lowercaseAccounts)
 }
 
 async function dispatch(command: string, args: string[], values: { json?: boolean; reason?: string; limit?: string }, ctx: Context): Promise<number> {
@@ -196,7 +221,6 @@ async function dispatch(command: string, args: string[], values: { json?: boolea
 
   switch (command) {
     case 'list': {
-      if (args.length) throw new UsageError('list takes no arguments')
       const records = await store.listDisabled()
       const rows = await Promise.all(records.map(async (r) => ({ r, held: await heldOf(r.account) })))
       const lines = rows.flatMap(({ r, held }) => [
@@ -212,7 +236,7 @@ async function dispatch(command: string, args: string[], values: { json?: boolea
       return EXIT.ok
     }
     case 'show': {
-      const account = oneAccount(command, args, config)
+      const account = oneAccount(args, config)
       const rules = rulesForAccount(config, account)
       const [record, counts, evidence, held, audit] = await Promise.all([
         store.getDisabled(account),
@@ -242,53 +266,62 @@ async function dispatch(command: string, args: string[], values: { json?: boolea
       return known ? EXIT.ok : EXIT.noChange
     }
     case 'enable': {
-      const account = oneAccount(command, args, config)
+      const account = oneAccount(args, config)
       const held = await heldOf(account)
-      const was = await store.enable(account)
+      // Nothing changes for an account that is not disabled (its counters stay).
+      const was = (await store.getDisabled(account)) !== null && (await store.enable(account))
       if (!was) {
-        io.out(`${account} is not disabled (its counters were cleared)`)
+        print({ account, action: 'enable', done: false }, `${account} is not disabled: nothing changed`)
         return EXIT.noChange
       }
       await store.audit({ at: Date.now(), account, action: 'enable', actor: actor(), how: 'cli' })
-      io.out(
+      print(
+        { account, action: 'enable', done: true, held },
         `${account} enabled: flag and counters cleared.` +
           (held ? `\n${held} held message${held === 1 ? '' : 's'} go out at the next delivery attempt (within ${retry}); to send now: haraka -c ${ctx.harakaDir} --qunstick` : ''),
       )
       return EXIT.ok
     }
     case 'disable': {
-      const account = oneAccount(command, args, config)
+      const account = oneAccount(args, config)
       const reason = values.reason?.trim() || 'disabled by an operator'
       const who = actor()
       if (!(await store.disable({ account, reason, by: who, incident: `manual-${Date.now().toString(36)}` }))) {
-        io.out(`${account} is disabled already`)
+        print({ account, action: 'disable', done: false }, `${account} is disabled already: nothing changed`)
         return EXIT.noChange
       }
       await store.audit({ at: Date.now(), account, action: 'disable', actor: who, how: 'cli', reason })
-      io.out(`${account} disabled: AUTH gets 535 5.7.8 and MAIL FROM 550 5.7.1 until it is enabled`)
+      print({ account, action: 'disable', done: true }, `${account} disabled: AUTH gets 535 5.7.8 and MAIL FROM 550 5.7.1 until it is enabled`)
       return EXIT.ok
     }
     case 'reset': {
-      const account = oneAccount(command, args, config)
+      const account = oneAccount(args, config)
       await store.reset(account)
       await store.audit({ at: Date.now(), account, action: 'reset', actor: actor(), how: 'cli' })
-      io.out(`${account}: counters cleared${(await store.getDisabled(account)) ? ' (it stays disabled)' : ''}`)
+      const stillDisabled = (await store.getDisabled(account)) !== null
+      print({ account, action: 'reset', done: true, disabled: stillDisabled }, `${account}: counters cleared${stillDisabled ? ' (it stays disabled)' : ''}`)
       return EXIT.ok
     }
     case 'audit': {
-      if (args.length > 1) throw new UsageError('audit takes at most one ACCOUNT')
       const limit = values.limit === undefined ? 50 : Number(values.limit)
-      if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a whole number of at least 1, not ${JSON.stringify(values.limit)}`)
       const account = args[0] === undefined ? undefined : normalizeAccount(args[0], config.lowercaseAccounts)
       const entries = await store.auditLog({ ...(account !== undefined ? { account } : {}), limit })
       print(entries, entries.length ? entries.map(auditLine).join('\n') : 'no audit entries')
       return EXIT.ok
     }
     case 'drop-held': {
-      const account = oneAccount(command, args, config)
+      const account = oneAccount(args, config)
+      // Only a disabled account's mail is held: a mistyped name must not throw away good mail.
+      if ((await store.getDisabled(account)) === null) {
+        print({ account, action: 'drop-held', done: false }, `${account} is not disabled: its mail is not held, nothing dropped`)
+        return EXIT.noChange
+      }
       const held = await store.dropHeld(account, config.held.maxHoldMs)
       await store.audit({ at: Date.now(), account, action: 'drop-held', actor: actor(), how: 'cli', reason: `${held} held` })
-      io.out(`${account}: ${held} held message${held === 1 ? '' : 's'} (and any other mail it queued until now) will be discarded at the next delivery attempt (within ${retry}), without bounces`)
+      print(
+        { account, action: 'drop-held', done: true, held },
+        `${account}: ${held} held message${held === 1 ? '' : 's'} (and any other mail it queued until now) will be discarded at the next delivery attempt (within ${retry}), without bounces`,
+      )
       return EXIT.ok
     }
     default:

@@ -22,8 +22,6 @@ export interface QueuedMail {
  */
 export const HOLD_CHECK_AFTER_MS = 2000
 
-const HELD = 'hijack_guard_held'
-
 function countNote(mail: QueuedMail): CountNote | null {
   const note = mail.todo?.notes?.[NOTE] as Partial<CountNote> | undefined
   return note && typeof note.account === 'string' && typeof note.at === 'number' ? (note as CountNote) : null
@@ -43,7 +41,7 @@ export async function checkQueued(plugin: HarakaPlugin, mail: QueuedMail, state:
     plugin.logerror(`held mail of ${JSON.stringify(note.account)}: store unavailable (on_store_error=${config.onStoreError}): ${(err as Error)?.message ?? String(err)}`)
     return config.onStoreError === 'closed' ? [DELAY, retrySeconds] : undefined
   }
-  const release = (): Promise<void> => store.release(note.account, id).catch(() => undefined)
+  const release = (): Promise<boolean> => store.release(note.account, id).catch(() => false)
   if (held.dropBefore > 0 && note.at <= held.dropBefore) {
     mail.hijackGuardDrop = 'dropped by an operator (hijack-guard drop-held)'
     await release()
@@ -56,15 +54,12 @@ export async function checkQueued(plugin: HarakaPlugin, mail: QueuedMail, state:
       return
     }
     await store.hold(note.account, id, config.held.maxHoldMs).catch((err: unknown) => plugin.logerror(`could not note held mail: ${(err as Error)?.message ?? String(err)}`))
-    if (mail.todo?.notes) mail.todo.notes[HELD] = true
     mail.lognotice?.(plugin, `holding queued mail of disabled account ${JSON.stringify(note.account)}; next look in ${retrySeconds} s`)
     return [DELAY, retrySeconds]
   }
-  if (mail.todo?.notes?.[HELD]) {
-    delete mail.todo.notes[HELD]
-    mail.lognotice?.(plugin, `releasing held mail of ${JSON.stringify(note.account)}: the account is enabled`)
-    await release()
-  }
+  // A later attempt of an enabled account's message: forget it as held, if it was (also
+  // across a Haraka restart, which loses everything but the queue file).
+  if (await release()) mail.lognotice?.(plugin, `releasing held mail of ${JSON.stringify(note.account)}: the account is enabled`)
 }
 
 /** get_mx: a message marked for dropping gets no route, which leads Haraka to its bounce hook. */

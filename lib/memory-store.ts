@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { Rule } from './config'
 import { countersTtlMs, increments, staleFields, windowTotals } from './buckets'
@@ -120,16 +120,26 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     return durable
   }
 
-  /** Applies a change to the latest durable state and writes it before returning. */
+  /**
+   * Applies a change to the latest durable state and writes it before returning. The lock file
+   * serialises the read-change-write of every process sharing the file (Haraka and the CLI), so
+   * no change overwrites another.
+   */
   function change<T>(mutate: (d: Durable) => T): T {
-    const d = refresh()
-    const result = mutate(d)
+    return withLock(file, () => {
+      const d = refresh()
+      const result = mutate(d)
+      write(d)
+      return result
+    })
+  }
+
+  function write(d: Durable): void {
     const t = now()
     for (const [token, p] of d.tokens) if (p.forgetAt <= t) d.tokens.delete(token)
     for (const [account, m] of d.dropBefore) if (m.until <= t) d.dropBefore.delete(account)
     const tmp = `${file}.${process.pid}.tmp`
     try {
-      mkdirSync(dirname(file), { recursive: true })
       const fd = openSync(tmp, 'w', 0o600)
       try {
         writeSync(fd, toJson(d))
@@ -142,7 +152,6 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       throw new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err })
     }
     seen = fileStamp(file)
-    return result
   }
 
   function clearCounters(d: Durable, account: string): void {
@@ -316,12 +325,13 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       })
     },
 
-    async release(account: string, id: string): Promise<void> {
-      if (!refresh().held.get(account)?.has(id)) return
-      change((d) => {
+    async release(account: string, id: string): Promise<boolean> {
+      if (!refresh().held.get(account)?.has(id)) return false
+      return change((d) => {
         const ids = d.held.get(account)
-        ids?.delete(id)
+        const was = ids?.delete(id) ?? false
         if (ids?.size === 0) d.held.delete(account)
+        return was
       })
     },
 
@@ -343,6 +353,49 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     },
   }
   return store
+}
+
+const LOCK_WAIT_MS = 5000
+const LOCK_STALE_MS = 10_000
+const napCell = new Int32Array(new SharedArrayBuffer(4))
+
+/**
+ * Runs `work` holding `<file>.lock` (created exclusively). The critical sections are a read and
+ * a write of a small file, so waiters sleep a few milliseconds at a time; a lock older than
+ * LOCK_STALE_MS was left by a process that died and is taken over.
+ */
+function withLock<T>(file: string, work: () => T): T {
+  const lock = `${file}.lock`
+  const deadline = Date.now() + LOCK_WAIT_MS
+  try {
+    mkdirSync(dirname(file), { recursive: true })
+  } catch (err) {
+    throw new StoreError(`cannot create the directory of ${file}: ${(err as Error).message}`, { cause: err })
+  }
+  for (;;) {
+    try {
+      closeSync(openSync(lock, 'wx', 0o600))
+      break
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(`cannot lock ${file}: ${(err as Error).message}`, { cause: err })
+    }
+    try {
+      if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock)
+    } catch {
+      // gone already: try again
+    }
+    if (Date.now() > deadline) throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`)
+    Atomics.wait(napCell, 0, 0, 3)
+  }
+  try {
+    return work()
+  } finally {
+    try {
+      unlinkSync(lock)
+    } catch {
+      // removed by someone who thought it stale: nothing to release
+    }
+  }
 }
 
 /** Changes whenever another process replaces the file (rename gives a new inode). */

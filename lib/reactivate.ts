@@ -46,20 +46,22 @@ export async function handleReply(reply: ReplyMessage, config: Config, store: St
   const auto = autoReplyReason(reply.header, reply.mailFrom)
   if (auto) return { result: 'refused', reason: `automatic reply (${auto})`, actor, tellSender: false }
 
-  if (config.reactivate.policy === 'admin') {
-    if (login === null) return refuse('the reply was not sent by an authenticated session (policy = admin)')
-    if (!isAdmin) return refuse(`login ${JSON.stringify(login)} is not in [reactivate] admins`)
-  }
-
   const token = findToken({
     recipients: reply.recipients,
     inReplyTo: reply.header('In-Reply-To'),
     references: reply.header('References'),
     subject: reply.header('Subject'),
   })
-  if (!token) return refuse('no incident token found in the recipient, In-Reply-To, References or Subject')
+  // Looked up (read only) before the policy checks so that a refused attempt names its account
+  // in the audit trail.
+  const account = token ? await store.tokenAccount(token) : null
+  const about = account ?? undefined
 
-  const account = await store.tokenAccount(token)
+  if (config.reactivate.policy === 'admin') {
+    if (login === null) return refuse('the reply was not sent by an authenticated session (policy = admin)', about)
+    if (!isAdmin) return refuse(`login ${JSON.stringify(login)} is not in [reactivate] admins`, about)
+  }
+  if (!token) return refuse('no incident token found in the recipient, In-Reply-To, References or Subject')
   if (account === null) return refuse('unknown or expired token')
   if (login !== null && login === account) return refuse('a disabled account cannot re-enable itself', account)
 

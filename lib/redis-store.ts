@@ -294,8 +294,8 @@ export function createRedisStore(options: RedisStoreOptions): Store {
       await call('hold', () => client.multi().sAdd(k.held, id).pExpire(k.held, ttlMs).exec())
     },
 
-    async release(account: string, id: string): Promise<void> {
-      await call('release', () => client.sRem(accountKeys(account).held, id))
+    async release(account: string, id: string): Promise<boolean> {
+      return Number(await call('release', () => client.sRem(accountKeys(account).held, id))) > 0
     },
 
     async heldCount(account: string): Promise<number> {

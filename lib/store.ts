@@ -143,8 +143,8 @@ export interface Store {
   heldState(account: string): Promise<HeldState>
   /** Notes that a queued message of a disabled account is being held. */
   hold(account: string, id: string, ttlMs: number): Promise<void>
-  /** Forgets a held message (delivered after an enable, or dropped). */
-  release(account: string, id: string): Promise<void>
+  /** Forgets a held message (delivered after an enable, or dropped); true when it was held. */
+  release(account: string, id: string): Promise<boolean>
   /** How many queued messages of the account are held. */
   heldCount(account: string): Promise<number>
   /** Marks every message of the account queued until now for dropping; answers the held count. */

@@ -1,0 +1,510 @@
+'use strict'
+
+// End-to-end: the operator's tools with the real parts (a Haraka 3.3.4 process with the packed
+// plugin installed by npm, redis-server, a nodemailer client speaking AUTH PLAIN over loopback,
+// a loopback SMTP sink as the outside world) and the CLI the package installs into the Haraka
+// directory (DIR/node_modules/.bin/hijack-guard), run as a process: the audit trail, held
+// outbound mail of a disabled account (released by enable, discarded by drop-held), and an
+// incident handled with the CLI alone. See test/e2e/README.md.
+
+const assert = require('node:assert/strict')
+const childProcess = require('node:child_process')
+const crypto = require('node:crypto')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const h = require('./harness')
+
+const PW = 'pw'
+const ADMIN = 'postmaster@test.example' // a flat_file login listed in [alert] to: an admin
+const OTHER = 'eve@test.example' // a login that is not an admin
+const OUT = 'bob@outside.example'
+const ACTOR = `cli:${os.userInfo().username}`
+
+const alertPrefix = (account) => `Account ${account} disabled: `
+
+// Haraka retries a temporary failure after 5 s (its smallest interval) for a long while, so
+// mail the sink refuses with 451 stays in the queue; the harness default is no retry at all.
+const RETRYING_OUTBOUND = [
+  '[main]',
+  'enable_tls=false',
+  'local_mx_ok=true',
+  'inet_prefer=v4',
+  'connect_timeout=5',
+  'temp_fail_intervals=5s*30',
+  '',
+].join('\n')
+
+function pluginIni (redisPort, { store = 'redis', limits = 'messages = 3/1m\nrecipients = 100/1h', held = '' } = {}) {
+  return [
+    '[main]',
+    `store = ${store}`,
+    '[redis]',
+    `port = ${redisPort}`,
+    '[limits]',
+    limits,
+    '[alert]',
+    `to = ${ADMIN}`,
+    '[held]',
+    held,
+    '',
+  ].join('\n')
+}
+
+function countMatches (text, regex) {
+  return text.split('\n').filter((line) => regex.test(line)).length
+}
+
+function assert250 (r, what) {
+  assert.equal(r.stage, 'ok', `${what}: ${JSON.stringify(r)}`)
+  assert.equal(r.code, 250, `${what}: ${JSON.stringify(r)}`)
+}
+
+function assert535 (r, what) {
+  assert.equal(r.code, 535, `${what}: ${JSON.stringify(r)}`)
+  assert.match(r.response, /^535 5\.7\.8 /, what)
+}
+
+function bySubject (sink, prefix, rcpt) {
+  return sink.messages.filter((m) => typeof m.subject === 'string' && m.subject.startsWith(prefix) && (!rcpt || m.to.includes(rcpt)))
+}
+
+async function waitSubjects (sink, prefix, n, { rcpt, timeoutMs = 15000 } = {}) {
+  await h.waitUntil(() => bySubject(sink, prefix, rcpt).length >= n, {
+    timeoutMs,
+    message: () => `sink has ${bySubject(sink, prefix, rcpt).length} of ${n} messages with subject ${prefix}*; all: ${JSON.stringify(sink.messages.map((m) => [m.from, m.to, m.subject]))}`,
+  })
+  return bySubject(sink, prefix, rcpt)
+}
+
+// bounces: mail from the null sender
+const bounces = (sink) => sink.messages.filter((m) => !m.from)
+
+function queueFiles (haraka) {
+  try {
+    return fs.readdirSync(path.join(haraka.dir, 'queue'))
+  } catch (err) {
+    if (err.code === 'ENOENT') return []
+    throw err
+  }
+}
+
+async function waitQueueEmpty (haraka, timeoutMs = 15000) {
+  await h.waitUntil(() => queueFiles(haraka).length === 0, {
+    timeoutMs,
+    intervalMs: 50,
+    message: () => `outbound queue of ${haraka.dir} still holds ${JSON.stringify(queueFiles(haraka))}`,
+  })
+}
+
+// The Haraka transaction id in a 250 / 550 answer: "... (UUID.N)"
+function txnId (response) {
+  const m = /\(([0-9A-F]{8}-[0-9A-F-]+\.\d+)\)\s*$/.exec(String(response))
+  return m ? m[1] : null
+}
+
+// Sends a message and waits until Haraka's log has caught up with the end of that transaction.
+async function sendAndSettle (srv, opts) {
+  const mark = srv.logMark()
+  const r = await h.sendOne({ port: srv.port, ...opts })
+  const id = txnId(r.response)
+  if (id) await srv.waitForLog(new RegExp(`\\(${h.escapeRegExp(id)}\\)`), { since: mark })
+  r.log = srv.log().slice(mark)
+  return r
+}
+
+// A reply to the alert as a mail client writes it (Re: subject, In-Reply-To, References).
+function replyRaw ({ from, to, alert, text = 'Password changed. Please re-enable the account.' }) {
+  return [
+    `From: <${from}>`,
+    `To: ${to}`,
+    `Subject: Re: ${alert.subject}`,
+    `Date: ${new Date().toUTCString().replace('GMT', '+0000')}`,
+    `Message-ID: <reply-${crypto.randomBytes(8).toString('hex')}@client.test.example>`,
+    `In-Reply-To: ${alert.headers['message-id']}`,
+    `References: ${alert.headers['message-id']}`,
+    'MIME-Version: 1.0',
+    'Content-Type: text/plain; charset=utf-8',
+    '',
+    text,
+    '',
+  ].join('\r\n')
+}
+
+// Runs the CLI the package installed into the Haraka directory; never rejects.
+// -> { code, stdout, stderr, ms }
+const running = new Set()
+function hg (srv, args, { timeoutMs = 20000 } = {}) {
+  const bin = path.join(srv.dir, 'node_modules', '.bin', 'hijack-guard')
+  const env = { ...process.env }
+  delete env.HARAKA
+  return new Promise((resolve) => {
+    const t0 = Date.now()
+    const child = childProcess.execFile(bin, ['-c', srv.dir, ...args], { cwd: srv.dir, env, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      running.delete(child)
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : err.code || null) : 0, stdout, stderr, ms: Date.now() - t0, args })
+    })
+    running.add(child)
+  })
+}
+
+function explain (r) {
+  return `hijack-guard ${r.args.join(' ')}: exit ${r.code} after ${r.ms} ms\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`
+}
+
+async function hgOk (srv, args, code = 0) {
+  const r = await hg(srv, args)
+  assert.equal(r.code, code, explain(r))
+  return r
+}
+
+async function hgJson (srv, args) {
+  const r = await hgOk(srv, ['--json', ...args])
+  try {
+    return JSON.parse(r.stdout)
+  } catch (err) {
+    assert.fail(`${explain(r)}\nnot JSON: ${err.message}`)
+  }
+}
+
+// the held count `hijack-guard --json list` shows for an account (undefined: not listed)
+async function listedHeld (srv, account) {
+  const row = (await hgJson(srv, ['list'])).find((r) => r.account === account)
+  return row ? row.held : undefined
+}
+
+describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
+  this.timeout(60000)
+
+  let sink
+  let redis
+  const started = [] // Haraka instances of the current test
+
+  async function haraka (opts) {
+    const inst = await h.createHaraka({
+      sink,
+      ...opts,
+      users: { [ADMIN]: PW, [OTHER]: PW, ...(opts.users || {}) },
+    })
+    started.push(inst)
+    await inst.start()
+    return inst
+  }
+
+  // Sends `max` messages from account (250), then one more (550 5.7.1, the account is now
+  // disabled). Returns the subjects of the accepted ones.
+  async function trip (srv, account, { max = 3, helo = 'client.test.example', tag = 'm' } = {}) {
+    const s = await h.openSession({ port: srv.port, user: account, pass: PW, name: helo })
+    const accepted = []
+    for (let i = 1; i <= max + 1; i++) {
+      const subject = `${tag} ${account} ${i}`
+      const r = await s.send({ from: account, to: [`r${i}@d${i}.outside.example`], subject })
+      if (i <= max) {
+        assert250(r, `${account} message ${i}`)
+        accepted.push(subject)
+      } else {
+        assert.equal(r.code, 550, `${account} message ${i} goes over: ${JSON.stringify(r)}`)
+        assert.match(r.response, /^550 5\.7\.1 .*reached its limit/)
+      }
+    }
+    await s.close()
+    return accepted
+  }
+
+  async function waitAudit (srv, account, pred, what) {
+    let entries = []
+    await h.waitUntil(async () => {
+      entries = await hgJson(srv, ['audit', account])
+      return entries.some(pred)
+    }, { timeoutMs: 10000, intervalMs: 200, message: () => `${what}: audit of ${account}: ${JSON.stringify(entries)}` })
+    return entries
+  }
+
+  before(async function () {
+    this.timeout(240000) // npm pack (build) + npm install, once per run
+    await h.packPlugin()
+    sink = await h.startSink()
+    redis = await h.startRedis()
+  })
+
+  after(async function () {
+    for (const r of started.splice(0)) await r.destroy()
+    if (redis) await redis.stop()
+    if (sink) await sink.stop()
+    await h.stopAll()
+  })
+
+  beforeEach(async function () {
+    sink.accept()
+    sink.clear()
+    await redis.flushall()
+  })
+
+  afterEach(async function () {
+    h.dumpLogsIfFailed(this)
+    for (const child of running) {
+      try { process.kill(child.pid, 'SIGKILL') } catch { /* gone */ }
+    }
+    running.clear()
+    sink.accept()
+    for (const r of started.splice(0).reverse()) await r.destroy()
+  })
+
+  // -------------------------------------------------------------------------------------------
+  // a. the audit trail
+
+  it('the audit trail records every path with its actor: disable by the limit, enable by the admin\'s reply, a failed reply, CLI disable / reset / drop-held / enable by cli:<os user>', async function () {
+    const acct = 'audited@test.example'
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+
+    await trip(srv, acct)
+    const [alert] = await waitSubjects(sink, alertPrefix(acct), 1)
+    await waitAudit(srv, acct, (e) => e.action === 'disable', 'the automatic disable')
+
+    // the admin answers the alert: re-enabled
+    const to = alert.headers['reply-to']
+    const ok = await sendAndSettle(srv, { user: ADMIN, pass: PW, from: ADMIN, to: [to], raw: replyRaw({ from: ADMIN, to, alert }) })
+    assert250(ok, 'the admin\'s reply')
+    assert.match(ok.log, /ACCOUNT RE-ENABLED "audited@test\.example" by reply from postmaster@test\.example/)
+    // the same reply again: the token is spent, nothing changes (a failed reactivation)
+    const again = await sendAndSettle(srv, { user: ADMIN, pass: PW, from: ADMIN, to: [to], raw: replyRaw({ from: ADMIN, to, alert }) })
+    assert250(again, 'the second reply')
+    assert.match(again.log, /reply to alert not accepted from postmaster@test\.example for "audited@test\.example"/)
+
+    // the CLI, with the login written differently each time
+    await hgOk(srv, ['disable', 'Audited@Test.Example', '--reason', 'ticket 4711'])
+    await hgOk(srv, ['reset', 'AUDITED@test.example'])
+    await hgOk(srv, ['drop-held', acct])
+    await hgOk(srv, ['enable', 'audited@TEST.example'])
+
+    const entries = await hgJson(srv, ['audit', acct])
+    assert.deepEqual(entries.map((e) => [e.action, e.actor, e.how]), [
+      ['enable', ACTOR, 'cli'],
+      ['drop-held', ACTOR, 'cli'],
+      ['reset', ACTOR, 'cli'],
+      ['disable', ACTOR, 'cli'],
+      ['reactivate-failed', ADMIN, 'reply'],
+      ['enable', ADMIN, 'reply'],
+      ['disable', 'limit', 'limit'],
+    ], JSON.stringify(entries, null, 2))
+    for (const e of entries) assert.equal(e.account, acct)
+    for (let i = 1; i < entries.length; i++) assert.ok(entries[i - 1].at >= entries[i].at, 'newest first')
+    assert.match(entries[6].reason, /reached 3 messages in 1 minute|messages 3\/1m/)
+    assert.equal(entries[3].reason, 'ticket 4711')
+    assert.match(entries[4].reason, /not disabled|used already/)
+    assert.equal(entries[1].reason, '0 held')
+
+    // the text form names the actor and the way of each line
+    const text = await hgOk(srv, ['audit', acct])
+    const lines = text.stdout.trim().split('\n')
+    assert.equal(lines.length, 7, text.stdout)
+    assert.match(lines[0], new RegExp(`enable +"audited@test\\.example" by ${h.escapeRegExp(ACTOR)} via cli$`))
+    assert.match(lines[5], /enable +"audited@test\.example" by postmaster@test\.example via reply$/)
+    assert.match(lines[6], /disable +"audited@test\.example" by limit via limit: /)
+
+    // the account works again
+    assert250(await h.sendOne({ port: srv.port, user: acct, pass: PW, from: acct, to: [OUT], subject: 'after the audit' }), 'after the CLI enable')
+    await waitSubjects(sink, 'after the audit', 1)
+  })
+
+  // A refused reply whose token names an account is audited as reactivate-failed with the
+  // login that sent it, also when it is refused for the login (not an admin) rather than the
+  // token.
+  it('a non-admin\'s reply to the alert leaves a reactivate-failed audit entry naming that login', async function () {
+    const acct = 'forged@test.example'
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+    await trip(srv, acct)
+    const [alert] = await waitSubjects(sink, alertPrefix(acct), 1)
+    await waitAudit(srv, acct, (e) => e.action === 'disable', 'the automatic disable')
+    const to = alert.headers['reply-to']
+    const r = await sendAndSettle(srv, { user: OTHER, pass: PW, from: OTHER, to: [to], raw: replyRaw({ from: OTHER, to, alert }) })
+    assert250(r, 'the non-admin\'s reply is consumed')
+    assert.match(r.log, /reply to alert not accepted from eve@test\.example/)
+    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'still disabled')
+    const entries = await hgJson(srv, ['audit', acct])
+    assert.ok(
+      entries.some((e) => e.action === 'reactivate-failed' && e.actor === OTHER && e.how === 'reply'),
+      `no reactivate-failed entry by ${OTHER} in the audit of ${acct}: ${JSON.stringify(entries.map((e) => [e.action, e.actor, e.how]))}`,
+    )
+  })
+
+  // -------------------------------------------------------------------------------------------
+  // b, c. held mail
+
+  // The account queues mail while the sink answers 451 (Haraka keeps it, retrying every 5 s),
+  // then goes over its limit. Once the retries find the account disabled they are held. The
+  // sink then accepts again. Returns the subjects of the queued messages.
+  async function queueThenHold (srv, acct) {
+    sink.refuse(451)
+    const queued = await trip(srv, acct, { tag: 'held' })
+    await h.waitUntil(async () => (await listedHeld(srv, acct)) === queued.length, {
+      timeoutMs: 20000,
+      intervalMs: 250,
+      message: () => `held count of ${acct} in hijack-guard list did not reach ${queued.length}\n${srv.log().split('\n').slice(-30).join('\n')}`,
+    })
+    assert.ok(sink.refused >= queued.length, `the sink refused the first attempts (${sink.refused})`)
+    assert.equal(bySubject(sink, `held ${acct}`).length, 0)
+    sink.accept()
+    // the alert was refused too; it goes out at its next retry, which proves the sink is back
+    await waitSubjects(sink, alertPrefix(acct), 1, { timeoutMs: 15000 })
+    return queued
+  }
+
+  it('held mail: what a disabled account queued stays in the queue while the sink accepts again (list shows it held); enable releases it to the sink at the next retry', async function () {
+    const acct = 'queued@test.example'
+    const srv = await haraka({
+      users: { [acct]: PW },
+      pluginIni: pluginIni(redis.port, { held: 'retry = 1s' }),
+      config: { 'outbound.ini': RETRYING_OUTBOUND },
+    })
+    const queued = await queueThenHold(srv, acct)
+
+    // several [held] retry intervals with the sink accepting: each retry holds it again
+    const mark = srv.logMark()
+    await srv.waitForLog(/holding queued mail of disabled account "queued@test\.example"; next look in 1 s/, { count: 3 * queued.length, since: mark, timeoutMs: 15000 })
+    assert.equal(bySubject(sink, `held ${acct}`).length, 0, 'none of the held messages reached the sink')
+    assert.equal(queueFiles(srv).length, queued.length, `queue: ${JSON.stringify(queueFiles(srv))}`)
+    const list = await hgOk(srv, ['list'])
+    assert.match(list.stdout, /^queued@test\.example$/m)
+    assert.match(list.stdout, /^ {2}held mail 3; incident /m)
+    assert.equal((await hgJson(srv, ['show', acct])).held, 3)
+
+    const enabled = await hgOk(srv, ['enable', acct])
+    assert.match(enabled.stdout, /3 held messages go out at the next delivery attempt \(within 1 second\)/)
+    const delivered = await waitSubjects(sink, `held ${acct}`, queued.length, { timeoutMs: 10000 })
+    await waitQueueEmpty(srv)
+    assert.deepEqual(delivered.map((m) => m.subject).sort(), [...queued].sort(), 'each held message delivered exactly once')
+    assert.equal(bySubject(sink, `held ${acct}`).length, queued.length)
+    assert.equal(countMatches(srv.log(), /releasing held mail of "queued@test\.example": the account is enabled/), queued.length)
+    assert.equal((await hgJson(srv, ['show', acct])).held, 0, 'nothing held any more')
+    assert.deepEqual(bounces(sink), [])
+  })
+
+  it('drop-held: the held messages never reach the sink, the queue empties without a bounce to anyone, and enabling afterwards does not bring them back', async function () {
+    const acct = 'dropped@test.example'
+    const srv = await haraka({
+      users: { [acct]: PW },
+      pluginIni: pluginIni(redis.port, { held: 'retry = 1s' }),
+      config: { 'outbound.ini': RETRYING_OUTBOUND },
+    })
+    const queued = await queueThenHold(srv, acct)
+    const mark = srv.logMark()
+
+    const dropped = await hgOk(srv, ['drop-held', acct])
+    assert.match(dropped.stdout, /^dropped@test\.example: 3 held messages .* without bounces$/m)
+    await waitQueueEmpty(srv)
+    await srv.waitForLog(/discarded queued mail without a bounce: dropped by an operator/, { count: queued.length, since: mark, timeoutMs: 5000 })
+    // the bounce hook said no: Haraka neither queued nor sent a bounce
+    assert.doesNotMatch(srv.log().slice(mark), /\[outbound\] Sending email via params|Double bounce/)
+    assert.equal((await hgJson(srv, ['show', acct])).held, 0)
+
+    // enabled again: the dropped messages are gone for good, new mail flows
+    await hgOk(srv, ['enable', acct])
+    assert250(await h.sendOne({ port: srv.port, user: acct, pass: PW, from: acct, to: [OUT], subject: 'after drop-held' }), 'new mail after the enable')
+    await waitSubjects(sink, 'after drop-held', 1)
+    await waitQueueEmpty(srv)
+    assert.equal(bySubject(sink, `held ${acct}`).length, 0, 'no dropped message reached the sink')
+    assert.deepEqual(bounces(sink), [], 'no bounce reached the sink')
+    assert.deepEqual(sink.messages.filter((m) => m.to.includes(acct)), [], 'nothing was sent to the account')
+    const [entry] = await hgJson(srv, ['audit', acct, '--limit', '2']).then((es) => es.filter((e) => e.action === 'drop-held'))
+    assert.deepEqual([entry.actor, entry.how, entry.reason], [ACTOR, 'cli', '3 held'])
+  })
+
+  // Held mail is released by what the store says, not by anything kept in memory: after a
+  // Haraka restart the enabled account's messages go out and are no longer counted as held.
+  it('held mail across a Haraka restart: enabled while Haraka is down, the messages go out at startup and are no longer counted as held', async function () {
+    const acct = 'restarted@test.example'
+    const srv = await haraka({
+      users: { [acct]: PW },
+      pluginIni: pluginIni(redis.port, { held: 'retry = 1s' }),
+      config: { 'outbound.ini': RETRYING_OUTBOUND },
+    })
+    const queued = await queueThenHold(srv, acct)
+    await srv.stop()
+    assert.equal(queueFiles(srv).length, queued.length, `the held messages stay in the queue directory: ${JSON.stringify(queueFiles(srv))}`)
+    const enabled = await hgOk(srv, ['enable', acct])
+    assert.match(enabled.stdout, /3 held messages go out/)
+    await srv.start()
+    await waitSubjects(sink, `held ${acct}`, queued.length, { timeoutMs: 15000 })
+    await waitQueueEmpty(srv)
+    assert.equal(bySubject(sink, `held ${acct}`).length, queued.length, 'each delivered once')
+    const shown = await hgJson(srv, ['show', acct])
+    assert.equal(shown.state, 'active')
+    assert.equal(shown.held, 0, `show --json still counts ${shown.held} held messages of ${acct} after all of them were delivered`)
+  })
+
+  // -------------------------------------------------------------------------------------------
+  // d. an incident with the CLI alone
+
+  it('a postmaster runs an incident with the CLI alone: list shows the account with its limit and counts, show the evidence, enable lets it send again', async function () {
+    const acct = 'incident@test.example'
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+    const empty = await hgOk(srv, ['list'])
+    assert.equal(empty.stdout.trim(), '0 disabled accounts')
+
+    await trip(srv, acct, { helo: 'laptop-9.incident.example', tag: 'spam' })
+    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'AUTH of the tripped account')
+
+    const list = await hgOk(srv, ['list'])
+    assert.match(list.stdout, /^1 disabled account$/m)
+    assert.match(list.stdout, /^incident@test\.example$/m)
+    assert.match(list.stdout, /^ {2}disabled \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC by limit: reached 3 messages in 1 minute$/m)
+    assert.match(list.stdout, /^ {2}counts messages 3\/3 in 1 minute, recipients 3\/100 in 1 hour$/m)
+    const [row] = await hgJson(srv, ['list'])
+    assert.equal(row.account, acct)
+    assert.equal(row.limit, 'messages 3/1m')
+    assert.deepEqual(row.counts.map((c) => [c.kind, c.count, c.max]), [['messages', 3, 3], ['recipients', 3, 100]])
+
+    const shown = await hgOk(srv, ['show', acct])
+    const out = shown.stdout
+    assert.match(out, /^State +disabled since .* by limit: reached 3 messages in 1 minute$/m)
+    assert.match(out, /^Evidence from its last 4 messages:$/m)
+    assert.match(out, /Source IPs: +127\.0\.0\.1$/m)
+    assert.match(out, /HELO names: +laptop-9\.incident\.example$/m)
+    for (const d of ['d1.outside.example', 'd2.outside.example', 'd3.outside.example']) assert.ok(out.includes(d), `recipient domain ${d}:\n${out}`)
+    for (const i of [1, 2, 3]) assert.ok(out.includes(`"spam incident@test.example ${i}"`), `subject ${i}:\n${out}`)
+    assert.match(out, /^Recent audit:\n.* disable +"incident@test\.example" by limit via limit/m)
+    const js = await hgJson(srv, ['show', acct])
+    assert.equal(js.state, 'disabled')
+    assert.ok(js.evidence.some((e) => e.helo === 'laptop-9.incident.example' && e.ip === '127.0.0.1'), JSON.stringify(js.evidence))
+
+    const enabled = await hgOk(srv, ['enable', acct])
+    assert.match(enabled.stdout, /^incident@test\.example enabled: flag and counters cleared\.$/m)
+    assert.equal((await hgOk(srv, ['list'])).stdout.trim(), '0 disabled accounts')
+    // it sends again, with fresh counters: three messages are fine
+    const s = await h.openSession({ port: srv.port, user: acct, pass: PW })
+    for (let i = 1; i <= 3; i++) assert250(await s.send({ from: acct, to: [OUT], subject: `after enable ${i}` }), `message ${i} after the enable`)
+    await s.close()
+    await waitSubjects(sink, 'after enable ', 3)
+    assert.equal((await hgJson(srv, ['show', acct])).state, 'active')
+  })
+
+  // -------------------------------------------------------------------------------------------
+  // the memory store: the CLI and a running Haraka share the state file
+
+  it('store = memory: the CLI enables and disables accounts of a running Haraka through DIR/hijack-guard.state.json', async function () {
+    const acct = 'memory@test.example'
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port, { store: 'memory' }) })
+    await trip(srv, acct)
+    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'tripped')
+    await waitAudit(srv, acct, (e) => e.action === 'disable' && e.actor === 'limit', 'the automatic disable')
+    const [row] = await hgJson(srv, ['list'])
+    assert.equal(row.account, acct)
+    assert.equal(row.limit, 'messages 3/1m')
+    const shown = await hgOk(srv, ['show', acct])
+    assert.match(shown.stdout, /live counts are kept inside the Haraka process with store = memory/)
+    assert.ok(fs.existsSync(path.join(srv.dir, 'hijack-guard.state.json')))
+
+    await hgOk(srv, ['enable', 'MEMORY@test.example'])
+    const s = await h.openSession({ port: srv.port, user: acct, pass: PW })
+    for (let i = 1; i <= 3; i++) assert250(await s.send({ from: acct, to: [OUT], subject: `mem after enable ${i}` }), `message ${i} after the enable`)
+    await s.close()
+    await waitSubjects(sink, 'mem after enable ', 3)
+
+    await hgOk(srv, ['disable', acct, '--reason', 'by hand'])
+    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'disabled by the CLI')
+    const entries = await hgJson(srv, ['audit', acct])
+    assert.deepEqual(entries.map((e) => [e.action, e.actor]), [['disable', ACTOR], ['enable', ACTOR], ['disable', 'limit']])
+  })
+})
