@@ -525,12 +525,19 @@ async function createHaraka (opts = {}) {
 
   const logFile = path.join(dir, 'haraka.log')
   let child = null
-  let logText = ''
+  let memLog = ''
   let stopping = false
+  // logToFile: Haraka writes its log straight into DIR/haraka.log (no pipe through this
+  // process, nothing kept in memory; log() reads the file). For long or busy runs (benchmarks).
+  const direct = opts.logToFile === true
+  const readLog = () => {
+    if (!direct) return memLog
+    try { return fs.readFileSync(logFile, 'utf8') } catch { return '' }
+  }
 
   const append = (d) => {
     const s = d.toString()
-    logText += s
+    if (!direct) memLog += s
     try { fs.appendFileSync(logFile, s) } catch { /* dir removed */ }
   }
 
@@ -546,23 +553,30 @@ async function createHaraka (opts = {}) {
     exitSignal: null,
     get pid () { return child && h.alive() ? child.pid : null },
     alive () { return !!child && child.exitCode === null && child.signalCode === null },
-    log () { return logText },
+    log () { return readLog() },
     // a position in the log, for waitForLog({ since })
-    logMark () { return logText.length },
+    logMark () { return readLog().length },
 
     async start ({ timeoutMs = opts.startTimeoutMs || 15000 } = {}) {
       if (h.alive()) throw new Error(`haraka on ${port} is already running (pid ${child.pid})`)
       stopping = false
       append(`\n==== harness: starting haraka -c ${dir} ====\n`)
-      child = childProcess.spawn(process.execPath, [HARAKA_BIN, '-c', dir], {
-        cwd: dir,
-        env: { ...process.env, ...(opts.env || {}) },
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: true, // own process group, so cluster workers can be killed with it
-      })
+      const logFd = direct ? fs.openSync(logFile, 'a') : null
+      try {
+        child = childProcess.spawn(process.execPath, [HARAKA_BIN, '-c', dir], {
+          cwd: dir,
+          env: { ...process.env, ...(opts.env || {}) },
+          stdio: direct ? ['ignore', logFd, logFd] : ['ignore', 'pipe', 'pipe'],
+          detached: true, // own process group, so cluster workers can be killed with it
+        })
+      } finally {
+        if (logFd !== null) fs.closeSync(logFd)
+      }
       const proc = child
-      proc.stdout.on('data', append)
-      proc.stderr.on('data', append)
+      if (!direct) {
+        proc.stdout.on('data', append)
+        proc.stderr.on('data', append)
+      }
       let spawnError = null
       proc.on('error', (err) => { spawnError = err })
       h.crashed = false
@@ -588,7 +602,7 @@ async function createHaraka (opts = {}) {
         }, { timeoutMs, intervalMs: 50, message: `haraka did not answer 220 on ${HOST}:${port}` })
       } catch (err) {
         await h.stop()
-        err.message += `\n---- haraka log (${dir}) ----\n${tail(logText, 80)}`
+        err.message += `\n---- haraka log (${dir}) ----\n${tail(readLog(), 80)}`
         throw err
       }
       h.startMs = Date.now() - t0
@@ -633,16 +647,16 @@ async function createHaraka (opts = {}) {
 
     // Wait until regex matched `count` times in the log (from `since`, a logMark()).
     async waitForLog (regex, { count = 1, timeoutMs = 5000, since = 0 } = {}) {
-      const n = () => countMatches(logText.slice(since), regex)
+      const n = () => countMatches(readLog().slice(since), regex)
       return waitUntil(() => {
         if (n() >= count) return true
         if (child && !h.alive()) {
           // one last look: the exit message was appended after the final output
           if (n() >= count) return true
-          throw new Error(`haraka exited while waiting for ${regex} x${count} (saw ${n()})\n${tail(logText, 60)}`)
+          throw new Error(`haraka exited while waiting for ${regex} x${count} (saw ${n()})\n${tail(readLog(), 60)}`)
         }
         return false
-      }, { timeoutMs, intervalMs: 25, message: () => `${regex} x${count} in haraka log (saw ${n()})\n${tail(logText, 60)}` })
+      }, { timeoutMs, intervalMs: 25, message: () => `${regex} x${count} in haraka log (saw ${n()})\n${tail(readLog(), 60)}` })
     },
 
     // Write (or replace) a config file in DIR/config.
@@ -691,6 +705,12 @@ function parseHeaders (raw) {
 
 async function startSink (opts = {}) {
   const messages = []
+  // keepMessages: false counts messages without keeping or parsing them (benchmarks)
+  const keep = opts.keepMessages !== false
+  let count = 0
+  // while set ({ code, message }), every MAIL FROM is answered with it (see sink.refuse)
+  let refusal = opts.refuse ? { code: opts.refuse, message: 'sink: try again later' } : null
+  let refused = 0
   const server = new SMTPServer({
     secure: false,
     authOptional: true,
@@ -700,7 +720,20 @@ async function startSink (opts = {}) {
     banner: 'loopback sink',
     logger: false,
     closeTimeout: 500,
+    onMailFrom (address, session, callback) {
+      if (!refusal) return callback()
+      refused++
+      const err = new Error(refusal.message)
+      err.responseCode = refusal.code
+      callback(err)
+    },
     onData (stream, session, callback) {
+      if (!keep) {
+        stream.on('data', () => {})
+        stream.on('error', callback)
+        stream.on('end', () => { count++; callback(null, 'sink: ok') })
+        return
+      }
       const chunks = []
       stream.on('data', (c) => chunks.push(c))
       stream.on('error', callback)
@@ -717,6 +750,7 @@ async function startSink (opts = {}) {
           helo: session.hostNameAppearsAs,
           receivedAt: Date.now(),
         })
+        count++
         callback(null, 'sink: ok')
       })
     },
@@ -733,15 +767,26 @@ async function startSink (opts = {}) {
     port,
     host: HOST,
     messages,
+    // messages received since the start or the last clear(), kept or not (keepMessages)
+    get count () { return count },
     // resolves the messages array once it holds at least n messages
     waitFor (n = 1, timeoutMs = 5000) {
-      return waitUntil(() => messages.length >= n && messages, {
+      const got = () => (keep ? messages.length : count)
+      return waitUntil(() => got() >= n && messages, {
         timeoutMs,
         intervalMs: 20,
-        message: () => `sink got ${messages.length} of ${n} messages`,
+        message: () => `sink got ${got()} of ${n} messages`,
       })
     },
-    clear () { messages.length = 0 },
+    clear () { messages.length = 0; count = 0 },
+    // answer every MAIL FROM with `code` (451: Haraka retries per outbound.ini
+    // temp_fail_intervals) until accept() is called
+    refuse (code = 451, message = code < 500 ? 'sink: try again later' : 'sink: refused') {
+      refusal = { code, message }
+    },
+    accept () { refusal = null },
+    // how many MAIL FROM commands were refused so far
+    get refused () { return refused },
     stop () {
       if (stopped) return Promise.resolve()
       stopped = true
