@@ -10,41 +10,13 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const h = require('./harness')
+const {
+  assert250, assert535, assert550, bySubject, countMatches, countsKey, disabledKey, pluginIni, PREAUTH_PLUGIN,
+  preauthName, redisNowMs, waitQueueEmpty, waitSubjects,
+} = require('./helpers')
 
 const PW = 'pw'
 const OUT = 'bob@outside.example'
-
-// Test-only auth path the plugin cannot wrap: a session whose EHLO name is
-// preauth-<hex>.test counts as logged in as the hex-decoded login, the way a session of an
-// auth plugin that is not an auth_base descendant (or one logged in before a restart) would.
-// It lets a test reach MAIL FROM for an account whose AUTH is refused.
-const PREAUTH_PLUGIN = `'use strict'
-exports.hook_ehlo = function (next, connection, helo) {
-  const m = /^preauth-([0-9a-f]+)\\.test$/.exec(String(helo))
-  if (m) {
-    connection.relaying = true
-    connection.notes.auth_user = Buffer.from(m[1], 'hex').toString('utf8')
-    connection.loginfo(this, 'preauth ' + JSON.stringify(connection.notes.auth_user))
-  }
-  next()
-}
-`
-
-const preauthName = (login) => `preauth-${Buffer.from(login, 'utf8').toString('hex')}.test`
-
-// The account's hash-tag body as lib/keys.ts documents it (written independently here):
-// letters, digits and @ . _ + - stay, every other UTF-8 byte is %XX, the empty login is %.
-function encodeAccount (account) {
-  if (account === '') return '%'
-  let out = ''
-  for (const byte of Buffer.from(account, 'utf8')) {
-    const ch = String.fromCharCode(byte)
-    out += byte < 0x80 && /^[A-Za-z0-9@._+-]$/.test(ch) ? ch : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
-  }
-  return out
-}
-const disabledKey = (account) => `hijack-guard:{${encodeAccount(account)}}:disabled`
-const countsKey = (account) => `hijack-guard:{${encodeAccount(account)}}:counts`
 
 const disabledLine = (account) => new RegExp(`ACCOUNT DISABLED ${h.escapeRegExp(JSON.stringify(account))}: `)
 
@@ -56,34 +28,6 @@ function txnsMatching (text, regex) {
     if (m && regex.test(line)) ids.add(m[1])
   }
   return ids
-}
-
-function countMatches (text, regex) {
-  return text.split('\n').filter((line) => regex.test(line)).length
-}
-
-// a result that is exactly "550 5.7.1 ..." at the given stage
-function assert550 (r, stage, what) {
-  assert.equal(r.stage, stage, `${what}: ${JSON.stringify(r)}`)
-  assert.equal(r.code, 550, `${what}: ${JSON.stringify(r)}`)
-  assert.match(r.response, /^550 5\.7\.1 /, what)
-}
-
-function assert250 (r, what) {
-  assert.equal(r.stage, 'ok', `${what}: ${JSON.stringify(r)}`)
-  assert.equal(r.code, 250, `${what}: ${JSON.stringify(r)}`)
-}
-
-function assert535 (r, what) {
-  assert.equal(r.code, 535, `${what}: ${JSON.stringify(r)}`)
-  assert.match(r.response, /^535 5\.7\.8 /, what)
-  assert.match(r.response, /is disabled/, what)
-}
-
-// Redis TIME in ms (the plugin's clock)
-async function redisNowMs (redis) {
-  const [s, us] = await redis.command('TIME')
-  return Number(s) * 1000 + Math.floor(Number(us) / 1000)
 }
 
 // { index: count } of the message buckets of one account's counts hash for one bucket size
@@ -99,53 +43,10 @@ async function messageBuckets (redis, account, bucketMs) {
 
 const sum = (obj) => Object.values(obj).reduce((a, b) => a + b, 0)
 
-// Outbound queue files of an instance (Haraka removes them once delivered)
-function queueFiles (haraka) {
-  try {
-    return fs.readdirSync(path.join(haraka.dir, 'queue'))
-  } catch (err) {
-    if (err.code === 'ENOENT') return []
-    throw err
-  }
-}
-
-async function waitQueueEmpty (haraka, timeoutMs = 10000) {
-  await h.waitUntil(() => queueFiles(haraka).length === 0, {
-    timeoutMs,
-    message: () => `outbound queue of ${haraka.dir} still holds ${JSON.stringify(queueFiles(haraka))}`,
-  })
-}
-
-const bySubject = (sink, prefix) => sink.messages.filter((m) => typeof m.subject === 'string' && m.subject.startsWith(prefix))
-
-async function waitSubjects (sink, prefix, n, timeoutMs = 15000) {
-  await h.waitUntil(() => bySubject(sink, prefix).length >= n, {
-    timeoutMs,
-    message: () => `sink has ${bySubject(sink, prefix).length} of ${n} messages with subject ${prefix}*`,
-  })
-  return bySubject(sink, prefix)
-}
-
 const timed = async (fn) => {
   const t0 = process.hrtime.bigint()
   const value = await fn()
   return { value, ms: Number(process.hrtime.bigint() - t0) / 1e6 }
-}
-
-function redisIni (port, { limits, main = '', extra = '' }) {
-  return [
-    '[main]',
-    'store = redis',
-    main,
-    '[redis]',
-    `port = ${port}`,
-    '[limits]',
-    limits,
-    '[alert]',
-    'to = postmaster@test.example',
-    extra,
-    '',
-  ].join('\n')
 }
 
 describe('e2e: sending limits', function () {
@@ -212,7 +113,7 @@ describe('e2e: sending limits', function () {
     const bob = 'bob@test.example'
     const srv = await haraka({
       users: { [alice]: PW, [bob]: PW },
-      pluginIni: redisIni(redis.port, { limits: 'messages = 20/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(redis.port, { limits: 'messages = 20/1m\nrecipients = 0' }),
     })
     await srv.start()
     const port = srv.port
@@ -289,7 +190,7 @@ describe('e2e: sending limits', function () {
     const carol = 'carol@test.example'
     const srv = await haraka({
       users: { [carol]: PW },
-      pluginIni: redisIni(redis.port, { limits: 'messages = 50/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(redis.port, { limits: 'messages = 50/1m\nrecipients = 0' }),
     })
     await srv.start()
     const sessions = await Promise.all(Array.from({ length: 20 }, () => h.openSession({ port: srv.port, user: carol, pass: PW })))
@@ -336,7 +237,7 @@ describe('e2e: sending limits', function () {
     const dave = 'dave@test.example'
     const srv = await haraka({
       users: { [dave]: PW },
-      pluginIni: redisIni(redis.port, { limits: 'messages = 0\nrecipients = 30/1m' }),
+      pluginIni: pluginIni(redis.port, { limits: 'messages = 0\nrecipients = 30/1m' }),
     })
     await srv.start()
     const to = Array.from({ length: 10 }, (_, i) => `r${i}@outside.example`)
@@ -378,7 +279,7 @@ exports.hook_queue_outbound = function (next, connection) {
       users: { [gina]: PW },
       testPlugins: { test_refuse_queue: REFUSE_PLUGIN },
       extraPlugins: ['test_refuse_queue'],
-      pluginIni: redisIni(redis.port, { limits: 'messages = 2/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(redis.port, { limits: 'messages = 2/1m\nrecipients = 0' }),
     })
     await srv.start()
     const s = await h.openSession({ port: srv.port, user: gina, pass: PW })
@@ -408,10 +309,8 @@ exports.hook_queue_outbound = function (next, connection) {
       const erin = 'erin@test.example'
       const frank = 'frank@test.example'
       const limits = 'messages = 2/1m\nrecipients = 0'
-      const pluginIni = store === 'redis'
-        ? redisIni(redis.port, { limits })
-        : `[main]\nstore = memory\n[limits]\n${limits}\n[alert]\nto = postmaster@test.example\n`
-      const srv = await haraka({ users: { [erin]: PW, [frank]: PW }, pluginIni })
+      const ini = pluginIni(store === 'redis' ? redis.port : null, { store, limits })
+      const srv = await haraka({ users: { [erin]: PW, [frank]: PW }, pluginIni: ini })
       await srv.start()
       const s = await h.openSession({ port: srv.port, user: erin, pass: PW })
       assert250(await s.send({ from: erin, to: [OUT], subject: `s4 ${store} 1` }), 'message 1')
@@ -471,7 +370,7 @@ exports.hook_queue_outbound = function (next, connection) {
     const users = { [fast]: PW, [shut]: PW }
     const BOUND_MS = 3000 // store_timeout 1 s plus margin
     const ini = (port, policy, limits = 'messages = 5/1m\nrecipients = 0') =>
-      redisIni(port, { limits, main: `on_store_error = ${policy}\nstore_timeout = 1s` })
+      pluginIni(port, { limits, main: `on_store_error = ${policy}\nstore_timeout = 1s` })
 
     it('stopped mid-run: open relays within store_timeout, closed answers 451 4.3.0, counting resumes when Redis returns', async function () {
       const own = await extraRedis()
@@ -621,7 +520,7 @@ exports.hook_queue_outbound = function (next, connection) {
     const srv = await haraka({
       auth: 'any',
       lineLength: 4096,
-      pluginIni: redisIni(redis.port, { limits: 'messages = 2/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(redis.port, { limits: 'messages = 2/1m\nrecipients = 0' }),
     })
     await srv.start()
     const port = srv.port
@@ -667,7 +566,7 @@ exports.hook_queue_outbound = function (next, connection) {
     const login = 'jürgen@test.example'
     const srv = await haraka({
       auth: 'any',
-      pluginIni: redisIni(redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }),
     })
     await srv.start()
     const s = await h.openSession({ port: srv.port, user: login, pass: 'secret' })
@@ -692,7 +591,7 @@ exports.hook_queue_outbound = function (next, connection) {
     const [slide, gap, ctl] = ['slide@test.example', 'gap@test.example', 'ctl@test.example']
     const srv = await haraka({
       users: { [slide]: PW, [gap]: PW, [ctl]: PW },
-      pluginIni: redisIni(redis.port, { limits: 'messages = 3/4s\nrecipients = 0\nbuckets = 4' }),
+      pluginIni: pluginIni(redis.port, { limits: 'messages = 3/4s\nrecipients = 0\nbuckets = 4' }),
     })
     await srv.start()
     const port = srv.port
@@ -748,7 +647,7 @@ exports.hook_queue_outbound = function (next, connection) {
     const mon = 'mon@test.example'
     const srv = await haraka({
       users: { [mon]: PW },
-      pluginIni: redisIni(redis.port, { limits: 'messages = 3/1m\nrecipients = 0', main: 'mode = monitor' }),
+      pluginIni: pluginIni(redis.port, { limits: 'messages = 3/1m\nrecipients = 0', main: 'mode = monitor' }),
     })
     await srv.start()
     const s = await h.openSession({ port: srv.port, user: mon, pass: PW })
@@ -770,7 +669,7 @@ exports.hook_queue_outbound = function (next, connection) {
   // 9
 
   it('a bad value (messages = abc) stops Haraka at startup, naming the file, the key and the value', async function () {
-    const srv = await haraka({ users: {}, pluginIni: redisIni(redis.port, { limits: 'messages = abc' }) })
+    const srv = await haraka({ users: {}, pluginIni: pluginIni(redis.port, { limits: 'messages = abc' }) })
     await assert.rejects(srv.start({ timeoutMs: 10000 }), /haraka exited during startup/)
     assert.ok(!srv.alive())
     assert.equal(srv.crashed, true)

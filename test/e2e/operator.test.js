@@ -9,12 +9,15 @@
 
 const assert = require('node:assert/strict')
 const childProcess = require('node:child_process')
-const crypto = require('node:crypto')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
 const h = require('./harness')
+const {
+  alertPrefix, assert250, assert535, bySubject, countMatches, pluginIni, queueFiles, replyRaw, sendAndSettle,
+  waitQueueEmpty, waitSubjects,
+} = require('./helpers')
 
 const PW = 'pw'
 const ADMIN = 'postmaster@test.example' // a flat_file login listed in [alert] to: an admin
@@ -22,7 +25,8 @@ const OTHER = 'eve@test.example' // a login that is not an admin
 const OUT = 'bob@outside.example'
 const ACTOR = `cli:${os.userInfo().username}`
 
-const alertPrefix = (account) => `Account ${account} disabled: `
+// waitQueueEmpty in these tests: a longer bound (15 s) and a shorter poll (50 ms) than its default
+const QUEUE_WAIT = { timeoutMs: 15000, intervalMs: 50 }
 
 // Haraka retries a temporary failure after 5 s (its smallest interval) for a long while, so
 // mail the sink refuses with 451 stays in the queue; the harness default is no retry at all.
@@ -36,101 +40,8 @@ const RETRYING_OUTBOUND = [
   '',
 ].join('\n')
 
-function pluginIni (redisPort, { store = 'redis', limits = 'messages = 3/1m\nrecipients = 100/1h', held = '' } = {}) {
-  return [
-    '[main]',
-    `store = ${store}`,
-    '[redis]',
-    `port = ${redisPort}`,
-    '[limits]',
-    limits,
-    '[alert]',
-    `to = ${ADMIN}`,
-    '[held]',
-    held,
-    '',
-  ].join('\n')
-}
-
-function countMatches (text, regex) {
-  return text.split('\n').filter((line) => regex.test(line)).length
-}
-
-function assert250 (r, what) {
-  assert.equal(r.stage, 'ok', `${what}: ${JSON.stringify(r)}`)
-  assert.equal(r.code, 250, `${what}: ${JSON.stringify(r)}`)
-}
-
-function assert535 (r, what) {
-  assert.equal(r.code, 535, `${what}: ${JSON.stringify(r)}`)
-  assert.match(r.response, /^535 5\.7\.8 /, what)
-}
-
-function bySubject (sink, prefix, rcpt) {
-  return sink.messages.filter((m) => typeof m.subject === 'string' && m.subject.startsWith(prefix) && (!rcpt || m.to.includes(rcpt)))
-}
-
-async function waitSubjects (sink, prefix, n, { rcpt, timeoutMs = 15000 } = {}) {
-  await h.waitUntil(() => bySubject(sink, prefix, rcpt).length >= n, {
-    timeoutMs,
-    message: () => `sink has ${bySubject(sink, prefix, rcpt).length} of ${n} messages with subject ${prefix}*; all: ${JSON.stringify(sink.messages.map((m) => [m.from, m.to, m.subject]))}`,
-  })
-  return bySubject(sink, prefix, rcpt)
-}
-
 // bounces: mail from the null sender
 const bounces = (sink) => sink.messages.filter((m) => !m.from)
-
-function queueFiles (haraka) {
-  try {
-    return fs.readdirSync(path.join(haraka.dir, 'queue'))
-  } catch (err) {
-    if (err.code === 'ENOENT') return []
-    throw err
-  }
-}
-
-async function waitQueueEmpty (haraka, timeoutMs = 15000) {
-  await h.waitUntil(() => queueFiles(haraka).length === 0, {
-    timeoutMs,
-    intervalMs: 50,
-    message: () => `outbound queue of ${haraka.dir} still holds ${JSON.stringify(queueFiles(haraka))}`,
-  })
-}
-
-// The Haraka transaction id in a 250 / 550 answer: "... (UUID.N)"
-function txnId (response) {
-  const m = /\(([0-9A-F]{8}-[0-9A-F-]+\.\d+)\)\s*$/.exec(String(response))
-  return m ? m[1] : null
-}
-
-// Sends a message and waits until Haraka's log has caught up with the end of that transaction.
-async function sendAndSettle (srv, opts) {
-  const mark = srv.logMark()
-  const r = await h.sendOne({ port: srv.port, ...opts })
-  const id = txnId(r.response)
-  if (id) await srv.waitForLog(new RegExp(`\\(${h.escapeRegExp(id)}\\)`), { since: mark })
-  r.log = srv.log().slice(mark)
-  return r
-}
-
-// A reply to the alert as a mail client writes it (Re: subject, In-Reply-To, References).
-function replyRaw ({ from, to, alert, text = 'Password changed. Please re-enable the account.' }) {
-  return [
-    `From: <${from}>`,
-    `To: ${to}`,
-    `Subject: Re: ${alert.subject}`,
-    `Date: ${new Date().toUTCString().replace('GMT', '+0000')}`,
-    `Message-ID: <reply-${crypto.randomBytes(8).toString('hex')}@client.test.example>`,
-    `In-Reply-To: ${alert.headers['message-id']}`,
-    `References: ${alert.headers['message-id']}`,
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    text,
-    '',
-  ].join('\r\n')
-}
 
 // Runs the CLI the package installed into the Haraka directory; never rejects.
 // -> { code, stdout, stderr, ms }
@@ -321,7 +232,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     const r = await sendAndSettle(srv, { user: OTHER, pass: PW, from: OTHER, to: [to], raw: replyRaw({ from: OTHER, to, alert }) })
     assert250(r, 'the non-admin\'s reply is consumed')
     assert.match(r.log, /reply to alert not accepted from eve@test\.example/)
-    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'still disabled')
+    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'still disabled', { text: null })
     const entries = await hgJson(srv, ['audit', acct])
     assert.ok(
       entries.some((e) => e.action === 'reactivate-failed' && e.actor === OTHER && e.how === 'reply'),
@@ -373,7 +284,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     const enabled = await hgOk(srv, ['enable', acct])
     assert.match(enabled.stdout, /3 held messages go out at the next delivery attempt \(within 1 second\)/)
     const delivered = await waitSubjects(sink, `held ${acct}`, queued.length, { timeoutMs: 10000 })
-    await waitQueueEmpty(srv)
+    await waitQueueEmpty(srv, QUEUE_WAIT)
     assert.deepEqual(delivered.map((m) => m.subject).sort(), [...queued].sort(), 'each held message delivered exactly once')
     assert.equal(bySubject(sink, `held ${acct}`).length, queued.length)
     assert.equal(countMatches(srv.log(), /releasing held mail of "queued@test\.example": the account is enabled/), queued.length)
@@ -393,7 +304,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
 
     const dropped = await hgOk(srv, ['drop-held', acct])
     assert.match(dropped.stdout, /^dropped@test\.example: 3 held messages .* without bounces$/m)
-    await waitQueueEmpty(srv)
+    await waitQueueEmpty(srv, QUEUE_WAIT)
     await srv.waitForLog(/discarded queued mail without a bounce: dropped by an operator/, { count: queued.length, since: mark, timeoutMs: 5000 })
     // the bounce hook said no: Haraka neither queued nor sent a bounce
     assert.doesNotMatch(srv.log().slice(mark), /\[outbound\] Sending email via params|Double bounce/)
@@ -403,7 +314,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     await hgOk(srv, ['enable', acct])
     assert250(await h.sendOne({ port: srv.port, user: acct, pass: PW, from: acct, to: [OUT], subject: 'after drop-held' }), 'new mail after the enable')
     await waitSubjects(sink, 'after drop-held', 1)
-    await waitQueueEmpty(srv)
+    await waitQueueEmpty(srv, QUEUE_WAIT)
     assert.equal(bySubject(sink, `held ${acct}`).length, 0, 'no dropped message reached the sink')
     assert.deepEqual(bounces(sink), [], 'no bounce reached the sink')
     assert.deepEqual(sink.messages.filter((m) => m.to.includes(acct)), [], 'nothing was sent to the account')
@@ -427,7 +338,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     assert.match(enabled.stdout, /3 held messages go out/)
     await srv.start()
     await waitSubjects(sink, `held ${acct}`, queued.length, { timeoutMs: 15000 })
-    await waitQueueEmpty(srv)
+    await waitQueueEmpty(srv, QUEUE_WAIT)
     assert.equal(bySubject(sink, `held ${acct}`).length, queued.length, 'each delivered once')
     const shown = await hgJson(srv, ['show', acct])
     assert.equal(shown.state, 'active')
@@ -444,7 +355,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     assert.equal(empty.stdout.trim(), '0 disabled accounts')
 
     await trip(srv, acct, { helo: 'laptop-9.incident.example', tag: 'spam' })
-    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'AUTH of the tripped account')
+    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'AUTH of the tripped account', { text: null })
 
     const list = await hgOk(srv, ['list'])
     assert.match(list.stdout, /^1 disabled account$/m)
@@ -487,7 +398,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     const acct = 'memory@test.example'
     const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port, { store: 'memory' }) })
     await trip(srv, acct)
-    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'tripped')
+    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'tripped', { text: null })
     await waitAudit(srv, acct, (e) => e.action === 'disable' && e.actor === 'limit', 'the automatic disable')
     const [row] = await hgJson(srv, ['list'])
     assert.equal(row.account, acct)
@@ -503,7 +414,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     await waitSubjects(sink, 'mem after enable ', 3)
 
     await hgOk(srv, ['disable', acct, '--reason', 'by hand'])
-    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'disabled by the CLI')
+    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'disabled by the CLI', { text: null })
     const entries = await hgJson(srv, ['audit', acct])
     assert.deepEqual(entries.map((e) => [e.action, e.actor]), [['disable', ACTOR], ['enable', ACTOR], ['disable', 'limit']])
   })

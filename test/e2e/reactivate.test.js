@@ -8,11 +8,15 @@
 
 const assert = require('node:assert/strict')
 const childProcess = require('node:child_process')
-const crypto = require('node:crypto')
 const fs = require('node:fs')
 const path = require('node:path')
 
 const h = require('./harness')
+const {
+  alertPrefix, assert250, assert535, AUDIT_KEY, bySubject, countMatches, countsKey, disabledKey, NOT_ACCEPTED,
+  pluginIni, PREAUTH_PLUGIN, preauthName, randomHex, redisNowMs, reenabledSubject, replyRaw, SEND_EMAIL,
+  sendAndSettle, waitQueueEmpty, waitSubjects,
+} = require('./helpers')
 
 const PW = 'pw'
 const ME = 'mx.test.example' // config/me of every instance (the harness default)
@@ -22,148 +26,8 @@ const ADMIN2 = 'security@example.net' // the second [alert] to address (no login
 const OTHER = 'eve@test.example' // a login that is not an admin
 const OUT = 'bob@outside.example'
 
-// Test-only auth path the plugin cannot wrap (as in limits.test.js): a session whose EHLO name
-// is preauth-<hex>.test counts as logged in as the hex-decoded login, so a disabled account
-// can get a session at all and reach MAIL FROM.
-const PREAUTH_PLUGIN = `'use strict'
-exports.hook_ehlo = function (next, connection, helo) {
-  const m = /^preauth-([0-9a-f]+)\\.test$/.exec(String(helo))
-  if (m) {
-    connection.relaying = true
-    connection.notes.auth_user = Buffer.from(m[1], 'hex').toString('utf8')
-    connection.loginfo(this, 'preauth ' + JSON.stringify(connection.notes.auth_user))
-  }
-  next()
-}
-`
-const preauthName = (login) => `preauth-${Buffer.from(login, 'utf8').toString('hex')}.test`
-
-// Redis keys as lib/keys.ts documents them, for the plain logins used here
-const disabledKey = (account) => `hijack-guard:{${account}}:disabled`
-const countsKey = (account) => `hijack-guard:{${account}}:counts`
-const AUDIT_KEY = 'hijack-guard:audit'
-
-const NOT_ACCEPTED = 'Reply to hijack-guard alert not accepted'
-const reenabledSubject = (account) => `Account ${account} re-enabled`
-const alertPrefix = (account) => `Account ${account} disabled: `
-
-function pluginIni (redisPort, { limits = 'messages = 3/1m\nrecipients = 100/1h', to = ADMIN, reactivate = '' } = {}) {
-  return [
-    '[main]',
-    'store = redis',
-    '[redis]',
-    `port = ${redisPort}`,
-    '[limits]',
-    limits,
-    '[alert]',
-    `to = ${to}`,
-    '[reactivate]',
-    reactivate,
-    '',
-  ].join('\n')
-}
-
-function countMatches (text, regex) {
-  return text.split('\n').filter((line) => regex.test(line)).length
-}
-
-const randomHex = () => crypto.randomBytes(16).toString('hex')
-
-function assert250 (r, what) {
-  assert.equal(r.stage, 'ok', `${what}: ${JSON.stringify(r)}`)
-  assert.equal(r.code, 250, `${what}: ${JSON.stringify(r)}`)
-}
-
-function assert535 (r, what) {
-  assert.equal(r.code, 535, `${what}: ${JSON.stringify(r)}`)
-  assert.match(r.response, /^535 5\.7\.8 /, what)
-  assert.match(r.response, /is disabled/, what)
-}
-
-// the sink messages whose subject starts with prefix, and (optionally) that went to rcpt
-function bySubject (sink, prefix, rcpt) {
-  return sink.messages.filter((m) => typeof m.subject === 'string' && m.subject.startsWith(prefix) && (!rcpt || m.to.includes(rcpt)))
-}
-
-async function waitSubjects (sink, prefix, n, { rcpt, timeoutMs = 15000 } = {}) {
-  await h.waitUntil(() => bySubject(sink, prefix, rcpt).length >= n, {
-    timeoutMs,
-    message: () => `sink has ${bySubject(sink, prefix, rcpt).length} of ${n} messages with subject ${prefix}*${rcpt ? ` to ${rcpt}` : ''}; all: ${JSON.stringify(sink.messages.map((m) => [m.to, m.subject]))}`,
-  })
-  return bySubject(sink, prefix, rcpt)
-}
-
 // the sink messages that went to the reply address (with any +detail): must never happen
 const deliveredToReplyAddress = (sink) => sink.messages.filter((m) => m.to.some((a) => /^hijack-guard(\+[^@]*)?@/i.test(a)))
-
-// Outbound queue files of an instance (Haraka removes them once delivered)
-function queueFiles (haraka) {
-  try {
-    return fs.readdirSync(path.join(haraka.dir, 'queue'))
-  } catch (err) {
-    if (err.code === 'ENOENT') return []
-    throw err
-  }
-}
-
-async function waitQueueEmpty (haraka, timeoutMs = 10000) {
-  await h.waitUntil(() => queueFiles(haraka).length === 0, {
-    timeoutMs,
-    message: () => `outbound queue of ${haraka.dir} still holds ${JSON.stringify(queueFiles(haraka))}`,
-  })
-}
-
-// Every outbound.send_email() call (alerts and notices; relayed mail does not go through it)
-// logs this line, synchronously, inside the call.
-const SEND_EMAIL = /\[outbound\] Sending email via params/
-
-// The Haraka transaction id in a 250 / 550 answer: "... (UUID.N)"
-function txnId (response) {
-  const m = /\(([0-9A-F]{8}-[0-9A-F-]+\.\d+)\)\s*$/.exec(String(response))
-  return m ? m[1] : null
-}
-
-// Sends a message and waits until Haraka's log has caught up with the end of that transaction
-// (the queue line that precedes the answer). The plugin queues a notice, if any, before it
-// answers, so r.sendEmails, the send_email calls logged meanwhile, is then exact.
-async function sendAndSettle (srv, opts) {
-  const mark = srv.logMark()
-  const r = await h.sendOne({ port: srv.port, ...opts })
-  const id = txnId(r.response)
-  if (id) await srv.waitForLog(new RegExp(`\\(${h.escapeRegExp(id)}\\)`), { since: mark })
-  r.id = id
-  r.log = srv.log().slice(mark)
-  r.sendEmails = countMatches(r.log, SEND_EMAIL)
-  return r
-}
-
-// A reply as a mail client writes it: Re: subject, In-Reply-To and References naming the
-// alert's Message-ID, the alert quoted below the answer. Any part may be left out or replaced.
-function replyRaw ({ from, to, alert, subject, inReplyTo, references, headers = {}, text = 'Password changed. Please re-enable the account.' }) {
-  const quoted = alert ? alert.body.replace(/\r?\n$/, '').split(/\r?\n/).map((l) => (l ? `> ${l}` : '>')) : []
-  const lines = [
-    `From: Admin <${from}>`,
-    `To: ${[].concat(to).join(', ')}`,
-    `Subject: ${subject !== undefined ? subject : `Re: ${alert.subject}`}`,
-    `Date: ${new Date().toUTCString().replace('GMT', '+0000')}`,
-    `Message-ID: <reply-${randomHex()}@client.test.example>`,
-  ]
-  const irt = inReplyTo !== undefined ? inReplyTo : alert && alert.headers['message-id']
-  const refs = references !== undefined ? references : alert && alert.headers['message-id']
-  if (irt) lines.push(`In-Reply-To: ${irt}`)
-  if (refs) lines.push(`References: ${refs}`)
-  lines.push(
-    'MIME-Version: 1.0',
-    'Content-Type: text/plain; charset=utf-8',
-    'Content-Transfer-Encoding: 8bit',
-    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-    '',
-    text,
-    '',
-  )
-  if (alert) lines.push(`On ${alert.headers.date}, Hijack Guard wrote:`, ...quoted, '')
-  return lines.join('\r\n')
-}
 
 // The token of an alert, from its Reply-To
 function tokenOf (alert) {
@@ -396,7 +260,7 @@ describe('e2e: alert and reactivation by reply', function () {
       // claims to be the admin in the envelope and in From: proves nothing
       const r = await sendAndSettle(srv, { from: ADMIN, to: [alert.headers['reply-to']], raw: replyRaw({ from: ADMIN, to: alert.headers['reply-to'], alert }) })
       assertConsumed(r, 0, 'unauthenticated reply with the right token')
-      assert.match(r.log, /reply to alert not accepted from unauthenticated:postmaster@test\.example: the reply was not sent by an authenticated session/)
+      assert.match(r.log, /reply to alert not accepted from unauthenticated:postmaster@test\.example for "u1@test\.example": the reply was not sent by an authenticated session/)
       assert.doesNotMatch(r.log, /ACCOUNT RE-ENABLED/)
       // any +detail is accepted without AUTH, and consumed the same way
       const r2 = await sendAndSettle(srv, { from: 'someone@elsewhere.example', to: [`hijack-guard+whatever@${ME}`], subject: 'hello', body: 'hi' })
@@ -421,7 +285,7 @@ describe('e2e: alert and reactivation by reply', function () {
       const { alert } = await trip(srv, acct)
       const r = await sendAndSettle(srv, { user: OTHER, pass: PW, from: OTHER, to: [alert.headers['reply-to']], raw: replyRaw({ from: OTHER, to: alert.headers['reply-to'], alert }) })
       assertConsumed(r, 0, 'non-admin reply')
-      assert.match(r.log, /reply to alert not accepted from eve@test\.example: login "eve@test\.example" is not in \[reactivate\] admins/)
+      assert.match(r.log, /reply to alert not accepted from eve@test\.example for "u2@test\.example": login "eve@test\.example" is not in \[reactivate\] admins/)
       assert.equal(await redis.command('EXISTS', countsKey(OTHER)), 0, 'the reply was not counted for the non-admin')
       await assertStillDisabled(srv, acct, 'after the non-admin reply')
       await waitQueueEmpty(srv)
@@ -593,11 +457,7 @@ describe('e2e: alert and reactivation by reply', function () {
       assert.match(alert.body, /Replying works once, until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(2 seconds\)/)
       const expires = Number(await redis.command('HGET', disabledKey(acct), 'token_expires'))
       assert.ok(expires > 0, 'the disable record has token_expires')
-      const redisNow = async () => {
-        const [sec, usec] = await redis.command('TIME')
-        return Number(sec) * 1000 + Math.floor(Number(usec) / 1000)
-      }
-      await h.waitUntil(async () => (await redisNow()) > expires + 50, { timeoutMs: 5000, intervalMs: 50, message: 'Redis clock past token_expires' })
+      await h.waitUntil(async () => (await redisNowMs(redis)) > expires + 50, { timeoutMs: 5000, intervalMs: 50, message: 'Redis clock past token_expires' })
 
       const to = alert.headers['reply-to']
       const r = await sendAndSettle(srv, { user: ADMIN, pass: PW, from: ADMIN, to: [to], raw: replyRaw({ from: ADMIN, to, alert }) })
@@ -845,7 +705,7 @@ describe('e2e: alert and reactivation by reply', function () {
     const acct = 'mem@test.example'
     const srv = await haraka({
       users: { [acct]: PW },
-      pluginIni: ['[main]', 'store = memory', '[limits]', 'messages = 3/1m', 'recipients = 0', '[alert]', `to = ${ADMIN}`, ''].join('\n'),
+      pluginIni: pluginIni(null, { store: 'memory', limits: 'messages = 3/1m\nrecipients = 0' }),
     })
     const { alert } = await trip(srv, acct)
     await waitQueueEmpty(srv)
