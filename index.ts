@@ -53,7 +53,7 @@ export const hook_mail = asHook(async function (this: GuardPlugin, connection: C
   return checkMail(this, connection, state(this))
 })
 
-export const check_rcpt = asHook(async function (this: GuardPlugin, connection: Connection, params: [Address]) {
+export const check_rcpt = asHook(function (this: GuardPlugin, connection: Connection, params: [Address]) {
   return checkRcpt(connection, state(this), params[0])
 })
 
@@ -70,15 +70,15 @@ export const hook_deny = asHook(async function (this: GuardPlugin, connection: C
   await undoCount(this, connection, state(this), params)
 })
 
-export const hook_send_email = asHook(async function (this: GuardPlugin, mail: QueuedMail) {
+export const hook_send_email = asHook(function (this: GuardPlugin, mail: QueuedMail) {
   return checkQueued(this, mail, state(this))
 })
 
-export const refuse_dropped = asHook(async function (this: GuardPlugin, mail: QueuedMail) {
+export const refuse_dropped = asHook(function (this: GuardPlugin, mail: QueuedMail) {
   return refuseDropped(mail)
 })
 
-export const hook_bounce = asHook(async function (this: GuardPlugin, mail: QueuedMail) {
+export const hook_bounce = asHook(function (this: GuardPlugin, mail: QueuedMail) {
   return suppressBounce(this, mail)
 })
 

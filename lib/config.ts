@@ -70,6 +70,13 @@ export class ConfigError extends Error {
 type Section = Record<string, unknown>
 type RawIni = Record<string, Section | undefined>
 
+/**
+ * The record script reads all of an account's buckets on every message, and Redis keeps a
+ * small hash compact only up to hash-max-listpack-entries (128 by default): 60 buckets of two
+ * kinds stay under it.
+ */
+const MAX_BUCKETS = 60
+
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 const KNOWN_KEYS: Record<string, readonly string[]> = {
@@ -159,7 +166,7 @@ function section(raw: RawIni, name: string): Section {
 
 function rulesFor(prefix: string, limits: Section, base?: Section): Rule[] {
   const pick = (k: string): unknown => (limits[k] !== undefined ? limits[k] : base?.[k])
-  const buckets = pick('buckets') === undefined || text(pick('buckets')) === '' ? 30 : parseInteger(`${prefix}.buckets`, pick('buckets'), 1, 1000)
+  const buckets = pick('buckets') === undefined || text(pick('buckets')) === '' ? 30 : parseInteger(`${prefix}.buckets`, pick('buckets'), 1, MAX_BUCKETS)
   const messages = pick('messages') === undefined ? '500/30m' : pick('messages')
   const recipients = pick('recipients') === undefined ? '2500/30m' : pick('recipients')
   return [

@@ -37,10 +37,29 @@ function storeFailure(plugin: HarakaPlugin, connection: Connection, state: Guard
   return [DENYSOFT, DSN.sys_unspecified(storeDownReply(state.config.contact), 451)]
 }
 
+/** The connection note of an AUTH that found the account enabled. */
+const AUTH_CHECKED = 'hijack_guard_auth_checked'
+interface AuthChecked {
+  readonly account: string
+  readonly at: number
+}
+
+/**
+ * How long the AUTH lookup stands in for the first MAIL FROM's. A disable in between is still
+ * caught: the counting script refuses a disabled account's message.
+ */
+const AUTH_CHECK_FRESH_MS = 2000
+
 /** MAIL FROM: refuse a disabled account with 550 5.7.1 and close the session. */
 export async function checkMail(plugin: HarakaPlugin, connection: Connection, state: GuardState): Promise<Verdict> {
   const account = sessionAccount(connection, state.config)
   if (account === null) return
+  const checked = connection.notes[AUTH_CHECKED] as AuthChecked | undefined
+  if (checked) {
+    delete connection.notes[AUTH_CHECKED]
+    // The AUTH a moment ago looked this account up: one store round trip per message, not two.
+    if (checked.account === account && Date.now() - checked.at < AUTH_CHECK_FRESH_MS) return
+  }
   let record: DisabledRecord | null
   try {
     record = await state.store.getDisabled(account)
@@ -128,7 +147,7 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
     case 'ok': {
       const note: CountNote = { account, recipients: input.recipients, at: result.at, countedAt: Date.now() }
       txn.notes[NOTE] = note
-      txn.results.add(plugin, { pass: 'counted', counts })
+      txn.results.add(plugin, { pass: 'counted' })
       if (result.over && result.flipped) {
         connection.logwarn(
           plugin,
@@ -222,7 +241,11 @@ export async function authRefusal(plugin: HarakaPlugin, connection: Connection, 
   if (state.config.mode === 'monitor') return null
   const account = normalizeAccount(login, state.config.lowercaseAccounts)
   try {
-    if (!(await state.store.getDisabled(account))) return null
+    if (!(await state.store.getDisabled(account))) {
+      const checked: AuthChecked = { account, at: Date.now() }
+      connection.notes[AUTH_CHECKED] = checked
+      return null
+    }
   } catch (err) {
     connection.logerror(plugin, `store unavailable at AUTH, MAIL FROM will decide: ${(err as Error)?.message ?? String(err)}`)
     return null

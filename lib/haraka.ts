@@ -125,7 +125,7 @@ export function registeredPlugins(plugin: HarakaPlugin): Record<string, Record<s
  * hook answers CONT.
  */
 export function asHook<P extends HarakaPlugin, A extends unknown[]>(
-  body: (this: P, ...args: A) => Promise<Verdict>,
+  body: (this: P, ...args: A) => Verdict | Promise<Verdict>,
 ): (this: P, next: Next, ...args: A) => void {
   return function (this: P, next: Next, ...args: A): void {
     let called = false
@@ -134,11 +134,16 @@ export function asHook<P extends HarakaPlugin, A extends unknown[]>(
       called = true
       next(code, msg)
     }
-    let work: Promise<Verdict>
+    let work: Verdict | Promise<Verdict>
     try {
       work = body.apply(this, args)
     } catch (err) {
       work = Promise.reject(err instanceof Error ? err : new Error(String(err)))
+    }
+    // A body that decided without waiting answers at once (no promise per hook call).
+    if (!(work instanceof Promise)) {
+      once(...((work ?? []) as [number?, (string | DSN | number)?]))
+      return
     }
     work.then(
       (verdict) => (verdict ? once(verdict[0], verdict[1]) : once()),

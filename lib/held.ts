@@ -28,9 +28,13 @@ function countNote(mail: QueuedMail): CountNote | null {
 }
 
 /** send_email: hold the message of a disabled account, or mark it for dropping. */
-export async function checkQueued(plugin: HarakaPlugin, mail: QueuedMail, state: GuardState): Promise<Verdict> {
+export function checkQueued(plugin: HarakaPlugin, mail: QueuedMail, state: GuardState): Verdict | Promise<Verdict> {
   const note = countNote(mail)
   if (!note || Date.now() - (note.countedAt ?? 0) < HOLD_CHECK_AFTER_MS) return
+  return checkHeld(plugin, mail, state, note)
+}
+
+async function checkHeld(plugin: HarakaPlugin, mail: QueuedMail, state: GuardState, note: CountNote): Promise<Verdict> {
   const { store, config } = state
   const id = String(mail.todo?.uuid ?? '')
   const retrySeconds = Math.max(1, Math.round(config.held.retryMs / 1000))

@@ -308,6 +308,30 @@ describe('plugin: AUTH of a disabled account', function () {
     assert.deepEqual(await check(auth, 'alice', 'right'), { valid: true, opts: undefined })
   })
 
+  it('lets the AUTH lookup stand in for the first MAIL FROM (one store round trip per message), and still catches a disable at queue time', async function () {
+    const { plugin, auth } = withAuth('[limits]\nmessages=3/1m\n')
+    await init(plugin)
+    const store = plugin.guard.store
+    let lookups = 0
+    plugin.guard.store = { ...store, kind: store.kind, getDisabled: (a) => { lookups++; return store.getDisabled(a) }, record: (i) => store.record(i) }
+    const c = connectionFor(undefined)
+    const valid = await new Promise((resolve) => auth.check_plain_passwd(c, 'alice', 'right', (v) => resolve(v)))
+    assert.equal(valid, true)
+    assert.equal(lookups, 1, 'AUTH looked the account up')
+    c.notes.auth_user = 'alice'
+    assert.equal((await mail(plugin, c)).rc, undefined)
+    assert.equal(lookups, 1, 'the first MAIL FROM right after AUTH did not look it up again')
+    // disabled between AUTH and the end of DATA: the counting script refuses the message
+    await store.disable({ account: 'alice', reason: 'test', by: 'test', incident: 'x' })
+    const q = await queue(plugin, c)
+    assert.equal(q.rc, constants.deny)
+    assert.match(reply(q.msg), /^550 5\.7\.1 Account alice is disabled/)
+    // the next transaction's MAIL FROM looks it up and closes the session
+    const m = await mail(plugin, c)
+    assert.equal(lookups, 2)
+    assert.equal(m.rc, constants.denydisconnect)
+  })
+
   it('does not refuse AUTH in monitor mode', async function () {
     const { plugin, auth } = withAuth('[main]\nmode=monitor\n')
     await init(plugin)

@@ -208,6 +208,7 @@ describe('config', function () {
       ['limits', 'recipients', '5/10ms'],
       ['limits', 'buckets', '0'],
       ['limits', 'buckets', '5000'],
+      ['limits', 'buckets', '61'],
       ['limits', 'buckets', 'many'],
       ['main', 'mode', 'dry-run'],
       ['main', 'store', 'mysql'],
