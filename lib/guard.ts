@@ -127,18 +127,19 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
   } catch (err) {
     return storeFailure(plugin, connection, state, err, 'queue_outbound')
   }
-  const counts = result.counts.map((c) => `${describeLimit(c)}: ${c.count}`).join(', ')
+  // Built only where it is logged: the common path (counted, under the limits) skips it.
+  const counts = (): string => result.counts.map((c) => `${describeLimit(c)}: ${c.count}`).join(', ')
   switch (result.status) {
     case 'disabled':
       txn.results.add(plugin, { fail: 'disabled' })
       return [DENY, DSN.sec_unauthorized(disabledReply(account, config.contact), 550)]
     case 'refused':
-      txn.results.add(plugin, { fail: `over ${describeLimit(result.over)}`, counts })
+      txn.results.add(plugin, { fail: `over ${describeLimit(result.over)}`, counts: counts() })
       if (result.flipped) {
         connection.logwarn(
           plugin,
           `ACCOUNT DISABLED ${JSON.stringify(account)}: reached ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
-            `counts ${counts}; incident ${result.record.incident}; ${evidenceLine(result.record.evidence)}`,
+            `counts ${counts()}; incident ${result.record.incident}; ${evidenceLine(result.record.evidence)}`,
         )
         // The refusal does not wait for the alert and the audit entry.
         void afterDisable(plugin, state, result.record, token)
@@ -152,7 +153,7 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
         connection.logwarn(
           plugin,
           `monitor mode: account ${JSON.stringify(account)} went over ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
-            `not refused (mode=monitor); counts ${counts}`,
+            `not refused (mode=monitor); counts ${counts()}`,
         )
         const record = { account, reason: 'limit', by: 'limit', at: result.at, incident: randomId(), over: result.over, counts: result.counts, evidence: [summary] }
         void sendAlert(plugin, state, record, undefined)

@@ -183,8 +183,16 @@ export function windowCount(rule: Rule, count: number): WindowCount {
 
 /** The compact description of rules stored with a disable record. */
 export function describeRules(rules: readonly Rule[]): string {
-  return JSON.stringify(rules.map((r) => [r.kind, r.max, r.windowMs, r.text]))
+  let text = described.get(rules)
+  if (text === undefined) {
+    text = JSON.stringify(rules.map((r) => [r.kind, r.max, r.windowMs, r.text]))
+    described.set(rules, text)
+  }
+  return text
 }
+
+// Rule lists are frozen parts of the config: each is described once, not once per message.
+const described = new WeakMap<readonly Rule[], string>()
 
 /** Parses what describeRules wrote, with the stored totals; tolerant of damaged data. */
 export function parseRuleCounts(rulesJson: string | undefined, totalsCsv: string | undefined): WindowCount[] {
