@@ -36,7 +36,7 @@ export function register(this: GuardPlugin): void {
   this.register_hook('queue', 'consume_reply', -100)
   this.register_hook('queue_outbound', 'count_message', -100)
   this.register_hook('get_mx', 'refuse_dropped', -100)
-  this.loginfo(`mode=${config.mode} store=${config.store} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'}`)
+  this.loginfo(summary(config))
 }
 
 export function hook_init_master(this: GuardPlugin, next: Next): void {
@@ -134,7 +134,11 @@ function reloadConfig(plugin: GuardPlugin): void {
     shutdown.call(plugin)
     state(plugin)
   }
-  plugin.loginfo(`${CONFIG_FILE} reloaded: mode=${config.mode} store=${config.store} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'}`)
+  plugin.loginfo(`${CONFIG_FILE} reloaded: ${summary(config)}`)
+}
+
+function summary(config: Config): string {
+  return `mode=${config.mode} store=${config.store} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'}`
 }
 
 /** The memory store counts in one process only: refuse to run when Haraka forks several workers. */

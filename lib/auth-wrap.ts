@@ -1,4 +1,5 @@
 import type { Connection, HarakaPlugin, PasswdCallback, PasswdCheck } from './haraka'
+import { errorText } from './messages'
 
 const WRAPPED = Symbol.for('hijack-guard.wrapped')
 const CHECKS = ['check_plain_passwd', 'check_cram_md5_passwd'] as const
@@ -31,7 +32,7 @@ export function wrapAuthPlugins(self: HarakaPlugin, plugins: Record<string, Reco
           gate(connection, String(user)).then(
             (refusal) => (refusal ? answer(false, { code: 535, message: refusal }) : answer(valid, opts)),
             (err: unknown) => {
-              self.logerror(`AUTH check failed, accepting the login: ${(err as Error)?.message ?? String(err)}`)
+              self.logerror(`AUTH check failed, accepting the login: ${errorText(err)}`)
               answer(valid, opts)
             },
           )

@@ -11,7 +11,7 @@ import { normalizeAccount } from './account'
 import { alertReason, evidenceLines } from './alert'
 import { readConfig, rulesForAccount, type Config, type ConfigReader } from './config'
 import { createMemoryStore } from './memory-store'
-import { formatDuration } from './messages'
+import { formatDuration, errorText } from './messages'
 import { createRedisStore } from './redis-store'
 import type { AuditEntry, DisabledRecord, Store, WindowCount } from './store'
 
@@ -194,7 +194,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       return EXIT.usage
     }
     const where = config.store === 'redis' ? `redis ${config.redis.host}:${config.redis.port}` : resolve(harakaDir, config.stateFile)
-    io.err(`hijack-guard: the store (${where}) cannot be used: ${(err as Error)?.message ?? String(err)}`)
+    io.err(`hijack-guard: the store (${where}) cannot be used: ${errorText(err)}`)
     return EXIT.store
   } finally {
     await store?.close().catch(() => undefined)

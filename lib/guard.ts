@@ -5,7 +5,7 @@
 import { normalizeAccount } from './account'
 import { rulesForAccount, type Config } from './config'
 import { DENY, DENYDISCONNECT, DENYSOFT, DSN, envelopeAddress, OK, type Address, type Connection, type HarakaPlugin, type Transaction, type Verdict } from './haraka'
-import { describeCount, describeLimit, disabledReply, overLimitReply, shownAccount, storeDownReply } from './messages'
+import { describeCount, describeLimit, disabledReply, overLimitReply, shownAccount, storeDownReply, errorText } from './messages'
 import type { DisabledRecord, MessageSummary, Store } from './store'
 import { composeAlert, composeNotice, type MailSender } from './alert'
 import { handleReply } from './reactivate'
@@ -32,7 +32,7 @@ export function sessionAccount(connection: Connection, config: Config): string |
 /** The verdict when the store failed: open lets mail flow, closed answers 451 4.3.0. */
 function storeFailure(plugin: HarakaPlugin, connection: Connection, state: GuardState, err: unknown, where: string): Verdict {
   // haraka-results logs an err result at ERROR level: no separate log line.
-  connection.results.add(plugin, { err: `store unavailable at ${where} (on_store_error=${state.config.onStoreError}): ${(err as Error)?.message ?? String(err)}` })
+  connection.results.add(plugin, { err: `store unavailable at ${where} (on_store_error=${state.config.onStoreError}): ${errorText(err)}` })
   if (state.config.onStoreError === 'open') return
   return [DENYSOFT, DSN.sys_unspecified(storeDownReply(state.config.contact), 451)]
 }
@@ -168,7 +168,7 @@ async function afterDisable(plugin: HarakaPlugin, state: GuardState, record: Dis
   const reason = record.over ? `reached ${describeLimit(record.over)} (${describeCount(record.over)})` : record.reason
   await Promise.all([
     state.store.audit({ at: record.at, account: record.account, action: 'disable', actor: 'limit', how: 'limit', reason }).catch((err: unknown) =>
-      plugin.logerror(`audit entry for ${JSON.stringify(record.account)} not written: ${(err as Error)?.message ?? String(err)}`),
+      plugin.logerror(`audit entry for ${JSON.stringify(record.account)} not written: ${errorText(err)}`),
     ),
     sendAlert(plugin, state, record, token),
   ])
@@ -193,7 +193,7 @@ export async function sendAlert(plugin: HarakaPlugin, state: GuardState, record:
     await state.sendMail(mail)
     plugin.loginfo(`alert for ${JSON.stringify(record.account)} queued to ${config.alert.to.join(', ')} (incident ${record.incident})`)
   } catch (err) {
-    plugin.logerror(`alert for ${JSON.stringify(record.account)} NOT sent (incident ${record.incident}): ${(err as Error)?.message ?? String(err)}`)
+    plugin.logerror(`alert for ${JSON.stringify(record.account)} NOT sent (incident ${record.incident}): ${errorText(err)}`)
   }
 }
 
@@ -219,7 +219,7 @@ export async function undoCount(plugin: HarakaPlugin, connection: Connection, st
     await state.store.uncount({ account: note.account, recipients: note.recipients, rules: rulesForAccount(state.config, note.account), at: note.at })
     connection.loginfo(plugin, `${String(pluginName)} refused the message: not counted for ${JSON.stringify(note.account)}`)
   } catch (err) {
-    connection.logerror(plugin, `could not take back the count of a refused message: ${(err as Error)?.message ?? String(err)}`)
+    connection.logerror(plugin, `could not take back the count of a refused message: ${errorText(err)}`)
   }
 }
 
@@ -248,7 +248,7 @@ export async function authRefusal(plugin: HarakaPlugin, connection: Connection, 
       return null
     }
   } catch (err) {
-    connection.logerror(plugin, `store unavailable at AUTH, MAIL FROM will decide: ${(err as Error)?.message ?? String(err)}`)
+    connection.logerror(plugin, `store unavailable at AUTH, MAIL FROM will decide: ${errorText(err)}`)
     return null
   }
   connection.lognotice(plugin, `refusing AUTH of disabled account ${JSON.stringify(account)}`)
@@ -312,7 +312,7 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
     outcome = await handleReply({ authUser: typeof login === 'string' ? login : null, mailFrom, recipients, header }, config, store)
   } catch (err) {
     // A reply must not be lost to a store outage: the sender's server will try again.
-    connection.results.add(plugin, { err: `reply not processed, store unavailable: ${(err as Error)?.message ?? String(err)}` })
+    connection.results.add(plugin, { err: `reply not processed, store unavailable: ${errorText(err)}` })
     return [DENYSOFT, DSN.sys_unspecified('Reply not processed yet; please try again later', 451)]
   }
   const messageId = header('Message-ID').trim()
@@ -321,7 +321,7 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
     txn.results.add(plugin, { pass: 'reactivated' })
     await store
       .audit({ at: Date.now(), account: outcome.account, action: 'enable', actor: outcome.actor, how: 'reply' })
-      .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${(err as Error)?.message ?? String(err)}`))
+      .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${errorText(err)}`))
     const to = typeof login === 'string' && mailFrom ? [mailFrom] : config.alert.to
     for (const address of to) {
       void notify(plugin, state, address, messageId, `Account ${shownAccount(outcome.account)} re-enabled`, [
@@ -341,7 +341,7 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
     if (outcome.account !== undefined) {
       await store
         .audit({ at: Date.now(), account: outcome.account, action: 'reactivate-failed', actor: outcome.actor, how: 'reply', reason: outcome.reason })
-        .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${(err as Error)?.message ?? String(err)}`))
+        .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${errorText(err)}`))
     }
     if (outcome.tellSender) {
       void notify(plugin, state, mailFrom, messageId, 'Reply to hijack-guard alert not accepted', [
@@ -361,6 +361,6 @@ async function notify(plugin: HarakaPlugin, state: GuardState, to: string, inRep
     const mail = composeNotice({ from: config.alert.from, to, me: config.me, now: Date.now(), id: randomId(), subject, lines, ...(inReplyTo ? { inReplyTo } : {}) })
     await state.sendMail(mail)
   } catch (err) {
-    plugin.logerror(`notice to ${to} not sent: ${(err as Error)?.message ?? String(err)}`)
+    plugin.logerror(`notice to ${to} not sent: ${errorText(err)}`)
   }
 }

@@ -5,6 +5,7 @@
  */
 import { DELAY, DENY, OK, type HarakaPlugin, type Verdict } from './haraka'
 import { NOTE, type CountNote, type GuardState } from './guard'
+import { errorText } from './messages'
 
 /** The part of Haraka's HMailItem the plugin uses. */
 export interface QueuedMail {
@@ -42,7 +43,7 @@ async function checkHeld(plugin: HarakaPlugin, mail: QueuedMail, state: GuardSta
   try {
     held = await store.heldState(note.account)
   } catch (err) {
-    plugin.logerror(`held mail of ${JSON.stringify(note.account)}: store unavailable (on_store_error=${config.onStoreError}): ${(err as Error)?.message ?? String(err)}`)
+    plugin.logerror(`held mail of ${JSON.stringify(note.account)}: store unavailable (on_store_error=${config.onStoreError}): ${errorText(err)}`)
     return config.onStoreError === 'closed' ? [DELAY, retrySeconds] : undefined
   }
   const release = (): Promise<boolean> => store.release(note.account, id).catch(() => false)
@@ -57,7 +58,7 @@ async function checkHeld(plugin: HarakaPlugin, mail: QueuedMail, state: GuardSta
       await release()
       return
     }
-    await store.hold(note.account, id, config.held.maxHoldMs).catch((err: unknown) => plugin.logerror(`could not note held mail: ${(err as Error)?.message ?? String(err)}`))
+    await store.hold(note.account, id, config.held.maxHoldMs).catch((err: unknown) => plugin.logerror(`could not note held mail: ${errorText(err)}`))
     mail.lognotice?.(plugin, `holding queued mail of disabled account ${JSON.stringify(note.account)}; next look in ${retrySeconds} s`)
     return [DELAY, retrySeconds]
   }

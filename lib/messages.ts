@@ -69,3 +69,8 @@ export function disabledReply(account: string, contact: string): string {
 export function storeDownReply(contact: string): string {
   return `Sending limits cannot be checked right now; try again later or contact ${contact}`
 }
+
+/** The message of an error, or the thing thrown as text. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
