@@ -45,10 +45,14 @@ interface AuthChecked {
 }
 
 /**
- * How long the AUTH lookup stands in for the first MAIL FROM's. A disable in between is still
- * caught: the counting script refuses a disabled account's message.
+ * How long the AUTH lookup stands in for the first MAIL FROM's, unless this process has seen an
+ * account disabled since. A disable elsewhere in that moment (another server, the CLI) is still
+ * caught: the counting script refuses a disabled account's message at the end of DATA.
  */
 const AUTH_CHECK_FRESH_MS = 2000
+
+/** When this process last disabled an account or saw one disabled (ms, local clock). */
+let lastDisableSeenAt = 0
 
 /** MAIL FROM: refuse a disabled account with 550 5.7.1 and close the session. */
 export async function checkMail(plugin: HarakaPlugin, connection: Connection, state: GuardState): Promise<Verdict> {
@@ -58,7 +62,7 @@ export async function checkMail(plugin: HarakaPlugin, connection: Connection, st
   if (checked) {
     delete connection.notes[AUTH_CHECKED]
     // The AUTH a moment ago looked this account up: one store round trip per message, not two.
-    if (checked.account === account && Date.now() - checked.at < AUTH_CHECK_FRESH_MS) return
+    if (checked.account === account && Date.now() - checked.at < AUTH_CHECK_FRESH_MS && checked.at > lastDisableSeenAt) return
   }
   let record: DisabledRecord | null
   try {
@@ -129,6 +133,7 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
   }
   // Built only where it is logged: the common path (counted, under the limits) skips it.
   const counts = (): string => result.counts.map((c) => `${describeLimit(c)}: ${c.count}`).join(', ')
+  if (result.status !== 'ok') lastDisableSeenAt = Date.now()
   switch (result.status) {
     case 'disabled':
       txn.results.add(plugin, { fail: 'disabled' })

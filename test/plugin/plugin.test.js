@@ -332,6 +332,23 @@ describe('plugin: AUTH of a disabled account', function () {
     assert.equal(m.rc, constants.denydisconnect)
   })
 
+  it('looks the account up at MAIL FROM after all when this process disabled an account since the AUTH', async function () {
+    const { plugin, auth } = withAuth('[limits]\nmessages=1/1m\n', { alice: 'right', bob: 'right', carol: 'right' })
+    await init(plugin)
+    const store = plugin.guard.store
+    let lookups = 0
+    plugin.guard.store = { ...store, kind: store.kind, getDisabled: (a) => { lookups++; return store.getDisabled(a) }, record: (i) => store.record(i) }
+    const c = connectionFor(undefined)
+    assert.equal(await new Promise((resolve) => auth.check_plain_passwd(c, 'alice', 'right', (v) => resolve(v))), true)
+    // meanwhile another session of this process trips carol
+    assert.equal((await queue(plugin, connectionFor('carol'))).rc, undefined)
+    assert.equal((await queue(plugin, connectionFor('carol'))).rc, constants.deny)
+    const before = lookups
+    c.notes.auth_user = 'alice'
+    assert.equal((await mail(plugin, c)).rc, undefined)
+    assert.equal(lookups, before + 1, 'MAIL FROM looked alice up again')
+  })
+
   it('does not refuse AUTH in monitor mode', async function () {
     const { plugin, auth } = withAuth('[main]\nmode=monitor\n')
     await init(plugin)
