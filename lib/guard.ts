@@ -23,7 +23,7 @@ const MAX_DOMAINS = 5
 const MAX_SUBJECT = 120
 
 /** The account of an authenticated session, or null for a session that did not AUTH. */
-export function sessionAccount(connection: Connection, config: Config): string | null {
+function sessionAccount(connection: Connection, config: Config): string | null {
   const login = connection.notes.auth_user
   if (typeof login !== 'string') return null
   return normalizeAccount(login, config.lowercaseAccounts)
@@ -180,7 +180,7 @@ async function afterDisable(plugin: HarakaPlugin, state: GuardState, record: Dis
 }
 
 /** Queues the postmaster alert; a failure is logged (the incident stays in the store). */
-export async function sendAlert(plugin: HarakaPlugin, state: GuardState, record: DisabledRecord, token: string | undefined): Promise<void> {
+async function sendAlert(plugin: HarakaPlugin, state: GuardState, record: DisabledRecord, token: string | undefined): Promise<void> {
   const { config } = state
   try {
     const mail = composeAlert({
@@ -229,7 +229,7 @@ export async function undoCount(plugin: HarakaPlugin, connection: Connection, st
 }
 
 /** "ips 1.2.3.4; helos x; domains a, b; subjects ..." for log lines. */
-export function evidenceLine(evidence: readonly MessageSummary[]): string {
+function evidenceLine(evidence: readonly MessageSummary[]): string {
   const uniq = (xs: string[]): string => [...new Set(xs.filter((x) => x !== ''))].join(', ') || '-'
   return [
     `ips ${uniq(evidence.map((e) => e.ip))}`,
@@ -261,7 +261,7 @@ export async function authRefusal(plugin: HarakaPlugin, connection: Connection, 
 }
 
 /** The transaction note that marks a reply to an alert: the reply-address recipients. */
-export const REPLY_NOTE = 'hijack_guard_reply'
+const REPLY_NOTE = 'hijack_guard_reply'
 
 const SEPARATE = (address: string): string => `send the reply to ${address} in a message of its own`
 

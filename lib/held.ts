@@ -21,7 +21,7 @@ export interface QueuedMail {
  * while the account was enabled; it is not looked up again (this keeps the store at two
  * round trips per message). Later attempts, the ones a queue holds, are checked.
  */
-export const HOLD_CHECK_AFTER_MS = 2000
+const HOLD_CHECK_AFTER_MS = 2000
 
 function countNote(mail: QueuedMail): CountNote | null {
   const note = mail.todo?.notes?.[NOTE] as Partial<CountNote> | undefined

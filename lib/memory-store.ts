@@ -64,7 +64,7 @@ interface Durable {
 const SWEEP_EVERY = 1000
 
 /** The memory store keeps a shorter audit trail than Redis: it rewrites one file. */
-export const MEMORY_AUDIT_CAP = 1000
+const MEMORY_AUDIT_CAP = 1000
 
 function publicRecord(r: StoredRecord): DisabledRecord {
   const { token: _secret, ...rest } = r
