@@ -5,43 +5,14 @@
 
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 
 const fixtures = require('haraka-test-fixtures')
 const constants = require('haraka-constants')
 
-const { createMemoryStore } = require('../../dist/lib/memory-store')
 const { StoreError } = require('../../dist/lib/store')
 
-const ROOT = path.resolve(__dirname, '..', '..')
-
-function tempDir() {
-  return fs.mkdtempSync(path.join(os.tmpdir(), 'hg-plugin-'))
-}
-
-/** A registered plugin reading `ini` as the operator's config/hijack-guard.ini. */
-function makeGuard(ini, { smtpIni = '[main]\nnodes=0\n', store, onRegisterHook } = {}) {
-  const dir = tempDir()
-  fs.mkdirSync(path.join(dir, 'config'))
-  fs.writeFileSync(path.join(dir, 'config', 'hijack-guard.ini'), ini)
-  fs.writeFileSync(path.join(dir, 'config', 'smtp.ini'), smtpIni)
-  fs.writeFileSync(path.join(dir, 'config', 'me'), 'mx.test.example\n')
-  const plugin = fixtures.makePlugin('hijack-guard', { register: false })
-  plugin.config = plugin.config.module_config(ROOT, dir)
-  const logs = []
-  for (const level of ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit']) {
-    plugin[level] = (...args) => logs.push([level, args.map(String).join(' ')])
-  }
-  if (onRegisterHook) plugin.register_hook = onRegisterHook
-  plugin.register()
-  plugin.guard.store = store ?? createMemoryStore({ stateFile: path.join(dir, 'state.json') })
-  const sent = []
-  plugin.guard.sendMail = async (mail) => {
-    sent.push(mail)
-  }
-  return { plugin, dir, logs, sent }
-}
+const { makeGuard, call, reply } = require('./helpers')
 
 function connectionFor(login, { rcpts = ['bob@example.net'], subject = 'hello', ip = '192.0.2.7' } = {}) {
   const connection = fixtures.makeConnection({
@@ -61,17 +32,8 @@ function connectionFor(login, { rcpts = ['bob@example.net'], subject = 'hello', 
   return connection
 }
 
-function call(plugin, method, connection, ...args) {
-  return new Promise((resolve) => plugin[method]((rc, msg) => resolve({ rc, msg }), connection, ...args))
-}
-
 const mail = (plugin, c) => call(plugin, 'hook_mail', c, [c.transaction.mail_from, {}])
 const queue = (plugin, c) => call(plugin, 'count_message', c)
-
-/** The SMTP reply Haraka would write for a DSN or string message. */
-function reply(msg) {
-  return msg && typeof msg === 'object' ? `${msg.code} ${msg.reply}` : String(msg)
-}
 
 function failingStore(message = 'connection refused') {
   const fail = () => Promise.reject(new StoreError(message))

@@ -7,44 +7,22 @@
 // [rc, msg, plugin, method, params, hook].
 
 const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
 
 const fixtures = require('haraka-test-fixtures')
 const constants = require('haraka-constants')
 const { Address } = require('@haraka/email-address')
 const { Header } = require('haraka-email-message')
 
-const { createMemoryStore } = require('../../dist/lib/memory-store')
 const { StoreError } = require('../../dist/lib/store')
 
-const ROOT = path.resolve(__dirname, '..', '..')
+const { makeGuard: makeShared, call, reply } = require('./helpers')
 const ADMIN = 'postmaster@example.com'
 const ALICE = 'alice@example.com'
 const REPLY_ADDRESS = 'hijack-guard@mx.test.example'
 const INI = `[limits]\nmessages=1/1m\nrecipients=0\n[alert]\nto=${ADMIN}\n`
 
-function makeGuard(ini = INI, { store } = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-plugin-reply-'))
-  fs.mkdirSync(path.join(dir, 'config'))
-  fs.writeFileSync(path.join(dir, 'config', 'hijack-guard.ini'), ini)
-  fs.writeFileSync(path.join(dir, 'config', 'smtp.ini'), '[main]\nnodes=0\n')
-  fs.writeFileSync(path.join(dir, 'config', 'me'), 'mx.test.example\n')
-  const plugin = fixtures.makePlugin('hijack-guard', { register: false })
-  plugin.config = plugin.config.module_config(ROOT, dir)
-  const logs = []
-  for (const level of ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit']) {
-    plugin[level] = (...args) => logs.push([level, args.map(String).join(' ')])
-  }
-  plugin.register()
-  plugin.guard.store = store ?? createMemoryStore({ stateFile: path.join(dir, 'state.json') })
-  const sent = []
-  plugin.guard.sendMail = async (mail) => {
-    sent.push(mail)
-  }
-  return { plugin, logs, sent }
-}
+/** The shared plugin set-up, with this file's default config. */
+const makeGuard = (ini = INI, opts) => makeShared(ini, opts)
 
 /** A session in a transaction after MAIL FROM, with no recipient yet. */
 function session({ login, relaying = login !== undefined, mailFrom = login ?? 'someone@elsewhere.example', headers = {} } = {}) {
@@ -61,10 +39,6 @@ function session({ login, relaying = login !== undefined, mailFrom = login ?? 's
   return connection
 }
 
-function call(plugin, method, connection, ...args) {
-  return new Promise((resolve) => plugin[method]((rc, msg) => resolve({ rc, msg }), connection, ...args))
-}
-
 /** RCPT TO as Haraka runs it: appended first, dropped again when refused. */
 async function rcpt(plugin, connection, address) {
   const recipient = new Address(`<${address}>`)
@@ -77,11 +51,6 @@ async function rcpt(plugin, connection, address) {
 const mail = (plugin, c) => call(plugin, 'hook_mail', c, [c.transaction.mail_from, {}])
 const queueOutbound = (plugin, c) => call(plugin, 'count_message', c)
 const queue = (plugin, c) => call(plugin, 'consume_reply', c)
-
-/** The SMTP reply Haraka would write for a DSN or string message. */
-function reply(msg) {
-  return msg && typeof msg === 'object' ? `${msg.code} ${msg.reply}` : String(msg)
-}
 
 /** An ordinary message of `login` through queue_outbound. */
 async function send(plugin, login) {
