@@ -13,12 +13,23 @@ const { createMemoryStore } = require('../../dist/lib/memory-store')
 
 const ROOT = path.resolve(__dirname, '..', '..')
 
+// Every plugin test's Haraka directory lives under one temporary root, removed when mocha exits.
+let tmpRoot = null
+function tmpDir() {
+  if (!tmpRoot) {
+    tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-plugin-'))
+    const root = tmpRoot
+    process.once('exit', () => fs.rmSync(root, { recursive: true, force: true }))
+  }
+  return fs.mkdtempSync(path.join(tmpRoot, 'haraka-'))
+}
+
 /**
  * A registered plugin reading `ini` as the operator's config/hijack-guard.ini, with the memory
  * store (or `store`) and a sendMail seam that records into `sent`; plugin log lines go to `logs`.
  */
 function makeGuard(ini, { smtpIni = '[main]\nnodes=0\n', store, onRegisterHook } = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-plugin-'))
+  const dir = tmpDir()
   fs.mkdirSync(path.join(dir, 'config'))
   fs.writeFileSync(path.join(dir, 'config', 'hijack-guard.ini'), ini)
   fs.writeFileSync(path.join(dir, 'config', 'smtp.ini'), smtpIni)
