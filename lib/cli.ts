@@ -56,9 +56,10 @@ Options:
   -h, --help         this text
 
 Exit codes: 0 done; 1 nothing to do (not disabled, already disabled, unknown account);
-2 usage error; 3 bad config (or DIR is not a Haraka directory with hijack-guard
-enabled); 4 store unreachable. Text output names the store used; --json output
-of a single account has a "store" field.
+2 usage error; 3 bad config; 4 store unreachable.
+Exit 3 also when DIR is not a Haraka directory whose config/plugins enables
+hijack-guard. Text output starts with the store used ("store: redis
+127.0.0.1:6379/0"); --json objects carry it as "store".
 
 Examples (the plugin installs this command into HARAKA_DIR/node_modules/.bin;
 this path works from any directory, while a bare "npx hijack-guard" outside
