@@ -9,6 +9,7 @@
 // See test/e2e/README.md.
 
 const assert = require('node:assert/strict')
+const net = require('node:net')
 
 const { SMTPServer } = require('smtp-server')
 
@@ -55,6 +56,74 @@ async function startUpstream (valid) {
     server.listen(port, h.HOST, resolve)
   })
   return { port, seen, stop: () => new Promise((resolve) => server.close(resolve)) }
+}
+
+// Test-only: the relay policy an operator would give proxied sessions. Haraka's xclient plugin
+// sets relaying = false after XCLIENT; this grants it again to XCLIENT sessions named
+// relay-ok.test (XCLIENT NAME=relay-ok.test), so their mail to the outside reaches
+// queue_outbound.
+const XCLIENT_RELAY_PLUGIN = `'use strict'
+exports.hook_mail = function (next, connection) {
+  if (connection.xclient && connection.remote.host === 'relay-ok.test') connection.relaying = true
+  next()
+}
+`
+
+// A plain SMTP session over a socket (nodemailer cannot send XCLIENT): cmd(line) resolves the
+// whole reply ("250-...\r\n250 ..."), bounded.
+function rawSession (port) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: h.HOST, port })
+    let buf = ''
+    let waiting = null
+    const take = () => {
+      const m = /(?:^|\r\n)(\d{3}) [^\r\n]*\r\n/.exec(buf)
+      if (!m || !waiting) return
+      const end = m.index + m[0].length
+      const reply = buf.slice(0, end).replace(/^\r\n/, '')
+      buf = buf.slice(end)
+      const w = waiting
+      waiting = null
+      clearTimeout(w.timer)
+      w.resolve(reply.trim())
+    }
+    const next = () => new Promise((resolve, reject) => {
+      waiting = { resolve, timer: setTimeout(() => reject(new Error(`no SMTP reply within 10 s; buffer ${JSON.stringify(buf)}`)), 10000) }
+      take()
+    })
+    sock.setEncoding('utf8')
+    sock.on('data', (d) => { buf += d; take() })
+    sock.on('close', () => { if (waiting) { const w = waiting; waiting = null; clearTimeout(w.timer); w.resolve('(closed)') } })
+    sock.once('error', reject)
+    sock.once('connect', async () => {
+      await next() // greeting
+      resolve({
+        cmd (line) { sock.write(`${line}\r\n`); return next() },
+        close () { sock.destroy() },
+      })
+    })
+  })
+}
+
+// XCLIENT LOGIN=login, then one message to OUT; -> { stage, reply }
+async function sendViaXclient (port, login, subject, { name = 'relay-ok.test' } = {}) {
+  const s = await rawSession(port)
+  try {
+    await s.cmd('EHLO proxy.test')
+    const x = await s.cmd(`XCLIENT ADDR=192.0.2.55 NAME=${name} LOGIN=${login}`)
+    if (!x.startsWith('220')) return { stage: 'xclient', reply: x }
+    await s.cmd('EHLO client.test')
+    const mail = await s.cmd('MAIL FROM:<someone@test.example>')
+    if (!mail.startsWith('250')) return { stage: 'mail', reply: mail }
+    const rcpt = await s.cmd(`RCPT TO:<${OUT}>`)
+    if (!rcpt.startsWith('250')) return { stage: 'rcpt', reply: rcpt }
+    const data = await s.cmd('DATA')
+    if (!data.startsWith('354')) return { stage: 'data', reply: data }
+    const end = await s.cmd(`Subject: ${subject}\r\nFrom: <someone@test.example>\r\n\r\nbody\r\n.`)
+    return { stage: end.startsWith('250') ? 'ok' : 'data', reply: end }
+  } finally {
+    s.close()
+  }
 }
 
 describe('e2e: one account whatever the login spelling ([accounts])', function () {
@@ -174,5 +243,31 @@ describe('e2e: one account whatever the login spelling ([accounts])', function (
     for (const user of forms) assert535(await auth(user), `AUTH ${JSON.stringify(user)}`)
     assert.equal(await redis.command('EXISTS', disabledKey(nfc)), 1, 'the account is the NFC form')
     assert.equal(await redis.command('EXISTS', disabledKey('erin@test.example')), 1)
+  })
+
+  it('xclient_login = true: an XCLIENT LOGIN counts as that login (its spellings folded) once a relay policy lets the session relay; without one, Haraka refuses its outside mail at RCPT', async function () {
+    const srv = await haraka({
+      users: { 'carol@test.example': PW },
+      testPlugins: { test_xclient_relay: XCLIENT_RELAY_PLUGIN },
+      beforePlugins: ['xclient', 'test_xclient_relay'],
+      pluginIni: `${pluginIni(redis.port, { limits: LIMITS })}[accounts]\ndefault_domain = test.example\nxclient_login = true\n`,
+    })
+    // Haraka's xclient plugin resets relaying: without a relay policy the mail never reaches
+    // queue_outbound (where counting happens), it is refused as relaying at RCPT
+    const norelay = await sendViaXclient(srv.port, 'carol', 'no relay', { name: 'other.test' })
+    assert.equal(norelay.stage, 'rcpt', JSON.stringify(norelay))
+    assert.match(norelay.reply, /^5\d\d /)
+
+    assert.equal((await sendViaXclient(srv.port, 'carol', 'x1')).stage, 'ok')
+    assert.equal((await sendViaXclient(srv.port, 'carol@test.example', 'x2')).stage, 'ok')
+    const over = await sendViaXclient(srv.port, 'CAROL', 'x3')
+    assert.equal(over.stage, 'data', JSON.stringify(over))
+    assert.match(over.reply, /^550 5\.7\.1 /)
+    await srv.waitForLog(/ACCOUNT DISABLED "carol@test\.example"/)
+    const after = await sendViaXclient(srv.port, 'carol@TEST.example', 'x4')
+    assert.equal(after.stage, 'mail', JSON.stringify(after))
+    assert.match(after.reply, /^550 5\.7\.1 .*is disabled/)
+    // the same mailbox through AUTH is the same account
+    assert535(await h.tryAuth({ port: srv.port, user: 'carol@test.example', pass: PW }), 'AUTH carol@test.example')
   })
 })
