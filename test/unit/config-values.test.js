@@ -123,3 +123,16 @@ describe('config: the reply address', function () {
     }
   })
 })
+
+describe('docs: ini examples keep comments on their own lines', function () {
+  const root = path.join(__dirname, '..', '..')
+  const files = ['README.md', ...fs.readdirSync(path.join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => path.join('docs', f)), path.join('config', 'hijack-guard.ini')]
+  for (const file of files) {
+    it(`${file}: no "key = value ; comment" line in an ini example`, function () {
+      const text = fs.readFileSync(path.join(root, file), 'utf8')
+      const ini = file.endsWith('.ini') ? [text] : [...text.matchAll(/```ini\n([\s\S]*?)```/g)].map((m) => m[1])
+      const bad = ini.flatMap((block) => block.split('\n').filter((line) => /^\s*[\w.:@-]+\s*=.*[;#]/.test(line)))
+      assert.deepEqual(bad, [], `${file} has an inline comment after a value (Haraka keeps it as the value)`)
+    })
+  }
+})
