@@ -187,3 +187,43 @@ describe('config: [accounts]', function () {
     assert.throws(() => parseConfig({ accounts: { default_domain: 'alias.example', domain_aliases: 'alias.example:example.com' } }), /accounts\.default_domain/)
   })
 })
+
+describe('reactivation by reply: admins and the replying login in canonical form', function () {
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const path = require('node:path')
+  const crypto = require('node:crypto')
+  const { createMemoryStore } = require('../../dist/lib/memory-store')
+  const { handleReply } = require('../../dist/lib/reactivate')
+
+  let dir
+  beforeEach(function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-accounts-'))
+  })
+  afterEach(function () {
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  async function tripped(config, account) {
+    const store = createMemoryStore({ stateFile: path.join(dir, 'state.json') })
+    const rules = rulesForAccount(config, account)
+    const input = (token) => ({ account, recipients: 1, rules, mode: 'enforce', summary: { ip: '192.0.2.1', helo: 'x', domains: [], subject: 's' }, token, tokenTtlMs: config.reactivate.tokenTtlMs })
+    assert.equal((await store.record(input(crypto.randomBytes(16).toString('hex')))).status, 'ok')
+    const token = crypto.randomBytes(16).toString('hex')
+    assert.equal((await store.record(input(token))).status, 'refused')
+    return { store, token }
+  }
+
+  const reply = (authUser, token) => ({ authUser, mailFrom: 'x@example.com', recipients: [{ local: `hijack-guard+hg-${token}`, domain: 'mx.example.com' }], header: () => '' })
+
+  it('an admin listed as "ops" (default_domain) re-enables by replying as OPS@Alias.Example; the account itself under another spelling cannot', async function () {
+    const config = parseConfig({ limits: { messages: '1/1m', recipients: '0' }, alert: { to: 'pm@example.com' }, reactivate: { admins: 'ops, alice' }, accounts: { default_domain: 'example.com', domain_aliases: 'alias.example:example.com' } }, 'mx.example.com')
+    const self = await tripped(config, 'alice@example.com')
+    const refused = await handleReply(reply('ＡＬＩＣＥ@alias.example', self.token), config, self.store)
+    assert.equal(refused.result, 'refused')
+    assert.match(refused.reason, /cannot re-enable itself/)
+    const done = await handleReply(reply('OPS@Alias.Example', self.token), config, self.store)
+    assert.deepEqual([done.result, done.account, done.actor], ['reactivated', 'alice@example.com', 'ops@example.com'])
+    await self.store.close()
+  })
+})
