@@ -129,7 +129,7 @@ function isDirectory(path: string): boolean {
  * Why `dir` is not the Haraka directory of a server running hijack-guard, or null when it is:
  * the CLI must never act on a default store because -c named the wrong place.
  */
-export function harakaDirProblem(dir: string): string | null {
+function harakaDirProblem(dir: string): string | null {
   if (!isDirectory(dir)) return `${dir} is not a directory; give the Haraka directory (the one that holds config/)`
   const configDir = join(dir, 'config')
   if (!isDirectory(configDir)) {
@@ -150,7 +150,7 @@ export function harakaDirProblem(dir: string): string | null {
 }
 
 /** "redis 127.0.0.1:6379/0" or "memory /path/state.json": the store the CLI acts on. */
-export function storeName(config: Config, harakaDir: string): string {
+function storeName(config: Config, harakaDir: string): string {
   return config.store === 'redis' ? `redis ${config.redis.host}:${config.redis.port}/${config.redis.db}` : `memory ${resolve(harakaDir, config.stateFile)}`
 }
 

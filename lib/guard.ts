@@ -27,7 +27,7 @@ const MAX_SUBJECT = 120
  * The login of a session: what AUTH set, else (with [accounts] xclient_login) the login an
  * XCLIENT proxy passed; null for a session with neither.
  */
-export function sessionLogin(connection: Connection, config: Config): string | null {
+function sessionLogin(connection: Connection, config: Config): string | null {
   const login = connection.notes.auth_user
   if (typeof login === 'string') return login
   const proxied = config.accounts.xclientLogin ? connection.remote.login : undefined
