@@ -138,7 +138,11 @@ function reloadConfig(plugin: GuardPlugin): void {
 }
 
 function summary(config: Config): string {
-  return `mode=${config.mode} store=${config.store} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'}`
+  const where = config.store === 'redis' ? `redis=${config.redis.host}:${config.redis.port}/${config.redis.db}` : `state_file=${resolve(process.env.HARAKA ?? process.cwd(), config.stateFile)}`
+  return (
+    `mode=${config.mode} store=${config.store} ${where} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'} ` +
+    `admins=${[...config.reactivate.admins].join(',')} reply_address=${config.alert.replyAddress} fold=${config.accounts.fold}`
+  )
 }
 
 /** The memory store counts in one process only: refuse to run when Haraka forks several workers. */

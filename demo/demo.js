@@ -155,7 +155,7 @@ async function main() {
   say(bold('Summary'))
   say(`  spam messages that reached the outside world: ${spamOut} (the limit), then nothing`)
   say('  alerts sent: 1; account re-enabled by the admin\'s reply')
-  say(`  done in ${((Date.now() - started) / 1000).toFixed(1)} s. Try the CLI on a real server: npx hijack-guard -c HARAKA_DIR list`)
+  say(`  done in ${((Date.now() - started) / 1000).toFixed(1)} s. Try the CLI on a real server: HARAKA_DIR/node_modules/.bin/hijack-guard -c HARAKA_DIR list`)
   if (back.code !== 250 || r.code !== 250 || spamOut !== LIMIT) throw new Error('the demo did not go as expected')
 }
 

@@ -3,11 +3,12 @@
  * as the plugin (the package defaults with HARAKA_DIR/config over them) and talks to the same
  * store. runCli returns the exit code; bin/hijack-guard.ts exits with it.
  */
+import { readFileSync, statSync } from 'node:fs'
 import { userInfo } from 'node:os'
-import { resolve } from 'node:path'
+import { basename, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import hc from 'haraka-config'
-import { normalizeAccount } from './account'
+import { canonicalAccount } from './account'
 import { alertReason, evidenceLines } from './alert'
 import { readConfig, rulesForAccount, type Config, type ConfigReader } from './config'
 import { createMemoryStore } from './memory-store'
@@ -47,7 +48,8 @@ Commands:
   drop-held ACCOUNT             discard the account's held outbound mail, without bounces
 
 Options:
-  -c, --config DIR   the Haraka directory (the one with config/); default: $HARAKA or .
+  -c, --config DIR   the Haraka directory (the one with config/, whose config/plugins
+                     lists hijack-guard); default: $HARAKA or the current directory
   --json             machine-readable output (every command)
   --reason TEXT      why, for disable (kept in the record and the audit trail)
   --limit N          how many audit entries
@@ -55,13 +57,18 @@ Options:
 
 Exit codes: 0 done; 1 nothing to do (not disabled, already disabled, unknown account);
 2 usage error; 3 bad config; 4 store unreachable.
+Exit 3 also when DIR is not a Haraka directory whose config/plugins enables
+hijack-guard. Text output starts with the store used ("store: redis
+127.0.0.1:6379/0"); --json objects carry it as "store".
 
-Examples:
-  npx hijack-guard -c /etc/haraka list
-  npx hijack-guard -c /etc/haraka show alice@example.com
-  npx hijack-guard -c /etc/haraka enable alice@example.com
-  npx hijack-guard -c /etc/haraka disable bob@example.com --reason "phished, ticket 4711"
-  npx hijack-guard -c /etc/haraka --json audit alice@example.com
+Examples (the plugin installs this command into HARAKA_DIR/node_modules/.bin;
+this path works from any directory, while a bare "npx hijack-guard" outside
+the Haraka directory would ask the public npm registry for a package):
+  /etc/haraka/node_modules/.bin/hijack-guard -c /etc/haraka list
+  /etc/haraka/node_modules/.bin/hijack-guard -c /etc/haraka show alice@example.com
+  /etc/haraka/node_modules/.bin/hijack-guard -c /etc/haraka enable alice@example.com
+  /etc/haraka/node_modules/.bin/hijack-guard -c /etc/haraka disable bob@example.com --reason "phished, ticket 4711"
+  /etc/haraka/node_modules/.bin/hijack-guard -c /etc/haraka --json audit alice@example.com
 `
 
 /** Each command with how many ACCOUNT arguments it takes (at least, at most). */
@@ -106,6 +113,45 @@ function utc(ms: number): string {
 
 function countText(c: WindowCount): string {
   return `${c.kind} ${c.count}/${c.max} in ${formatDuration(c.windowMs)}`
+}
+
+const PLUGIN_NAMES = ['hijack-guard', 'haraka-plugin-hijack-guard']
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Why `dir` is not the Haraka directory of a server running hijack-guard, or null when it is:
+ * the CLI must never act on a default store because -c named the wrong place.
+ */
+function harakaDirProblem(dir: string): string | null {
+  if (!isDirectory(dir)) return `${dir} is not a directory; give the Haraka directory (the one that holds config/)`
+  const configDir = join(dir, 'config')
+  if (!isDirectory(configDir)) {
+    const hint = basename(dir) === 'config' ? `${dir} looks like the config directory itself, give its parent (-c ${resolve(dir, '..')})` : 'give the Haraka directory (the one that holds config/)'
+    return `${dir} is not a Haraka directory: ${configDir} does not exist; ${hint}`
+  }
+  const pluginsFile = join(configDir, 'plugins')
+  let lines: string[]
+  try {
+    lines = readFileSync(pluginsFile, 'utf8').split(/\r\n|\r|\n/)
+  } catch (err) {
+    return `${dir} is not a Haraka directory running hijack-guard: ${pluginsFile} cannot be read (${errorText(err)})`
+  }
+  // Haraka's list format: one name a line; a line starting with # or ; is a comment.
+  const listed = lines.some((line) => !/^\s*[#;]/.test(line) && PLUGIN_NAMES.includes(line.trim()))
+  if (!listed) return `hijack-guard is not enabled in ${dir}: ${pluginsFile} has no line "hijack-guard"; is this the Haraka directory of the server?`
+  return null
+}
+
+/** "redis 127.0.0.1:6379/0" or "memory /path/state.json": the store the CLI acts on. */
+function storeName(config: Config, harakaDir: string): string {
+  return config.store === 'redis' ? `redis ${config.redis.host}:${config.redis.port}/${config.redis.db}` : `memory ${resolve(harakaDir, config.stateFile)}`
 }
 
 function defaultConfigFor(harakaDir: string): ConfigReader {
@@ -176,6 +222,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     return EXIT.usage
   }
   const harakaDir = resolve(values.config ?? process.env.HARAKA ?? '.')
+  const problem = harakaDirProblem(harakaDir)
+  if (problem) {
+    io.err(`hijack-guard: ${problem}`)
+    return EXIT.config
+  }
   let config: Config
   try {
     config = readConfig((io.configFor ?? defaultConfigFor)(harakaDir))
@@ -193,8 +244,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       io.err(`hijack-guard: ${err.message}\nTry: hijack-guard --help`)
       return EXIT.usage
     }
-    const where = config.store === 'redis' ? `redis ${config.redis.host}:${config.redis.port}` : resolve(harakaDir, config.stateFile)
-    io.err(`hijack-guard: the store (${where}) cannot be used: ${errorText(err)}`)
+    io.err(`hijack-guard: the store (${storeName(config, harakaDir)}) cannot be used: ${errorText(err)}`)
     return EXIT.store
   } finally {
     await store?.close().catch(() => undefined)
@@ -209,13 +259,18 @@ interface Context {
 }
 
 function oneAccount(args: readonly string[], config: Config): string {
-  return normalizeAccount(args[0] ?? '', config.lowercaseAccounts)
+  const account = canonicalAccount(args[0] ?? '', config.accounts)
+  if (account === '') throw new UsageError(`${JSON.stringify(args[0] ?? '')} names no account`)
+  return account
 }
 
 async function dispatch(command: string, args: string[], values: { json?: boolean; reason?: string; limit?: string }, ctx: Context): Promise<number> {
   const { config, store, io } = ctx
   const json = values.json === true
-  const print = (data: unknown, text: string): void => io.out(json ? JSON.stringify(data, null, 2) : text)
+  const store_ = storeName(config, ctx.harakaDir)
+  // Text names the store first; a JSON object gets a "store" field (lists stay plain arrays).
+  const print = (data: unknown, text: string): void =>
+    io.out(json ? JSON.stringify(data && typeof data === 'object' && !Array.isArray(data) ? { ...data, store: store_ } : data, null, 2) : `store: ${store_}\n${text}`)
   const heldOf = (account: string): Promise<number> => store.heldCount(account)
   const retry = formatDuration(config.held.retryMs)
 
@@ -304,7 +359,7 @@ async function dispatch(command: string, args: string[], values: { json?: boolea
     }
     case 'audit': {
       const limit = values.limit === undefined ? 50 : Number(values.limit)
-      const account = args[0] === undefined ? undefined : normalizeAccount(args[0], config.lowercaseAccounts)
+      const account = args[0] === undefined ? undefined : canonicalAccount(args[0], config.accounts)
       const entries = await store.auditLog({ ...(account !== undefined ? { account } : {}), limit })
       print(entries, entries.length ? entries.map(auditLine).join('\n') : 'no audit entries')
       return EXIT.ok

@@ -1,4 +1,4 @@
-import { normalizeAccount } from './account'
+import { canonicalAccount, canonicalDomain, type AccountsConfig, type Fold } from './account'
 
 export const CONFIG_FILE = 'hijack-guard.ini'
 
@@ -32,17 +32,18 @@ export interface Config {
   readonly store: StoreKind
   readonly onStoreError: StoreErrorPolicy
   readonly storeTimeoutMs: number
-  readonly lowercaseAccounts: boolean
+  /** Who an account is ([accounts]); canonicalAccount(login, config.accounts) names it. */
+  readonly accounts: AccountsConfig
   readonly stateFile: string
   readonly rules: readonly Rule[]
   readonly exempt: ReadonlySet<string>
-  /** Per-account rule sets, keyed by normalized account. */
+  /** Per-account rule sets, keyed by canonical account. */
   readonly accountRules: ReadonlyMap<string, readonly Rule[]>
   readonly alert: { readonly to: readonly string[]; readonly from: string; readonly replyAddress: string }
   readonly contact: string
   readonly reactivate: {
     readonly policy: ReactivatePolicy
-    /** Normalized logins allowed to re-enable accounts by replying. */
+    /** Canonical accounts allowed to re-enable accounts by replying. */
     readonly admins: ReadonlySet<string>
     readonly tokenTtlMs: number
   }
@@ -86,15 +87,77 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   alert: ['to', 'from', 'reply_address', 'contact'],
   held: ['retry', 'max_hold'],
   reactivate: ['policy', 'admins', 'token_ttl'],
+  accounts: ['fold', 'default_domain', 'domain_aliases', 'xclient_login'],
   redis: ['host', 'port', 'db', 'username', 'password'],
 }
 
-/** Returns the text of an ini value without an inline "  ; comment", or '' when unset. */
+/**
+ * Returns the text of an ini value without an inline "  ; comment", or '' when unset. A value
+ * that starts with ";" or "#" is a comment, so empty: Haraka's ini parser keeps the comment of
+ * `key =   ; comment` as the value.
+ */
 function text(value: unknown): string {
   if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') return ''
-  return String(value)
+  const t = String(value)
     .replace(/\s+[;#].*$/, '')
     .trim()
+  return /^[;#]/.test(t) ? '' : t
+}
+
+const ADDRESS = /^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$/
+const LOGIN = /^[^\s\x00-\x1f\x7f]+$/
+
+/** Throws ConfigError unless `address` looks like local@domain (no spaces, no control characters). */
+function checkAddress(key: string, value: unknown, address: string): void {
+  if (!ADDRESS.test(address)) throw new ConfigError(key, value, `"${address}" is not an address like hijack-guard@example.com`)
+}
+
+/**
+ * The canonical accounts of a comma-separated list of logins; each must be free of spaces and
+ * control characters and name an account.
+ */
+function parseLogins(key: string, value: unknown, norm: (login: string) => string): string[] {
+  return parseList(value).map((login) => {
+    const account = norm(login)
+    if (!LOGIN.test(login) || account === '') throw new ConfigError(key, value, `"${login}" is not a login (a login has no spaces or control characters; separate logins with commas)`)
+    return account
+  })
+}
+
+/** [accounts], with [main] lowercase_accounts as the deprecated spelling of fold. */
+function parseAccounts(raw: RawIni, warnings: string[]): AccountsConfig {
+  const main = section(raw, 'main')
+  const sect = section(raw, 'accounts')
+  const folds: readonly Fold[] = ['nfkc', 'lower', 'none']
+  let fold = parseChoice('accounts.fold', sect.fold, folds, 'nfkc')
+  if (text(main.lowercase_accounts) !== '' || typeof main.lowercase_accounts === 'boolean') {
+    const lower = parseBoolean('main.lowercase_accounts', main.lowercase_accounts, true)
+    if (text(sect.fold) !== '') {
+      warnings.push(`[main] lowercase_accounts is deprecated and ignored: [accounts] fold = ${fold} is set`)
+    } else {
+      fold = lower ? 'lower' : 'none'
+      warnings.push(`[main] lowercase_accounts is deprecated: use [accounts] fold = ${fold} (the default, nfkc, also joins Unicode spellings)`)
+    }
+  }
+  const defaultDomain = canonicalDomain(text(sect.default_domain), fold)
+  if (defaultDomain && !/^[^@\s\x00-\x1f\x7f]+$/.test(defaultDomain)) throw new ConfigError('accounts.default_domain', sect.default_domain, 'expected a domain like example.com')
+  const domainAliases = new Map<string, string>()
+  for (const pair of parseList(sect.domain_aliases)) {
+    const m = /^([^:\s@]+)\s*:\s*([^:\s@]+)$/.exec(pair)
+    if (!m?.[1] || !m[2]) throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `"${pair}" is not alias.domain:real.domain`)
+    const alias = canonicalDomain(m[1], fold)
+    const target = canonicalDomain(m[2], fold)
+    if (alias === target) throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `"${pair}" maps a domain to itself`)
+    const before = domainAliases.get(alias)
+    if (before !== undefined && before !== target) throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `${alias} is mapped to both ${before} and ${target}`)
+    domainAliases.set(alias, target)
+  }
+  for (const [alias, target] of domainAliases) {
+    // One step only: a chain would make the canonical form depend on the order of the list.
+    if (domainAliases.has(target)) throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `${alias} maps to ${target}, which is itself an alias; map every alias to the final domain`)
+  }
+  if (defaultDomain && domainAliases.has(defaultDomain)) throw new ConfigError('accounts.default_domain', sect.default_domain, `${defaultDomain} is an alias in domain_aliases; use the domain it maps to`)
+  return { fold, defaultDomain, domainAliases, xclientLogin: parseBoolean('accounts.xclient_login', sect.xclient_login, false) }
 }
 
 /** Parses "30m", "1s", "500ms", "7d" to milliseconds; throws ConfigError on anything else or on zero. */
@@ -204,8 +267,8 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   }
 
   const main = section(raw, 'main')
-  const lowercaseAccounts = parseBoolean('main.lowercase_accounts', main.lowercase_accounts, true)
-  const norm = (s: string): string => normalizeAccount(s, lowercaseAccounts)
+  const accounts = parseAccounts(raw, warnings)
+  const norm = (s: string): string => canonicalAccount(s, accounts)
   const limits = section(raw, 'limits')
   const rules = rulesFor('limits', limits)
 
@@ -213,37 +276,53 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   for (const [name, sect] of Object.entries(raw)) {
     if (!name.startsWith('account:') || !sect) continue
     const account = norm(name.slice('account:'.length))
-    if (accountRules.has(account)) warnings.push(`[${name}] repeats the account ${JSON.stringify(account)}; the last section wins`)
+    const login = name.slice('account:'.length).trim()
+    if (!LOGIN.test(login) || account === '') throw new ConfigError(`${name}`, login, 'the section names no login (a login has no spaces or control characters)')
+    if (accountRules.has(account)) {
+      // Which limits apply must not depend on the order of the sections.
+      const first = [...Object.keys(raw)].find((n) => n !== name && n.startsWith('account:') && norm(n.slice('account:'.length)) === account) ?? ''
+      throw new ConfigError(`${name}`, login, `names the same account as [${first}] (${JSON.stringify(account)} under [accounts]); keep one section`)
+    }
     accountRules.set(account, rulesFor(`account:${name.slice(8)}`, sect, limits))
   }
 
   const alertSect = section(raw, 'alert')
-  const from = text(alertSect.from) || `hijack-guard@${mailDomain(me)}`
+  const ownAddress = `hijack-guard@${mailDomain(me)}`
+  const from = text(alertSect.from) || ownAddress
+  checkAddress('alert.from', alertSect.from, from)
   let to = parseList(alertSect.to)
-  for (const address of to) {
-    if (!/^[^@\s]+@[^@\s]+$/.test(address)) throw new ConfigError('alert.to', alertSect.to, `"${address}" is not an address`)
-  }
+  for (const address of to) checkAddress('alert.to', alertSect.to, address)
   if (to.length === 0) {
     to = [`postmaster@${mailDomain(me)}`]
     warnings.push(`[alert] to is empty: alerts go to ${to[0]}`)
   }
-  for (const [key, value] of [['alert.from', from], ['alert.reply_address', text(alertSect.reply_address) || from]] as const) {
-    if (!/^[^@\s]+@[^@\s]+$/.test(value)) throw new ConfigError(key, value, 'expected an address like hijack-guard@example.com')
+  // Never [alert] from by default: from may be a real mailbox (security@...), and every message
+  // to the reply address is consumed.
+  const replyAddress = text(alertSect.reply_address) || ownAddress
+  checkAddress('alert.reply_address', alertSect.reply_address, replyAddress)
+  const mailbox = (a: string): string => {
+    const at = a.lastIndexOf('@')
+    return `${(a.slice(0, at).split('+')[0] ?? '').toLowerCase()}@${a.slice(at + 1).toLowerCase()}`
   }
-  const replyAddress = text(alertSect.reply_address) || from
-  const replyLocal = (replyAddress.split('@')[0] ?? '').split('+')[0]?.toLowerCase() ?? ''
-  const replyTaken = ['postmaster', 'abuse'].includes(replyLocal) || to.some((t) => t.toLowerCase() === replyAddress.toLowerCase())
+  const replyLocal = mailbox(replyAddress).split('@')[0] ?? ''
+  const replyTaken =
+    ['postmaster', 'abuse'].includes(replyLocal) ||
+    to.some((t) => mailbox(t) === mailbox(replyAddress)) ||
+    // An explicit from is a mailbox someone may read: the reply address must not swallow it.
+    (text(alertSect.from) !== '' && text(alertSect.reply_address) !== '' && mailbox(from) === mailbox(replyAddress))
   if (replyTaken) {
     // Mail to the reply address (any +detail) is consumed, never delivered: it must be an
     // address of its own, or real mail to it would vanish.
     throw new ConfigError(
-      text(alertSect.reply_address) ? 'alert.reply_address' : 'alert.from',
+      'alert.reply_address',
       replyAddress,
-      'the reply address takes every message sent to it; give it an address of its own (e.g. hijack-guard@your.domain), not postmaster, abuse or an [alert] to address',
+      'the reply address takes every message sent to it; give it an address of its own (e.g. hijack-guard@your.domain), not postmaster, abuse, an [alert] to address or the [alert] from address',
     )
   }
+  const contact = text(alertSect.contact) || to[0] || `postmaster@${mailDomain(me)}`
+  checkAddress('alert.contact', alertSect.contact, contact)
   const reactivateSect = section(raw, 'reactivate')
-  const admins = parseList(reactivateSect.admins)
+  const admins = parseLogins('reactivate.admins', reactivateSect.admins, norm)
   const redisSect = section(raw, 'redis')
   const username = text(redisSect.username)
   // A password may contain " ;": taken verbatim, without inline-comment stripping.
@@ -254,16 +333,16 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
     store: parseChoice('main.store', main.store, ['redis', 'memory'], 'redis'),
     onStoreError: parseChoice('main.on_store_error', main.on_store_error, ['open', 'closed'], 'open'),
     storeTimeoutMs: text(main.store_timeout) === '' ? 1000 : parseDuration('main.store_timeout', main.store_timeout),
-    lowercaseAccounts,
+    accounts,
     stateFile: text(main.state_file) || 'hijack-guard.state.json',
     rules,
-    exempt: new Set(parseList(section(raw, 'exempt').accounts).map(norm)),
+    exempt: new Set(parseLogins('exempt.accounts', section(raw, 'exempt').accounts, norm)),
     accountRules,
     alert: { to, from, replyAddress },
-    contact: text(alertSect.contact) || to[0] || `postmaster@${mailDomain(me)}`,
+    contact,
     reactivate: {
       policy: parseChoice('reactivate.policy', reactivateSect.policy, ['admin', 'token'], 'admin'),
-      admins: new Set((admins.length ? admins : to).map(norm)),
+      admins: new Set(admins.length ? admins : to.map(norm)),
       tokenTtlMs: text(reactivateSect.token_ttl) === '' ? 7 * 86_400_000 : parseDuration('reactivate.token_ttl', reactivateSect.token_ttl),
     },
     held: {

@@ -2,7 +2,8 @@
  * What each hook decides, given the config and the store. The hooks in index.ts only find the
  * state and call these; every store failure is turned into the configured policy here.
  */
-import { normalizeAccount } from './account'
+import { join, resolve } from 'node:path'
+import { canonicalAccount } from './account'
 import { rulesForAccount, type Config } from './config'
 import { DENY, DENYDISCONNECT, DENYSOFT, DSN, envelopeAddress, OK, type Address, type Connection, type HarakaPlugin, type Transaction, type Verdict } from './haraka'
 import { describeCount, describeLimit, disabledReply, overLimitReply, shownAccount, storeDownReply, errorText } from './messages'
@@ -22,11 +23,21 @@ export interface GuardState {
 const MAX_DOMAINS = 5
 const MAX_SUBJECT = 120
 
-/** The account of an authenticated session, or null for a session that did not AUTH. */
-function sessionAccount(connection: Connection, config: Config): string | null {
+/**
+ * The login of a session: what AUTH set, else (with [accounts] xclient_login) the login an
+ * XCLIENT proxy passed; null for a session with neither.
+ */
+function sessionLogin(connection: Connection, config: Config): string | null {
   const login = connection.notes.auth_user
-  if (typeof login !== 'string') return null
-  return normalizeAccount(login, config.lowercaseAccounts)
+  if (typeof login === 'string') return login
+  const proxied = config.accounts.xclientLogin ? connection.remote.login : undefined
+  return typeof proxied === 'string' && proxied !== '' ? proxied : null
+}
+
+/** The canonical account of a session ([accounts]), or null for a session without a login. */
+function sessionAccount(connection: Connection, config: Config): string | null {
+  const login = sessionLogin(connection, config)
+  return login === null ? null : canonicalAccount(login, config.accounts)
 }
 
 /** The verdict when the store failed: open lets mail flow, closed answers 451 4.3.0. */
@@ -202,11 +213,15 @@ async function sendAlert(plugin: HarakaPlugin, state: GuardState, record: Disabl
   }
 }
 
-/** The shell command that acts on an account, quoted for a POSIX shell. */
+/**
+ * The shell command that acts on an account, quoted for a POSIX shell. It names the CLI inside
+ * this Haraka directory, so it works from any directory: `npx hijack-guard` elsewhere would ask
+ * the public registry for a package of that name.
+ */
 export function cliCommand(command: string, account: string): string {
-  const dir = process.env.HARAKA ?? '/path/to/haraka'
+  const dir = resolve(process.env.HARAKA ?? process.cwd())
   const quote = (s: string): string => (/^[A-Za-z0-9@._+\/=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
-  return `npx hijack-guard -c ${quote(dir)} ${command} ${quote(account)}`
+  return `${quote(join(dir, 'node_modules', '.bin', 'hijack-guard'))} -c ${quote(dir)} ${command} ${quote(account)}`
 }
 
 /**
@@ -245,7 +260,7 @@ function evidenceLine(evidence: readonly MessageSummary[]): string {
  */
 export async function authRefusal(plugin: HarakaPlugin, connection: Connection, login: string, state: GuardState): Promise<string | null> {
   if (state.config.mode === 'monitor') return null
-  const account = normalizeAccount(login, state.config.lowercaseAccounts)
+  const account = canonicalAccount(login, state.config.accounts)
   try {
     if (!(await state.store.getDisabled(account))) {
       const checked: AuthChecked = { account, at: Date.now() }
@@ -311,10 +326,10 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
       return String(txn.header.get(name) ?? '')
     }
   }
-  const login = connection.notes.auth_user
+  const login = sessionLogin(connection, config)
   let outcome
   try {
-    outcome = await handleReply({ authUser: typeof login === 'string' ? login : null, mailFrom, recipients, header }, config, store)
+    outcome = await handleReply({ authUser: login, mailFrom, recipients, header }, config, store)
   } catch (err) {
     // A reply must not be lost to a store outage: the sender's server will try again.
     connection.results.add(plugin, { err: `reply not processed, store unavailable: ${errorText(err)}` })
@@ -327,7 +342,7 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
     await store
       .audit({ at: Date.now(), account: outcome.account, action: 'enable', actor: outcome.actor, how: 'reply' })
       .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${errorText(err)}`))
-    const to = typeof login === 'string' && mailFrom ? [mailFrom] : config.alert.to
+    const to = login !== null && mailFrom ? [mailFrom] : config.alert.to
     for (const address of to) {
       void notify(plugin, state, address, messageId, `Account ${shownAccount(outcome.account)} re-enabled`, [
         `The account ${shownAccount(outcome.account)} works again: its disabled flag and its counters were cleared`,

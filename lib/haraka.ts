@@ -56,7 +56,7 @@ export interface Transaction {
 export interface Connection extends Logging {
   uuid: string
   notes: Record<string, unknown>
-  remote: { ip?: string; host?: string }
+  remote: { ip?: string; host?: string; login?: string }
   hello: { host?: string; verb?: string }
   relaying: boolean
   transaction?: Transaction | null

@@ -2,7 +2,7 @@
  * Reactivation by reply: the security decision (docs/security.md). Every condition must hold;
  * the token is redeemed last, atomically, so a refused attempt never spends it.
  */
-import { normalizeAccount } from './account'
+import { canonicalAccount } from './account'
 import type { Config } from './config'
 import { autoReplyReason, findToken, type HeaderLookup, type MailAddress } from './reply'
 import type { Store } from './store'
@@ -31,7 +31,7 @@ export type ReplyOutcome =
 
 /** Decides a reply and, when every condition holds, re-enables the account. */
 export async function handleReply(reply: ReplyMessage, config: Config, store: Store): Promise<ReplyOutcome> {
-  const login = reply.authUser === null ? null : normalizeAccount(reply.authUser, config.lowercaseAccounts)
+  const login = reply.authUser === null ? null : canonicalAccount(reply.authUser, config.accounts)
   const isAdmin = login !== null && config.reactivate.admins.has(login)
   const actor = login ?? `unauthenticated:${reply.mailFrom || '<>'}`
   const refuse = (reason: string, account?: string): ReplyOutcome => ({

@@ -85,6 +85,8 @@ function writeHarakaDir (ini) {
   fs.mkdirSync(path.join(dir, 'config'))
   fs.writeFileSync(path.join(dir, 'config', 'hijack-guard.ini'), ini)
   fs.writeFileSync(path.join(dir, 'config', 'me'), `${ME}\n`)
+  // the CLI acts only on a Haraka directory whose config/plugins enables hijack-guard
+  fs.writeFileSync(path.join(dir, 'config', 'plugins'), 'auth/flat_file\nhijack-guard\n')
   return dir
 }
 
@@ -226,7 +228,7 @@ describe('cli: hijack-guard as a process, store = redis', function () {
   it('list: "0 disabled accounts" and [] with --json when nothing is disabled', async function () {
     const [text, js] = await Promise.all([cli(dir, ['list']), cli(dir, ['--json', 'list'])])
     assertExit(text, 0, 'list')
-    assert.equal(text.stdout.trim(), '0 disabled accounts')
+    assert.equal(text.stdout.trim(), `store: redis ${HOST}:${redis.port}/0\n0 disabled accounts`)
     assertExit(js, 0, '--json list')
     assert.deepEqual(json(js, '--json list'), [])
   })
@@ -314,7 +316,8 @@ describe('cli: hijack-guard as a process, store = redis', function () {
     assertExit(js, 0, '--json show')
     const o = json(js, '--json show')
     assertKeys(o, SHOW_KEYS, 'show')
-    assert.deepEqual(Object.keys(o).sort(), [...SHOW_KEYS].sort())
+    assert.deepEqual(Object.keys(o).sort(), [...SHOW_KEYS, 'store'].sort())
+    assert.equal(o.store, `redis ${HOST}:${redis.port}/0`)
     assert.equal(o.account, 'shown@test.example')
     assert.equal(o.state, 'disabled')
     assertKeys(o.disabled, LIST_KEYS, 'show.disabled')
@@ -489,13 +492,14 @@ describe('cli: hijack-guard as a process, store = redis', function () {
 
     const text = await cli(dir, ['audit', '--limit=3'])
     assertExit(text, 0, 'audit')
-    const lines = text.stdout.trim().split('\n')
+    const [storeLine, ...lines] = text.stdout.trim().split('\n')
+    assert.equal(storeLine, `store: redis ${HOST}:${redis.port}/0`)
     assert.equal(lines.length, 3, text.stdout)
     assert.match(lines[0], new RegExp(`^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC {2}enable +"y@test\\.example" by ${ACTOR} via cli$`))
     assert.match(lines[2], /^.* UTC {2}reset +"x@test\.example" by cli:.* via cli$/)
     const none = await cli(dir, ['audit', 'nobody@test.example'])
     assertExit(none, 0, 'audit of an account without entries')
-    assert.equal(none.stdout.trim(), 'no audit entries')
+    assert.equal(none.stdout.trim().split('\n').pop(), 'no audit entries')
     assert.deepEqual(json(await cli(dir, ['--json', 'audit', 'nobody@test.example']), 'empty audit'), [])
   })
 
@@ -536,7 +540,7 @@ describe('cli: hijack-guard as a process, store = redis', function () {
         const what = runs[i].join(' ')
         assertExit(r, 4, what)
         assert.ok(r.ms < 6000, `${what} took ${r.ms} ms`)
-        assert.match(r.stderr, new RegExp(`the store \\(redis ${HOST.replace(/\./g, '\\.')}:${port}\\) cannot be used`), what)
+        assert.match(r.stderr, new RegExp(`the store \\(redis ${HOST.replace(/\./g, '\\.')}:${port}/0\\) cannot be used`), what)
         assert.equal(r.stdout, '', what)
       }
     } finally {

@@ -9,6 +9,7 @@
 const assert = require('node:assert/strict')
 const childProcess = require('node:child_process')
 const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 
 const h = require('./harness')
@@ -20,7 +21,7 @@ const {
 
 const PW = 'pw'
 const ME = 'mx.test.example' // config/me of every instance (the harness default)
-const REPLY_BASE = `hijack-guard@${ME}` // [alert] reply_address default: the from address
+const REPLY_BASE = `hijack-guard@${ME}` // [alert] reply_address default: hijack-guard@<me>
 const ADMIN = 'postmaster@test.example' // a flat_file login listed in [alert] to
 const ADMIN2 = 'security@example.net' // the second [alert] to address (no login)
 const OTHER = 'eve@test.example' // a login that is not an admin
@@ -199,7 +200,7 @@ describe('e2e: alert and reactivation by reply', function () {
       assert.match(b, /change it/)
       assert.match(b, /password/)
       assert.match(b, /reply to this message/)
-      assert.ok(b.includes(`npx hijack-guard -c ${srv.dir} enable ${alice}`), `the CLI command with this Haraka dir:\n${b}`)
+      assert.ok(b.includes(`${srv.dir}/node_modules/.bin/hijack-guard -c ${srv.dir} enable ${alice}`), `the CLI command with this Haraka dir:\n${b}`)
       assert.match(b, /If you do nothing, the account stays disabled\./)
       assert.ok(b.indexOf('change it') < b.indexOf('reply to this message'), 'changing the password comes first')
     }
@@ -465,7 +466,7 @@ describe('e2e: alert and reactivation by reply', function () {
       assert.match(r.log, /reply to alert not accepted from postmaster@test\.example.*expired/)
       const [n] = await waitSubjects(sink, NOT_ACCEPTED, 1, { rcpt: ADMIN })
       assert.match(n.body, /expired/)
-      assert.ok(n.body.includes(`npx hijack-guard -c ${srv.dir} enable`), 'the notice names the command line')
+      assert.ok(n.body.includes(`${srv.dir}/node_modules/.bin/hijack-guard -c ${srv.dir} enable`), 'the notice names the command line')
       await assertStillDisabled(srv, acct, 'after the expired token')
       await waitQueueEmpty(srv)
       assert.deepEqual(deliveredToReplyAddress(sink), [])
@@ -730,21 +731,23 @@ describe('e2e: alert and reactivation by reply', function () {
   // -------------------------------------------------------------------------------------------
   // the other way to re-enable that the alert names
 
-  it('the re-enable command the alert prints (npx hijack-guard -c DIR enable ACCOUNT) works', async function () {
+  it('the re-enable command the alert prints (DIR/node_modules/.bin/hijack-guard -c DIR enable ACCOUNT) works from any directory', async function () {
     const acct = 'cli@test.example'
     const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
     const { alert } = await trip(srv, acct)
-    const m = /^ +npx hijack-guard (.+)$/m.exec(alert.body)
+    const m = /^ +(\S+) (-c .+)$/m.exec(alert.body)
     assert.ok(m, `the alert names the command:\n${alert.body}`)
-    assert.equal(m[1], `-c ${srv.dir} enable ${acct}`)
-    // npx runs node_modules/.bin/hijack-guard of the Haraka directory (without it, npx would
-    // offer to fetch whatever package of that name a registry has): run that bin directly
+    // the CLI the package installed into the Haraka directory, named by its full path (a bare
+    // `npx hijack-guard` outside that directory would ask the public registry for a package)
     const bin = path.join(srv.dir, 'node_modules', '.bin', 'hijack-guard')
+    assert.equal(m[1], bin)
+    assert.equal(m[2], `-c ${srv.dir} enable ${acct}`)
     const pj = JSON.parse(fs.readFileSync(path.join(srv.dir, 'node_modules', 'haraka-plugin-hijack-guard', 'package.json'), 'utf8'))
     assert.ok(pj.bin, `the installed package.json declares no "bin" (keys: ${Object.keys(pj).join(', ')})`)
     assert.ok(fs.existsSync(bin), `${bin} does not exist`)
-    const out = childProcess.spawnSync(bin, m[1].split(' '), { cwd: srv.dir, encoding: 'utf8', timeout: 20000 })
-    assert.equal(out.status, 0, `${bin} ${m[1]}: ${out.stdout}${out.stderr}`)
+    const out = childProcess.spawnSync('sh', ['-c', `${m[1]} ${m[2]}`], { cwd: os.tmpdir(), encoding: 'utf8', timeout: 20000 })
+    assert.equal(out.status, 0, `${m[1]} ${m[2]}: ${out.stdout}${out.stderr}`)
+    assert.match(out.stdout, new RegExp(`^store: redis 127\\.0\\.0\\.1:${redis.port}/0$`, 'm'))
     assert.equal(await redis.command('EXISTS', disabledKey(acct)), 0)
     assert.equal((await h.tryAuth({ port: srv.port, user: acct, pass: PW })).code, 235)
     // a reply arriving after that changes nothing, and the admin is told so

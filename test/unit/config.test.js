@@ -34,7 +34,7 @@ describe('config', function () {
       assert.equal(cfg.store, 'redis')
       assert.equal(cfg.onStoreError, 'open')
       assert.equal(cfg.storeTimeoutMs, 1000)
-      assert.equal(cfg.lowercaseAccounts, true)
+      assert.deepEqual(cfg.accounts, { fold: 'nfkc', defaultDomain: '', domainAliases: new Map(), xclientLogin: false })
       assert.equal(cfg.stateFile, 'hijack-guard.state.json')
       assert.equal(cfg.exempt.size, 0)
       assert.equal(cfg.accountRules.size, 0)
@@ -129,14 +129,14 @@ describe('config', function () {
       assert.equal(rulesForAccount(cfg, 'Newsletter@Example.COM'), cfg.rules, 'lookups take the normalized account')
     })
 
-    it('folds exempt logins and overrides to lower case, trimmed, unless lowercase_accounts is false', function () {
+    it('folds exempt logins and overrides to lower case, trimmed; with the deprecated lowercase_accounts = false local parts keep their case', function () {
       const raw = { exempt: { accounts: ' Alice@Example.com ,bob,, ' }, 'account:Carol': { messages: '1/1m' } }
       const folded = parseConfig(raw)
       assert.deepEqual([...folded.exempt].sort(), ['alice@example.com', 'bob'])
       assert.deepEqual([...folded.accountRules.keys()], ['carol'])
       const kept = parseConfig({ ...raw, main: { lowercase_accounts: 'false' } })
-      assert.equal(kept.lowercaseAccounts, false)
-      assert.deepEqual([...kept.exempt].sort(), ['Alice@Example.com', 'bob'])
+      assert.equal(kept.accounts.fold, 'none')
+      assert.deepEqual([...kept.exempt].sort(), ['Alice@example.com', 'bob'])
       assert.deepEqual([...kept.accountRules.keys()], ['Carol'])
     })
 
@@ -145,7 +145,7 @@ describe('config', function () {
         alert: { to: 'pm@example.com, sec@example.com', from: 'guard@example.com' },
         redis: { host: 'redis.internal', port: '6380', db: 3, username: 'u', password: 'p' },
       })
-      assert.deepEqual(cfg.alert, { to: ['pm@example.com', 'sec@example.com'], from: 'guard@example.com', replyAddress: 'guard@example.com' })
+      assert.deepEqual(cfg.alert, { to: ['pm@example.com', 'sec@example.com'], from: 'guard@example.com', replyAddress: 'hijack-guard@localhost' })
       assert.equal(cfg.contact, 'pm@example.com')
       assert.deepEqual(cfg.redis, { host: 'redis.internal', port: 6380, db: 3, username: 'u', password: 'p' })
     })
@@ -243,7 +243,7 @@ describe('config', function () {
     }
 
     it('refuses a reply address that real mail goes to (postmaster, abuse, an [alert] to address)', function () {
-      assert.throws(() => parseConfig({ alert: { from: 'postmaster@example.com' } }, 'mx.example.com'), /alert\.from = "postmaster@example\.com": the reply address takes every message/)
+      assert.throws(() => parseConfig({ alert: { reply_address: 'postmaster@example.com' } }, 'mx.example.com'), /alert\.reply_address = "postmaster@example\.com": the reply address takes every message/)
       assert.throws(() => parseConfig({ alert: { reply_address: 'Abuse+x@example.com' } }, 'mx.example.com'), /alert\.reply_address/)
       assert.throws(() => parseConfig({ alert: { to: 'ops@example.com', reply_address: 'ops@example.com' } }, 'mx.example.com'), /alert\.reply_address/)
       assert.equal(parseConfig({ alert: { to: 'postmaster@example.com' } }, 'mx.example.com').alert.replyAddress, 'hijack-guard@mx.example.com')
