@@ -234,8 +234,8 @@ function contract(name, factory, { clock = 'real' } = {}) {
           [['recipients', 2]],
         )
         assert.deepEqual(
-          (await store.counts('alice', rules({ messages: '100/1d' }))).map((c) => c.count),
-          [0],
+          (await store.counts('alice', rules({ messages: '100/1d', recipients: '100/10m' }))).map((c) => c.count),
+          [1, 2],
         )
       })
 
