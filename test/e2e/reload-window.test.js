@@ -6,6 +6,8 @@
 // awaited on Haraka's log ("hijack-guard.ini reloaded", about 5 s after the file changes).
 
 const assert = require('node:assert/strict')
+const childProcess = require('node:child_process')
+const path = require('node:path')
 
 const h = require('./harness')
 const { assert250, assert535, assert550, countMatches, disabledKey, pluginIni, waitSubjects } = require('./helpers')
@@ -65,6 +67,20 @@ describe('e2e: a reload that changes the windows keeps the counts', function () 
     assert.doesNotMatch(srv.log().slice(since), /keeping the previous configuration/)
   }
 
+  /** The live message count `hijack-guard show --json` reports, by the CLI the package installed. */
+  function cliCount (srv, account) {
+    const bin = path.join(srv.dir, 'node_modules', '.bin', 'hijack-guard')
+    const env = { ...process.env }
+    delete env.HARAKA
+    return new Promise((resolve, reject) => {
+      childProcess.execFile(bin, ['-c', srv.dir, '--json', 'show', account], { cwd: srv.dir, env, timeout: 20000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+        if (err) return reject(new Error(`hijack-guard show ${account}: ${err.message}\n${stdout}${stderr}`))
+        const c = JSON.parse(stdout).counts.find((x) => x.kind === 'messages')
+        resolve(`${c.count} of ${c.text}`)
+      })
+    })
+  }
+
   /** The message over the limit is refused 550 5.7.1, the account is disabled, and stays so. */
   async function assertRefusedAndDisabled (srv, s, store, account, subject) {
     const over = await s.send({ from: account, to: [OUT], subject })
@@ -84,6 +100,7 @@ describe('e2e: a reload that changes the windows keeps the counts', function () 
 
       await reload(srv, store, 'messages = 20/2m\nbuckets = 10\nrecipients = 0')
       assert.match(srv.log(), /reloaded: .*messages 20\/2m/)
+      if (store === 'redis') assert.equal(await cliCount(srv, alice), '19 of 20/2m', 'the CLI counts across the change too')
 
       assert250(await s.send({ from: alice, to: [OUT], subject: `rw-${store} 20` }), 'the 20th message, still under the limit')
       await assertRefusedAndDisabled(srv, s, store, alice, `rw-${store} 21`)
@@ -99,6 +116,7 @@ describe('e2e: a reload that changes the windows keeps the counts', function () 
       const s = await h.openSession({ port: srv.port, user: alice, pass: PW })
       for (let i = 1; i <= 19; i++) assert250(await s.send({ from: alice, to: [OUT], subject: `ro-${store} ${i}` }), `message ${i}`)
       await reload(srv, store, `${base}\n\n[account:${alice}]\nmessages = 20/3m\nbuckets = 6`)
+      if (store === 'redis') assert.equal(await cliCount(srv, alice), '19 of 20/3m', 'the CLI counts across the change too')
 
       assert250(await s.send({ from: alice, to: [OUT], subject: `ro-${store} 20` }), 'the 20th message, still under the limit')
       await assertRefusedAndDisabled(srv, s, store, alice, `ro-${store} 21`)
