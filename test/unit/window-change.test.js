@@ -203,6 +203,25 @@ describe('a change of window or buckets', function () {
     assert.deepEqual(a.totals(set, T0 + 100 * MIN), [29, 100])
   })
 
+  it('never counts fewer (documented: may count more) when several windows of one kind change their bucket size', function () {
+    const before = rules('500/30m, 2000/24h', '', 30) // one-minute and 48-minute buckets
+    const sent = 90
+    const at = T0 + 100 * MIN
+    for (const [what, after] of [
+      ['buckets 30 -> 60', rules('500/30m, 2000/24h', '', 60)],
+      ['the 24h window removed', rules('500/30m', '', 30)],
+    ]) {
+      const a = account()
+      for (let m = 0; m < sent; m++) a.send(before, T0 + 10 * MIN + m * MIN)
+      const [short] = a.totals(after, at)
+      // At 100:00 the 30-minute window starts at 70:30 (30-second buckets) or 71:00 (one-minute
+      // buckets): the 29 messages of minutes 71..99 lie in it. The left-over buckets that
+      // overlap it count whole, the 48-minute ones on top of the one-minute ones.
+      assert.ok(short >= 29, `${what}: ${short}`)
+      assert.ok(short <= 30 + sent, `${what}: ${short}`)
+    }
+  })
+
   it('keeps the fields bounded: the old bucket size is gone once it is out of every window', function () {
     const a = account()
     const before = rules('30/30m', '100/30m', 30)
