@@ -1,39 +1,78 @@
 import type { Rule } from './config'
 
-/** The counter field of a rule's bucket: "<bucketMs>.<index>.<m|r>" (see docs/store.md). */
-export function bucketField(rule: Rule, nowMs: number): string {
-  return `${rule.bucketMs}.${Math.floor(nowMs / rule.bucketMs)}.${rule.kind === 'messages' ? 'm' : 'r'}`
+/**
+ * Counter fields and how a rule reads them (see docs/store.md, "Windows and buckets").
+ *
+ * A field `<bucketMs>.<index>.<m|r>` holds what was counted in the time span
+ * [index * bucketMs, (index + 1) * bucketMs). A rule reads the fields of its own bucket size
+ * whose index is in its window; a field of a bucket size that no current rule of its kind uses
+ * (left over from an earlier configuration) counts toward every rule of its kind whose window it
+ * overlaps at all, so a change of window or buckets never gives an account a fresh quota.
+ * The record script (lib/scripts.ts RECORD) applies the same rules.
+ */
+
+interface Field {
+  readonly bucketMs: number
+  readonly index: number
+  readonly kind: string
 }
 
-function parseField(field: string): { bucketMs: number; index: number; kind: string } | null {
+function kindCode(rule: Rule): string {
+  return rule.kind === 'messages' ? 'm' : 'r'
+}
+
+/** The counter field of a rule's bucket: "<bucketMs>.<index>.<m|r>" (see docs/store.md). */
+export function bucketField(rule: Rule, nowMs: number): string {
+  return `${rule.bucketMs}.${Math.floor(nowMs / rule.bucketMs)}.${kindCode(rule)}`
+}
+
+function parseField(field: string): Field | null {
   const m = /^(\d+)\.(\d+)\.([a-z])$/.exec(field)
   return m ? { bucketMs: Number(m[1]), index: Number(m[2]), kind: m[3] ?? '' } : null
 }
 
-/** Each rule's total over the buckets inside its window at nowMs (buckets ahead of now count too, as in the record script). */
+/** The store-clock ms at which a rule's window begins at nowMs: the start of its oldest bucket. */
+function windowStartMs(rule: Rule, nowMs: number): number {
+  return (Math.floor(nowMs / rule.bucketMs) - rule.buckets + 1) * rule.bucketMs
+}
+
+/** Which rules a field counts toward at nowMs: a predicate per field, built once per rule set. */
+function fieldReader(rules: readonly Rule[], nowMs: number): (f: Field, i: number) => boolean {
+  const current = new Set(rules.map((r) => `${r.bucketMs}.${kindCode(r)}`))
+  const firsts = rules.map((r) => Math.floor(nowMs / r.bucketMs) - r.buckets + 1)
+  const starts = rules.map((r) => windowStartMs(r, nowMs))
+  return (f, i) => {
+    const r = rules[i] as Rule
+    if (kindCode(r) !== f.kind) return false
+    // Buckets ahead of now (after a clock step back) still count: an attacker gains nothing.
+    if (r.bucketMs === f.bucketMs) return f.index >= (firsts[i] as number)
+    // A bucket another current rule writes holds the same messages as this rule's own buckets.
+    if (current.has(`${f.bucketMs}.${f.kind}`)) return false
+    return (f.index + 1) * f.bucketMs > (starts[i] as number)
+  }
+}
+
+/** Each rule's total over the fields that count toward it at nowMs (see the module comment). */
 export function windowTotals(fields: Iterable<[string, number]>, rules: readonly Rule[], nowMs: number): number[] {
   const totals = rules.map(() => 0)
+  const counts = fieldReader(rules, nowMs)
   for (const [field, value] of fields) {
     const f = parseField(field)
     if (!f) continue
-    rules.forEach((r, i) => {
-      const cur = Math.floor(nowMs / r.bucketMs)
-      const kind = r.kind === 'messages' ? 'm' : 'r'
-      if (f.bucketMs === r.bucketMs && f.kind === kind && f.index > cur - r.buckets) {
-        totals[i] = (totals[i] ?? 0) + value
-      }
+    rules.forEach((_, i) => {
+      if (counts(f, i)) totals[i] = (totals[i] ?? 0) + value
     })
   }
   return totals
 }
 
-/** Fields that no rule's window covers any more at nowMs (safe to delete). */
+/** Fields that count toward no rule at nowMs (out of every window, or malformed): safe to delete. */
 export function staleFields(fields: Iterable<string>, rules: readonly Rule[], nowMs: number): string[] {
+  const counts = fieldReader(rules, nowMs)
   const stale: string[] = []
   for (const field of fields) {
     const f = parseField(field)
-    const live = f && rules.some((r) => r.bucketMs === f.bucketMs && f.index > Math.floor(nowMs / r.bucketMs) - r.buckets)
-    if (!live) stale.push(field)
+    if (!f || !rules.some((_, i) => counts(f, i))) stale.push(field)
   }
   return stale
 }

@@ -48,34 +48,44 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rcpts = tonumber(ARGV[2])
 local n = tonumber(ARGV[10])
-local rules, oldest, ttl = {}, {}, 0
+local rules, current, ttl = {}, {}, 0
 for i = 1, n do
   local b = 10 + (i - 1) * 4
   local r = { kind = ARGV[b + 1], max = tonumber(ARGV[b + 2]), bucket = tonumber(ARGV[b + 3]),
               buckets = tonumber(ARGV[b + 4]), total = 0 }
   r.cur = math.floor(now / r.bucket)
   r.first = r.cur - r.buckets + 1
+  r.start = r.first * r.bucket
   r.add = (r.kind == 'm') and 1 or rcpts
-  if oldest[r.bucket] == nil or r.first < oldest[r.bucket] then oldest[r.bucket] = r.first end
+  current[r.bucket .. '.' .. r.kind] = true
   if r.bucket * (r.buckets + 1) > ttl then ttl = r.bucket * (r.buckets + 1) end
   rules[i] = r
 end
+-- A field "<b>.<i>.<k>" holds what was counted in [i*b, (i+1)*b). A rule sums its own bucket
+-- size's fields from its first bucket on; a field of a size no current rule of its kind writes
+-- (left over from an earlier configuration) counts toward each rule of its kind whose window it
+-- overlaps at all. A field that counts toward no rule is deleted.
 local stale = {}
 local all = redis.call('HGETALL', KEYS[1])
 for j = 1, #all, 2 do
   local f = all[j]
   local bucket, idx, kind = string.match(f, '^(%d+)%.(%d+)%.(%a)$')
   bucket, idx = tonumber(bucket), tonumber(idx)
-  if bucket == nil or oldest[bucket] == nil or idx < oldest[bucket] then
-    stale[#stale + 1] = f
-  else
-    local v = tonumber(all[j + 1])
+  local live = false
+  if bucket ~= nil then
+    local v = tonumber(all[j + 1]) or 0
+    local leftover = not current[bucket .. '.' .. kind]
     for i = 1, n do
       local r = rules[i]
       -- Buckets ahead of now (after a clock step back) still count: an attacker gains nothing.
-      if r.bucket == bucket and r.kind == kind and idx >= r.first then r.total = r.total + v end
+      if r.kind == kind and ((r.bucket == bucket and idx >= r.first)
+          or (leftover and (idx + 1) * bucket > r.start)) then
+        r.total = r.total + v
+        live = true
+      end
     end
   end
+  if not live then stale[#stale + 1] = f end
 end
 if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
 local over = 0

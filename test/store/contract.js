@@ -234,8 +234,8 @@ function contract(name, factory, { clock = 'real' } = {}) {
           [['recipients', 2]],
         )
         assert.deepEqual(
-          (await store.counts('alice', rules({ messages: '100/1d' }))).map((c) => c.count),
-          [0],
+          (await store.counts('alice', rules({ messages: '100/1d', recipients: '100/10m' }))).map((c) => c.count),
+          [1, 2],
         )
       })
 
@@ -863,6 +863,72 @@ function contract(name, factory, { clock = 'real' } = {}) {
         assert.equal((await store.counts('alice', r))[0].count, 0)
         await record(store, 'alice', r, { mode: 'monitor' })
         assert.equal((await record(store, 'alice', r, { mode: 'monitor' })).flipped, true)
+      })
+    })
+
+    describe('a change of window or buckets (a reload, an [account:] override)', function () {
+      const changes = [
+        ['buckets 30 -> 10', { messages: '5/1h', buckets: 30 }, { messages: '5/1h', buckets: 10 }],
+        ['buckets 30 -> 60', { messages: '5/1h', buckets: 30 }, { messages: '5/1h', buckets: 60 }],
+        ['window 30m -> 1h', { messages: '5/30m' }, { messages: '5/1h' }],
+        ['window 1h -> 30m', { messages: '5/1h' }, { messages: '5/30m' }],
+        ['window and buckets 1m/30 -> 2m/10', { messages: '5/1m' }, { messages: '5/2m', buckets: 10 }],
+      ]
+      for (const [what, before, after] of changes) {
+        within(`keeps the count across ${what}: the message over the same limit is refused`, async ({ store }) => {
+          for (let i = 0; i < 5; i++) assert.equal((await record(store, 'alice', rules(before))).status, 'ok')
+          assert.deepEqual(
+            (await store.counts('alice', rules(after))).map((x) => x.count),
+            [5],
+          )
+          const refused = await record(store, 'alice', rules(after))
+          assert.equal(refused.status, 'refused')
+          assert.equal(refused.over.count, 5)
+          assert.equal((await store.getDisabled('alice')).reason, 'limit')
+        })
+      }
+
+      within('keeps the count when an [account:] override with another window applies, and back', async ({ store }) => {
+        const base = rules({ messages: '6/30m', buckets: 30 })
+        const override = rules({ messages: '6/2h', buckets: 12 })
+        for (let i = 0; i < 2; i++) await record(store, 'alice', base)
+        for (let i = 0; i < 2; i++) await record(store, 'alice', override)
+        assert.equal(messageCount(await record(store, 'alice', base)), 5, 'the override era counts under the base rules')
+        assert.equal(messageCount(await record(store, 'alice', override)), 6)
+        assert.equal((await record(store, 'alice', base)).status, 'refused')
+      })
+
+      within('keeps messages and recipients apart across the change', async ({ store }) => {
+        const before = rules({ messages: '10/30m', recipients: '10/30m' })
+        const after = rules({ messages: '10/1h', recipients: '10/2h', buckets: 10 })
+        for (let i = 0; i < 3; i++) await record(store, 'alice', before, { recipients: 3 })
+        assert.deepEqual(
+          (await store.counts('alice', after)).map((x) => x.count),
+          [3, 9],
+        )
+        const refused = await record(store, 'alice', after, { recipients: 2 })
+        assert.equal(refused.status, 'refused')
+        assert.deepEqual(refused.over, { kind: 'recipients', max: 10, windowMs: 7_200_000, text: '10/2h', count: 9 })
+        assert.equal(messageCount(refused), 3)
+      })
+
+      exact('counts an old bucket until it ends before the new window, then forgets it (10m/10 -> 10m/5)', async (c) => {
+        const { store } = c
+        const before = rules({ messages: '10/10m', buckets: 10 }) // one-minute buckets
+        const after = rules({ messages: '10/10m', buckets: 5 }) // two-minute buckets
+        const total = async () => (await store.counts('alice', after))[0].count
+        c.advance(60_000) // 01:00
+        for (let i = 0; i < 4; i++) await record(store, 'alice', before) // bucket [01:00, 02:00)
+        c.advance(60_000) // 02:00
+        for (let i = 0; i < 3; i++) await record(store, 'alice', before) // bucket [02:00, 03:00)
+        c.advance(8 * 60_000 - 1) // 09:59.999: the window starts at 00:00
+        assert.equal(await total(), 7)
+        c.advance(2 * 60_000) // 11:59.999: the window starts at 02:00
+        assert.equal(await total(), 3)
+        c.advance(1) // 12:00: the window starts at 04:00
+        assert.equal(await total(), 0)
+        for (let i = 1; i <= 10; i++) assert.equal(messageCount(await record(store, 'alice', after)), i)
+        assert.equal((await record(store, 'alice', after)).status, 'refused')
       })
     })
   })

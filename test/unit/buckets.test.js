@@ -45,7 +45,7 @@ describe('buckets', function () {
       assert.deepEqual(windowTotals(fields, [m10, r10], T0 + 19 * MIN), [0, 0])
     })
 
-    it('leaves out buckets of another size, of another kind and malformed fields', function () {
+    it('leaves out buckets another rule of the kind writes, buckets of another kind and malformed fields', function () {
       const now = T0 + 5 * MIN
       const fields = new Map([
         [bucketField(m10, now), 1],
@@ -55,7 +55,7 @@ describe('buckets', function () {
         [`60000.${T0 / MIN}.x`, 1_000_000],
         ['60000..m', 10_000_000],
       ])
-      assert.deepEqual(windowTotals(fields, [m10], now), [1])
+      assert.deepEqual(windowTotals(fields, [m10, h1], now), [1, 1000])
     })
 
     it('still counts a bucket ahead of the instant (after the clock stepped back), like the record script', function () {
@@ -81,13 +81,18 @@ describe('buckets', function () {
   })
 
   describe('staleFields', function () {
-    it('returns the fields no window covers any more, malformed ones and those of sizes no rule uses', function () {
+    it('returns the fields no window covers any more and malformed ones', function () {
       const now = T0 + 10 * MIN
       const live = bucketField(m10, T0 + MIN)
       const edge = bucketField(m10, T0)
       const otherKindLive = bucketField(r10, T0 + 5 * MIN)
-      const orphan = bucketField(rule('messages', '1/1d', 10), now)
-      assert.deepEqual(staleFields([live, edge, otherKindLive, orphan, 'junk'], [m10, r10], now).sort(), [edge, 'junk', orphan].sort())
+      const day = rule('messages', '1/1d', 10) // 2.4-hour buckets
+      const leftoverLive = bucketField(day, now)
+      const leftoverOld = bucketField(day, now - 3 * 144 * MIN)
+      assert.deepEqual(
+        staleFields([live, edge, otherKindLive, leftoverLive, leftoverOld, 'junk'], [m10, r10], now).sort(),
+        [edge, 'junk', leftoverOld].sort(),
+      )
     })
 
     it('keeps a field that the longer of two windows of the same size still covers', function () {

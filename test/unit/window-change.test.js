@@ -1,0 +1,234 @@
+'use strict'
+
+// A change of window or buckets (a reload, an [account:] override) must not give an account a
+// fresh quota: what was counted under the old rules keeps counting, to bucket precision.
+
+const assert = require('node:assert/strict')
+
+const { increments, staleFields, windowTotals } = require('../../dist/lib/buckets')
+const { parseRules } = require('../../dist/lib/config')
+
+const MIN = 60_000
+// 2030-01-01T00:00:00Z, a multiple of every bucket size below.
+const T0 = Date.UTC(2030, 0, 1)
+
+function rules(messages, recipients, buckets) {
+  return [...parseRules('limits.messages', 'messages', messages, buckets), ...parseRules('limits.recipients', 'recipients', recipients, buckets)]
+}
+
+/** An account's counter hash, kept the way both stores keep it: stale fields go, then the message adds. */
+function account() {
+  const fields = new Map()
+  return {
+    fields,
+    send(ruleSet, at, recipients = 1) {
+      for (const f of staleFields(fields.keys(), ruleSet, at)) fields.delete(f)
+      for (const [f, n] of increments(ruleSet, recipients, at)) fields.set(f, (fields.get(f) ?? 0) + n)
+    },
+    totals(ruleSet, at) {
+      for (const f of staleFields(fields.keys(), ruleSet, at)) fields.delete(f)
+      return windowTotals(fields, ruleSet, at)
+    },
+  }
+}
+
+/** Deterministic pseudo-random numbers (mulberry32). */
+function random(seed) {
+  let a = seed
+  return () => {
+    a = (a + 0x6d2b79f5) | 0
+    let t = Math.imul(a ^ (a >>> 15), 1 | a)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+describe('a change of window or buckets', function () {
+  it('30m/30 -> 30m/10: the messages of the last 30 minutes keep counting', function () {
+    const a = account()
+    const before = rules('30/30m', '', 30)
+    for (let m = 0; m < 20; m++) a.send(before, T0 + m * MIN + 30_000)
+    const after = rules('30/30m', '', 10)
+    assert.deepEqual(a.totals(after, T0 + 20 * MIN), [20])
+    a.send(after, T0 + 20 * MIN)
+    assert.deepEqual(a.totals(after, T0 + 20 * MIN + 1), [21])
+  })
+
+  it('30m/10 -> 30m/30: the coarse buckets count until they end before the new window', function () {
+    const a = account()
+    const before = rules('30/30m', '', 10) // three-minute buckets
+    for (let m = 0; m < 20; m++) a.send(before, T0 + m * MIN)
+    const after = rules('30/30m', '', 30)
+    assert.deepEqual(a.totals(after, T0 + 20 * MIN), [20])
+    // At 31:00 the window starts at 02:00: the bucket [00:00, 03:00) still overlaps it, whole.
+    assert.deepEqual(a.totals(after, T0 + 31 * MIN), [20])
+    // At 33:00 the window starts at 04:00: [00:00, 03:00) is out, [03:00, 06:00) still in.
+    assert.deepEqual(a.totals(after, T0 + 33 * MIN), [17])
+  })
+
+  it('30m -> 1h: nothing of the last 30 minutes is lost, and it counts for the whole hour', function () {
+    const a = account()
+    const before = rules('30/30m', '', 30)
+    for (let m = 0; m < 25; m++) a.send(before, T0 + m * MIN)
+    const after = rules('30/1h', '', 30) // two-minute buckets
+    assert.deepEqual(a.totals(after, T0 + 25 * MIN), [25])
+    assert.deepEqual(a.totals(after, T0 + 58 * MIN), [25])
+    // At 62:00 the window starts at 04:00: the messages of minutes 0-3 are out.
+    assert.deepEqual(a.totals(after, T0 + 62 * MIN), [21])
+  })
+
+  it('1h -> 30m: only what lies in (or overlaps) the new 30-minute window counts', function () {
+    const a = account()
+    const before = rules('30/1h', '', 30) // two-minute buckets
+    for (let m = 0; m < 50; m += 2) a.send(before, T0 + m * MIN) // 25 messages, minutes 0, 2, ..., 48
+    const after = rules('30/30m', '', 30)
+    // At 50:30 the window starts at 21:00; the bucket [20:00, 22:00) overlaps it and counts whole.
+    assert.deepEqual(a.totals(after, T0 + 50 * MIN + 30_000), [15])
+    // The buckets that ended before 21:00 are gone.
+    assert.ok([...a.fields.keys()].every((f) => (Number(f.split('.')[1]) + 1) * 2 * MIN > T0 + 21 * MIN))
+  })
+
+  it('buckets 30 -> 60: the count carries over', function () {
+    const a = account()
+    const before = rules('100/30m', '500/30m', 30)
+    for (let m = 0; m < 30; m++) a.send(before, T0 + m * MIN, 3)
+    const after = rules('100/30m', '500/30m', 60) // 30-second buckets
+    assert.deepEqual(a.totals(after, T0 + 29 * MIN + 59_999), [30, 90])
+  })
+
+  it('an [account:] style change of the window with the same limit refuses the message over it', function () {
+    const a = account()
+    const before = rules('20/1m', '', 30)
+    for (let i = 0; i < 19; i++) a.send(before, T0 + i * 1000)
+    const after = rules('20/2m', '', 10)
+    const at = T0 + 25_000
+    const [total] = a.totals(after, at)
+    assert.equal(total, 19)
+    a.send(after, at)
+    assert.ok(a.totals(after, at)[0] + 1 > 20, 'the 21st message is over the limit')
+  })
+
+  it('keeps messages and recipients apart across the change', function () {
+    const a = account()
+    const before = rules('100/30m', '1000/30m', 30)
+    for (let m = 0; m < 10; m++) a.send(before, T0 + m * MIN, 7)
+    const after = rules('100/1h', '1000/2h', 10)
+    assert.deepEqual(a.totals(after, T0 + 10 * MIN), [10, 70])
+  })
+
+  describe('the boundary', function () {
+    const after = rules('10/10m', '', 5) // two-minute buckets
+    const now = T0 + 10 * MIN + 30_000
+    const start = T0 + 2 * MIN // the window at 10:30 starts at 02:00
+
+    it('counts an old bucket that ends 1 ms after the window start, and keeps it', function () {
+      // Old buckets of 1 ms and of 7 ms: their spans end 1 ms (or a few) after the start.
+      const seven = Math.floor(start / 7) // [7i, 7i + 7) contains start - 1 ... start + 6 at most
+      const fields = new Map([
+        [`1.${start}.m`, 1],
+        [`7.${seven}.m`, 10],
+      ])
+      assert.ok((seven + 1) * 7 > start && seven * 7 < start)
+      assert.deepEqual(windowTotals(fields, after, now), [11])
+      assert.deepEqual(staleFields(fields.keys(), after, now), [])
+    })
+
+    it('drops an old bucket that ends exactly at the window start, and deletes it', function () {
+      const fields = new Map([
+        [`1.${start - 1}.m`, 1],
+        [`60000.${start / MIN - 1}.m`, 10],
+        [`60000.${start / MIN}.m`, 100],
+      ])
+      assert.deepEqual(windowTotals(fields, after, now), [100])
+      assert.deepEqual(staleFields(fields.keys(), after, now).sort(), [`1.${start - 1}.m`, `60000.${start / MIN - 1}.m`].sort())
+    })
+
+    it('counts a coarse old bucket whole while any part of it is in the window', function () {
+      const coarse = rules('10/10m', '', 2) // five-minute buckets
+      const fine = rules('10/10m', '', 10)
+      const a = account()
+      a.send(coarse, T0) // [00:00, 05:00)
+      // At 13:59.999 the fine window starts at 04:00: in, whole; at 14:00 it starts at 05:00: out.
+      assert.deepEqual(a.totals(fine, T0 + 13 * MIN + 59_999), [1])
+      assert.deepEqual(a.totals(fine, T0 + 14 * MIN), [0])
+      assert.equal(a.fields.size, 0)
+    })
+
+    it('still counts an old bucket ahead of now (after a clock step back)', function () {
+      const fields = new Map([[`1000.${(now + 3_600_000) / 1000}.m`, 5]])
+      assert.deepEqual(windowTotals(fields, after, now), [5])
+    })
+  })
+
+  it('loses nothing inside the window and counts at most one old bucket more, for random histories', function () {
+    const windows = ['1m', '2m', '5m', '7m', '30m', '1h']
+    const bucketCounts = [1, 3, 10, 30, 60]
+    const next = random(8)
+    const pick = (list) => list[Math.floor(next() * list.length)]
+    for (let run = 0; run < 300; run++) {
+      const a = account()
+      const before = rules(`1000000/${pick(windows)}`, `1000000/${pick(windows)}`, pick(bucketCounts))
+      const after = rules(`1000000/${pick(windows)}`, `1000000/${pick(windows)}`, pick(bucketCounts))
+      const start = T0 + Math.floor(next() * 3_600_000)
+      const sent = []
+      let t = start
+      for (let i = 0; i < 60; i++) {
+        t += Math.floor(next() * 60_000)
+        const rcpts = 1 + Math.floor(next() * 5)
+        a.send(before, t, rcpts)
+        sent.push({ t, rcpts })
+      }
+      const changeAt = t + Math.floor(next() * 120_000)
+      const seen = a.totals(after, changeAt)
+      after.forEach((r, i) => {
+        const windowStart = (Math.floor(changeAt / r.bucketMs) - r.buckets + 1) * r.bucketMs
+        const oldBucket = before.find((b) => b.kind === r.kind).bucketMs
+        const amount = (m) => (r.kind === 'messages' ? 1 : m.rcpts)
+        // What the old rule still held at the change: its own window then.
+        const oldRule = before.find((b) => b.kind === r.kind)
+        const oldStart = (Math.floor(changeAt / oldRule.bucketMs) - oldRule.buckets + 1) * oldRule.bucketMs
+        const exact = sent.filter((m) => m.t >= Math.max(windowStart, oldStart)).reduce((n, m) => n + amount(m), 0)
+        const loose = sent.filter((m) => m.t >= windowStart - oldBucket).reduce((n, m) => n + amount(m), 0)
+        const where = `run ${run}: ${before.map((b) => b.text + '/' + b.buckets)} -> ${r.text}/${r.buckets} at +${changeAt - start}ms`
+        assert.ok(seen[i] >= exact, `${where}: counted ${seen[i]}, but ${exact} lie in the window`)
+        assert.ok(seen[i] <= loose, `${where}: counted ${seen[i]}, more than the ${loose} of the window and one old bucket`)
+      })
+    }
+  })
+
+  it('counts a message once in steady state with two windows of one kind', function () {
+    const a = account()
+    const set = rules('500/30m, 2000/24h', '', 30)
+    for (let m = 0; m < 100; m++) a.send(set, T0 + m * MIN)
+    assert.deepEqual(a.totals(set, T0 + 100 * MIN), [29, 100])
+  })
+
+  it('never counts fewer (documented: may count more) when several windows of one kind change their bucket size', function () {
+    const before = rules('500/30m, 2000/24h', '', 30) // one-minute and 48-minute buckets
+    const sent = 90
+    const at = T0 + 100 * MIN
+    for (const [what, after] of [
+      ['buckets 30 -> 60', rules('500/30m, 2000/24h', '', 60)],
+      ['the 24h window removed', rules('500/30m', '', 30)],
+    ]) {
+      const a = account()
+      for (let m = 0; m < sent; m++) a.send(before, T0 + 10 * MIN + m * MIN)
+      const [short] = a.totals(after, at)
+      // At 100:00 the 30-minute window starts at 70:30 (30-second buckets) or 71:00 (one-minute
+      // buckets): the 29 messages of minutes 71..99 lie in it. The left-over buckets that
+      // overlap it count whole, the 48-minute ones on top of the one-minute ones.
+      assert.ok(short >= 29, `${what}: ${short}`)
+      assert.ok(short <= 30 + sent, `${what}: ${short}`)
+    }
+  })
+
+  it('keeps the fields bounded: the old bucket size is gone once it is out of every window', function () {
+    const a = account()
+    const before = rules('30/30m', '100/30m', 30)
+    for (let m = 0; m < 30; m++) a.send(before, T0 + m * MIN)
+    const after = rules('30/30m', '100/30m', 10)
+    for (let m = 30; m < 70; m++) a.send(after, T0 + m * MIN)
+    assert.ok([...a.fields.keys()].every((f) => f.startsWith('180000.')), [...a.fields.keys()].join(' '))
+    assert.ok(a.fields.size <= 2 * 10)
+  })
+})
