@@ -101,7 +101,7 @@ export function summarize(connection: Connection, txn: Transaction): MessageSumm
 export interface CountNote {
   readonly account: string
   readonly recipients: number
-  /** Store-clock time of the count, naming its buckets (see Store.uncount). */
+  /** Store-clock time of the count (the held-mail check compares it with drop-held marks). */
   readonly at: number
   /** This server's clock at the count (ms), for the hold check of queued mail. */
   readonly countedAt?: number
@@ -207,25 +207,6 @@ export function cliCommand(command: string, account: string): string {
   const dir = process.env.HARAKA ?? '/path/to/haraka'
   const quote = (s: string): string => (/^[A-Za-z0-9@._+\/=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
   return `npx hijack-guard -c ${quote(dir)} ${command} ${quote(account)}`
-}
-
-/**
- * deny: a plugin after this one refused a message at queue_outbound (a smarthost forwarder whose
- * upstream said no, say). The message was counted; take the count back, since refused messages
- * do not count.
- */
-export async function undoCount(plugin: HarakaPlugin, connection: Connection, state: GuardState, params: unknown[]): Promise<void> {
-  const [, , pluginName, , , hook] = params
-  const txn = connection.transaction
-  const note = txn?.notes[NOTE] as CountNote | undefined
-  if (hook !== 'queue_outbound' || pluginName === plugin.name || !txn || !note) return
-  delete txn.notes[NOTE]
-  try {
-    await state.store.uncount({ account: note.account, recipients: note.recipients, rules: rulesForAccount(state.config, note.account), at: note.at })
-    connection.loginfo(plugin, `${String(pluginName)} refused the message: not counted for ${JSON.stringify(note.account)}`)
-  } catch (err) {
-    connection.logerror(plugin, `could not take back the count of a refused message: ${errorText(err)}`)
-  }
 }
 
 /** "ips 1.2.3.4; helos x; domains a, b; subjects ..." for log lines. */

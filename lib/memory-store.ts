@@ -10,7 +10,6 @@ import {
   toSummary,
   windowCount,
   type AuditEntry,
-  type CountedMessage,
   type DisabledRecord,
   type DisableInput,
   type HeldState,
@@ -221,16 +220,6 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       const flipped = a.monitoredUntil <= t
       if (flipped) a.monitoredUntil = t + rule.bucketMs * rule.buckets
       return { status: 'ok', counts, over, flipped, at: t }
-    },
-
-    async uncount(message: CountedMessage): Promise<void> {
-      const a = live(message.account, now())
-      if (!a) return
-      for (const [f, n] of increments(message.rules, message.recipients, message.at)) {
-        const left = (a.counts.get(f) ?? 0) - n
-        if (left > 0) a.counts.set(f, left)
-        else a.counts.delete(f)
-      }
     },
 
     async tokenAccount(token: string): Promise<string | null> {

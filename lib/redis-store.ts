@@ -1,7 +1,7 @@
 import { createClient } from 'redis'
 import type { RedisConfig, Rule } from './config'
 import { accountKeys, AUDIT_LOG, decodeAccount, PREFIX, tokenKey } from './keys'
-import { DISABLE, DROP_HELD, ENABLE, RECORD, REDEEM, UNCOUNT, type Script } from './scripts'
+import { DISABLE, DROP_HELD, ENABLE, RECORD, REDEEM, type Script } from './scripts'
 import {
   AUDIT_CAP,
   describeRules,
@@ -13,7 +13,6 @@ import {
   windowCount,
   withTimeout,
   type AuditEntry,
-  type CountedMessage,
   type DisabledRecord,
   type DisableInput,
   type HeldState,
@@ -25,7 +24,7 @@ import {
   type WindowCount,
 } from './store'
 import { randomId } from './ids'
-import { increments, windowTotals } from './buckets'
+import { windowTotals } from './buckets'
 
 export interface Logger {
   info(msg: string): void
@@ -187,11 +186,6 @@ export function createRedisStore(options: RedisStoreOptions): Store {
         return { status, counts, over, flipped: Number(flipped) === 1, record }
       }
       return { status: 'ok', counts, ...(over ? { over } : {}), flipped: Number(flipped) === 1, at: Number(reply[3]) }
-    },
-
-    async uncount(message: CountedMessage): Promise<void> {
-      const args = [...increments(message.rules, message.recipients, message.at)].flatMap(([f, n]) => [f, String(n)])
-      if (args.length) await evalScript(UNCOUNT, [accountKeys(message.account).counts], args)
     },
 
     async tokenAccount(token: string): Promise<string | null> {

@@ -149,26 +149,6 @@ return was
 `,
 )
 
-/** uncount: take back what record added for a message that a later plugin refused. */
-export const UNCOUNT = script(
-  'uncount',
-  `
--- KEYS[1]  counts     hash of time buckets
--- ARGV     field, amount pairs: what record added
--- Reply: number of fields changed. A field never goes below zero; a zero field is deleted.
-local changed = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
-    if redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) <= 0 then
-      redis.call('HDEL', KEYS[1], ARGV[i])
-    end
-    changed = changed + 1
-  end
-end
-return changed
-`,
-)
-
 /** redeem: re-enable an account with the token of its current incident, once. */
 export const REDEEM = script(
   'redeem',
@@ -203,4 +183,4 @@ return redis.call('SCARD', KEYS[2])
 )
 
 /** Every script, for loading and for the SHA test. */
-export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE, UNCOUNT, REDEEM, DROP_HELD]
+export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE, REDEEM, DROP_HELD]

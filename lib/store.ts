@@ -29,15 +29,6 @@ export interface RecordInput {
   readonly tokenTtlMs: number
 }
 
-/** What record() added, so that it can be taken back (see Store.uncount). */
-export interface CountedMessage {
-  readonly account: string
-  readonly recipients: number
-  readonly rules: readonly Rule[]
-  /** The store-clock time the message was counted at, which names its buckets. */
-  readonly at: number
-}
-
 /**
  * The outcome of counting one message.
  * - ok: counted; `counts` include it. `over` is set in monitor mode when a limit was crossed,
@@ -115,8 +106,6 @@ export interface Store {
   record(input: RecordInput): Promise<RecordResult>
   /** The disable record, or null when the account is not disabled. */
   getDisabled(account: string): Promise<DisabledRecord | null>
-  /** Takes back a counted message that a later plugin refused (floor 0). */
-  uncount(message: CountedMessage): Promise<void>
   /** The account a reactivation token was issued for, or null (unknown, or long expired). */
   tokenAccount(token: string): Promise<string | null>
   /** Re-enables the account when `token` is its current, unexpired token; single use, atomic. */
