@@ -241,28 +241,34 @@ export async function authRefusal(plugin: HarakaPlugin, connection: Connection, 
   return `5.7.8 ${disabledReply(account, state.config.contact)}`
 }
 
-/** The transaction note that marks a reply to an alert: the reply-address recipients. */
+/** The transaction note that marks a reply to an alert: its one reply-address recipient, as a list. */
 const REPLY_NOTE = 'hijack_guard_reply'
 
 const SEPARATE = (address: string): string => `send the reply to ${address} in a message of its own`
+const ONE_REPLY = 'one reply-address recipient per message'
 
 /**
  * RCPT TO: accept the reply address (with any +detail) from every sender, since a postmaster
- * may answer from anywhere; a reply shares its transaction with no other recipient.
+ * may answer from anywhere. A reply is one recipient in a transaction of its own: a second
+ * reply-address recipient, or any other recipient beside it, gets 452 4.5.3. Constant time per
+ * RCPT, however many the client sends: the accepted reply is a transaction note, and the other
+ * recipients are counted by rcpt_to's length (Haraka appends this recipient before the rcpt
+ * hooks run and removes every recipient a hook refuses), never by scanning it.
  */
 export function checkRcpt(connection: Connection, state: GuardState, rcpt: Address): Verdict {
   const txn = connection.transaction
   if (!txn) return
   const replyAddress = state.config.alert.replyAddress
-  const mine = (txn.notes[REPLY_NOTE] as MailAddress[] | undefined) ?? []
-  // Haraka has already appended this recipient to rcpt_to when the rcpt hooks run.
-  const others = txn.rcpt_to.filter((r) => r !== rcpt).length - mine.length
-  if (isReplyRecipient({ local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }, replyAddress)) {
-    if (others > 0) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
-    txn.notes[REPLY_NOTE] = [...mine, { local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }]
+  const accepted = txn.notes[REPLY_NOTE] !== undefined
+  const address: MailAddress = { local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }
+  if (isReplyRecipient(address, replyAddress)) {
+    if (accepted) return [DENYSOFT, DSN.create(452, ONE_REPLY, 5, 3)]
+    if (txn.rcpt_to.length > 1) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
+    const recipients: MailAddress[] = [address]
+    txn.notes[REPLY_NOTE] = recipients
     return [OK, DSN.create(250, 'reply address of hijack-guard', 1, 5)]
   }
-  if (mine.length > 0) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
+  if (accepted) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
 }
 
 /**

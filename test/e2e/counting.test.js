@@ -10,11 +10,14 @@
 // 3. At most one reply-address recipient per transaction, in constant time per RCPT.
 
 const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const net = require('node:net')
 
 const h = require('./harness')
 const { assert535, assert550, bySubject, countsKey, disabledKey, pluginIni, waitSubjects } = require('./helpers')
 
 const PW = 'pw'
+const ME = 'mx.test.example'
 const VICTIM = 'victim@outside.example'
 const NOSUCH = 'nosuchuser@outside.example'
 
@@ -24,6 +27,71 @@ async function messageCount (redis, account) {
   let n = 0
   for (let i = 0; i < flat.length; i += 2) if (/\.m$/.test(flat[i])) n += Number(flat[i + 1])
   return n
+}
+
+// CPU time (user + system, clock ticks) a process has used, from /proc/PID/stat
+function cpuTicks (pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // the fields after "(comm)": state is field 3, utime 14, stime 15
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return Number(rest[11]) + Number(rest[12])
+}
+
+// One session over a raw socket: EHLO, MAIL FROM, then `count` RCPT TO lines written at once
+// (PIPELINING), then QUIT. Resolves the reply codes of the RCPTs, in order.
+function rcptFlood (port, { from, rcpt, count, timeoutMs = 60000 }) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port })
+    let buf = ''
+    let phase = 'greeting'
+    const codes = []
+    let lines = []
+    const timer = setTimeout(() => {
+      sock.destroy()
+      reject(new Error(`flood: ${codes.length} of ${count} RCPT replies within ${timeoutMs} ms (phase ${phase})`))
+    }, timeoutMs)
+    const fail = (line) => {
+      clearTimeout(timer)
+      sock.destroy()
+      reject(new Error(`flood: unexpected reply in ${phase}: ${line}`))
+    }
+    sock.setEncoding('utf8')
+    sock.on('error', (err) => { clearTimeout(timer); reject(err) })
+    sock.on('data', (d) => {
+      buf += d
+      let nl
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, nl).replace(/\r$/, '')
+        buf = buf.slice(nl + 1)
+        lines.push(line)
+        if (line[3] === '-') continue // a continuation line of a multi-line reply
+        const reply = lines
+        lines = []
+        const code = Number(reply[reply.length - 1].slice(0, 3))
+        if (phase === 'greeting') {
+          if (code !== 220) return fail(reply.join(' | '))
+          phase = 'ehlo'
+          sock.write('EHLO flood.test.example\r\n')
+        } else if (phase === 'ehlo') {
+          if (code !== 250 || !reply.some((l) => /PIPELINING/i.test(l))) return fail(reply.join(' | '))
+          phase = 'mail'
+          sock.write(`MAIL FROM:<${from}>\r\n`)
+        } else if (phase === 'mail') {
+          if (code !== 250) return fail(reply.join(' | '))
+          phase = 'rcpt'
+          sock.write(`RCPT TO:<${rcpt}>\r\n`.repeat(count))
+        } else if (phase === 'rcpt') {
+          codes.push(reply[reply.length - 1])
+          if (codes.length === count) {
+            phase = 'quit'
+            sock.end('QUIT\r\n')
+            clearTimeout(timer)
+            resolve(codes)
+          }
+        }
+      }
+    })
+  })
 }
 
 describe('e2e: counting and the reply address (issue 8, items 1 and 3)', function () {
@@ -151,5 +219,55 @@ exports.hook_queue_outbound = function (next, connection) {
     assert.match(over.response, /reached its limit of 4 messages/)
     await waitSubjects(sink, 'c2 ok', 1)
     assert.deepEqual(bySubject(sink, 'c2 ').map((m) => m.subject), ['c2 ok'])
+  })
+
+  // -------------------------------------------------------------------------------------------
+  // item 3
+
+  it('2,000 pipelined RCPTs to the reply address in one session: exactly one 250, the rest 452 4.5.3, at linear cost', async function () {
+    const sink = await sinkWith()
+    const srv = await haraka({ sink, pluginIni: pluginIni(redis.port, { limits: 'messages = 3/1m' }) })
+    const rcpt = `hijack-guard+hg-${'0'.repeat(32)}@${ME}`
+    const run = async (count) => {
+      const before = cpuTicks(srv.pid)
+      const t0 = Date.now()
+      const codes = await rcptFlood(srv.port, { from: 'someone@outside.example', rcpt, count })
+      return { codes, ticks: cpuTicks(srv.pid) - before, ms: Date.now() - t0 }
+    }
+    const small = await run(500)
+    const large = await run(2000)
+    for (const [n, r] of [[500, small], [2000, large]]) {
+      assert.equal(r.codes.length, n)
+      assert.match(r.codes[0], /^250 /, `the first RCPT of ${n}`)
+      const refused = r.codes.slice(1)
+      assert.deepEqual([...new Set(refused.map((c) => c.slice(0, 10)))], ['452 4.5.3 '], `RCPTs 2..${n}`)
+      assert.match(refused[0], /one reply-address recipient per message/)
+    }
+    console.log(`      [measured] ${small.ticks} CPU ticks (${small.ms} ms) for 500 RCPTs, ${large.ticks} (${large.ms} ms) for 2000`)
+    // Linear: 4 times the RCPTs cost about 4 times the CPU (quadratic would be 16 times). The
+    // bounds leave room for a shared CI machine: at most 8 times, plus 20 ticks of noise, and
+    // 2,000 RCPTs under 4 s of CPU.
+    assert.ok(large.ticks <= 8 * small.ticks + 20, `CPU ticks: ${small.ticks} for 500 RCPTs, ${large.ticks} for 2000`)
+    assert.ok(large.ticks < 400, `2000 RCPTs took ${large.ticks} CPU ticks`)
+    assert.ok(srv.alive(), 'Haraka is still running')
+  })
+
+  it('a reply shares its transaction with no other recipient, in either order', async function () {
+    const sink = await sinkWith()
+    const admin = 'postmaster@test.example'
+    const srv = await haraka({ sink, users: { [admin]: PW }, pluginIni: pluginIni(redis.port) })
+    const reply = `hijack-guard+hg-${'1'.repeat(32)}@${ME}`
+    const s = await h.openSession({ port: srv.port, user: admin, pass: PW })
+    const first = await s.send({ from: admin, to: [reply, VICTIM, `hijack-guard@${ME}`], subject: 'c4 a' })
+    assert.deepEqual(first.accepted, [reply], JSON.stringify(first))
+    assert.deepEqual(first.rejected.sort(), [VICTIM, `hijack-guard@${ME}`].sort(), JSON.stringify(first))
+    for (const e of first.rejectedErrors) assert.match(String(e.response), /^452 4\.5\.3 /)
+    const second = await s.send({ from: admin, to: [VICTIM, reply], subject: 'c4 b' })
+    await s.close()
+    assert.deepEqual(second.accepted, [VICTIM], JSON.stringify(second))
+    assert.deepEqual(second.rejected, [reply], JSON.stringify(second))
+    assert.match(String(second.rejectedErrors[0].response), /^452 4\.5\.3 .*in a message of its own/)
+    await waitSubjects(sink, 'c4 b', 1)
+    assert.deepEqual(bySubject(sink, 'c4 ').map((m) => m.to), [[VICTIM]])
   })
 })
