@@ -6,7 +6,7 @@ import { normalizeAccount } from './account'
 import { rulesForAccount, type Config } from './config'
 import { DENY, DENYDISCONNECT, DENYSOFT, DSN, envelopeAddress, OK, type Address, type Connection, type HarakaPlugin, type Transaction, type Verdict } from './haraka'
 import { describeCount, describeLimit, disabledReply, overLimitReply, shownAccount, storeDownReply, errorText } from './messages'
-import type { DisabledRecord, MessageSummary, Store } from './store'
+import { withTimeout, type DisabledRecord, type MessageSummary, type Store } from './store'
 import { composeAlert, composeNotice, type MailSender } from './alert'
 import { handleReply } from './reactivate'
 import { isReplyRecipient, type MailAddress } from './reply'
@@ -77,7 +77,7 @@ export async function checkMail(plugin: HarakaPlugin, connection: Connection, st
     return
   }
   connection.lognotice(plugin, `refusing MAIL FROM of disabled account ${JSON.stringify(account)}`)
-  return [DENYDISCONNECT, DSN.sec_unauthorized(disabledReply(account, state.config.contact), 550)]
+  return [DENYDISCONNECT, DSN.sec_unauthorized(disabledReply({ account, by: record.by }, state.config.contact), 550)]
 }
 
 /** What this message tells about its sender, for the evidence. */
@@ -137,7 +137,7 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
   switch (result.status) {
     case 'disabled':
       txn.results.add(plugin, { fail: 'disabled' })
-      return [DENY, DSN.sec_unauthorized(disabledReply(account, config.contact), 550)]
+      return [DENY, DSN.sec_unauthorized(disabledReply({ account, by: result.by }, config.contact), 550)]
     case 'refused':
       txn.results.add(plugin, { fail: `over ${describeLimit(result.over)}`, counts: counts() })
       if (result.flipped) {
@@ -221,24 +221,27 @@ function evidenceLine(evidence: readonly MessageSummary[]): string {
 }
 
 /**
- * AUTH: the 535 text for an account that is disabled, or null to let the login through.
- * A store failure lets it through: MAIL FROM applies on_store_error.
+ * AUTH, before the password is checked: the 535 text for an account that is disabled, or null
+ * to let the auth plugin check the password. The lookup gives up after store_timeout; a store
+ * failure answers null too (MAIL FROM applies on_store_error).
  */
 export async function authRefusal(plugin: HarakaPlugin, connection: Connection, login: string, state: GuardState): Promise<string | null> {
   if (state.config.mode === 'monitor') return null
   const account = normalizeAccount(login, state.config.lowercaseAccounts)
+  let record: DisabledRecord | null
   try {
-    if (!(await state.store.getDisabled(account))) {
-      const checked: AuthChecked = { account, at: Date.now() }
-      connection.notes[AUTH_CHECKED] = checked
-      return null
-    }
+    record = await withTimeout(state.store.getDisabled(account), state.config.storeTimeoutMs, 'AUTH lookup')
   } catch (err) {
     connection.logerror(plugin, `store unavailable at AUTH, MAIL FROM will decide: ${errorText(err)}`)
     return null
   }
-  connection.lognotice(plugin, `refusing AUTH of disabled account ${JSON.stringify(account)}`)
-  return `5.7.8 ${disabledReply(account, state.config.contact)}`
+  if (!record) {
+    const checked: AuthChecked = { account, at: Date.now() }
+    connection.notes[AUTH_CHECKED] = checked
+    return null
+  }
+  connection.lognotice(plugin, `refusing AUTH of disabled account ${JSON.stringify(account)} (password not checked)`)
+  return `5.7.8 ${disabledReply({ account, by: record.by }, state.config.contact)}`
 }
 
 /** The transaction note that marks a reply to an alert: its one reply-address recipient, as a list. */

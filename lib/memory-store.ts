@@ -177,7 +177,8 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     kind: 'memory',
 
     async record(input: RecordInput): Promise<RecordResult> {
-      if (input.mode === 'enforce' && refresh().disabled.has(input.account)) return { status: 'disabled', counts: [], flipped: false }
+      const disabled = input.mode === 'enforce' ? refresh().disabled.get(input.account) : undefined
+      if (disabled) return { status: 'disabled', counts: [], flipped: false, by: disabled.by }
       const t = now()
       sweep(t)
       const a = live(input.account, t) ?? { counts: new Map<string, number>(), evidence: [], expiresAt: 0, monitoredUntil: 0 }

@@ -165,7 +165,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
       const [status, flipped, overIndex] = reply as [string, number, number]
       const counts = input.rules.map((r, i) => windowCount(r, Number(reply[4 + i] ?? 0)))
       const over = counts[Number(overIndex) - 1]
-      if (status === 'disabled') return { status, counts: [], flipped: false }
+      if (status === 'disabled') return { status, counts: [], flipped: false, by: String(reply[4] ?? '') }
       if (status === 'refused' && over) {
         // The token pointer lives outside the account's slot, so it cannot be written by the script.
         await call('token', () => client.set(tokenKey(input.token), input.account, { PX: 2 * input.tokenTtlMs })).catch((err: Error) =>

@@ -34,7 +34,8 @@ export const RECORD = script(
 -- ARGV[10] n          number of rules; then 4 values per rule:
 --                     kind (m|r), max, bucketMs, buckets
 -- Reply: { status, flipped, over, nowMs, total_1, ..., total_n }, and for "refused" also
---        the evidence (JSON array) and the incident id
+--        the evidence (JSON array) and the incident id; "disabled" is
+--        { "disabled", 0, 0, 0, by } (who disabled the account)
 --   status   "ok" counted (totals include it) | "refused" over a limit in enforce mode, not
 --            counted (totals exclude it) | "disabled" already disabled in enforce mode
 --   flipped  1 when this call set the disabled flag (enforce) or the monitored marker (monitor)
@@ -42,7 +43,7 @@ export const RECORD = script(
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local mode = ARGV[1]
 if mode == 'enforce' and redis.call('EXISTS', KEYS[3]) == 1 then
-  return { 'disabled', 0, 0, 0 }
+  return { 'disabled', 0, 0, 0, redis.call('HGET', KEYS[3], 'by') or '' }
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

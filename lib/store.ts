@@ -35,12 +35,13 @@ export interface RecordInput {
  *   and `flipped` says whether this is the first report of that in the window.
  * - refused: over a limit in enforce mode; not counted; the account is now disabled and
  *   `flipped` is true for exactly one caller per incident.
- * - disabled: the account was already disabled; not counted.
+ * - disabled: the account was already disabled; not counted. `by` is who disabled it (see
+ *   DisabledRecord.by).
  */
 export type RecordResult =
   | { readonly status: 'ok'; readonly counts: readonly WindowCount[]; readonly over?: WindowCount; readonly flipped: boolean; readonly at: number }
   | { readonly status: 'refused'; readonly counts: readonly WindowCount[]; readonly over: WindowCount; readonly flipped: boolean; readonly record: DisabledRecord }
-  | { readonly status: 'disabled'; readonly counts: readonly WindowCount[]; readonly flipped: false }
+  | { readonly status: 'disabled'; readonly counts: readonly WindowCount[]; readonly flipped: false; readonly by: string }
 
 /** Why and when an account was disabled, with the evidence gathered while counting. */
 export interface DisabledRecord {

@@ -1,0 +1,124 @@
+'use strict'
+
+// End-to-end: issue 8's smaller leaks, with the real parts (a Haraka 3.3.4 process with the
+// packed plugin, redis-server, an SMTP client over loopback, a loopback sink). See
+// test/e2e/README.md.
+//
+// - AUTH of a disabled account answers the same whatever the password (no oracle);
+// - a manual (CLI) disable says "by the postmaster", not "after unusual sending";
+
+const assert = require('node:assert/strict')
+const childProcess = require('node:child_process')
+const path = require('node:path')
+
+const h = require('./harness')
+const {
+  assert250, assert535, assert550, countMatches, disabledKey, pluginIni, PREAUTH_PLUGIN, preauthName,
+} = require('./helpers')
+
+const PW = 'pw'
+const ADMIN = 'postmaster@test.example' // a login listed in [alert] to (so an admin)
+const OUT = 'bob@outside.example'
+
+// The CLI the package installed into the Haraka directory; resolves { code, stdout, stderr }
+function cli (srv, args) {
+  const bin = path.join(srv.dir, 'node_modules', '.bin', 'hijack-guard')
+  const env = { ...process.env }
+  delete env.HARAKA
+  return new Promise((resolve) => {
+    childProcess.execFile(bin, ['-c', srv.dir, ...args], { cwd: srv.dir, env, timeout: 20000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      resolve({ code: err ? err.code : 0, stdout, stderr })
+    })
+  })
+}
+
+// Sends `n` messages of `user` (one session); asserts each answer is 250
+async function sendMany (srv, user, subjects) {
+  const s = await h.openSession({ port: srv.port, user, pass: PW })
+  for (const subject of subjects) assert250(await s.send({ from: user, to: [OUT], subject }), subject)
+  await s.close()
+}
+
+describe('e2e: smaller leaks (issue 8)', function () {
+  this.timeout(90000)
+
+  let sink
+  let redis
+  const started = []
+
+  async function haraka (opts) {
+    const inst = await h.createHaraka({
+      sink,
+      ...opts,
+      users: { [ADMIN]: PW, ...(opts.users || {}) },
+      testPlugins: { test_preauth: PREAUTH_PLUGIN },
+      beforePlugins: ['test_preauth'],
+    })
+    started.push(inst)
+    await inst.start()
+    return inst
+  }
+
+  before(async function () {
+    this.timeout(240000) // npm pack (build) + npm install, once per run
+    await h.packPlugin()
+    sink = await h.startSink()
+    redis = await h.startRedis()
+  })
+
+  after(async function () {
+    await redis.stop()
+    await sink.stop()
+    await h.stopAll()
+  })
+
+  beforeEach(async function () {
+    sink.clear()
+    await redis.flushall()
+  })
+
+  afterEach(async function () {
+    h.dumpLogsIfFailed(this)
+    for (const r of started.splice(0).reverse()) await r.destroy()
+  })
+
+  it('AUTH of a disabled account: the right and a wrong password get the identical 535 5.7.8 "is disabled" answer', async function () {
+    const alice = 'alice@test.example'
+    const srv = await haraka({ users: { [alice]: PW }, pluginIni: pluginIni(redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }) })
+    await sendMany(srv, alice, ['o1 1'])
+    const over = await h.sendOne({ port: srv.port, user: alice, pass: PW, from: alice, to: [OUT], subject: 'o1 over' })
+    assert550(over, 'data', 'over the limit')
+    // side by side: Haraka delays each failed AUTH by a second
+    const [right, wrong] = await Promise.all([
+      h.tryAuth({ port: srv.port, user: alice, pass: PW }),
+      h.tryAuth({ port: srv.port, user: alice, pass: 'not-the-password' }),
+    ])
+    assert535(right, 'right password', { text: /is disabled after unusual sending; contact / })
+    assert535(wrong, 'wrong password', { text: /is disabled after unusual sending; contact / })
+    assert.equal(wrong.response, right.response)
+    // the log says the password was not looked at
+    assert.equal(countMatches(srv.log(), /refusing AUTH of disabled account "alice@test\.example" \(password not checked\)/), 2)
+    // an enabled account's wrong password still gets the auth plugin's own answer
+    const other = await h.tryAuth({ port: srv.port, user: ADMIN, pass: 'not-the-password' })
+    assert.equal(other.code, 535)
+    assert.doesNotMatch(other.response, /disabled/)
+  })
+
+  it('a CLI disable says "disabled by the postmaster" at AUTH and MAIL FROM, not "after unusual sending"', async function () {
+    const carol = 'carol@test.example'
+    const srv = await haraka({ users: { [carol]: PW }, pluginIni: pluginIni(redis.port) })
+    const r = await cli(srv, ['disable', carol, '--reason', 'laptop stolen'])
+    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`)
+    assert.equal(await redis.command('HGET', disabledKey(carol), 'by'), `cli:${require('node:os').userInfo().username}`)
+    const auth = await h.tryAuth({ port: srv.port, user: carol, pass: PW })
+    assert535(auth, 'AUTH', { text: /Account carol@test\.example is disabled by the postmaster; contact / })
+    assert.doesNotMatch(auth.response, /unusual sending|laptop/)
+    // MAIL FROM of a session that logged in another way (the gate every auth path meets)
+    const fresh = await h.openSession({ port: srv.port, name: preauthName(carol) })
+    const mail = await fresh.send({ from: carol, to: [OUT], subject: 'o2' })
+    await fresh.close()
+    assert550(mail, 'mail', 'MAIL FROM')
+    assert.match(mail.response, /Account carol@test\.example is disabled by the postmaster; contact /)
+    assert.doesNotMatch(mail.response, /unusual sending|laptop/)
+  })
+})
