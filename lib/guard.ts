@@ -9,7 +9,7 @@ import { describeCount, describeLimit, disabledReply, overLimitReply, shownAccou
 import { withTimeout, type DisabledRecord, type MessageSummary, type Store } from './store'
 import { composeAlert, composeNotice, type MailSender } from './alert'
 import { handleReply } from './reactivate'
-import { isReplyRecipient, type MailAddress } from './reply'
+import { isReplyRecipient, TOKEN_PATTERN, type MailAddress } from './reply'
 import { randomId } from './ids'
 
 export interface GuardState {
@@ -329,7 +329,8 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
   } else {
     if (outcome.reason.includes('null sender')) {
       // A bounce to the reply address: an alert or a notice did not arrive somewhere.
-      connection.logwarn(plugin, `a bounce reached the reply address: an alert or notice may not have been delivered (subject ${JSON.stringify(header('Subject').trim())})`)
+      const subject = header('Subject').trim().replace(new RegExp(TOKEN_PATTERN.source, 'gi'), 'hg-...')
+      connection.logwarn(plugin, `a bounce reached the reply address: an alert or notice may not have been delivered (subject ${JSON.stringify(subject)})`)
     }
     connection.lognotice(plugin, `reply to alert not accepted from ${outcome.actor}${outcome.account !== undefined ? ` for ${JSON.stringify(outcome.account)}` : ''}: ${outcome.reason}`)
     txn.results.add(plugin, { fail: `reply: ${outcome.reason}` })

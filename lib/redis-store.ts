@@ -23,7 +23,7 @@ import {
   type Store,
   type WindowCount,
 } from './store'
-import { randomId } from './ids'
+import { randomId, tokenDigest } from './ids'
 import { windowTotals } from './buckets'
 
 export interface Logger {
@@ -155,7 +155,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
         randomId(),
         input.account,
         describeRules(input.rules),
-        input.token,
+        tokenDigest(input.token),
         String(input.tokenTtlMs),
         String(input.rules.length),
       ]
@@ -168,7 +168,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
       if (status === 'disabled') return { status, counts: [], flipped: false, by: String(reply[4] ?? '') }
       if (status === 'refused' && over) {
         // The token pointer lives outside the account's slot, so it cannot be written by the script.
-        await call('token', () => client.set(tokenKey(input.token), input.account, { PX: 2 * input.tokenTtlMs })).catch((err: Error) =>
+        await call('token', () => client.set(tokenKey(tokenDigest(input.token)), input.account, { PX: 2 * input.tokenTtlMs })).catch((err: Error) =>
           log.error(`could not store the reactivation token of ${JSON.stringify(input.account)}: ${err.message}`),
         )
         const at = Number(reply[3])
@@ -189,12 +189,12 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     },
 
     async tokenAccount(token: string): Promise<string | null> {
-      return (await call('tokenAccount', () => client.get(tokenKey(token)))) ?? null
+      return (await call('tokenAccount', () => client.get(tokenKey(tokenDigest(token))))) ?? null
     },
 
     async redeem(account: string, token: string): Promise<RedeemResult> {
       const k = accountKeys(account)
-      const reply = String(await evalScript(REDEEM, [k.disabled, k.counts, k.evidence, k.monitored], [token]))
+      const reply = String(await evalScript(REDEEM, [k.disabled, k.counts, k.evidence, k.monitored], [tokenDigest(token)]))
       if (reply !== 'ok' && reply !== 'not-disabled' && reply !== 'mismatch' && reply !== 'expired') {
         throw new StoreError(`redeem: unexpected reply ${JSON.stringify(reply)}`)
       }

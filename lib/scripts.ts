@@ -29,7 +29,8 @@ export const RECORD = script(
 -- ARGV[5]  incident   id stored in the disable record if this call disables
 -- ARGV[6]  account    account name stored in the disable record
 -- ARGV[7]  rules      JSON description of the rules, stored in the disable record
--- ARGV[8]  token      reactivation token stored in the disable record if this call disables
+-- ARGV[8]  tokenHash  SHA-256 (hex) of the reactivation token, stored in the disable record
+--                     if this call disables (the token itself is never stored)
 -- ARGV[9]  tokenTtl   ms the token stays valid from now
 -- ARGV[10] n          number of rules; then 4 values per rule:
 --                     kind (m|r), max, bucketMs, buckets
@@ -96,7 +97,7 @@ if over > 0 and mode == 'enforce' then
   for i = 1, n do csv[i] = tostring(rules[i].total) end
   redis.call('HSET', KEYS[3], 'account', ARGV[6], 'by', 'limit', 'reason', 'limit', 'at', now,
     'incident', ARGV[5], 'rules', ARGV[7], 'over', over, 'totals', table.concat(csv, ','),
-    'token', ARGV[8], 'token_expires', now + tonumber(ARGV[9]),
+    'token_sha256', ARGV[8], 'token_expires', now + tonumber(ARGV[9]),
     'evidence', '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']')
   local reply = totals({ 'refused', 1, over, now })
   reply[#reply + 1] = redis.call('HGET', KEYS[3], 'evidence')
@@ -155,12 +156,12 @@ export const REDEEM = script(
   'redeem',
   `
 -- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] evidence   KEYS[4] monitored
--- ARGV[1]  token      the token from the reply
+-- ARGV[1]  tokenHash  SHA-256 (hex) of the token from the reply
 -- Reply: "ok" (the account is enabled, counters cleared) | "not-disabled" | "mismatch" (not
 --        this incident's token: made up, or from an earlier incident) | "expired"
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'not-disabled' end
-local rec = redis.call('HMGET', KEYS[1], 'token', 'token_expires')
+local rec = redis.call('HMGET', KEYS[1], 'token_sha256', 'token_expires')
 if not rec[1] or rec[1] == '' or rec[1] ~= ARGV[1] then return 'mismatch' end
 local t = redis.call('TIME')
 if tonumber(rec[2] or 0) < tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return 'expired' end

@@ -23,7 +23,10 @@ export interface RecordInput {
   readonly rules: readonly Rule[]
   readonly mode: Mode
   readonly summary: MessageSummary
-  /** The reactivation token stored with the disable record if this call disables (32 hex). */
+  /**
+   * The reactivation token of the disable record if this call disables (32 hex). Stores keep
+   * only its SHA-256 (tokenDigest); the alert carries the token itself.
+   */
   readonly token: string
   /** How long that token may be redeemed, from the moment of the disable. */
   readonly tokenTtlMs: number

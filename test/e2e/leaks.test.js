@@ -6,6 +6,8 @@
 //
 // - AUTH of a disabled account answers the same whatever the password (no oracle);
 // - a manual (CLI) disable says "by the postmaster", not "after unusual sending";
+// - reactivation tokens are never in clear in Redis nor in the plugin's log lines, and the
+//   clear token of the alert still re-enables.
 
 const assert = require('node:assert/strict')
 const childProcess = require('node:child_process')
@@ -13,10 +15,12 @@ const path = require('node:path')
 
 const h = require('./harness')
 const {
-  assert250, assert535, assert550, countMatches, disabledKey, pluginIni, PREAUTH_PLUGIN, preauthName,
+  alertPrefix, assert250, assert535, assert550, countMatches, disabledKey, pluginIni, PREAUTH_PLUGIN, preauthName, reenabledSubject,
+  replyRaw, sendAndSettle, waitSubjects,
 } = require('./helpers')
 
 const PW = 'pw'
+const ME = 'mx.test.example'
 const ADMIN = 'postmaster@test.example' // a login listed in [alert] to (so an admin)
 const OUT = 'bob@outside.example'
 
@@ -37,6 +41,21 @@ async function sendMany (srv, user, subjects) {
   const s = await h.openSession({ port: srv.port, user, pass: PW })
   for (const subject of subjects) assert250(await s.send({ from: user, to: [OUT], subject }), subject)
   await s.close()
+}
+
+// Every Redis key name and value, whatever its type, as one text
+async function redisDump (redis) {
+  const out = []
+  for (const key of await redis.command('KEYS', '*')) {
+    out.push(key)
+    const type = await redis.command('TYPE', key)
+    if (type === 'string') out.push(await redis.command('GET', key))
+    else if (type === 'hash') out.push(JSON.stringify(await redis.command('HGETALL', key)))
+    else if (type === 'list') out.push(JSON.stringify(await redis.command('LRANGE', key, 0, -1)))
+    else if (type === 'set') out.push(JSON.stringify(await redis.command('SMEMBERS', key)))
+    else out.push(`<${type}>`)
+  }
+  return out.join('\n')
 }
 
 describe('e2e: smaller leaks (issue 8)', function () {
@@ -120,5 +139,32 @@ describe('e2e: smaller leaks (issue 8)', function () {
     assert550(mail, 'mail', 'MAIL FROM')
     assert.match(mail.response, /Account carol@test\.example is disabled by the postmaster; contact /)
     assert.doesNotMatch(mail.response, /unusual sending|laptop/)
+  })
+
+  it('keeps the reactivation token out of Redis and out of the plugin\'s log; the clear token of the alert still re-enables', async function () {
+    const dave = 'dave@test.example'
+    const srv = await haraka({ users: { [dave]: PW }, pluginIni: pluginIni(redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }) })
+    await sendMany(srv, dave, ['o3 1'])
+    assert550(await h.sendOne({ port: srv.port, user: dave, pass: PW, from: dave, to: [OUT], subject: 'o3 over' }), 'data', 'over')
+    const [alert] = await waitSubjects(sink, alertPrefix(dave), 1)
+    const token = /^hijack-guard\+hg-([0-9a-f]{32})@/.exec(alert.headers['reply-to'])[1]
+    const dump = await redisDump(redis)
+    assert.ok(dump.includes('hijack-guard:token-sha256:'), dump)
+    assert.ok(!dump.toLowerCase().includes(token), `the token is in clear in Redis:\n${dump}`)
+
+    const reply = await sendAndSettle(srv, { user: ADMIN, pass: PW, from: ADMIN, to: [alert.headers['reply-to']], raw: replyRaw({ from: ADMIN, to: alert.headers['reply-to'], alert }) })
+    assert.equal(reply.code, 250, JSON.stringify(reply))
+    await waitSubjects(sink, reenabledSubject(dave), 1)
+    assert.equal(await redis.command('EXISTS', disabledKey(dave)), 0, 're-enabled')
+    assert.ok(!(await redisDump(redis)).toLowerCase().includes(token))
+
+    // The plugin's own log lines never carry the token; Haraka's own lines at INFO do (the
+    // hook result line of the accepted RCPT: see docs/security.md).
+    const lines = srv.log().split('\n').filter((l) => l.toLowerCase().includes(token))
+    const plugins = lines.filter((l) => /\[hijack-guard\]/.test(l) && !/ hook=\w+ plugin=hijack-guard /.test(l))
+    assert.deepEqual(plugins, [], 'log lines of the plugin with the token')
+    // Haraka's own: the rcpt hook's result (INFO) and the recipient line (NOTICE), both the RCPT
+    const core = lines.filter((l) => !plugins.includes(l))
+    assert.ok(core.every((l) => /hook=rcpt plugin=hijack-guard |\[core\] recipient <hijack-guard\+hg-/.test(l)), core.join('\n'))
   })
 })

@@ -1,0 +1,127 @@
+'use strict'
+
+// Issue 8's smaller leaks, at the store level, against both stores: reactivation tokens are
+// kept only as their SHA-256 (never in clear in a Redis key or value, nor in the state file),
+// and a disabled account's record says who disabled it (for the SMTP text).
+
+const assert = require('node:assert/strict')
+const { createHash, randomBytes } = require('node:crypto')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { createClient } = require('redis')
+
+const { createMemoryStore } = require('../../dist/lib/memory-store')
+const { createRedisStore } = require('../../dist/lib/redis-store')
+const { rules, summary, recordInput } = require('./contract')
+const { startRedis, waitFor, HOST } = require('./redis-server')
+
+const sha256 = (s) => createHash('sha256').update(s).digest('hex')
+
+/** Disables `account` by going over 1 message per hour; the second message carries `token`. */
+async function trip(store, account, token) {
+  const r = rules({ messages: '1/1h' })
+  assert.equal((await store.record(recordInput(account, r, { summary: summary(1) }))).status, 'ok')
+  const res = await store.record({ ...recordInput(account, r, { summary: summary(2) }), token })
+  assert.equal(res.status, 'refused')
+  return res
+}
+
+/** The tests every store passes; `dump()` answers every byte the store has written. */
+function secretsContract(name, open) {
+  describe(`${name} store: tokens, who disabled`, function () {
+    let s
+    beforeEach(async function () {
+      s = await open()
+    })
+    afterEach(async function () {
+      await s.cleanup()
+    })
+
+    it('keeps no reactivation token in clear, only its SHA-256, and still redeems the clear token once', async function () {
+      const token = randomBytes(16).toString('hex')
+      await trip(s.store, 'alice@example.com', token)
+      await s.store.audit({ at: Date.now(), account: 'alice@example.com', action: 'disable', actor: 'limit', how: 'limit' })
+      const bytes = await s.dump()
+      assert.ok(!bytes.includes(token), `the token appears in clear in the ${name} store`)
+      assert.ok(bytes.includes(sha256(token)), 'its SHA-256 is kept')
+      assert.equal(await s.store.tokenAccount(token), 'alice@example.com')
+      // the digest itself is not a token: whoever reads the store cannot use what they read
+      assert.equal(await s.store.tokenAccount(sha256(token)), null)
+      assert.equal(await s.store.redeem('alice@example.com', sha256(token)), 'mismatch')
+      assert.equal(await s.store.redeem('alice@example.com', token), 'ok')
+      assert.equal(await s.store.redeem('alice@example.com', token), 'not-disabled')
+    })
+
+    it('answers who disabled the account when it refuses a disabled account\'s message', async function () {
+      const r = rules({ messages: '10/1h' })
+      await s.store.disable({ account: 'bob', reason: 'stolen laptop', by: 'cli:root', incident: 'm1' })
+      const manual = await s.store.record(recordInput('bob', r))
+      assert.deepEqual({ status: manual.status, by: manual.by }, { status: 'disabled', by: 'cli:root' })
+      await trip(s.store, 'carol', randomBytes(16).toString('hex'))
+      const limit = await s.store.record(recordInput('carol', r))
+      assert.deepEqual({ status: limit.status, by: limit.by }, { status: 'disabled', by: 'limit' })
+    })
+  })
+}
+
+let tmpRoot = null
+after(function () {
+  if (tmpRoot) fs.rmSync(tmpRoot, { recursive: true, force: true })
+  tmpRoot = null
+})
+
+secretsContract('memory', async () => {
+  if (!tmpRoot) tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'hijack-guard-secrets-'))
+  const dir = fs.mkdtempSync(path.join(tmpRoot, 'store-'))
+  const stateFile = path.join(dir, 'hijack-guard.state.json')
+  const store = createMemoryStore({ stateFile })
+  return {
+    store,
+    // every file the store wrote (the state file, and any temporary or lock file left behind)
+    dump: async () => fs.readdirSync(dir).map((f) => `${f}\n${fs.readFileSync(path.join(dir, f), 'latin1')}`).join('\n'),
+    cleanup: () => store.close(),
+  }
+})
+
+describe('redis server for the secrets tests', function () {
+  this.timeout(20_000)
+  let server
+  let admin
+
+  before(async function () {
+    server = await startRedis()
+    admin = createClient({ socket: { host: HOST, port: server.port, reconnectStrategy: false } })
+    admin.on('error', () => {})
+    await admin.connect()
+  })
+
+  after(async function () {
+    if (admin) await admin.close()
+    if (server) await server.stop()
+  })
+
+  secretsContract('redis', async () => {
+    await admin.flushAll()
+    const store = createRedisStore({ redis: { host: HOST, port: server.port, db: 0 }, timeoutMs: 1000, log: { info() {}, warn() {}, error() {} } })
+    await waitFor(async () => (await store.getDisabled('ready-probe')) === null, 5000, 'the store answers')
+    return {
+      store,
+      // every key name and every value, whatever its type
+      async dump() {
+        const out = []
+        for (const key of await admin.keys('*')) {
+          out.push(key)
+          const type = await admin.type(key)
+          if (type === 'string') out.push(await admin.get(key))
+          else if (type === 'hash') out.push(JSON.stringify(await admin.hGetAll(key)))
+          else if (type === 'list') out.push(JSON.stringify(await admin.lRange(key, 0, -1)))
+          else if (type === 'set') out.push(JSON.stringify(await admin.sMembers(key)))
+          else out.push(`<${type}>`)
+        }
+        return out.join('\n')
+      },
+      cleanup: () => store.close(),
+    }
+  })
+})
