@@ -160,7 +160,7 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
           `monitor mode: account ${JSON.stringify(account)} went over ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
             `not refused (mode=monitor); counts ${counts()}`,
         )
-        const record = { account, reason: 'limit', by: 'limit', at: result.at, incident: randomId(), over: result.over, counts: result.counts, evidence: [summary] }
+        const record = { account, reason: 'limit', by: 'limit', at: result.at, incident: randomId(), over: result.over, counts: result.counts, evidence: result.evidence ?? [summary] }
         void sendAlert(plugin, state, record, undefined)
       }
       return

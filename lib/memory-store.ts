@@ -220,8 +220,9 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       const over = counts[overIndex] as WindowCount
       const rule = input.rules[overIndex] as Rule
       const flipped = a.monitoredUntil <= t
-      if (flipped) a.monitoredUntil = t + rule.bucketMs * rule.buckets
-      return { status: 'ok', counts, over, flipped, at: t }
+      if (!flipped) return { status: 'ok', counts, over, flipped, at: t }
+      a.monitoredUntil = t + rule.bucketMs * rule.buckets
+      return { status: 'ok', counts, over, flipped, at: t, evidence: [...a.evidence] }
     },
 
     async tokenAccount(token: string): Promise<string | null> {

@@ -185,7 +185,8 @@ export function createRedisStore(options: RedisStoreOptions): Store {
         }
         return { status, counts, over, flipped: Number(flipped) === 1, record }
       }
-      return { status: 'ok', counts, ...(over ? { over } : {}), flipped: Number(flipped) === 1, at: Number(reply[3]) }
+      const evidence = Number(flipped) === 1 ? { evidence: parseEvidence(String(reply[4 + input.rules.length] ?? '[]')) } : {}
+      return { status: 'ok', counts, ...(over ? { over } : {}), flipped: Number(flipped) === 1, at: Number(reply[3]), ...evidence }
     },
 
     async tokenAccount(token: string): Promise<string | null> {

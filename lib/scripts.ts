@@ -36,7 +36,8 @@ export const RECORD = script(
 --                     kind (m|r), max, bucketMs, buckets
 -- Reply: { status, flipped, over, nowMs, total_1, ..., total_n }, and for "refused" also
 --        the evidence (JSON array) and the incident id; "disabled" is
---        { "disabled", 0, 0, 0, by } (who disabled the account)
+--        { "disabled", 0, 0, 0, by } (who disabled the account); an "ok" that flipped the
+--        monitored marker ends with the evidence (JSON array) for the monitor report
 --   status   "ok" counted (totals include it) | "refused" over a limit in enforce mode, not
 --            counted (totals exclude it) | "disabled" already disabled in enforce mode
 --   flipped  1 when this call set the disabled flag (enforce) or the monitored marker (monitor)
@@ -120,7 +121,11 @@ if over > 0 then
   local window = rules[over].bucket * rules[over].buckets
   if redis.call('SET', KEYS[4], now, 'PX', window, 'NX') then flipped = 1 end
 end
-return totals({ 'ok', flipped, over, now })
+local reply = totals({ 'ok', flipped, over, now })
+if flipped == 1 then
+  reply[#reply + 1] = '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']'
+end
+return reply
 `,
 )
 

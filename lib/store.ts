@@ -35,14 +35,23 @@ export interface RecordInput {
 /**
  * The outcome of counting one message.
  * - ok: counted; `counts` include it. `over` is set in monitor mode when a limit was crossed,
- *   and `flipped` says whether this is the first report of that in the window.
+ *   and `flipped` says whether this is the first report of that in the window (then `evidence`
+ *   holds the account's stored evidence for the report).
  * - refused: over a limit in enforce mode; not counted; the account is now disabled and
  *   `flipped` is true for exactly one caller per incident.
  * - disabled: the account was already disabled; not counted. `by` is who disabled it (see
  *   DisabledRecord.by).
  */
 export type RecordResult =
-  | { readonly status: 'ok'; readonly counts: readonly WindowCount[]; readonly over?: WindowCount; readonly flipped: boolean; readonly at: number }
+  | {
+      readonly status: 'ok'
+      readonly counts: readonly WindowCount[]
+      readonly over?: WindowCount
+      readonly flipped: boolean
+      readonly at: number
+      /** When `flipped` in monitor mode: the account's stored evidence, newest first. */
+      readonly evidence?: readonly MessageSummary[]
+    }
   | { readonly status: 'refused'; readonly counts: readonly WindowCount[]; readonly over: WindowCount; readonly flipped: boolean; readonly record: DisabledRecord }
   | { readonly status: 'disabled'; readonly counts: readonly WindowCount[]; readonly flipped: false; readonly by: string }
 

@@ -7,7 +7,8 @@
 // - AUTH of a disabled account answers the same whatever the password (no oracle);
 // - a manual (CLI) disable says "by the postmaster", not "after unusual sending";
 // - reactivation tokens are never in clear in Redis nor in the plugin's log lines, and the
-//   clear token of the alert still re-enables.
+//   clear token of the alert still re-enables;
+// - monitor mode's report carries the stored evidence.
 
 const assert = require('node:assert/strict')
 const childProcess = require('node:child_process')
@@ -166,5 +167,17 @@ describe('e2e: smaller leaks (issue 8)', function () {
     // Haraka's own: the rcpt hook's result (INFO) and the recipient line (NOTICE), both the RCPT
     const core = lines.filter((l) => !plugins.includes(l))
     assert.ok(core.every((l) => /hook=rcpt plugin=hijack-guard |\[core\] recipient <hijack-guard\+hg-/.test(l)), core.join('\n'))
+  })
+
+  it('monitor mode mails one report that carries the stored evidence of the earlier messages', async function () {
+    const erin = 'erin@test.example'
+    const srv = await haraka({ users: { [erin]: PW }, pluginIni: pluginIni(redis.port, { main: 'mode = monitor', limits: 'messages = 2/1m\nrecipients = 0' }) })
+    await sendMany(srv, erin, ['o4 first', 'o4 second', 'o4 third', 'o4 fourth'])
+    const [report] = await waitSubjects(sink, `Monitor: account ${erin} `, 1)
+    assert.match(report.body, /Evidence from its last 3 messages:/)
+    for (const subject of ['o4 first', 'o4 second', 'o4 third']) assert.ok(report.body.includes(JSON.stringify(subject)), `${subject} in\n${report.body}`)
+    await waitSubjects(sink, 'o4 ', 4)
+    assert.equal(sink.messages.filter((m) => m.subject && m.subject.startsWith(`Monitor: account ${erin} `)).length, 1, 'one report per window')
+    assert.equal(await redis.command('EXISTS', disabledKey(erin)), 0, 'monitor mode never disables')
   })
 })

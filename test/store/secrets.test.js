@@ -2,7 +2,8 @@
 
 // Issue 8's smaller leaks, at the store level, against both stores: reactivation tokens are
 // kept only as their SHA-256 (never in clear in a Redis key or value, nor in the state file),
-// and a disabled account's record says who disabled it (for the SMTP text).
+// a disabled account's record says who disabled it (for the SMTP text), and monitor mode's
+// first report of an overrun carries the stored evidence.
 
 const assert = require('node:assert/strict')
 const { createHash, randomBytes } = require('node:crypto')
@@ -13,6 +14,7 @@ const { createClient } = require('redis')
 
 const { createMemoryStore } = require('../../dist/lib/memory-store')
 const { createRedisStore } = require('../../dist/lib/redis-store')
+const { EVIDENCE_CAP } = require('../../dist/lib/store')
 const { rules, summary, recordInput } = require('./contract')
 const { startRedis, waitFor, HOST } = require('./redis-server')
 
@@ -29,7 +31,7 @@ async function trip(store, account, token) {
 
 /** The tests every store passes; `dump()` answers every byte the store has written. */
 function secretsContract(name, open) {
-  describe(`${name} store: tokens, who disabled`, function () {
+  describe(`${name} store: tokens, who disabled, monitor evidence`, function () {
     let s
     beforeEach(async function () {
       s = await open()
@@ -61,6 +63,21 @@ function secretsContract(name, open) {
       await trip(s.store, 'carol', randomBytes(16).toString('hex'))
       const limit = await s.store.record(recordInput('carol', r))
       assert.deepEqual({ status: limit.status, by: limit.by }, { status: 'disabled', by: 'limit' })
+    })
+
+    it('hands monitor mode the stored evidence, newest first, on the report that flips the marker only', async function () {
+      const r = rules({ messages: '3/1h' })
+      const results = []
+      for (let i = 1; i <= EVIDENCE_CAP + 2; i++) {
+        results.push(await s.store.record(recordInput('dave', r, { mode: 'monitor', summary: summary(i) })))
+      }
+      const flips = results.filter((x) => x.flipped)
+      assert.equal(flips.length, 1)
+      const first = results.findIndex((x) => x.flipped)
+      assert.equal(first, 3, 'the 4th message crossed 3/1h')
+      assert.deepEqual(flips[0].evidence.map((e) => e.subject), ['subject 4', 'subject 3', 'subject 2', 'subject 1'])
+      for (const x of results) if (!x.flipped) assert.equal(x.evidence, undefined)
+      assert.equal(await s.store.getDisabled('dave'), null)
     })
   })
 }
