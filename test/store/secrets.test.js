@@ -47,6 +47,8 @@ function secretsContract(name, open) {
       const bytes = await s.dump()
       assert.ok(!bytes.includes(token), `the token appears in clear in the ${name} store`)
       assert.ok(bytes.includes(sha256(token)), 'its SHA-256 is kept')
+      const shown = JSON.stringify([await s.store.getDisabled('alice@example.com'), await s.store.listDisabled()])
+      assert.ok(!shown.includes(sha256(token)) && !/token_?sha/i.test(shown), `readers see no digest either: ${shown}`)
       assert.equal(await s.store.tokenAccount(token), 'alice@example.com')
       // the digest itself is not a token: whoever reads the store cannot use what they read
       assert.equal(await s.store.tokenAccount(sha256(token)), null)
@@ -99,6 +101,26 @@ secretsContract('memory', async () => {
     dump: async () => fs.readdirSync(dir).map((f) => `${f}\n${fs.readFileSync(path.join(dir, f), 'latin1')}`).join('\n'),
     cleanup: () => store.close(),
   }
+})
+
+describe('memory store: a state file with a token in clear (written before tokens were hashed)', function () {
+  it('drops the clear token and its pointer at the next write, and the record stays disabled', async function () {
+    if (!tmpRoot) tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'hijack-guard-secrets-'))
+    const dir = fs.mkdtempSync(path.join(tmpRoot, 'old-'))
+    const stateFile = path.join(dir, 'hijack-guard.state.json')
+    const token = randomBytes(16).toString('hex')
+    fs.writeFileSync(stateFile, JSON.stringify({
+      version: 1,
+      disabled: { alice: { account: 'alice', reason: 'limit', by: 'limit', at: 1, incident: 'i', counts: [], evidence: [], token, tokenExpiresAt: Date.now() + 60000 } },
+      tokens: { [token]: { account: 'alice', forgetAt: Date.now() + 60000 } },
+    }))
+    const store = createMemoryStore({ stateFile })
+    await store.audit({ at: Date.now(), account: 'bob', action: 'reset', actor: 'cli:test', how: 'cli' })
+    assert.ok(!fs.readFileSync(stateFile, 'utf8').includes(token))
+    assert.equal((await store.getDisabled('alice')).by, 'limit')
+    assert.equal(await store.redeem('alice', token), 'mismatch')
+    await store.close()
+  })
 })
 
 describe('redis server for the secrets tests', function () {
