@@ -28,16 +28,25 @@ export function wrapAuthPlugins(self: HarakaPlugin, plugins: Record<string, Reco
           answered = true
           cb(valid, opts)
         }
+        // Runs inside a promise callback: a throw there would be an unhandled rejection, which
+        // kills Haraka, so a throwing check is a failed login.
         const checkPassword = (): void => {
-          original.call(this, connection, user, passwd, answer)
+          try {
+            original.call(this, connection, user, passwd, answer)
+          } catch (err) {
+            self.logerror(`password check of ${name} failed: ${errorText(err)}`)
+            answer(false)
+          }
         }
-        gate(connection, String(user)).then(
-          (refusal) => (refusal ? answer(false, { code: 535, message: refusal }) : checkPassword()),
-          (err: unknown) => {
-            self.logerror(`AUTH gate failed, checking the password as usual: ${errorText(err)}`)
-            checkPassword()
-          },
-        )
+        gate(connection, String(user))
+          .then(
+            (refusal) => (refusal ? answer(false, { code: 535, message: refusal }) : checkPassword()),
+            (err: unknown) => {
+              self.logerror(`AUTH gate failed, checking the password as usual: ${errorText(err)}`)
+              checkPassword()
+            },
+          )
+          .catch((err: unknown) => self.logerror(`AUTH answer failed: ${errorText(err)}`))
       }
       check[WRAPPED] = true
       p[method] = check

@@ -269,6 +269,24 @@ describe('plugin: AUTH of a disabled account', function () {
     assert.equal(auth.checks, 2)
   })
 
+  it('answers a failed login, and Haraka keeps running, when the auth plugin\'s check throws', async function () {
+    const { plugin, auth } = withAuth('')
+    auth.check_plain_passwd = function () {
+      throw new Error('directory exploded')
+    }
+    await init(plugin)
+    const rejections = []
+    const onRejection = (reason) => rejections.push(reason)
+    process.on('unhandledRejection', onRejection)
+    try {
+      assert.deepEqual(await check(auth, 'alice', 'right'), { valid: false, opts: undefined })
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      process.off('unhandledRejection', onRejection)
+    }
+    assert.deepEqual(rejections, [])
+  })
+
   it('gives up the AUTH lookup after store_timeout and checks the password as usual', async function () {
     const { plugin, auth } = withAuth('[main]\nstore_timeout=200ms\n')
     await init(plugin)
