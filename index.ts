@@ -7,7 +7,7 @@ import { resolve } from 'node:path'
 import { wrapAuthPlugins } from './lib/auth-wrap'
 import { CONFIG_FILE, ConfigError, readConfig, type Config } from './lib/config'
 import type { MailSender } from './lib/alert'
-import { authRefusal, checkMail, checkRcpt, consumeReply, countMessage, undoCount, type GuardState } from './lib/guard'
+import { authRefusal, checkMail, checkRcpt, consumeReply, countMessage, type GuardState } from './lib/guard'
 import { asHook, outboundSender, registeredPlugins, type Address, type Connection, type HarakaPlugin, type Next } from './lib/haraka'
 import { checkQueued, refuseDropped, suppressBounce, type QueuedMail } from './lib/held'
 import { createMemoryStore } from './lib/memory-store'
@@ -64,10 +64,6 @@ export const consume_reply = asHook(async function (this: GuardPlugin, connectio
 export const count_message = asHook(async function (this: GuardPlugin, connection: Connection) {
   const s = state(this)
   return (await consumeReply(this, connection, s)) ?? countMessage(this, connection, s)
-})
-
-export const hook_deny = asHook(async function (this: GuardPlugin, connection: Connection, params: unknown[]) {
-  await undoCount(this, connection, state(this), params)
 })
 
 export const hook_send_email = asHook(function (this: GuardPlugin, mail: QueuedMail) {

@@ -4,14 +4,15 @@ import { errorText } from './messages'
 const WRAPPED = Symbol.for('hijack-guard.wrapped')
 const CHECKS = ['check_plain_passwd', 'check_cram_md5_passwd'] as const
 
-/** Decides after a correct password: the 535 text to answer instead, or null to accept. */
+/** Decides before the password check: the 535 text to answer instead, or null to check the password. */
 export type AuthGate = (connection: Connection, user: string) => Promise<string | null>
 
 /**
  * Wraps the password checks of every loaded auth plugin (auth_base descendants: flat_file,
- * auth_proxy, auth-ldap, ...) so that a correct password for a disabled account is answered
- * 535 with the gate's text. A wrong password keeps its own answer, so a password guesser
- * learns nothing about the account's state. Returns the names of the plugins wrapped.
+ * auth_proxy, auth-ldap, ...) so that the gate runs first: a disabled account is answered 535
+ * with the gate's text whatever the password, and the password is never checked, so the answer
+ * tells nobody whether a stolen password is right. When the gate answers null, or fails, the
+ * original check decides. Returns the names of the plugins wrapped.
  */
 export function wrapAuthPlugins(self: HarakaPlugin, plugins: Record<string, Record<string, unknown>>, gate: AuthGate): string[] {
   const wrapped: string[] = []
@@ -27,16 +28,25 @@ export function wrapAuthPlugins(self: HarakaPlugin, plugins: Record<string, Reco
           answered = true
           cb(valid, opts)
         }
-        original.call(this, connection, user, passwd, (valid, opts) => {
-          if (!valid) return answer(valid, opts)
-          gate(connection, String(user)).then(
-            (refusal) => (refusal ? answer(false, { code: 535, message: refusal }) : answer(valid, opts)),
+        // Runs inside a promise callback: a throw there would be an unhandled rejection, which
+        // kills Haraka, so a throwing check is a failed login.
+        const checkPassword = (): void => {
+          try {
+            original.call(this, connection, user, passwd, answer)
+          } catch (err) {
+            self.logerror(`password check of ${name} failed: ${errorText(err)}`)
+            answer(false)
+          }
+        }
+        gate(connection, String(user))
+          .then(
+            (refusal) => (refusal ? answer(false, { code: 535, message: refusal }) : checkPassword()),
             (err: unknown) => {
-              self.logerror(`AUTH check failed, accepting the login: ${errorText(err)}`)
-              answer(valid, opts)
+              self.logerror(`AUTH gate failed, checking the password as usual: ${errorText(err)}`)
+              checkPassword()
             },
           )
-        })
+          .catch((err: unknown) => self.logerror(`AUTH answer failed: ${errorText(err)}`))
       }
       check[WRAPPED] = true
       p[method] = check

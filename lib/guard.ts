@@ -7,10 +7,10 @@ import { canonicalAccount } from './account'
 import { rulesForAccount, type Config } from './config'
 import { DENY, DENYDISCONNECT, DENYSOFT, DSN, envelopeAddress, OK, type Address, type Connection, type HarakaPlugin, type Transaction, type Verdict } from './haraka'
 import { describeCount, describeLimit, disabledReply, overLimitReply, shownAccount, storeDownReply, errorText } from './messages'
-import type { DisabledRecord, MessageSummary, Store } from './store'
+import { withTimeout, type DisabledRecord, type MessageSummary, type Store } from './store'
 import { composeAlert, composeNotice, type MailSender } from './alert'
 import { handleReply } from './reactivate'
-import { isReplyRecipient, type MailAddress } from './reply'
+import { isReplyRecipient, TOKEN_PATTERN, type MailAddress } from './reply'
 import { randomId } from './ids'
 
 export interface GuardState {
@@ -88,7 +88,7 @@ export async function checkMail(plugin: HarakaPlugin, connection: Connection, st
     return
   }
   connection.lognotice(plugin, `refusing MAIL FROM of disabled account ${JSON.stringify(account)}`)
-  return [DENYDISCONNECT, DSN.sec_unauthorized(disabledReply(account, state.config.contact), 550)]
+  return [DENYDISCONNECT, DSN.sec_unauthorized(disabledReply({ account, by: record.by }, state.config.contact), 550)]
 }
 
 /** What this message tells about its sender, for the evidence. */
@@ -112,7 +112,7 @@ export function summarize(connection: Connection, txn: Transaction): MessageSumm
 export interface CountNote {
   readonly account: string
   readonly recipients: number
-  /** Store-clock time of the count, naming its buckets (see Store.uncount). */
+  /** Store-clock time of the count (the held-mail check compares it with drop-held marks). */
   readonly at: number
   /** This server's clock at the count (ms), for the hold check of queued mail. */
   readonly countedAt?: number
@@ -148,7 +148,7 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
   switch (result.status) {
     case 'disabled':
       txn.results.add(plugin, { fail: 'disabled' })
-      return [DENY, DSN.sec_unauthorized(disabledReply(account, config.contact), 550)]
+      return [DENY, DSN.sec_unauthorized(disabledReply({ account, by: result.by }, config.contact), 550)]
     case 'refused':
       txn.results.add(plugin, { fail: `over ${describeLimit(result.over)}`, counts: counts() })
       if (result.flipped) {
@@ -171,7 +171,7 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
           `monitor mode: account ${JSON.stringify(account)} went over ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
             `not refused (mode=monitor); counts ${counts()}`,
         )
-        const record = { account, reason: 'limit', by: 'limit', at: result.at, incident: randomId(), over: result.over, counts: result.counts, evidence: [summary] }
+        const record = { account, reason: 'limit', by: 'limit', at: result.at, incident: randomId(), over: result.over, counts: result.counts, evidence: result.evidence ?? [summary] }
         void sendAlert(plugin, state, record, undefined)
       }
       return
@@ -224,25 +224,6 @@ export function cliCommand(command: string, account: string): string {
   return `${quote(join(dir, 'node_modules', '.bin', 'hijack-guard'))} -c ${quote(dir)} ${command} ${quote(account)}`
 }
 
-/**
- * deny: a plugin after this one refused a message at queue_outbound (a smarthost forwarder whose
- * upstream said no, say). The message was counted; take the count back, since refused messages
- * do not count.
- */
-export async function undoCount(plugin: HarakaPlugin, connection: Connection, state: GuardState, params: unknown[]): Promise<void> {
-  const [, , pluginName, , , hook] = params
-  const txn = connection.transaction
-  const note = txn?.notes[NOTE] as CountNote | undefined
-  if (hook !== 'queue_outbound' || pluginName === plugin.name || !txn || !note) return
-  delete txn.notes[NOTE]
-  try {
-    await state.store.uncount({ account: note.account, recipients: note.recipients, rules: rulesForAccount(state.config, note.account), at: note.at })
-    connection.loginfo(plugin, `${String(pluginName)} refused the message: not counted for ${JSON.stringify(note.account)}`)
-  } catch (err) {
-    connection.logerror(plugin, `could not take back the count of a refused message: ${errorText(err)}`)
-  }
-}
-
 /** "ips 1.2.3.4; helos x; domains a, b; subjects ..." for log lines. */
 function evidenceLine(evidence: readonly MessageSummary[]): string {
   const uniq = (xs: string[]): string => [...new Set(xs.filter((x) => x !== ''))].join(', ') || '-'
@@ -255,48 +236,57 @@ function evidenceLine(evidence: readonly MessageSummary[]): string {
 }
 
 /**
- * AUTH: the 535 text for an account that is disabled, or null to let the login through.
- * A store failure lets it through: MAIL FROM applies on_store_error.
+ * AUTH, before the password is checked: the 535 text for an account that is disabled, or null
+ * to let the auth plugin check the password. The lookup gives up after store_timeout; a store
+ * failure answers null too (MAIL FROM applies on_store_error).
  */
 export async function authRefusal(plugin: HarakaPlugin, connection: Connection, login: string, state: GuardState): Promise<string | null> {
   if (state.config.mode === 'monitor') return null
   const account = canonicalAccount(login, state.config.accounts)
+  let record: DisabledRecord | null
   try {
-    if (!(await state.store.getDisabled(account))) {
-      const checked: AuthChecked = { account, at: Date.now() }
-      connection.notes[AUTH_CHECKED] = checked
-      return null
-    }
+    record = await withTimeout(state.store.getDisabled(account), state.config.storeTimeoutMs, 'AUTH lookup')
   } catch (err) {
     connection.logerror(plugin, `store unavailable at AUTH, MAIL FROM will decide: ${errorText(err)}`)
     return null
   }
-  connection.lognotice(plugin, `refusing AUTH of disabled account ${JSON.stringify(account)}`)
-  return `5.7.8 ${disabledReply(account, state.config.contact)}`
+  if (!record) {
+    const checked: AuthChecked = { account, at: Date.now() }
+    connection.notes[AUTH_CHECKED] = checked
+    return null
+  }
+  connection.lognotice(plugin, `refusing AUTH of disabled account ${JSON.stringify(account)} (password not checked)`)
+  return `5.7.8 ${disabledReply({ account, by: record.by }, state.config.contact)}`
 }
 
-/** The transaction note that marks a reply to an alert: the reply-address recipients. */
+/** The transaction note that marks a reply to an alert: its one reply-address recipient, as a list. */
 const REPLY_NOTE = 'hijack_guard_reply'
 
 const SEPARATE = (address: string): string => `send the reply to ${address} in a message of its own`
+const ONE_REPLY = 'one reply-address recipient per message'
 
 /**
  * RCPT TO: accept the reply address (with any +detail) from every sender, since a postmaster
- * may answer from anywhere; a reply shares its transaction with no other recipient.
+ * may answer from anywhere. A reply is one recipient in a transaction of its own: a second
+ * reply-address recipient, or any other recipient beside it, gets 452 4.5.3. Constant time per
+ * RCPT, however many the client sends: the accepted reply is a transaction note, and the other
+ * recipients are counted by rcpt_to's length (Haraka appends this recipient before the rcpt
+ * hooks run and removes every recipient a hook refuses), never by scanning it.
  */
 export function checkRcpt(connection: Connection, state: GuardState, rcpt: Address): Verdict {
   const txn = connection.transaction
   if (!txn) return
   const replyAddress = state.config.alert.replyAddress
-  const mine = (txn.notes[REPLY_NOTE] as MailAddress[] | undefined) ?? []
-  // Haraka has already appended this recipient to rcpt_to when the rcpt hooks run.
-  const others = txn.rcpt_to.filter((r) => r !== rcpt).length - mine.length
-  if (isReplyRecipient({ local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }, replyAddress)) {
-    if (others > 0) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
-    txn.notes[REPLY_NOTE] = [...mine, { local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }]
+  const accepted = txn.notes[REPLY_NOTE] !== undefined
+  const address: MailAddress = { local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }
+  if (isReplyRecipient(address, replyAddress)) {
+    if (accepted) return [DENYSOFT, DSN.create(452, ONE_REPLY, 5, 3)]
+    if (txn.rcpt_to.length > 1) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
+    const recipients: MailAddress[] = [address]
+    txn.notes[REPLY_NOTE] = recipients
     return [OK, DSN.create(250, 'reply address of hijack-guard', 1, 5)]
   }
-  if (mine.length > 0) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
+  if (accepted) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
 }
 
 /**
@@ -354,7 +344,8 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
   } else {
     if (outcome.reason.includes('null sender')) {
       // A bounce to the reply address: an alert or a notice did not arrive somewhere.
-      connection.logwarn(plugin, `a bounce reached the reply address: an alert or notice may not have been delivered (subject ${JSON.stringify(header('Subject').trim())})`)
+      const subject = header('Subject').trim().replace(new RegExp(TOKEN_PATTERN.source, 'gi'), 'hg-...')
+      connection.logwarn(plugin, `a bounce reached the reply address: an alert or notice may not have been delivered (subject ${JSON.stringify(subject)})`)
     }
     connection.lognotice(plugin, `reply to alert not accepted from ${outcome.actor}${outcome.account !== undefined ? ` for ${JSON.stringify(outcome.account)}` : ''}: ${outcome.reason}`)
     txn.results.add(plugin, { fail: `reply: ${outcome.reason}` })

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 
 const ID_BYTES = 16
 // Every message asks for ids (only the one that disables the account keeps them): drawing the
@@ -14,4 +14,12 @@ export function randomId(): string {
   }
   offset += ID_BYTES
   return pool.toString('hex', offset - ID_BYTES, offset)
+}
+
+/**
+ * The SHA-256 (64 hex) of a reactivation token: what the stores keep instead of the token, so
+ * that whoever reads Redis or the state file cannot re-enable an account with what they read.
+ */
+export function tokenDigest(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex')
 }

@@ -69,9 +69,10 @@ export function accountKeys(account: string): AccountKeys {
 export const AUDIT_LOG = `${PREFIX}:audit`
 
 /**
- * String with a TTL: the account a reactivation token was issued for. Only a pointer for
- * finding the account; the token itself is checked against the account's disable record.
+ * String with a TTL: the account a reactivation token was issued for, named by the token's
+ * SHA-256 (tokenDigest), never by the token. Only a pointer for finding the account; the token
+ * is checked against the digest in the account's disable record.
  */
-export function tokenKey(token: string): string {
-  return `${PREFIX}:token:${encodeAccount(token)}`
+export function tokenKey(digest: string): string {
+  return `${PREFIX}:token-sha256:${encodeAccount(digest)}`
 }

@@ -2,7 +2,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, st
 import { dirname } from 'node:path'
 import type { Rule } from './config'
 import { countersTtlMs, increments, staleFields, windowTotals } from './buckets'
-import { randomId } from './ids'
+import { randomId, tokenDigest } from './ids'
 import {
   EVIDENCE_CAP,
   StoreError,
@@ -10,7 +10,6 @@ import {
   toSummary,
   windowCount,
   type AuditEntry,
-  type CountedMessage,
   type DisabledRecord,
   type DisableInput,
   type HeldState,
@@ -36,8 +35,8 @@ interface AccountCounters {
   monitoredUntil: number
 }
 
-/** A disable record as kept on disk: with its token, which readers never see. */
-type StoredRecord = DisabledRecord & { token?: string }
+/** A disable record as kept on disk: with its token's SHA-256, which readers never see. */
+type StoredRecord = DisabledRecord & { tokenSha256?: string }
 
 interface TokenPointer {
   account: string
@@ -51,6 +50,7 @@ interface TokenPointer {
  */
 interface Durable {
   disabled: Map<string, StoredRecord>
+  /** SHA-256 of a token (tokenDigest) -> its account; the tokens themselves are never kept. */
   tokens: Map<string, TokenPointer>
   audit: AuditEntry[]
   /** account -> ms: counters cleared (by enable or reset) at that time. */
@@ -67,7 +67,7 @@ const SWEEP_EVERY = 1000
 const MEMORY_AUDIT_CAP = 1000
 
 function publicRecord(r: StoredRecord): DisabledRecord {
-  const { token: _secret, ...rest } = r
+  const { tokenSha256: _secret, ...rest } = r
   return rest
 }
 
@@ -178,7 +178,8 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     kind: 'memory',
 
     async record(input: RecordInput): Promise<RecordResult> {
-      if (input.mode === 'enforce' && refresh().disabled.has(input.account)) return { status: 'disabled', counts: [], flipped: false }
+      const disabled = input.mode === 'enforce' ? refresh().disabled.get(input.account) : undefined
+      if (disabled) return { status: 'disabled', counts: [], flipped: false, by: disabled.by }
       const t = now()
       sweep(t)
       const a = live(input.account, t) ?? { counts: new Map<string, number>(), evidence: [], expiresAt: 0, monitoredUntil: 0 }
@@ -202,12 +203,12 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
           over,
           counts,
           evidence: a.evidence,
-          token: input.token,
+          tokenSha256: tokenDigest(input.token),
           tokenExpiresAt: t + input.tokenTtlMs,
         }
         change((d) => {
           d.disabled.set(input.account, record)
-          d.tokens.set(input.token, { account: input.account, forgetAt: t + 2 * input.tokenTtlMs })
+          d.tokens.set(tokenDigest(input.token), { account: input.account, forgetAt: t + 2 * input.tokenTtlMs })
         })
         return { status: 'refused', counts, over, flipped: true, record: publicRecord(record) }
       }
@@ -219,29 +220,20 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       const over = counts[overIndex] as WindowCount
       const rule = input.rules[overIndex] as Rule
       const flipped = a.monitoredUntil <= t
-      if (flipped) a.monitoredUntil = t + rule.bucketMs * rule.buckets
-      return { status: 'ok', counts, over, flipped, at: t }
-    },
-
-    async uncount(message: CountedMessage): Promise<void> {
-      const a = live(message.account, now())
-      if (!a) return
-      for (const [f, n] of increments(message.rules, message.recipients, message.at)) {
-        const left = (a.counts.get(f) ?? 0) - n
-        if (left > 0) a.counts.set(f, left)
-        else a.counts.delete(f)
-      }
+      if (!flipped) return { status: 'ok', counts, over, flipped, at: t }
+      a.monitoredUntil = t + rule.bucketMs * rule.buckets
+      return { status: 'ok', counts, over, flipped, at: t, evidence: [...a.evidence] }
     },
 
     async tokenAccount(token: string): Promise<string | null> {
-      const p = refresh().tokens.get(token)
+      const p = refresh().tokens.get(tokenDigest(token))
       return p && p.forgetAt > now() ? p.account : null
     },
 
     async redeem(account: string, token: string): Promise<RedeemResult> {
       const r = refresh().disabled.get(account)
       if (!r) return 'not-disabled'
-      if (!r.token || r.token !== token) return 'mismatch'
+      if (!r.tokenSha256 || r.tokenSha256 !== tokenDigest(token)) return 'mismatch'
       if ((r.tokenExpiresAt ?? 0) < now()) return 'expired'
       change((d) => {
         d.disabled.delete(account)
@@ -428,11 +420,13 @@ function loadState(file: string): Durable {
   const d = emptyDurable()
   for (const [account, r] of Object.entries(rows) as [string, unknown][]) {
     if (!isRecordLike(r)) throw new StoreError(`${file}: the record of ${JSON.stringify(account)} is damaged; fix or move it away`)
-    d.disabled.set(account, { ...r, account, evidence: (r.evidence ?? []).flatMap(toSummary), counts: r.counts ?? [] })
+    // A token in clear (a file written before tokens were hashed) is not kept: the hash is the authority.
+    const { token: _clear, ...rest } = r as StoredRecord & { token?: unknown }
+    d.disabled.set(account, { ...rest, account, evidence: (r.evidence ?? []).flatMap(toSummary), counts: r.counts ?? [] })
   }
-  for (const [token, p] of entriesOf(parsed.tokens)) {
+  for (const [digest, p] of entriesOf(parsed.tokens)) {
     const ptr = p as Partial<TokenPointer> | null
-    if (ptr && typeof ptr.account === 'string') d.tokens.set(token, { account: ptr.account, forgetAt: Number(ptr.forgetAt) || 0 })
+    if (ptr && typeof ptr.account === 'string' && /^[0-9a-f]{64}$/.test(digest)) d.tokens.set(digest, { account: ptr.account, forgetAt: Number(ptr.forgetAt) || 0 })
   }
   d.audit = Array.isArray(parsed.audit) ? parsed.audit.flatMap(toAuditEntry) : []
   for (const [account, at] of entriesOf(parsed.cleared)) d.cleared.set(account, Number(at) || 0)

@@ -1,4 +1,4 @@
-import type { WindowCount } from './store'
+import type { DisabledRecord, WindowCount } from './store'
 
 const UNITS: ReadonlyArray<[number, string]> = [
   [86_400_000, 'day'],
@@ -60,9 +60,14 @@ export function overLimitReply(account: string, over: WindowCount, contact: stri
   return `Account ${replyAccount(account)} reached its limit of ${quantity(over.max, over.kind)} in ${formatDuration(over.windowMs)} and has been disabled; contact ${contact}`
 }
 
-/** Text after "550 5.7.1" at MAIL FROM, and after "535 5.7.8" at AUTH, for a disabled account. */
-export function disabledReply(account: string, contact: string): string {
-  return `Account ${replyAccount(account)} is disabled after unusual sending; contact ${contact}`
+/**
+ * Text after "550 5.7.1" at MAIL FROM, at the end of DATA, and after "535 5.7.8" at AUTH, for a
+ * disabled account: why depends on who disabled it (`by`: 'limit' for the automatic disable,
+ * anyone else is the postmaster by hand). The operator's free-text reason is never shown.
+ */
+export function disabledReply(record: Pick<DisabledRecord, 'account' | 'by'>, contact: string): string {
+  const why = record.by === 'limit' ? ' after unusual sending' : record.by === '' ? '' : ' by the postmaster'
+  return `Account ${replyAccount(record.account)} is disabled${why}; contact ${contact}`
 }
 
 /** Text after "451 4.3.0" when the store cannot answer and on_store_error = closed. */

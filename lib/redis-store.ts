@@ -1,7 +1,7 @@
 import { createClient } from 'redis'
 import type { RedisConfig, Rule } from './config'
 import { accountKeys, AUDIT_LOG, decodeAccount, PREFIX, tokenKey } from './keys'
-import { DISABLE, DROP_HELD, ENABLE, RECORD, REDEEM, UNCOUNT, type Script } from './scripts'
+import { DISABLE, DROP_HELD, ENABLE, RECORD, REDEEM, type Script } from './scripts'
 import {
   AUDIT_CAP,
   describeRules,
@@ -13,7 +13,6 @@ import {
   windowCount,
   withTimeout,
   type AuditEntry,
-  type CountedMessage,
   type DisabledRecord,
   type DisableInput,
   type HeldState,
@@ -24,8 +23,8 @@ import {
   type Store,
   type WindowCount,
 } from './store'
-import { randomId } from './ids'
-import { increments, windowTotals } from './buckets'
+import { randomId, tokenDigest } from './ids'
+import { windowTotals } from './buckets'
 
 export interface Logger {
   info(msg: string): void
@@ -156,7 +155,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
         randomId(),
         input.account,
         describeRules(input.rules),
-        input.token,
+        tokenDigest(input.token),
         String(input.tokenTtlMs),
         String(input.rules.length),
       ]
@@ -166,10 +165,10 @@ export function createRedisStore(options: RedisStoreOptions): Store {
       const [status, flipped, overIndex] = reply as [string, number, number]
       const counts = input.rules.map((r, i) => windowCount(r, Number(reply[4 + i] ?? 0)))
       const over = counts[Number(overIndex) - 1]
-      if (status === 'disabled') return { status, counts: [], flipped: false }
+      if (status === 'disabled') return { status, counts: [], flipped: false, by: String(reply[4] ?? '') }
       if (status === 'refused' && over) {
         // The token pointer lives outside the account's slot, so it cannot be written by the script.
-        await call('token', () => client.set(tokenKey(input.token), input.account, { PX: 2 * input.tokenTtlMs })).catch((err: Error) =>
+        await call('token', () => client.set(tokenKey(tokenDigest(input.token)), input.account, { PX: 2 * input.tokenTtlMs })).catch((err: Error) =>
           log.error(`could not store the reactivation token of ${JSON.stringify(input.account)}: ${err.message}`),
         )
         const at = Number(reply[3])
@@ -186,21 +185,17 @@ export function createRedisStore(options: RedisStoreOptions): Store {
         }
         return { status, counts, over, flipped: Number(flipped) === 1, record }
       }
-      return { status: 'ok', counts, ...(over ? { over } : {}), flipped: Number(flipped) === 1, at: Number(reply[3]) }
-    },
-
-    async uncount(message: CountedMessage): Promise<void> {
-      const args = [...increments(message.rules, message.recipients, message.at)].flatMap(([f, n]) => [f, String(n)])
-      if (args.length) await evalScript(UNCOUNT, [accountKeys(message.account).counts], args)
+      const evidence = Number(flipped) === 1 ? { evidence: parseEvidence(String(reply[4 + input.rules.length] ?? '[]')) } : {}
+      return { status: 'ok', counts, ...(over ? { over } : {}), flipped: Number(flipped) === 1, at: Number(reply[3]), ...evidence }
     },
 
     async tokenAccount(token: string): Promise<string | null> {
-      return (await call('tokenAccount', () => client.get(tokenKey(token)))) ?? null
+      return (await call('tokenAccount', () => client.get(tokenKey(tokenDigest(token))))) ?? null
     },
 
     async redeem(account: string, token: string): Promise<RedeemResult> {
       const k = accountKeys(account)
-      const reply = String(await evalScript(REDEEM, [k.disabled, k.counts, k.evidence, k.monitored], [token]))
+      const reply = String(await evalScript(REDEEM, [k.disabled, k.counts, k.evidence, k.monitored], [tokenDigest(token)]))
       if (reply !== 'ok' && reply !== 'not-disabled' && reply !== 'mismatch' && reply !== 'expired') {
         throw new StoreError(`redeem: unexpected reply ${JSON.stringify(reply)}`)
       }

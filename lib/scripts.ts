@@ -29,12 +29,15 @@ export const RECORD = script(
 -- ARGV[5]  incident   id stored in the disable record if this call disables
 -- ARGV[6]  account    account name stored in the disable record
 -- ARGV[7]  rules      JSON description of the rules, stored in the disable record
--- ARGV[8]  token      reactivation token stored in the disable record if this call disables
+-- ARGV[8]  tokenHash  SHA-256 (hex) of the reactivation token, stored in the disable record
+--                     if this call disables (the token itself is never stored)
 -- ARGV[9]  tokenTtl   ms the token stays valid from now
 -- ARGV[10] n          number of rules; then 4 values per rule:
 --                     kind (m|r), max, bucketMs, buckets
 -- Reply: { status, flipped, over, nowMs, total_1, ..., total_n }, and for "refused" also
---        the evidence (JSON array) and the incident id
+--        the evidence (JSON array) and the incident id; "disabled" is
+--        { "disabled", 0, 0, 0, by } (who disabled the account); an "ok" that flipped the
+--        monitored marker ends with the evidence (JSON array) for the monitor report
 --   status   "ok" counted (totals include it) | "refused" over a limit in enforce mode, not
 --            counted (totals exclude it) | "disabled" already disabled in enforce mode
 --   flipped  1 when this call set the disabled flag (enforce) or the monitored marker (monitor)
@@ -42,7 +45,7 @@ export const RECORD = script(
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local mode = ARGV[1]
 if mode == 'enforce' and redis.call('EXISTS', KEYS[3]) == 1 then
-  return { 'disabled', 0, 0, 0 }
+  return { 'disabled', 0, 0, 0, redis.call('HGET', KEYS[3], 'by') or '' }
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -105,7 +108,7 @@ if over > 0 and mode == 'enforce' then
   for i = 1, n do csv[i] = tostring(rules[i].total) end
   redis.call('HSET', KEYS[3], 'account', ARGV[6], 'by', 'limit', 'reason', 'limit', 'at', now,
     'incident', ARGV[5], 'rules', ARGV[7], 'over', over, 'totals', table.concat(csv, ','),
-    'token', ARGV[8], 'token_expires', now + tonumber(ARGV[9]),
+    'token_sha256', ARGV[8], 'token_expires', now + tonumber(ARGV[9]),
     'evidence', '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']')
   local reply = totals({ 'refused', 1, over, now })
   reply[#reply + 1] = redis.call('HGET', KEYS[3], 'evidence')
@@ -128,7 +131,11 @@ if over > 0 then
   local window = rules[over].bucket * rules[over].buckets
   if redis.call('SET', KEYS[4], now, 'PX', window, 'NX') then flipped = 1 end
 end
-return totals({ 'ok', flipped, over, now })
+local reply = totals({ 'ok', flipped, over, now })
+if flipped == 1 then
+  reply[#reply + 1] = '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']'
+end
+return reply
 `,
 )
 
@@ -159,37 +166,17 @@ return was
 `,
 )
 
-/** uncount: take back what record added for a message that a later plugin refused. */
-export const UNCOUNT = script(
-  'uncount',
-  `
--- KEYS[1]  counts     hash of time buckets
--- ARGV     field, amount pairs: what record added
--- Reply: number of fields changed. A field never goes below zero; a zero field is deleted.
-local changed = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
-    if redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) <= 0 then
-      redis.call('HDEL', KEYS[1], ARGV[i])
-    end
-    changed = changed + 1
-  end
-end
-return changed
-`,
-)
-
 /** redeem: re-enable an account with the token of its current incident, once. */
 export const REDEEM = script(
   'redeem',
   `
 -- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] evidence   KEYS[4] monitored
--- ARGV[1]  token      the token from the reply
+-- ARGV[1]  tokenHash  SHA-256 (hex) of the token from the reply
 -- Reply: "ok" (the account is enabled, counters cleared) | "not-disabled" | "mismatch" (not
 --        this incident's token: made up, or from an earlier incident) | "expired"
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'not-disabled' end
-local rec = redis.call('HMGET', KEYS[1], 'token', 'token_expires')
+local rec = redis.call('HMGET', KEYS[1], 'token_sha256', 'token_expires')
 if not rec[1] or rec[1] == '' or rec[1] ~= ARGV[1] then return 'mismatch' end
 local t = redis.call('TIME')
 if tonumber(rec[2] or 0) < tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return 'expired' end
@@ -213,4 +200,4 @@ return redis.call('SCARD', KEYS[2])
 )
 
 /** Every script, for loading and for the SHA test. */
-export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE, UNCOUNT, REDEEM, DROP_HELD]
+export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE, REDEEM, DROP_HELD]

@@ -23,33 +23,37 @@ export interface RecordInput {
   readonly rules: readonly Rule[]
   readonly mode: Mode
   readonly summary: MessageSummary
-  /** The reactivation token stored with the disable record if this call disables (32 hex). */
+  /**
+   * The reactivation token of the disable record if this call disables (32 hex). Stores keep
+   * only its SHA-256 (tokenDigest); the alert carries the token itself.
+   */
   readonly token: string
   /** How long that token may be redeemed, from the moment of the disable. */
   readonly tokenTtlMs: number
 }
 
-/** What record() added, so that it can be taken back (see Store.uncount). */
-export interface CountedMessage {
-  readonly account: string
-  readonly recipients: number
-  readonly rules: readonly Rule[]
-  /** The store-clock time the message was counted at, which names its buckets. */
-  readonly at: number
-}
-
 /**
  * The outcome of counting one message.
  * - ok: counted; `counts` include it. `over` is set in monitor mode when a limit was crossed,
- *   and `flipped` says whether this is the first report of that in the window.
+ *   and `flipped` says whether this is the first report of that in the window (then `evidence`
+ *   holds the account's stored evidence for the report).
  * - refused: over a limit in enforce mode; not counted; the account is now disabled and
  *   `flipped` is true for exactly one caller per incident.
- * - disabled: the account was already disabled; not counted.
+ * - disabled: the account was already disabled; not counted. `by` is who disabled it (see
+ *   DisabledRecord.by).
  */
 export type RecordResult =
-  | { readonly status: 'ok'; readonly counts: readonly WindowCount[]; readonly over?: WindowCount; readonly flipped: boolean; readonly at: number }
+  | {
+      readonly status: 'ok'
+      readonly counts: readonly WindowCount[]
+      readonly over?: WindowCount
+      readonly flipped: boolean
+      readonly at: number
+      /** When `flipped` in monitor mode: the account's stored evidence, newest first. */
+      readonly evidence?: readonly MessageSummary[]
+    }
   | { readonly status: 'refused'; readonly counts: readonly WindowCount[]; readonly over: WindowCount; readonly flipped: boolean; readonly record: DisabledRecord }
-  | { readonly status: 'disabled'; readonly counts: readonly WindowCount[]; readonly flipped: false }
+  | { readonly status: 'disabled'; readonly counts: readonly WindowCount[]; readonly flipped: false; readonly by: string }
 
 /** Why and when an account was disabled, with the evidence gathered while counting. */
 export interface DisabledRecord {
@@ -115,8 +119,6 @@ export interface Store {
   record(input: RecordInput): Promise<RecordResult>
   /** The disable record, or null when the account is not disabled. */
   getDisabled(account: string): Promise<DisabledRecord | null>
-  /** Takes back a counted message that a later plugin refused (floor 0). */
-  uncount(message: CountedMessage): Promise<void>
   /** The account a reactivation token was issued for, or null (unknown, or long expired). */
   tokenAccount(token: string): Promise<string | null>
   /** Re-enables the account when `token` is its current, unexpired token; single use, atomic. */

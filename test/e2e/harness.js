@@ -711,6 +711,8 @@ async function startSink (opts = {}) {
   // while set ({ code, message }), every MAIL FROM is answered with it (see sink.refuse)
   let refusal = opts.refuse ? { code: opts.refuse, message: 'sink: try again later' } : null
   let refused = 0
+  // refuseRcpt: addresses answered 550 at RCPT TO (an unknown user at the next hop)
+  const refuseRcpt = new Set((opts.refuseRcpt || []).map((a) => a.toLowerCase()))
   const server = new SMTPServer({
     secure: false,
     authOptional: true,
@@ -725,6 +727,12 @@ async function startSink (opts = {}) {
       refused++
       const err = new Error(refusal.message)
       err.responseCode = refusal.code
+      callback(err)
+    },
+    onRcptTo (address, session, callback) {
+      if (!refuseRcpt.has(String(address.address).toLowerCase())) return callback()
+      const err = new Error('sink: no such user')
+      err.responseCode = 550
       callback(err)
     },
     onData (stream, session, callback) {

@@ -260,10 +260,11 @@ describe('e2e: sending limits', function () {
     assert.match(srv.log(), /ACCOUNT DISABLED "dave@test\.example": reached recipients 30\/1m \(30 recipients in 1 minute\)/)
   })
 
-  // DESIGN 3.2: "Messages that are rejected do not count." count_message runs on queue_outbound
-  // at priority -100, before any other queue_outbound hook (a smarthost forwarder, qmail-queue,
-  // ...); when such a hook then refuses the message (550 or 450), the deny hook takes the count back.
-  it('a message refused by a later queue_outbound hook (550 or 450) does not count against the limit', async function () {
+  // DESIGN 3.2: every attempt that reaches queue_outbound counts, whatever a later plugin
+  // answers. count_message runs on queue_outbound at priority -100, before any other
+  // queue_outbound hook (a smarthost forwarder, qmail-queue, ...); when such a hook then refuses
+  // the message (550 or 450), it may already have gone out to some recipients: it stays counted.
+  it('a message refused by a later queue_outbound hook (550 or 450) still counts against the limit', async function () {
     const gina = 'gina@test.example'
     const REFUSE_PLUGIN = `'use strict'
 // test-only: a queue_outbound hook after hijack-guard that refuses some messages, like a
@@ -290,15 +291,17 @@ exports.hook_queue_outbound = function (next, connection) {
     assert.equal(temp.code, 450, JSON.stringify(temp))
     assert.match(temp.response, /upstream busy/)
     const counted = sum(await messageBuckets(redis, gina, 2000))
-    // the two messages the account may send in the window
-    const ok1 = await s.send({ from: gina, to: [OUT], subject: 's3b 1' })
-    const ok2 = await s.send({ from: gina, to: [OUT], subject: 's3b 2' })
+    // the two refused messages used up the window: the next one goes over the limit
+    const next = await s.send({ from: gina, to: [OUT], subject: 's3b 1' })
     await s.close()
     assert.deepEqual(
-      { counted, next1: ok1.code, next2: ok2.code },
-      { counted: 0, next1: 250, next2: 250 },
-      `the 2 refused messages counted ${counted} in Redis; then: ${ok1.response} / ${ok2.response}`,
+      { counted, next: next.code },
+      { counted: 2, next: 550 },
+      `the 2 refused messages counted ${counted} in Redis; then: ${next.response}`,
     )
+    assert.match(next.response, /reached its limit of 2 messages/)
+    assert.equal(countMatches(srv.log(), disabledLine(gina)), 1)
+    assert.deepEqual(bySubject(sink, 's3b '), [])
   })
 
   // -------------------------------------------------------------------------------------------

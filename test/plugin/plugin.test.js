@@ -215,10 +215,13 @@ describe('plugin: AUTH of a disabled account', function () {
     return {
       name: 'auth/flat_file',
       // Logins are case-insensitive here, as in most directories.
+      checks: 0,
       check_plain_passwd(connection, user, passwd, cb) {
+        this.checks++
         cb(passwords[user.toLowerCase()] === passwd)
       },
       check_cram_md5_passwd(connection, user, passwd, cb) {
+        this.checks++
         cb(passwords[user.toLowerCase()] === passwd)
       },
     }
@@ -250,12 +253,51 @@ describe('plugin: AUTH of a disabled account', function () {
     }
   })
 
-  it('keeps the plain answer for a wrong password and accepts other accounts', async function () {
+  it('answers a disabled account the same whatever the password, without checking it, and checks other accounts as usual', async function () {
     const { plugin, auth } = withAuth('')
     await init(plugin)
     await plugin.guard.store.disable({ account: 'alice', reason: 'test', by: 'test', incident: 'x' })
-    assert.deepEqual(await check(auth, 'alice', 'wrong'), { valid: false, opts: undefined })
+    const right = await check(auth, 'alice', 'right')
+    const wrong = await check(auth, 'alice', 'wrong')
+    assert.deepEqual(right, wrong)
+    assert.equal(right.valid, false)
+    assert.equal(right.opts.code, 535)
+    assert.match(right.opts.message, /^5\.7\.8 Account alice is disabled by the postmaster; /)
+    assert.equal(auth.checks, 0, 'the password of a disabled account is never checked')
+    assert.deepEqual(await check(auth, 'bob', 'wrong'), { valid: false, opts: undefined })
     assert.deepEqual(await check(auth, 'bob', 'right'), { valid: true, opts: undefined })
+    assert.equal(auth.checks, 2)
+  })
+
+  it('answers a failed login, and Haraka keeps running, when the auth plugin\'s check throws', async function () {
+    const { plugin, auth } = withAuth('')
+    auth.check_plain_passwd = function () {
+      throw new Error('directory exploded')
+    }
+    await init(plugin)
+    const rejections = []
+    const onRejection = (reason) => rejections.push(reason)
+    process.on('unhandledRejection', onRejection)
+    try {
+      assert.deepEqual(await check(auth, 'alice', 'right'), { valid: false, opts: undefined })
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      process.off('unhandledRejection', onRejection)
+    }
+    assert.deepEqual(rejections, [])
+  })
+
+  it('gives up the AUTH lookup after store_timeout and checks the password as usual', async function () {
+    const { plugin, auth } = withAuth('[main]\nstore_timeout=200ms\n')
+    await init(plugin)
+    const hanging = { ...plugin.guard.store, kind: 'memory', getDisabled: () => new Promise(() => {}) }
+    plugin.guard.store = hanging
+    const t0 = Date.now()
+    assert.deepEqual(await check(auth, 'alice', 'right'), { valid: true, opts: undefined })
+    assert.deepEqual(await check(auth, 'alice', 'wrong'), { valid: false, opts: undefined })
+    const ms = Date.now() - t0
+    assert.ok(ms >= 400 && ms < 2000, `${ms} ms for two lookups of 200 ms`)
+    assert.equal(auth.checks, 2)
   })
 
   it('wraps each auth plugin once however often init runs, and lets logins through when the store fails', async function () {

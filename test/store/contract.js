@@ -701,7 +701,7 @@ function contract(name, factory, { clock = 'real' } = {}) {
       })
     })
 
-    describe('reactivation tokens, uncount and audit', function () {
+    describe('reactivation tokens and audit', function () {
       async function tripWith(store, account, token, tokenTtlMs = TOKEN_TTL_MS) {
         const r = rules({ messages: '1/1h' })
         await store.record(recordInput(account, r))
@@ -762,28 +762,6 @@ function contract(name, factory, { clock = 'real' } = {}) {
         await afterTime(c, 501, async () => (await storeNow()) > rec.tokenExpiresAt, 'the token lifetime has passed')
         assert.equal(await store.redeem('alice', token('d')), 'expired')
         assert.notEqual(await store.getDisabled('alice'), null)
-      })
-
-      within('uncount() takes back what record() added for one message, never below zero', async ({ store }) => {
-        const r = rules({ messages: '100/1h', recipients: '100/1h' })
-        const results = []
-        for (let i = 0; i < 3; i++) results.push(await record(store, 'alice', r, { recipients: 2 }))
-        await store.uncount({ account: 'alice', recipients: 2, rules: r, at: results[2].at })
-        assert.deepEqual(
-          (await store.counts('alice', r)).map((x) => x.count),
-          [2, 4],
-        )
-        for (let i = 0; i < 3; i++) await store.uncount({ account: 'alice', recipients: 5, rules: r, at: results[0].at })
-        assert.deepEqual(
-          (await store.counts('alice', r)).map((x) => x.count),
-          [0, 0],
-        )
-        await store.uncount({ account: 'nobody', recipients: 1, rules: r, at: results[0].at })
-        assert.deepEqual(
-          (await store.counts('nobody', r)).map((x) => x.count),
-          [0, 0],
-        )
-        assert.equal(messageCount(await record(store, 'alice', r)), 1)
       })
 
       within('auditLog() returns the audit entries newest first, for one account and up to a limit', async ({ store }) => {

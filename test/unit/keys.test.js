@@ -136,7 +136,8 @@ describe('keys', function () {
         dropBefore: 'hijack-guard:{alice@example.com}:drop-before',
       })
       assert.equal(AUDIT_LOG, 'hijack-guard:audit')
-      assert.equal(tokenKey('0123456789abcdef0123456789abcdef'), 'hijack-guard:token:0123456789abcdef0123456789abcdef')
+      const digest = '0123456789abcdef'.repeat(4)
+      assert.equal(tokenKey(digest), `hijack-guard:token-sha256:${digest}`)
     })
   })
 })

@@ -51,7 +51,15 @@ describe('messages', function () {
     })
 
     it('says a disabled account is disabled and whom to contact', function () {
-      assert.equal(disabledReply('alice@example.com', 'pm@example.com'), 'Account alice@example.com is disabled after unusual sending; contact pm@example.com')
+      assert.equal(disabledReply({ account: 'alice@example.com', by: 'limit' }, 'pm@example.com'), 'Account alice@example.com is disabled after unusual sending; contact pm@example.com')
+    })
+
+    it('says "by the postmaster", not "after unusual sending", for an account disabled by hand, and never shows the reason', function () {
+      for (const by of ['cli:root', 'cli:alice', 'test']) {
+        const text = disabledReply({ account: 'alice@example.com', by, reason: 'secret note' }, 'pm@example.com')
+        assert.equal(text, 'Account alice@example.com is disabled by the postmaster; contact pm@example.com')
+      }
+      assert.equal(disabledReply({ account: 'alice@example.com', by: '' }, 'pm@example.com'), 'Account alice@example.com is disabled; contact pm@example.com')
     })
 
     it('says the limits cannot be checked and whom to contact when the store is down', function () {
@@ -63,7 +71,7 @@ describe('messages', function () {
     it('stays under 400 characters without control characters for a 1 KB account name full of them', function () {
       for (const account of hostile) {
         assert.ok(account.length >= 1024)
-        for (const text of [overLimitReply(account, OVER, 'postmaster@example.com'), disabledReply(account, 'postmaster@example.com')]) {
+        for (const text of [overLimitReply(account, OVER, 'postmaster@example.com'), disabledReply({ account, by: 'limit' }, 'postmaster@example.com')]) {
           assert.ok(text.length < 400, `${text.length} characters`)
           assert.doesNotMatch(text, CONTROL)
           assert.match(text, /contact postmaster@example\.com$/)
