@@ -11,7 +11,7 @@
 import { closeSync, openSync, statSync, unlinkSync } from 'node:fs'
 import { chown, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import type { Logger, RedisStore, StoredRecord } from './redis-store'
+import { toRecord, type Logger, type RedisStore, type StoredRecord } from './redis-store'
 import { StoreError, type DisabledRecord, type DisableInput, type HeldState, type RecordInput, type RecordResult, type RedeemResult, type Store } from './store'
 
 /** One journaled disable record. */
@@ -267,6 +267,19 @@ export function withJournal(store: RedisStore, options: JournalOptions): Store {
     }
   }
 
+  /**
+   * Redis cannot answer: an account the journal holds counts as disabled meanwhile, whatever
+   * on_store_error says (the journal is this server's own knowledge that it was).
+   */
+  let unansweredReported = 0
+  function journaledRecord(account: string, entry: JournalEntry, err: unknown): DisabledRecord {
+    if (Date.now() - unansweredReported > 60_000) {
+      unansweredReported = Date.now()
+      log.warn(`journal: Redis cannot answer (${(err as Error).message}); accounts in the journal stay disabled meanwhile`)
+    }
+    return toRecord({ ...entry.fields }) ?? { account, reason: 'limit', by: 'journal', at: entry.at, incident: entry.incident, counts: [], evidence: [] }
+  }
+
   /** Checks every journaled record against Redis (the file is read afresh: other processes write it too). */
   function checkAll(why: string): Promise<void> {
     if (checking) return checking
@@ -330,26 +343,45 @@ export function withJournal(store: RedisStore, options: JournalOptions): Store {
 
     async getDisabled(account: string): Promise<DisabledRecord | null> {
       const entry = cache.get(account)
-      const stored = await store.getStored(account)
-      if (stored) {
-        if (entry?.incident !== stored.record.incident) await remember(account, stored)
-        return stored.record
+      try {
+        const stored = await store.getStored(account)
+        if (stored) {
+          if (entry?.incident !== stored.record.incident) await remember(account, stored)
+          return stored.record
+        }
+        return entry ? await reconcile(account, entry) : null
+      } catch (err) {
+        if (!entry) throw err
+        return journaledRecord(account, entry, err)
       }
-      return entry ? reconcile(account, entry) : null
     },
 
     async record(input: RecordInput): Promise<RecordResult> {
       const entry = cache.get(input.account)
-      if (entry) await reconcile(input.account, entry)
-      const result = await store.record(input)
+      let result: RecordResult
+      try {
+        if (entry) await reconcile(input.account, entry)
+        result = await store.record(input)
+      } catch (err) {
+        if (!entry) throw err
+        journaledRecord(input.account, entry, err)
+        return { status: 'disabled', counts: [], flipped: false }
+      }
       if ((result.status === 'refused' && result.flipped) || (result.status === 'disabled' && !cache.has(input.account))) await rememberCurrent(input.account)
       return result
     },
 
     async heldState(account: string): Promise<HeldState> {
       const entry = cache.get(account)
-      if (entry) await reconcile(account, entry)
-      const state = await store.heldState(account)
+      let state: HeldState
+      try {
+        if (entry) await reconcile(account, entry)
+        state = await store.heldState(account)
+      } catch (err) {
+        if (!entry) throw err
+        journaledRecord(account, entry, err)
+        return { disabled: true, dropBefore: 0 }
+      }
       if (state.disabled && !cache.has(account)) await rememberCurrent(account)
       return state
     },

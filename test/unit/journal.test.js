@@ -279,6 +279,20 @@ describe('journal', function () {
     await waitFor(async () => (await second.store.getDisabled('frank')) !== null, 2000, 'the second process re-asserts')
   })
 
+  it('while Redis cannot answer, a journaled account stays disabled (MAIL FROM, AUTH, record, held); others get the store error', async function () {
+    const redis = fakeRedis()
+    const { store, log } = layer(redis)
+    redis.trip('hank')
+    await store.getDisabled('hank')
+    const down = async () => { throw new Error('redis is not connected') }
+    Object.assign(redis, { getStored: down, reassert: down, record: down, heldState: down })
+    assert.equal((await store.getDisabled('hank'))?.account, 'hank')
+    assert.equal((await store.record({ account: 'hank', recipients: 1, rules: [], mode: 'enforce' })).status, 'disabled')
+    assert.equal((await store.heldState('hank')).disabled, true)
+    await assert.rejects(store.getDisabled('ivy'), /not connected/)
+    assert.equal(log.lines.filter((l) => /^warn journal: Redis cannot answer/.test(l)).length, 1, 'one WARN a minute, not one per call')
+  })
+
   it('a journal that cannot be written logs ERROR and never fails the store call', async function () {
     const redis = fakeRedis()
     const file = memoryFile()
