@@ -258,8 +258,8 @@ export function withJournal(store: RedisStore, options: JournalOptions): Store {
         if (found.stored.record.incident !== entry.incident) await remember(account, found.stored)
         return found.stored.record
       case 'enabled':
-        log.info(`journal: ${name(account)} was enabled since incident ${entry.incident}; forgotten`)
         await forget(account, entry.incident)
+        log.info(`journal: ${name(account)} was enabled since incident ${entry.incident}; forgotten`)
         return null
       case 'restored':
         log.warn(`re-asserted disabled flag of ${name(account)} lost by Redis (incident ${entry.incident}, disabled at ${new Date(entry.at).toISOString()})`)
