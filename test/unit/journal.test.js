@@ -11,6 +11,7 @@ const path = require('node:path')
 
 const { withJournal, createJournalFile, parseJournal, serializeJournal } = require('../../dist/lib/journal')
 const { toRecord, durabilityRisks } = require('../../dist/lib/redis-store')
+const { parseConfig } = require('../../dist/lib/config')
 
 function quietLog () {
   const lines = []
@@ -338,6 +339,20 @@ describe('journal', function () {
       await j.update((m) => { m.set('a', entry('a', 'i1')); return true })
       assert.equal(fs.readFileSync(`${file}.damaged`, 'utf8'), '{not json')
       assert.equal((await j.load()).size, 1)
+    })
+  })
+
+  describe('config', function () {
+    it('reads [redis] journal and journal_check, defaulting to hijack-guard.journal.json and 60 s', function () {
+      assert.deepEqual([parseConfig({}).redis.journal, parseConfig({}).redis.journalCheckMs], ['hijack-guard.journal.json', 60000])
+      const cfg = parseConfig({ redis: { journal: 'var/hg-journal.json', journal_check: '5s' } })
+      assert.deepEqual([cfg.redis.journal, cfg.redis.journalCheckMs], ['var/hg-journal.json', 5000])
+      assert.ok(!cfg.warnings.some((w) => /journal/.test(w)), cfg.warnings.join('; '))
+    })
+
+    it('refuses a journal_check that is not a duration, naming the key', function () {
+      assert.throws(() => parseConfig({ redis: { journal_check: 'often' } }), /redis\.journal_check/)
+      assert.throws(() => parseConfig({ redis: { journal_check: '0s' } }), /redis\.journal_check/)
     })
   })
 
