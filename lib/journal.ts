@@ -204,6 +204,7 @@ export function withJournal(store: RedisStore, options: JournalOptions): Store {
   let closed = false
   let lastRunId = ''
   let checking: Promise<void> | null = null
+  let rerun: string | null = null
 
   const name = (account: string): string => JSON.stringify(account)
 
@@ -282,7 +283,11 @@ export function withJournal(store: RedisStore, options: JournalOptions): Store {
 
   /** Checks every journaled record against Redis (the file is read afresh: other processes write it too). */
   function checkAll(why: string): Promise<void> {
-    if (checking) return checking
+    if (checking) {
+      // A check under way may have read Redis before it came back: run once more after it.
+      rerun = why
+      return checking
+    }
     checking = (async () => {
       try {
         cache = await file.load()
@@ -303,6 +308,9 @@ export function withJournal(store: RedisStore, options: JournalOptions): Store {
       if (cache.size > 0 && why !== 'periodic check') log.info(`journal: ${cache.size} disabled account(s) checked against Redis (${why})`)
     })().finally(() => {
       checking = null
+      const again = rerun
+      rerun = null
+      if (again !== null && !closed) void checkAll(again)
     })
     return checking
   }
