@@ -10,6 +10,7 @@ import type { MailSender } from './lib/alert'
 import { authRefusal, checkMail, checkRcpt, consumeReply, countMessage, type GuardState } from './lib/guard'
 import { asHook, outboundSender, registeredPlugins, type Address, type Connection, type HarakaPlugin, type Next } from './lib/haraka'
 import { checkQueued, refuseDropped, suppressBounce, type QueuedMail } from './lib/held'
+import { createJournalFile, withJournal } from './lib/journal'
 import { createMemoryStore } from './lib/memory-store'
 import { createRedisStore } from './lib/redis-store'
 import type { Store } from './lib/store'
@@ -96,11 +97,11 @@ function openStore(plugin: GuardPlugin, config: Config): Store {
   if (config.store === 'memory') {
     return createMemoryStore({ stateFile: resolve(process.env.HARAKA ?? process.cwd(), config.stateFile) })
   }
-  return createRedisStore({
-    redis: config.redis,
-    timeoutMs: config.storeTimeoutMs,
-    log: { info: (m) => plugin.loginfo(m), warn: (m) => plugin.logwarn(m), error: (m) => plugin.logerror(m) },
-  })
+  const log = { info: (m: string) => plugin.loginfo(m), warn: (m: string) => plugin.logwarn(m), error: (m: string) => plugin.logerror(m) }
+  // The journal keeps disabled flags through a Redis that loses its data (lib/journal.ts).
+  const redis = createRedisStore({ redis: config.redis, timeoutMs: config.storeTimeoutMs, log, checkDurability: true })
+  const journal = createJournalFile(resolve(process.env.HARAKA ?? process.cwd(), config.redis.journal), log)
+  return withJournal(redis, { file: journal, log, checkMs: config.redis.journalCheckMs })
 }
 
 /** Opens the store early (without waiting for Redis) and puts the AUTH gate on the auth plugins. */

@@ -25,6 +25,10 @@ export interface RedisConfig {
   readonly db: number
   readonly username?: string
   readonly password?: string
+  /** The journal of disable records this server has seen (lib/journal.ts), relative to the Haraka directory. */
+  readonly journal: string
+  /** How often every journaled record is checked against Redis. */
+  readonly journalCheckMs: number
 }
 
 export interface Config {
@@ -88,7 +92,7 @@ const KNOWN_KEYS: Record<string, readonly string[]> = {
   held: ['retry', 'max_hold'],
   reactivate: ['policy', 'admins', 'token_ttl'],
   accounts: ['fold', 'default_domain', 'domain_aliases', 'xclient_login'],
-  redis: ['host', 'port', 'db', 'username', 'password'],
+  redis: ['host', 'port', 'db', 'username', 'password', 'journal', 'journal_check'],
 }
 
 /**
@@ -356,6 +360,8 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
       db: text(redisSect.db) === '' ? 0 : parseInteger('redis.db', redisSect.db, 0, 1_000_000),
       ...(username ? { username } : {}),
       ...(password ? { password } : {}),
+      journal: text(redisSect.journal) || 'hijack-guard.journal.json',
+      journalCheckMs: text(redisSect.journal_check) === '' ? 60_000 : parseDuration('redis.journal_check', redisSect.journal_check),
     },
     warnings,
   }

@@ -50,6 +50,11 @@ export interface AccountKeys {
   readonly held: string
   /** String (store-clock ms): messages counted until then are dropped from the queue. */
   readonly dropBefore: string
+  /**
+   * Hash, the tombstone of the last enable: `incident` it cleared ('' when none), `at` (store-clock
+   * ms). Never expires; tells a journal that an enable, not a data loss, removed a record.
+   */
+  readonly enabled: string
 }
 
 /** The keys of one account, all in the account's hash-tag slot. */
@@ -62,6 +67,7 @@ export function accountKeys(account: string): AccountKeys {
     monitored: `${base}:monitored`,
     held: `${base}:held`,
     dropBefore: `${base}:drop-before`,
+    enabled: `${base}:enabled`,
   }
 }
 

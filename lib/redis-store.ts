@@ -1,7 +1,7 @@
 import { createClient } from 'redis'
 import type { RedisConfig, Rule } from './config'
 import { accountKeys, AUDIT_LOG, decodeAccount, PREFIX, tokenKey } from './keys'
-import { DISABLE, DROP_HELD, ENABLE, RECORD, REDEEM, type Script } from './scripts'
+import { DISABLE, DROP_HELD, ENABLE, REASSERT, RECORD, REDEEM, type Script } from './scripts'
 import {
   AUDIT_CAP,
   describeRules,
@@ -36,6 +36,30 @@ export interface RedisStoreOptions {
   readonly redis: RedisConfig
   readonly timeoutMs: number
   readonly log: Logger
+  /** Check at each (re)connect that Redis keeps the flags (CONFIG GET) and log what is at risk. */
+  readonly checkDurability?: boolean
+}
+
+/** A disable record and the fields it is stored as. */
+export interface StoredRecord {
+  readonly record: DisabledRecord
+  readonly fields: Readonly<Record<string, string>>
+}
+
+/** What the REASSERT script found (see lib/scripts.ts). */
+export type ReassertResult =
+  | { readonly state: 'present'; readonly stored: StoredRecord }
+  | { readonly state: 'enabled' }
+  | { readonly state: 'restored'; readonly record: DisabledRecord }
+
+/** The Redis store, with what a journal (lib/journal.ts) needs beyond the Store interface. */
+export interface RedisStore extends Store {
+  /** The account's disable record with its stored fields, or null (one HGETALL, like getDisabled). */
+  getStored(account: string): Promise<StoredRecord | null>
+  /** Writes `fields` back as the account's disable record unless one is there or an enable cleared it. */
+  reassert(account: string, fields: Readonly<Record<string, string>>): Promise<ReassertResult>
+  /** Calls `listener` after every (re)connect with Redis's run_id ('' when INFO is refused). */
+  onConnect(listener: (runId: string) => void): void
 }
 
 type Reply = unknown
@@ -47,7 +71,7 @@ const RECONNECT_MAX_MS = 1000
  * waits for the connection: while Redis is down every call fails fast with StoreError, and the
  * client reconnects by itself (at most RECONNECT_MAX_MS apart).
  */
-export function createRedisStore(options: RedisStoreOptions): Store {
+export function createRedisStore(options: RedisStoreOptions): RedisStore {
   const { redis, timeoutMs, log } = options
   const client = createClient({
     socket: {
@@ -69,11 +93,54 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     lastError = err.message
   }
   client.on('error', reportError)
+  const connectListeners: ((runId: string) => void)[] = []
   client.on('ready', () => {
     if (lastError) log.info(`${where}: connected again`)
     lastError = ''
+    void afterConnect()
   })
   client.connect().catch(reportError)
+
+  /** Asks the server who it is (and whether it keeps data), then tells the listeners. */
+  async function afterConnect(): Promise<void> {
+    let runId = ''
+    try {
+      const info = String(await call('info', () => client.info('server')))
+      runId = /^run_id:(\w+)/m.exec(info)?.[1] ?? ''
+    } catch (err) {
+      log.info(`${where}: INFO server refused (${(err as Error).message}): a restarted Redis is noticed by the periodic journal check only`)
+    }
+    if (options.checkDurability) await checkDurability()
+    for (const listener of connectListeners) {
+      try {
+        listener(runId)
+      } catch (err) {
+        log.error(`${where}: after connect: ${(err as Error).message}`)
+      }
+    }
+  }
+
+  /** Logs a WARN for each setting that lets Redis lose disable records (INFO when it cannot tell). */
+  async function checkDurability(): Promise<void> {
+    let settings: Record<string, string>
+    try {
+      settings = {}
+      for (const name of ['appendonly', 'save', 'maxmemory-policy']) {
+        const reply = (await call('config get', () => client.configGet(name))) as Record<string, string>
+        if (reply[name] === undefined) throw new Error(`no value for ${name}`)
+        settings[name] = String(reply[name])
+      }
+    } catch (err) {
+      log.info(
+        `${where}: could not check whether Redis keeps disabled flags (CONFIG GET: ${(err as Error).message}); ` +
+          'make sure it persists them (appendonly yes) and never evicts them (maxmemory-policy noeviction or volatile-*)',
+      )
+      return
+    }
+    const risks = durabilityRisks(settings)
+    for (const risk of risks) log.warn(`${where}: ${risk}`)
+    if (risks.length === 0) log.info(`${where}: keeps disabled flags (appendonly=${settings.appendonly}, save="${settings.save}", maxmemory-policy=${settings['maxmemory-policy']})`)
+  }
 
   // After a call times out, Redis is presumed stuck: calls fail at once (instead of each waiting
   // timeoutMs) until a PING answers again. One probe at a time.
@@ -125,24 +192,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     return call(what, () => client.hGetAll(key))
   }
 
-  function toRecord(h: Record<string, string>): DisabledRecord | null {
-    if (!h || Object.keys(h).length === 0) return null
-    const counts = parseRuleCounts(h.rules, h.totals)
-    const over = counts[Number(h.over) - 1]
-    return {
-      account: h.account ?? '',
-      reason: h.reason ?? '',
-      by: h.by ?? '',
-      at: Number(h.at) || 0,
-      incident: h.incident ?? '',
-      ...(over ? { over } : {}),
-      counts,
-      evidence: parseEvidence(h.evidence),
-      ...(Number(h.token_expires) > 0 ? { tokenExpiresAt: Number(h.token_expires) } : {}),
-    }
-  }
-
-  const store: Store = {
+  const store: RedisStore = {
     kind: 'redis',
 
     async record(input: RecordInput): Promise<RecordResult> {
@@ -195,7 +245,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
 
     async redeem(account: string, token: string): Promise<RedeemResult> {
       const k = accountKeys(account)
-      const reply = String(await evalScript(REDEEM, [k.disabled, k.counts, k.evidence, k.monitored], [tokenDigest(token)]))
+      const reply = String(await evalScript(REDEEM, [k.disabled, k.counts, k.evidence, k.monitored, k.enabled], [tokenDigest(token)]))
       if (reply !== 'ok' && reply !== 'not-disabled' && reply !== 'mismatch' && reply !== 'expired') {
         throw new StoreError(`redeem: unexpected reply ${JSON.stringify(reply)}`)
       }
@@ -223,6 +273,45 @@ export function createRedisStore(options: RedisStoreOptions): Store {
       return toRecord(await hgetall('getDisabled', accountKeys(account).disabled))
     },
 
+    async getStored(account: string): Promise<StoredRecord | null> {
+      const fields = await hgetall('getDisabled', accountKeys(account).disabled)
+      const record = toRecord(fields)
+      return record ? { record, fields } : null
+    },
+
+    async reassert(account: string, fields: Readonly<Record<string, string>>): Promise<ReassertResult> {
+      const k = accountKeys(account)
+      const pairs = Object.entries(fields).flat()
+      if (pairs.length === 0) throw new StoreError(`reassert: no fields for ${JSON.stringify(account)}`)
+      const reply = await evalScript(REASSERT, [k.disabled, k.enabled], [fields.incident ?? '', fields.at ?? '0', ...pairs])
+      const [state, ...rest] = Array.isArray(reply) ? (reply as unknown[]).map(String) : []
+      if (state === 'enabled') return { state }
+      if (state === 'present') {
+        const now: Record<string, string> = {}
+        for (let i = 0; i + 1 < rest.length; i += 2) now[rest[i] as string] = rest[i + 1] as string
+        const record = toRecord(now)
+        if (record) return { state, stored: { record, fields: now } }
+      }
+      if (state === 'restored') {
+        const record = toRecord({ ...fields })
+        // The token pointer lives outside the slot and was lost too: without it a reply finds no account.
+        const digest = fields.token_sha256 ?? ''
+        const expires = Number(fields.token_expires) || 0
+        const keepMs = expires - Date.now() + (expires - (Number(fields.at) || expires))
+        if (digest && keepMs > 0) {
+          await call('token', () => client.set(tokenKey(digest), account, { PX: keepMs })).catch((err: Error) =>
+            log.error(`could not restore the reactivation token pointer of ${JSON.stringify(account)}: ${err.message}`),
+          )
+        }
+        if (record) return { state, record }
+      }
+      throw new StoreError(`reassert: unexpected reply ${JSON.stringify(reply)}`)
+    },
+
+    onConnect(listener: (runId: string) => void): void {
+      connectListeners.push(listener)
+    },
+
     async disable(input: DisableInput): Promise<boolean> {
       const k = accountKeys(input.account)
       const fields = ['account', input.account, 'reason', input.reason, 'by', input.by, 'incident', input.incident]
@@ -231,7 +320,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
 
     async enable(account: string): Promise<boolean> {
       const k = accountKeys(account)
-      return Number(await evalScript(ENABLE, [k.disabled, k.counts, k.evidence, k.monitored], [])) === 1
+      return Number(await evalScript(ENABLE, [k.disabled, k.counts, k.evidence, k.monitored, k.enabled], [])) === 1
     },
 
     async reset(account: string): Promise<void> {
@@ -312,6 +401,39 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     },
   }
   return store
+}
+
+/** A disable record from its stored fields, or null when there are none. */
+export function toRecord(h: Record<string, string>): DisabledRecord | null {
+  if (!h || Object.keys(h).length === 0) return null
+  const counts = parseRuleCounts(h.rules, h.totals)
+  const over = counts[Number(h.over) - 1]
+  return {
+    account: h.account ?? '',
+    reason: h.reason ?? '',
+    by: h.by ?? '',
+    at: Number(h.at) || 0,
+    incident: h.incident ?? '',
+    ...(over ? { over } : {}),
+    counts,
+    evidence: parseEvidence(h.evidence),
+    ...(Number(h.token_expires) > 0 ? { tokenExpiresAt: Number(h.token_expires) } : {}),
+  }
+}
+
+/** What the Redis settings risk for the disable records (CONFIG GET values); empty when nothing. */
+export function durabilityRisks(settings: Readonly<Record<string, string>>): string[] {
+  const risks: string[] = []
+  if (settings.appendonly === 'no' && (settings.save ?? '').trim() === '') {
+    risks.push('Redis keeps nothing on disk (appendonly no, save ""): a restart loses every disabled flag; only those in a journal come back. Set appendonly yes')
+  } else if (settings.appendonly === 'no') {
+    risks.push(`Redis writes only snapshots (appendonly no, save "${settings.save ?? ''}"): a crash loses the disabled flags set since the last one; only those in a journal come back. Set appendonly yes`)
+  }
+  const policy = settings['maxmemory-policy'] ?? ''
+  if (policy.startsWith('allkeys-')) {
+    risks.push(`maxmemory-policy ${policy} lets Redis evict disabled flags when memory runs short; use noeviction (or a volatile-* policy: the flags have no TTL)`)
+  }
+  return risks
 }
 
 function timeToMs(time: unknown): number {

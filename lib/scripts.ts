@@ -154,14 +154,19 @@ return 1
 `,
 )
 
-/** enable: clear the disable record and every counter of the account. */
+/** enable: clear the disable record and every counter of the account; leave a tombstone. */
 export const ENABLE = script(
   'enable',
   `
 -- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] evidence   KEYS[4] monitored
+-- KEYS[5]  enabled    hash, the tombstone: incident cleared ('' when none), at (store-clock ms)
 -- Reply: 1 when the account was disabled, 0 when it was not
+if redis.replicate_commands then pcall(redis.replicate_commands) end
 local was = redis.call('EXISTS', KEYS[1])
+local incident = redis.call('HGET', KEYS[1], 'incident') or ''
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[5], 'incident', incident, 'at', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 return was
 `,
 )
@@ -171,16 +176,19 @@ export const REDEEM = script(
   'redeem',
   `
 -- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] evidence   KEYS[4] monitored
+-- KEYS[5]  enabled    hash, the tombstone written on success (see enable)
 -- ARGV[1]  tokenHash  SHA-256 (hex) of the token from the reply
 -- Reply: "ok" (the account is enabled, counters cleared) | "not-disabled" | "mismatch" (not
 --        this incident's token: made up, or from an earlier incident) | "expired"
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'not-disabled' end
-local rec = redis.call('HMGET', KEYS[1], 'token_sha256', 'token_expires')
+local rec = redis.call('HMGET', KEYS[1], 'token_sha256', 'token_expires', 'incident')
 if not rec[1] or rec[1] == '' or rec[1] ~= ARGV[1] then return 'mismatch' end
 local t = redis.call('TIME')
-if tonumber(rec[2] or 0) < tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) then return 'expired' end
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(rec[2] or 0) < now then return 'expired' end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('HSET', KEYS[5], 'incident', rec[3] or '', 'at', now)
 return 'ok'
 `,
 )
@@ -199,5 +207,35 @@ return redis.call('SCARD', KEYS[2])
 `,
 )
 
+/**
+ * reassert: put back a disable record that Redis lost, unless an enable removed it.
+ * A journal (lib/journal.ts) calls it for a record it holds and Redis no longer has.
+ */
+export const REASSERT = script(
+  'reassert',
+  `
+-- KEYS[1]  disabled   hash: the disable record
+-- KEYS[2]  enabled    hash, the tombstone of the last enable (see enable)
+-- ARGV[1]  incident   the journaled record's incident id
+-- ARGV[2]  at         the journaled record's disable time (store-clock ms)
+-- ARGV[3..]           field, value pairs of the journaled record, written as they are
+-- Reply: { "present", field, value, ... } a record is there (this or a later incident): nothing
+--          written, its fields returned
+--        { "enabled" }  the tombstone names this incident, or an enable came after its disable
+--        { "restored" } the record was lost: written back
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local reply = redis.call('HGETALL', KEYS[1])
+  table.insert(reply, 1, 'present')
+  return reply
+end
+local tomb = redis.call('HMGET', KEYS[2], 'incident', 'at')
+if (ARGV[1] ~= '' and tomb[1] == ARGV[1]) or (tomb[2] and tonumber(tomb[2]) > (tonumber(ARGV[2]) or 0)) then
+  return { 'enabled' }
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+return { 'restored' }
+`,
+)
+
 /** Every script, for loading and for the SHA test. */
-export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE, REDEEM, DROP_HELD]
+export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE, REDEEM, DROP_HELD, REASSERT]

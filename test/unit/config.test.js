@@ -38,7 +38,7 @@ describe('config', function () {
       assert.equal(cfg.stateFile, 'hijack-guard.state.json')
       assert.equal(cfg.exempt.size, 0)
       assert.equal(cfg.accountRules.size, 0)
-      assert.deepEqual(cfg.redis, { host: '127.0.0.1', port: 6379, db: 0 })
+      assert.deepEqual(cfg.redis, { host: '127.0.0.1', port: 6379, db: 0, journal: 'hijack-guard.journal.json', journalCheckMs: 60000 })
       assert.equal(cfg.alert.from, 'hijack-guard@localhost')
       assert.equal(cfg.alert.replyAddress, 'hijack-guard@localhost')
       assert.equal(cfg.contact, 'postmaster@localhost')
@@ -147,7 +147,7 @@ describe('config', function () {
       })
       assert.deepEqual(cfg.alert, { to: ['pm@example.com', 'sec@example.com'], from: 'guard@example.com', replyAddress: 'hijack-guard@localhost' })
       assert.equal(cfg.contact, 'pm@example.com')
-      assert.deepEqual(cfg.redis, { host: 'redis.internal', port: 6380, db: 3, username: 'u', password: 'p' })
+      assert.deepEqual(cfg.redis, { host: 'redis.internal', port: 6380, db: 3, username: 'u', password: 'p', journal: 'hijack-guard.journal.json', journalCheckMs: 60000 })
     })
 
     it('reads [reactivate]: admin policy, admins defaulting to the [alert] to addresses, tokens valid 7 days', function () {
@@ -303,12 +303,12 @@ describe('config', function () {
       )
       assert.deepEqual(merged.main, { mode: 'enforce' })
       assert.deepEqual(merged.redis, { host: '10.0.0.5', port: 6390, db: 2, username: 'u', password: 'p' })
-      assert.deepEqual(parseConfig(merged).redis, { host: '10.0.0.5', port: 6390, db: 2, username: 'u', password: 'p' })
+      assert.deepEqual(parseConfig(merged).redis, { host: '10.0.0.5', port: 6390, db: 2, username: 'u', password: 'p', journal: 'hijack-guard.journal.json', journalCheckMs: 60000 })
     })
 
     it('leaves our settings alone without a redis.ini', function () {
       assert.deepEqual(withRedisIni({ redis: { host: 'h' } }, undefined).redis, { host: 'h' })
-      assert.deepEqual(parseConfig(withRedisIni({}, undefined)).redis, { host: '127.0.0.1', port: 6379, db: 0 })
+      assert.deepEqual(parseConfig(withRedisIni({}, undefined)).redis, { host: '127.0.0.1', port: 6379, db: 0, journal: 'hijack-guard.journal.json', journalCheckMs: 60000 })
     })
   })
 })

@@ -105,8 +105,8 @@ describe('keys', function () {
     it('gives every key of an account the account hash tag, so one script touches one slot', function () {
       for (const account of ODD_ACCOUNTS) {
         const keys = Object.values(accountKeys(account))
-        assert.equal(keys.length, 6)
-        assert.equal(new Set(keys).size, 6)
+        assert.equal(keys.length, 7)
+        assert.equal(new Set(keys).size, 7)
         for (const key of keys) {
           assert.ok(key.startsWith(`${PREFIX}:{`), key)
           assert.equal(hashTag(key), encodeAccount(account))
@@ -133,6 +133,7 @@ describe('keys', function () {
         disabled: 'hijack-guard:{alice@example.com}:disabled',
         monitored: 'hijack-guard:{alice@example.com}:monitored',
         held: 'hijack-guard:{alice@example.com}:held',
+        enabled: 'hijack-guard:{alice@example.com}:enabled',
         dropBefore: 'hijack-guard:{alice@example.com}:drop-before',
       })
       assert.equal(AUDIT_LOG, 'hijack-guard:audit')

@@ -1,0 +1,229 @@
+'use strict'
+
+// End-to-end: a Redis that loses its data (issue 8 item 6) with the real parts: a Haraka 3.3.4
+// process with the packed plugin installed by npm, a redis-server WITHOUT persistence (restarted
+// on the same port, or FLUSHALL), a nodemailer client speaking AUTH PLAIN over loopback, a
+// loopback SMTP sink. A disabled account must stay disabled through the loss; only an admin's
+// enable makes it send again. See docs/store.md (the journal) and test/e2e/README.md.
+
+const assert = require('node:assert/strict')
+const childProcess = require('node:child_process')
+const fs = require('node:fs')
+const path = require('node:path')
+
+const h = require('./harness')
+const {
+  assert250, assert535, assert550, bySubject, countMatches, disabledKey, pluginIni, PREAUTH_PLUGIN, preauthName, waitSubjects,
+} = require('./helpers')
+
+const PW = 'pw'
+const OUT = 'bob@outside.example'
+
+// Haraka retries a temporary failure after 5 s, so mail the sink refuses with 451 stays queued.
+const RETRYING_OUTBOUND = [
+  '[main]',
+  'enable_tls=false',
+  'local_mx_ok=true',
+  'inet_prefer=v4',
+  'connect_timeout=5',
+  'temp_fail_intervals=5s*30',
+  '',
+].join('\n')
+
+const REASSERTED = (account) => new RegExp(`\\[WARN\\].*re-asserted disabled flag of ${h.escapeRegExp(JSON.stringify(account))} lost by Redis`)
+
+// The plugin's ini with [redis] journal_check (how often the journal is compared with Redis).
+function lossIni (redisPort, { journalCheck, ...opts } = {}) {
+  const ini = pluginIni(redisPort, { limits: 'messages = 3/1m\nrecipients = 0', ...opts })
+  return journalCheck ? ini.replace(`port = ${redisPort}`, `port = ${redisPort}\njournal_check = ${journalCheck}`) : ini
+}
+
+// Runs the CLI the package installed into the Haraka directory. -> { code, stdout, stderr }
+function hg (srv, args) {
+  const bin = path.join(srv.dir, 'node_modules', '.bin', 'hijack-guard')
+  const env = { ...process.env }
+  delete env.HARAKA
+  return new Promise((resolve) => {
+    childProcess.execFile(bin, ['-c', srv.dir, ...args], { cwd: srv.dir, env, timeout: 20000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      resolve({ code: err ? err.code : 0, stdout, stderr })
+    })
+  })
+}
+
+function journalAccounts (srv) {
+  try {
+    return Object.keys(JSON.parse(fs.readFileSync(path.join(srv.dir, 'hijack-guard.journal.json'), 'utf8')).accounts)
+  } catch {
+    return []
+  }
+}
+
+describe('e2e: a Redis that loses its data', function () {
+  this.timeout(60000)
+
+  let sink
+  let redis
+  const started = []
+
+  async function haraka (opts) {
+    const inst = await h.createHaraka({
+      sink,
+      ...opts,
+      testPlugins: { test_preauth: PREAUTH_PLUGIN },
+      beforePlugins: ['test_preauth'],
+    })
+    started.push(inst)
+    await inst.start()
+    return inst
+  }
+
+  // Sends 3 messages (250) and a 4th (550 5.7.1): the account is disabled. -> accepted subjects
+  async function trip (srv, account, tag = 'm') {
+    const s = await h.openSession({ port: srv.port, user: account, pass: PW })
+    const accepted = []
+    for (let i = 1; i <= 4; i++) {
+      const subject = `${tag} ${account} ${i}`
+      const r = await s.send({ from: account, to: [OUT], subject })
+      if (i <= 3) {
+        assert250(r, `${account} message ${i}`)
+        accepted.push(subject)
+      } else {
+        assert550(r, 'data', `${account} message ${i} goes over`)
+      }
+    }
+    await s.close()
+    assert.equal(await redis.command('EXISTS', disabledKey(account)), 1)
+    return accepted
+  }
+
+  // AUTH 535 5.7.8, and MAIL FROM 550 5.7.1 on a path the AUTH gate cannot see.
+  async function assertRefused (srv, account, what) {
+    assert535(await h.tryAuth({ port: srv.port, user: account, pass: PW }), `${what}: AUTH`)
+    const s = await h.openSession({ port: srv.port, name: preauthName(account) })
+    assert550(await s.send({ from: account, to: [OUT], subject: `${what} after the loss` }), 'mail', `${what}: MAIL FROM`)
+    await s.close()
+  }
+
+  before(async function () {
+    this.timeout(240000) // npm pack (build) + npm install, once per run
+    await h.packPlugin()
+    sink = await h.startSink()
+    redis = await h.startRedis()
+  })
+
+  after(async function () {
+    for (const r of started.splice(0)) await (r.destroy ? r.destroy() : r.stop())
+    if (redis) await redis.stop()
+    if (sink) await sink.stop()
+    await h.stopAll()
+  })
+
+  beforeEach(async function () {
+    sink.accept()
+    sink.clear()
+    if (!redis.alive()) await redis.start()
+    await redis.flushall()
+  })
+
+  afterEach(async function () {
+    h.dumpLogsIfFailed(this)
+    sink.accept()
+    for (const r of started.splice(0).reverse()) await (r.destroy ? r.destroy() : r.stop())
+  })
+
+  it('a restart of redis-server without persistence: the account is still refused at AUTH (535) and MAIL FROM (550), and the flag is back in Redis', async function () {
+    const acct = 'restart@test.example'
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: lossIni(redis.port) })
+    await trip(srv, acct)
+    assert.deepEqual(journalAccounts(srv), [acct], 'the journal holds the disable')
+    await redis.restart()
+    assert.equal(await redis.command('DBSIZE'), 0, 'the restart lost every key')
+    await srv.waitForLog(REASSERTED(acct), { timeoutMs: 10000 })
+    assert.equal(await redis.command('EXISTS', disabledKey(acct)), 1, 'the flag is back in Redis')
+    await assertRefused(srv, acct, 'after the restart')
+    assert.match(srv.log(), /run_id \w+ -> \w+/)
+    assert.equal(bySubject(sink, 'after the restart').length, 0)
+    assert.ok(srv.alive())
+  })
+
+  it('FLUSHALL: the next AUTH finds the account disabled again (535), MAIL FROM 550, the flag is back', async function () {
+    const acct = 'flush@test.example'
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: lossIni(redis.port) })
+    await trip(srv, acct)
+    await redis.flushall()
+    assert.equal(await redis.command('EXISTS', disabledKey(acct)), 0)
+    // no reconnect and no timer (journal_check 60 s): the AUTH's own lookup re-asserts
+    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'AUTH after FLUSHALL')
+    assert.equal(await redis.command('EXISTS', disabledKey(acct)), 1, 'the flag is back in Redis')
+    assert.equal(countMatches(srv.log(), REASSERTED(acct)), 1)
+    await assertRefused(srv, acct, 'after FLUSHALL')
+    assert.equal(bySubject(sink, 'after FLUSHALL').length, 0)
+  })
+
+  it('held mail stays held through FLUSHALL and goes out only after an enable', async function () {
+    const acct = 'held@test.example'
+    const srv = await haraka({
+      users: { [acct]: PW },
+      pluginIni: lossIni(redis.port, { held: 'retry = 1s' }),
+      config: { 'outbound.ini': RETRYING_OUTBOUND },
+    })
+    sink.refuse(451)
+    const queued = await trip(srv, acct, 'held')
+    const holding = /holding queued mail of disabled account "held@test\.example"/
+    await srv.waitForLog(holding, { count: queued.length, timeoutMs: 20000 })
+    sink.accept()
+    await redis.flushall()
+    const mark = srv.logMark()
+    // several retries after the loss: each one holds it again
+    await srv.waitForLog(holding, { count: 3 * queued.length, since: mark, timeoutMs: 15000 })
+    assert.equal(bySubject(sink, `held ${acct}`).length, 0, 'no held message left through the loss')
+    assert.equal(await redis.command('EXISTS', disabledKey(acct)), 1)
+    const enabled = await hg(srv, ['enable', acct])
+    assert.equal(enabled.code, 0, enabled.stdout + enabled.stderr)
+    const delivered = await waitSubjects(sink, `held ${acct}`, queued.length, { timeoutMs: 15000 })
+    assert.deepEqual(delivered.map((m) => m.subject).sort(), [...queued].sort())
+  })
+
+  it('an admin enable with the CLI before the loss: after the loss the account stays enabled and sends', async function () {
+    const acct = 'enabled@test.example'
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: lossIni(redis.port, { journalCheck: '1s' }) })
+    await trip(srv, acct)
+    const enabled = await hg(srv, ['enable', acct])
+    assert.equal(enabled.code, 0, enabled.stdout + enabled.stderr)
+    // no mail in between: the periodic check finds the tombstone of the enable and forgets it
+    await srv.waitForLog(/journal: "enabled@test\.example" was enabled since incident/, { timeoutMs: 10000 })
+    assert.deepEqual(journalAccounts(srv), [])
+    await redis.restart()
+    await srv.waitForLog(/run_id \w+ -> \w+/, { timeoutMs: 10000 })
+    await h.waitUntil(async () => {
+      const r = await h.sendOne({ port: srv.port, user: acct, pass: PW, from: acct, to: [OUT], subject: 'enabled after the loss' })
+      return r.code === 250
+    }, { timeoutMs: 10000, intervalMs: 200, message: 'the enabled account cannot send after the loss' })
+    assert.equal(await redis.command('EXISTS', disabledKey(acct)), 0)
+    assert.equal(countMatches(srv.log(), REASSERTED(acct)), 0)
+    await waitSubjects(sink, 'enabled after the loss', 1)
+  })
+
+  it('a second Haraka on the same Redis that never saw the disable refuses the account after the loss: the first re-asserted it', async function () {
+    const acct = 'shared@test.example'
+    const ini = lossIni(redis.port)
+    const first = await haraka({ users: { [acct]: PW }, pluginIni: ini })
+    const second = await haraka({ users: { [acct]: PW }, pluginIni: ini })
+    await trip(first, acct)
+    assert.deepEqual(journalAccounts(second), [], 'the second never saw it')
+    await redis.restart()
+    await first.waitForLog(REASSERTED(acct), { timeoutMs: 10000 })
+    await assertRefused(second, acct, 'second server')
+    assert.equal(countMatches(second.log(), REASSERTED(acct)), 0, 'the second had nothing to re-assert')
+    assert.equal(bySubject(sink, 'second server').length, 0)
+  })
+
+  it('logs a WARN at startup naming the risk of a Redis that keeps nothing on disk', async function () {
+    const srv = await haraka({ users: {}, pluginIni: lossIni(redis.port) })
+    await srv.waitForLog(/\[WARN\].*Redis keeps nothing on disk \(appendonly no, save ""\): a restart loses every disabled flag/, { timeoutMs: 10000 })
+    const evicting = await h.startRedis({ args: ['--maxmemory-policy', 'allkeys-lru'] })
+    started.push(evicting)
+    const other = await haraka({ users: {}, pluginIni: lossIni(evicting.port) })
+    await other.waitForLog(/\[WARN\].*maxmemory-policy allkeys-lru lets Redis evict disabled flags/, { timeoutMs: 10000 })
+  })
+})
