@@ -182,7 +182,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     if (heldTimer) return
     heldTimer = setTimeout(() => {
       heldTimer = undefined
-      flushHeld()
+      void flushHeld()
     }, HELD_FLUSH_MS)
     heldTimer.unref()
   }
