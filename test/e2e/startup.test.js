@@ -22,12 +22,13 @@ const asRoot = typeof process.getuid === 'function' && process.getuid() === 0
 const STATE = 'hijack-guard.state.json'
 
 // Runs the CLI the package installed into the Haraka directory, as this process's user.
-function hg (srv, args) {
+function hg (srv, args, { uid, gid } = {}) {
   const bin = path.join(srv.dir, 'node_modules', '.bin', 'hijack-guard')
   const env = { ...process.env }
   delete env.HARAKA
+  const as = uid === undefined ? {} : { uid, gid }
   return new Promise((resolve) => {
-    childProcess.execFile(bin, ['-c', srv.dir, ...args], { cwd: srv.dir, env, timeout: 20000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+    childProcess.execFile(bin, ['-c', srv.dir, ...args], { cwd: srv.dir, env, timeout: 20000, killSignal: 'SIGKILL', ...as }, (err, stdout, stderr) => {
       resolve({ code: err ? err.code : 0, stdout, stderr })
     })
   })
@@ -181,6 +182,19 @@ describe('e2e: startup checks, the CLI as root, hot reload and store-unavailable
       assert.deepEqual(ownerOf(file), { uid: NOBODY, gid: NOBODY, mode: 0o600 })
       assert.doesNotMatch(srv.log(), /store unavailable|EACCES/)
       assert.ok(srv.alive())
+    })
+
+    it('the CLI run by a user who cannot give the state file back to its owner exits 4 naming the file, and changes nothing', async function () {
+      const srv = await instance({ ini: pluginIni(null, { store: 'memory' }), asNobody: true })
+      const file = path.join(srv.dir, STATE)
+      const before = '{"version":1,"disabled":{}}\n'
+      fs.writeFileSync(file, before, { mode: 0o644 })
+      const r = await hg(srv, ['disable', 'bob@test.example'], { uid: NOBODY, gid: NOBODY })
+      assert.equal(r.code, 4, `${r.stdout}${r.stderr}`)
+      assert.match(r.stderr, new RegExp(`cannot keep the owner of ${h.escapeRegExp(file)} \\(uid 0, gid 0\\).*nothing was changed`))
+      assert.equal(fs.readFileSync(file, 'utf8'), before)
+      assert.deepEqual(ownerOf(file), { uid: 0, gid: 0, mode: 0o644 })
+      assert.deepEqual(fs.readdirSync(srv.dir).filter((f) => f.startsWith(STATE)), [STATE], 'no lock or temporary file left')
     })
   })
 
