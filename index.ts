@@ -61,9 +61,11 @@ export const check_rcpt = asHook(function (this: GuardPlugin, connection: Connec
   return checkRcpt(connection, state(this), params[0])
 })
 
+// Inbound mail of sessions that did not authenticate: never refused for the plugin's own trouble
+// (consumeReply keeps a reply to an alert from being delivered whatever fails).
 export const consume_reply = asHook(async function (this: GuardPlugin, connection: Connection) {
   return (await consumeReply(this, connection, state(this))) ?? undefined
-}, onStoreError)
+})
 
 export const count_message = asHook(async function (this: GuardPlugin, connection: Connection) {
   const s = state(this)
