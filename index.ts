@@ -137,7 +137,8 @@ async function startInProcess(plugin: GuardPlugin): Promise<void> {
   // checks the state file as the user that must read and write it.
   if (config.store === 'memory') await checkStateFile(stateFilePath(config))
   state(plugin)
-  const wrapped = wrapAuthPlugins(plugin, registeredPlugins(plugin), (connection, user) => authRefusal(plugin, connection, user, state(plugin)))
+  // async: even a synchronous throw becomes a rejection, which the wrapper turns into "MAIL FROM decides".
+  const wrapped = wrapAuthPlugins(plugin, registeredPlugins(plugin), async (connection, user) => authRefusal(plugin, connection, user, state(plugin)))
   plugin.loginfo(wrapped.length ? `AUTH of disabled accounts refused in: ${wrapped.join(', ')}` : 'no auth plugin found to guard; MAIL FROM still refuses disabled accounts')
 }
 

@@ -91,6 +91,30 @@ describe('plugin: an unexpected exception inside a hook (issue 8, item 4)', func
     assert.equal(m.rc, constants.denysoft)
   })
 
+  it('on_store_error = closed: an exception in the AUTH check accepts the login, and MAIL FROM then answers 451 4.3.0', async function () {
+    const { plugin, dir } = makeGuard(CLOSED)
+    const auth = {
+      name: 'auth/flat_file',
+      check_plain_passwd(connection, user, passwd, cb) {
+        cb(passwd === 'right')
+      },
+    }
+    plugin.haraka_require = () => ({ registered_plugins: { 'auth/flat_file': auth, 'hijack-guard': plugin } })
+    assert.equal((await init(plugin)).rc, undefined)
+    // The store cannot be opened from here on: opening it throws (a damaged file).
+    const damaged = path.join(dir, 'damaged.json')
+    fs.writeFileSync(damaged, '{')
+    delete plugin.guard.store
+    plugin.guard.config = { ...plugin.guard.config, store: 'memory', stateFile: damaged }
+    const c = connectionFor(undefined)
+    const valid = await new Promise((resolve) => auth.check_plain_passwd(c, 'alice', 'right', (v) => resolve(v)))
+    assert.equal(valid, true, 'the login is accepted: MAIL FROM decides')
+    c.notes.auth_user = 'alice'
+    const m = await mail(plugin, c)
+    assert.equal(m.rc, constants.denysoft)
+    assert.match(reply(m.msg), /^451 4\.3\.0 /)
+  })
+
   it('on_store_error = open: the same exception lets the message pass (the documented open policy)', async function () {
     const { plugin } = makeGuard('[main]\non_store_error=open\n[limits]\nmessages=3/1m\n')
     assert.equal((await mail(plugin, throwingNotes(connectionFor('a')))).rc, undefined)
