@@ -7,11 +7,12 @@ import { resolve } from 'node:path'
 import { wrapAuthPlugins } from './lib/auth-wrap'
 import { CONFIG_FILE, ConfigError, readConfig, type Config } from './lib/config'
 import type { MailSender } from './lib/alert'
-import { authRefusal, checkMail, checkRcpt, consumeReply, countMessage, type GuardState } from './lib/guard'
-import { asHook, outboundSender, registeredPlugins, type Address, type Connection, type HarakaPlugin, type Next } from './lib/haraka'
+import { authRefusal, checkMail, checkRcpt, consumeReply, countMessage, storeErrorVerdict, type GuardState } from './lib/guard'
+import { asHook, DENY, outboundSender, registeredPlugins, type Address, type Connection, type HarakaPlugin, type Next, type Verdict } from './lib/haraka'
 import { checkQueued, refuseDropped, suppressBounce, type QueuedMail } from './lib/held'
 import { createJournalFile, withJournal } from './lib/journal'
-import { createMemoryStore } from './lib/memory-store'
+import { errorText } from './lib/messages'
+import { checkStateFile, createMemoryStore } from './lib/memory-store'
 import { createRedisStore } from './lib/redis-store'
 import type { Store } from './lib/store'
 
@@ -41,23 +42,28 @@ export function register(this: GuardPlugin): void {
 }
 
 export function hook_init_master(this: GuardPlugin, next: Next): void {
-  startInProcess(this)
-  next()
+  startOrStop(this, next)
 }
 
 export function hook_init_child(this: GuardPlugin, next: Next): void {
-  startInProcess(this)
-  next()
+  startOrStop(this, next)
+}
+
+/** An unexpected error in a hook that decides on mail answers as a store failure would. */
+function onStoreError(this: GuardPlugin): Verdict {
+  return storeErrorVerdict(this.guard)
 }
 
 export const hook_mail = asHook(async function (this: GuardPlugin, connection: Connection) {
   return checkMail(this, connection, state(this))
-})
+}, onStoreError)
 
 export const check_rcpt = asHook(function (this: GuardPlugin, connection: Connection, params: [Address]) {
   return checkRcpt(connection, state(this), params[0])
 })
 
+// Inbound mail of sessions that did not authenticate: never refused for the plugin's own trouble
+// (consumeReply keeps a reply to an alert from being delivered whatever fails).
 export const consume_reply = asHook(async function (this: GuardPlugin, connection: Connection) {
   return (await consumeReply(this, connection, state(this))) ?? undefined
 })
@@ -65,7 +71,7 @@ export const consume_reply = asHook(async function (this: GuardPlugin, connectio
 export const count_message = asHook(async function (this: GuardPlugin, connection: Connection) {
   const s = state(this)
   return (await consumeReply(this, connection, s)) ?? countMessage(this, connection, s)
-})
+}, onStoreError)
 
 export const hook_send_email = asHook(function (this: GuardPlugin, mail: QueuedMail) {
   return checkQueued(this, mail, state(this))
@@ -94,9 +100,7 @@ function state(plugin: GuardPlugin): GuardState {
 }
 
 function openStore(plugin: GuardPlugin, config: Config): Store {
-  if (config.store === 'memory') {
-    return createMemoryStore({ stateFile: resolve(process.env.HARAKA ?? process.cwd(), config.stateFile) })
-  }
+  if (config.store === 'memory') return createMemoryStore({ stateFile: stateFilePath(config) })
   const log = { info: (m: string) => plugin.loginfo(m), warn: (m: string) => plugin.logwarn(m), error: (m: string) => plugin.logerror(m) }
   // The journal keeps disabled flags through a Redis that loses its data (lib/journal.ts).
   const redis = createRedisStore({ redis: config.redis, timeoutMs: config.storeTimeoutMs, log, checkDurability: true })
@@ -104,14 +108,67 @@ function openStore(plugin: GuardPlugin, config: Config): Store {
   return withJournal(redis, { file: journal, log, checkMs: config.redis.journalCheckMs })
 }
 
-/** Opens the store early (without waiting for Redis) and puts the AUTH gate on the auth plugins. */
-function startInProcess(plugin: GuardPlugin): void {
+/**
+ * init_master / init_child: opens and checks the store, then puts the AUTH gate on the auth
+ * plugins. A store that cannot open stops Haraka (an exception here would only be logged and
+ * Haraka would run unguarded): `next(DENY, why)` makes Haraka exit.
+ */
+function startOrStop(plugin: GuardPlugin, next: Next): void {
+  startInProcess(plugin).then(
+    () => next(),
+    (err: unknown) => {
+      const why = `hijack-guard cannot start: ${errorText(err)}`
+      try {
+        plugin.logcrit(why)
+      } finally {
+        next(DENY, why)
+      }
+    },
+  )
+}
+
+/** Opens the store early (without waiting for Redis), checks a memory store's file, and wraps AUTH. */
+async function startInProcess(plugin: GuardPlugin): Promise<void> {
+  const config = plugin.guard.config
+  // Haraka 3.3.4 runs init_master after dropping privileges to smtp.ini user/group, so this
+  // checks the state file as the user that must read and write it.
+  if (config.store === 'memory') await checkStateFile(stateFilePath(config))
   state(plugin)
-  const wrapped = wrapAuthPlugins(plugin, registeredPlugins(plugin), (connection, user) => authRefusal(plugin, connection, user, state(plugin)))
+  // async: even a synchronous throw becomes a rejection, which the wrapper turns into "MAIL FROM decides".
+  const wrapped = wrapAuthPlugins(plugin, registeredPlugins(plugin), async (connection, user) => authRefusal(plugin, connection, user, state(plugin)))
   plugin.loginfo(wrapped.length ? `AUTH of disabled accounts refused in: ${wrapped.join(', ')}` : 'no auth plugin found to guard; MAIL FROM still refuses disabled accounts')
 }
 
+function stateFilePath(config: Config): string {
+  return resolve(process.env.HARAKA ?? process.cwd(), config.stateFile)
+}
+
+/** Bumped by every reload: a slower, older reload never overwrites a newer one. */
+let reloads = 0
+
+/** The config file changed: never throws (haraka-config does not catch, and Haraka would exit). */
 function reloadConfig(plugin: GuardPlugin): void {
+  const mine = ++reloads
+  let pending: Promise<void>
+  try {
+    pending = reload(plugin, () => mine === reloads)
+  } catch (err) {
+    pending = Promise.reject(err instanceof Error ? err : new Error(String(err)))
+  }
+  pending.catch((err: unknown) => {
+    try {
+      plugin.logerror(`${CONFIG_FILE} reload failed, keeping the previous configuration and store: ${errorText(err)}`)
+    } catch {
+      // nothing left to tell
+    }
+  })
+}
+
+/**
+ * Reads the new config; when it names another store, opens and checks that store before
+ * swapping, so a store that cannot open leaves the old config and store in place.
+ */
+async function reload(plugin: GuardPlugin, current: () => boolean): Promise<void> {
   let config: Config
   try {
     config = readConfig(plugin.config, () => reloadConfig(plugin))
@@ -125,12 +182,21 @@ function reloadConfig(plugin: GuardPlugin): void {
     plugin.logerror(`${CONFIG_FILE}: switching to store = memory needs a restart; keeping the previous configuration`)
     return
   }
-  for (const w of config.warnings) plugin.logwarn(`${CONFIG_FILE}: ${w}`)
-  plugin.guard.config = config
-  if (storeChanged && plugin.guard.store) {
-    shutdown.call(plugin)
-    state(plugin)
+  let store: Store | undefined
+  if (storeChanged) {
+    if (config.store === 'memory') await checkStateFile(stateFilePath(config))
+    store = openStore(plugin, config)
   }
+  if (!current()) {
+    await store?.close()
+    return
+  }
+  for (const w of config.warnings) plugin.logwarn(`${CONFIG_FILE}: ${w}`)
+  if (store) {
+    shutdown.call(plugin)
+    plugin.guard.store = store
+  }
+  plugin.guard.config = config
   plugin.loginfo(`${CONFIG_FILE} reloaded: ${summary(config)}`)
 }
 

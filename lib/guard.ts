@@ -12,6 +12,7 @@ import { composeAlert, composeNotice, type MailSender } from './alert'
 import { handleReply } from './reactivate'
 import { isReplyRecipient, TOKEN_PATTERN, type MailAddress } from './reply'
 import { randomId } from './ids'
+import { createFailureLog, type FailureLog } from './failure-log'
 
 export interface GuardState {
   readonly config: Config
@@ -40,10 +41,34 @@ function sessionAccount(connection: Connection, config: Config): string | null {
   return login === null ? null : canonicalAccount(login, config.accounts)
 }
 
+/** One rate limiter of "store unavailable" lines per plugin object (one per Haraka process). */
+const storeDownLogs = new WeakMap<object, FailureLog>()
+
+/**
+ * Logs a store failure at ERROR, rate-limited: the first of an outage, then one count a minute.
+ * Returns true when this one was logged.
+ */
+export function logStoreDown(plugin: HarakaPlugin, text: string, log: (line: string) => void): boolean {
+  let limiter = storeDownLogs.get(plugin)
+  if (!limiter) {
+    limiter = createFailureLog({ what: 'store unavailable' })
+    storeDownLogs.set(plugin, limiter)
+  }
+  return limiter.failure(text, log)
+}
+
 /** The verdict when the store failed: open lets mail flow, closed answers 451 4.3.0. */
-function storeFailure(plugin: HarakaPlugin, connection: Connection, state: GuardState, err: unknown, where: string): Verdict {
-  // haraka-results logs an err result at ERROR level: no separate log line.
-  connection.results.add(plugin, { err: `store unavailable at ${where} (on_store_error=${state.config.onStoreError}): ${errorText(err)}` })
+export function storeFailure(plugin: HarakaPlugin, connection: Connection, state: GuardState, err: unknown, where: string): Verdict {
+  const text = `store unavailable at ${where} (on_store_error=${state.config.onStoreError}): ${errorText(err)}`
+  // Every failure is in the results as a msg (haraka-results logs an err at ERROR, a msg not);
+  // the log gets the first of an outage and then a count a minute.
+  connection.results.add(plugin, { msg: text })
+  logStoreDown(plugin, text, (line) => connection.logerror(plugin, line))
+  return storeErrorVerdict(state)
+}
+
+/** What on_store_error answers: nothing (open) or 451 4.3.0 (closed). */
+export function storeErrorVerdict(state: Pick<GuardState, 'config'>): Verdict {
   if (state.config.onStoreError === 'open') return
   return [DENYSOFT, DSN.sys_unspecified(storeDownReply(state.config.contact), 451)]
 }
@@ -247,7 +272,7 @@ export async function authRefusal(plugin: HarakaPlugin, connection: Connection, 
   try {
     record = await withTimeout(state.store.getDisabled(account), state.config.storeTimeoutMs, 'AUTH lookup')
   } catch (err) {
-    connection.logerror(plugin, `store unavailable at AUTH, MAIL FROM will decide: ${errorText(err)}`)
+    logStoreDown(plugin, `store unavailable at AUTH, MAIL FROM will decide: ${errorText(err)}`, (line) => connection.logerror(plugin, line))
     return null
   }
   if (!record) {

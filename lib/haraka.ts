@@ -121,11 +121,13 @@ export function registeredPlugins(plugin: HarakaPlugin): Record<string, Record<s
 
 /**
  * Adapts an async body to a Haraka hook that calls `next` exactly once. Haraka does not catch
- * a rejected promise (it would end the process), so an unexpected error is logged and the
- * hook answers CONT.
+ * a rejected promise (it would end the process), so an unexpected error, thrown or rejected, is
+ * logged and answered with `onError`'s verdict (CONT when there is none); an `onError` that
+ * throws answers 451, since it stands for a closed policy.
  */
 export function asHook<P extends HarakaPlugin, A extends unknown[]>(
   body: (this: P, ...args: A) => Verdict | Promise<Verdict>,
+  onError?: (this: P) => Verdict,
 ): (this: P, next: Next, ...args: A) => void {
   return function (this: P, next: Next, ...args: A): void {
     let called = false
@@ -134,23 +136,33 @@ export function asHook<P extends HarakaPlugin, A extends unknown[]>(
       called = true
       next(code, msg)
     }
+    const failed = (err: unknown): void => {
+      let verdict: Verdict
+      try {
+        verdict = onError?.call(this)
+      } catch {
+        verdict = [DENYSOFT, DSN.sys_unspecified('Temporary local problem; please try again later', 451)]
+      }
+      const what = verdict ? `answering ${constants.translate(verdict[0])}` : 'letting the message pass'
+      try {
+        this.logcrit(`unexpected error, ${what}: ${(err as Error)?.stack ?? String(err)}`)
+      } finally {
+        if (verdict) once(verdict[0], verdict[1])
+        else once()
+      }
+    }
     let work: Verdict | Promise<Verdict>
     try {
       work = body.apply(this, args)
     } catch (err) {
-      work = Promise.reject(err instanceof Error ? err : new Error(String(err)))
+      failed(err)
+      return
     }
     // A body that decided without waiting answers at once (no promise per hook call).
     if (!(work instanceof Promise)) {
       once(...((work ?? []) as [number?, (string | DSN | number)?]))
       return
     }
-    work.then(
-      (verdict) => (verdict ? once(verdict[0], verdict[1]) : once()),
-      (err: unknown) => {
-        this.logcrit(`unexpected error, letting the message pass: ${(err as Error)?.stack ?? String(err)}`)
-        once()
-      },
-    )
+    work.then((verdict) => (verdict ? once(verdict[0], verdict[1]) : once()), failed)
   }
 }

@@ -4,7 +4,7 @@
  * without a bounce when an operator drops them or after [held] max_hold.
  */
 import { DELAY, DENY, OK, type HarakaPlugin, type Verdict } from './haraka'
-import { NOTE, type CountNote, type GuardState } from './guard'
+import { logStoreDown, NOTE, type CountNote, type GuardState } from './guard'
 import { errorText } from './messages'
 
 /** The part of Haraka's HMailItem the plugin uses. */
@@ -43,7 +43,9 @@ async function checkHeld(plugin: HarakaPlugin, mail: QueuedMail, state: GuardSta
   try {
     held = await store.heldState(note.account)
   } catch (err) {
-    plugin.logerror(`held mail of ${JSON.stringify(note.account)}: store unavailable (on_store_error=${config.onStoreError}): ${errorText(err)}`)
+    logStoreDown(plugin, `store unavailable at send_email, held mail of ${JSON.stringify(note.account)} (on_store_error=${config.onStoreError}): ${errorText(err)}`, (line) =>
+      plugin.logerror(line),
+    )
     return config.onStoreError === 'closed' ? [DELAY, retrySeconds] : undefined
   }
   const release = (): Promise<boolean> => store.release(note.account, id).catch(() => false)

@@ -1,4 +1,5 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs'
+import { accessSync, closeSync, constants as fsConstants, fchownSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync } from 'node:fs'
+import { open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { Rule } from './config'
 import { countersTtlMs, increments, staleFields, windowTotals } from './buckets'
@@ -94,10 +95,11 @@ function toJson(d: Durable): string {
 
 /**
  * The embedded Store for one Haraka process. Counters live in memory; the durable state
- * (disable records, tokens, audit, held mail) is written to `stateFile` before a call
- * resolves, so a restart keeps every disabled flag. A change to the file by another process
- * (the CLI) is picked up on the next call. Throws StoreError when the state file exists but is
- * not readable as state: the plugin refuses to start rather than forget a disabled account.
+ * (disable records, tokens, audit) is written to `stateFile` before a call resolves, so a
+ * restart keeps every disabled flag; held-mail marks are written within HELD_FLUSH_MS. A change
+ * to the file by another process (the CLI) is picked up on the next call. Throws StoreError
+ * when the state file exists but is not readable as state: the plugin refuses to start rather
+ * than forget a disabled account.
  */
 export function createMemoryStore(options: MemoryStoreOptions): Store {
   const now = options.now ?? Date.now
@@ -106,9 +108,19 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
   let durable = loadState(file)
   let seen = fileStamp(file)
   let recordsSinceSweep = 0
+  /** Held-mail marks not written yet: "account\0id" -> forget-at ms, or null for a release. */
+  const pendingHeld = new Map<string, { account: string; id: string; until: number | null }>()
+  let heldTimer: NodeJS.Timeout | undefined
+  /** Changes applied here but not yet in the file, replayed over what another process wrote. */
+  const pending: ((d: Durable) => unknown)[] = []
+  /** The in-process queue of writes: one at a time, each under the lock file. */
+  let queue: Promise<unknown> = Promise.resolve()
+  /** True while this process holds the lock and replaces the file: nobody else changes it. */
+  let writing = false
 
   /** Takes in what another process wrote; counters of accounts it cleared are dropped here too. */
   function refresh(): Durable {
+    if (writing) return durable
     const stamp = fileStamp(file)
     if (stamp === seen) return durable
     const before = durable
@@ -117,41 +129,68 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     for (const [account, at] of durable.cleared) {
       if (at !== before.cleared.get(account)) accounts.delete(account)
     }
+    for (const mutate of pending) mutate(durable)
+    for (const p of pendingHeld.values()) applyHeld(durable, p.account, p.id, p.until)
     return durable
   }
 
   /**
-   * Applies a change to the latest durable state and writes it before returning. The lock file
+   * Applies a change to the latest durable state at once (so this process's next call sees it)
+   * and resolves once it is in the file. Writes queue behind each other; the lock file
    * serialises the read-change-write of every process sharing the file (Haraka and the CLI), so
-   * no change overwrites another.
+   * no change overwrites another: a change is replayed over what another process wrote.
+   * Waiting for the lock never blocks the event loop.
    */
-  function change<T>(mutate: (d: Durable) => T): T {
-    return withLock(file, () => {
-      const d = refresh()
-      const result = mutate(d)
-      write(d)
-      return result
-    })
+  function change<T>(mutate: (d: Durable) => T): Promise<T> {
+    const result = mutate(refresh())
+    pending.push(mutate)
+    const run = queue.then(() =>
+      withLock(file, async () => {
+        refresh()
+        const written = [...pending]
+        const heldWritten = new Map(pendingHeld)
+        writing = true
+        try {
+          await write(durable)
+        } catch (err) {
+          forget(pending, mutate)
+          throw err
+        } finally {
+          writing = false
+        }
+        for (const m of written) forget(pending, m)
+        for (const [key, p] of heldWritten) if (pendingHeld.get(key) === p) pendingHeld.delete(key)
+        seen = fileStamp(file)
+      }),
+    )
+    queue = run.catch(() => undefined)
+    return run.then(() => result)
   }
 
-  function write(d: Durable): void {
+  async function write(d: Durable): Promise<void> {
     const t = now()
     for (const [token, p] of d.tokens) if (p.forgetAt <= t) d.tokens.delete(token)
     for (const [account, m] of d.dropBefore) if (m.until <= t) d.dropBefore.delete(account)
-    const tmp = `${file}.${process.pid}.tmp`
-    try {
-      const fd = openSync(tmp, 'w', 0o600)
-      try {
-        writeSync(fd, toJson(d))
-        fsyncSync(fd)
-      } finally {
-        closeSync(fd)
-      }
-      renameSync(tmp, file)
-    } catch (err) {
-      throw new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err })
-    }
-    seen = fileStamp(file)
+    await writeStateFile(file, toJson(d))
+  }
+
+  /** Notes a held-mail change in memory and writes it (with any others) a moment later. */
+  function noteHeld(account: string, id: string, until: number | null): void {
+    const p = { account, id, until }
+    pendingHeld.set(`${account}\0${id}`, p)
+    applyHeld(durable, account, id, until)
+    if (heldTimer) return
+    heldTimer = setTimeout(() => {
+      heldTimer = undefined
+      void flushHeld()
+    }, HELD_FLUSH_MS)
+    heldTimer.unref()
+  }
+
+  function flushHeld(): Promise<void> {
+    if (pendingHeld.size === 0) return Promise.resolve()
+    // A failed write keeps the marks pending for the next change: they only count held mail.
+    return change(() => undefined).catch(() => undefined)
   }
 
   function clearCounters(d: Durable, account: string): void {
@@ -206,7 +245,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
           tokenSha256: tokenDigest(input.token),
           tokenExpiresAt: t + input.tokenTtlMs,
         }
-        change((d) => {
+        await change((d) => {
           d.disabled.set(input.account, record)
           d.tokens.set(tokenDigest(input.token), { account: input.account, forgetAt: t + 2 * input.tokenTtlMs })
         })
@@ -235,7 +274,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       if (!r) return 'not-disabled'
       if (!r.tokenSha256 || r.tokenSha256 !== tokenDigest(token)) return 'mismatch'
       if ((r.tokenExpiresAt ?? 0) < now()) return 'expired'
-      change((d) => {
+      await change((d) => {
         d.disabled.delete(account)
         clearCounters(d, account)
       })
@@ -243,7 +282,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     },
 
     async audit(entry: AuditEntry): Promise<void> {
-      change((d) => {
+      await change((d) => {
         d.audit.unshift(entry)
         d.audit.splice(MEMORY_AUDIT_CAP)
       })
@@ -262,7 +301,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
 
     async disable(input: DisableInput): Promise<boolean> {
       if (refresh().disabled.has(input.account)) return false
-      change((d) => {
+      await change((d) => {
         d.disabled.set(input.account, { ...input, at: now(), counts: [], evidence: [] })
       })
       return true
@@ -277,7 +316,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     },
 
     async reset(account: string): Promise<void> {
-      change((d) => clearCounters(d, account))
+      await change((d) => clearCounters(d, account))
     },
 
     async counts(account: string, rules: readonly Rule[]): Promise<WindowCount[]> {
@@ -310,21 +349,13 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
 
     async hold(account: string, id: string, ttlMs: number): Promise<void> {
       if (refresh().held.get(account)?.has(id)) return
-      change((d) => {
-        const ids = d.held.get(account) ?? new Map<string, number>()
-        ids.set(id, now() + ttlMs)
-        d.held.set(account, ids)
-      })
+      noteHeld(account, id, now() + ttlMs)
     },
 
     async release(account: string, id: string): Promise<boolean> {
       if (!refresh().held.get(account)?.has(id)) return false
-      return change((d) => {
-        const ids = d.held.get(account)
-        const was = ids?.delete(id) ?? false
-        if (ids?.size === 0) d.held.delete(account)
-        return was
-      })
+      noteHeld(account, id, null)
+      return true
     },
 
     async heldCount(account: string): Promise<number> {
@@ -341,6 +372,10 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     },
 
     async close(): Promise<void> {
+      if (heldTimer) clearTimeout(heldTimer)
+      heldTimer = undefined
+      await flushHeld()
+      await queue
       accounts.clear()
     },
   }
@@ -349,14 +384,30 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
 
 const LOCK_WAIT_MS = 5000
 const LOCK_STALE_MS = 10_000
-const napCell = new Int32Array(new SharedArrayBuffer(4))
+const LOCK_RETRY_MS = 3
+/** How soon held-mail marks reach the file (they are counts for the CLI, not flags). */
+const HELD_FLUSH_MS = 1000
+
+function forget<T>(list: T[], item: T): void {
+  const i = list.indexOf(item)
+  if (i >= 0) list.splice(i, 1)
+}
+
+function applyHeld(d: Durable, account: string, id: string, until: number | null): void {
+  const ids = d.held.get(account) ?? new Map<string, number>()
+  if (until === null) ids.delete(id)
+  else ids.set(id, until)
+  if (ids.size === 0) d.held.delete(account)
+  else d.held.set(account, ids)
+}
 
 /**
  * Runs `work` holding `<file>.lock` (created exclusively). The critical sections are a read and
- * a write of a small file, so waiters sleep a few milliseconds at a time; a lock older than
- * LOCK_STALE_MS was left by a process that died and is taken over.
+ * a write of a small file, so waiters retry every few milliseconds (on a timer: the event loop
+ * keeps running); a lock older than LOCK_STALE_MS was left by a process that died and is taken
+ * over. Rejects with StoreError after LOCK_WAIT_MS.
  */
-function withLock<T>(file: string, work: () => T): T {
+async function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
   const lock = `${file}.lock`
   const deadline = Date.now() + LOCK_WAIT_MS
   try {
@@ -364,9 +415,18 @@ function withLock<T>(file: string, work: () => T): T {
   } catch (err) {
     throw new StoreError(`cannot create the directory of ${file}: ${(err as Error).message}`, { cause: err })
   }
+  const owner = ownerFor(file)
   for (;;) {
     try {
-      closeSync(openSync(lock, 'wx', 0o600))
+      const fd = openSync(lock, 'wx', 0o600)
+      try {
+        // A root CLI's lock left behind must stay removable by the user Haraka runs as.
+        if (owner.chown) fchownSync(fd, owner.uid, owner.gid)
+      } catch {
+        // only a lock: removed below
+      } finally {
+        closeSync(fd)
+      }
       break
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(`cannot lock ${file}: ${(err as Error).message}`, { cause: err })
@@ -377,16 +437,121 @@ function withLock<T>(file: string, work: () => T): T {
       // gone already: try again
     }
     if (Date.now() > deadline) throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`)
-    Atomics.wait(napCell, 0, 0, 3)
+    await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS))
   }
   try {
-    return work()
+    return await work()
   } finally {
     try {
       unlinkSync(lock)
     } catch {
       // removed by someone who thought it stale: nothing to release
     }
+  }
+}
+
+/** Who must own a file written at `file`: its present owner and mode, else its directory's owner. */
+interface Owner {
+  uid: number
+  gid: number
+  mode: number
+  /** True when this process must fchown to keep that owner. */
+  chown: boolean
+}
+
+function ownerFor(file: string): Owner {
+  const euid = process.geteuid?.() ?? -1
+  const egid = process.getegid?.() ?? -1
+  let s
+  try {
+    s = statSync(file)
+  } catch {
+    // A new file: root gives it the directory's owner (the user Haraka runs as, once set up).
+    if (euid !== 0) return { uid: euid, gid: egid, mode: 0o600, chown: false }
+    try {
+      const dir = statSync(dirname(file))
+      return { uid: dir.uid, gid: dir.gid, mode: 0o600, chown: dir.uid !== 0 || dir.gid !== egid }
+    } catch {
+      return { uid: euid, gid: egid, mode: 0o600, chown: false }
+    }
+  }
+  return { uid: s.uid, gid: s.gid, mode: s.mode & 0o777, chown: s.uid !== euid || s.gid !== egid }
+}
+
+/**
+ * Replaces `file` with `text` atomically (temporary file, fsync, rename), keeping the file's
+ * owner, group and mode: run as root (the CLI under sudo), the new file is chowned back to the
+ * user Haraka runs as. Rejects with StoreError, leaving the file untouched, when the owner
+ * cannot be kept.
+ */
+async function writeStateFile(file: string, text: string): Promise<void> {
+  const owner = ownerFor(file)
+  const tmp = `${file}.${process.pid}.tmp`
+  let fh
+  try {
+    fh = await open(tmp, 'w', 0o600)
+  } catch (err) {
+    throw new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err })
+  }
+  try {
+    if (owner.chown) {
+      try {
+        await fh.chown(owner.uid, owner.gid)
+      } catch (err) {
+        throw new StoreError(
+          `cannot keep the owner of ${file} (uid ${owner.uid}, gid ${owner.gid}): ${(err as Error).message}; ` +
+            `nothing was changed: run this as that user (e.g. sudo -u '#${owner.uid}') or as root`,
+          { cause: err },
+        )
+      }
+    }
+    await fh.chmod(owner.mode)
+    await fh.writeFile(text)
+    await fh.sync()
+    await fh.close()
+    fh = undefined
+    await rename(tmp, file)
+  } catch (err) {
+    await fh?.close().catch(() => undefined)
+    await unlink(tmp).catch(() => undefined)
+    throw err instanceof StoreError ? err : new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/**
+ * The startup check of a state file: it must read as state, and this process must be able to
+ * read and replace it (read and write on the file, write on its directory). Creates the file,
+ * empty, when it is missing. Rejects with StoreError naming the file and what to do.
+ */
+export async function checkStateFile(file: string): Promise<void> {
+  const who = `uid ${process.getuid?.() ?? '?'} gid ${process.getgid?.() ?? '?'}`
+  const fix = `give the user Haraka runs as (${who}) read and write access to the file and write access to its directory (e.g. chown that user ${file} ${dirname(file)}), or set [main] state_file to a path it can write`
+  try {
+    loadState(file)
+  } catch (err) {
+    const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code
+    throw code === 'EACCES' || code === 'EPERM' ? new StoreError(`${(err as Error).message}; ${fix}`, { cause: err }) : err
+  }
+  try {
+    mkdirSync(dirname(file), { recursive: true })
+    accessSync(dirname(file), fsConstants.W_OK | fsConstants.X_OK)
+  } catch (err) {
+    throw new StoreError(`the directory of ${file} is not writable: ${(err as Error).message}; ${fix}`, { cause: err })
+  }
+  let exists = true
+  try {
+    accessSync(file, fsConstants.R_OK | fsConstants.W_OK)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`${file} is not readable and writable: ${(err as Error).message}; ${fix}`, { cause: err })
+    exists = false
+  }
+  if (exists) return
+  try {
+    await withLock(file, async () => {
+      if (fileStamp(file) === 'missing') await writeStateFile(file, toJson(emptyDurable()))
+    })
+  } catch (err) {
+    throw new StoreError(`${(err as Error).message}; ${fix}`, { cause: err })
   }
 }
 

@@ -675,15 +675,15 @@ describe('cli: store = memory (the state file in the Haraka directory)', functio
   })
 
   // The memory store's read-change-write of the state file holds <state file>.lock, so the
-  // Haraka process (here: a process holding queued mail, one write per message) and the CLI
-  // never overwrite each other's changes: every disable the CLI reports is in the file.
-  it('CLI disables of accounts while the Haraka process writes the state file (held mail) are all kept', async function () {
+  // Haraka process (here: a process resetting an account's counters, one write each) and the
+  // CLI never overwrite each other's changes: every disable the CLI reports is in the file.
+  it('CLI disables of accounts while the Haraka process writes the state file are all kept', async function () {
     const script = path.join(dir, 'writer.js')
     fs.writeFileSync(script, [
       `const { createMemoryStore } = require(${JSON.stringify(path.resolve(__dirname, '..', '..', 'dist', 'lib', 'memory-store'))})`,
       'const store = createMemoryStore({ stateFile: process.argv[2] })',
       'let n = 0',
-      ';(async () => { for (;;) { await store.hold(\'busy@test.example\', `queued-${n++}.1`, 600000); if (n === 20) process.stdout.write(\'ready\\n\') } })()',
+      ';(async () => { for (;;) { await store.reset(\'busy@test.example\'); if (++n === 20) process.stdout.write(\'ready\\n\') } })()',
       '',
     ].join('\n'))
     const writer = childProcess.spawn(process.execPath, [script, stateFile], { stdio: ['ignore', 'pipe', 'inherit'] })

@@ -179,14 +179,18 @@ describe('plugin: counting at queue_outbound', function () {
 })
 
 describe('plugin: when the store fails', function () {
-  it('on_store_error = open lets mail through and records the error', async function () {
+  it('on_store_error = open lets mail through and records the error; only the first failure of the outage is logged at ERROR', async function () {
     const { plugin } = makeGuard('[main]\non_store_error=open\n', { store: failingStore() })
     const c = connectionFor('a')
     assert.equal((await mail(plugin, c)).rc, undefined)
     assert.equal((await queue(plugin, c)).rc, undefined)
-    const errs = fixtures.getResult(c, plugin).err
-    assert.equal(errs.length, 2)
-    assert.match(errs[0], /store unavailable at MAIL FROM.*connection refused/)
+    const msgs = fixtures.getResult(c, plugin).msg
+    assert.equal(msgs.length, 2)
+    assert.match(msgs[0], /store unavailable at MAIL FROM.*connection refused/)
+    assert.deepEqual(fixtures.getResult(c, plugin).err, [], 'no err result: haraka-results would log each at ERROR')
+    const errors = c.hgLogs.filter(([level]) => level === 'logerror')
+    assert.equal(errors.length, 1)
+    assert.match(errors[0][1], /store unavailable at MAIL FROM \(on_store_error=open\): connection refused/)
   })
 
   it('on_store_error = closed answers 451 4.3.0 to authenticated senders only', async function () {
