@@ -110,25 +110,38 @@ export interface WaitOptions {
   readonly intervalMs?: number
   /** What was awaited, for the timeout error; a function is called only on timeout. */
   readonly message?: string | (() => string)
+  /** true: an error thrown by the condition counts as "not yet" (the last one is named on timeout). */
+  readonly ignoreErrors?: boolean
 }
 
 type Falsy = false | 0 | '' | null | undefined
 
 /**
  * Polls `condition` until it returns a truthy value, which it resolves with. Rejects after
- * `timeoutMs` with an error naming `message`, or at once with the error `condition` throws.
+ * `timeoutMs` with an error naming `message`, or at once with the error `condition` throws
+ * (unless ignoreErrors).
  */
 export async function waitUntil<T>(
   condition: () => T | Promise<T>,
-  { timeoutMs = 5000, intervalMs = 25, message }: WaitOptions = {},
+  { timeoutMs = 5000, intervalMs = 25, message, ignoreErrors = false }: WaitOptions = {},
 ): Promise<Exclude<T, Falsy>> {
   const deadline = Date.now() + timeoutMs
+  let lastError: unknown = undefined
   for (;;) {
-    const value = await condition()
-    if (value) return value as Exclude<T, Falsy>
+    try {
+      const value = await condition()
+      if (value) return value as Exclude<T, Falsy>
+    } catch (err) {
+      if (!ignoreErrors) throw err
+      lastError = err
+    }
     if (Date.now() >= deadline) {
       const what = typeof message === 'function' ? message() : message
-      throw new Error(`waitUntil: timed out after ${timeoutMs} ms${what ? `: ${what}` : ''}`)
+      const last =
+        lastError === undefined
+          ? ''
+          : ` (last error: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)})`
+      throw new Error(`waitUntil: timed out after ${timeoutMs} ms${what ? `: ${what}` : ''}${last}`)
     }
     await delay(Math.min(intervalMs, Math.max(1, deadline - Date.now())))
   }

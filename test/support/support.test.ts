@@ -3,6 +3,7 @@
 // the loopback sink and the SMTP client, and fakeStore.
 
 import * as assert from 'node:assert/strict'
+import * as childProcess from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {
@@ -14,6 +15,7 @@ import {
   escapeRegExp,
   fakeStore,
   freePort,
+  killPid,
   openSession,
   packPlugin,
   sendOne,
@@ -69,6 +71,52 @@ describe('test support', function () {
         /broken/,
       )
     })
+
+    it('waitUntil with ignoreErrors keeps polling through errors and names the last one', async function () {
+      let n = 0
+      const fails = (): number => {
+        if (++n < 3) throw new Error(`attempt ${n}`)
+        return n
+      }
+      assert.equal(await waitUntil(fails, { intervalMs: 1, ignoreErrors: true }), 3)
+      const never = (): boolean => {
+        throw new Error('still down')
+      }
+      await assert.rejects(waitUntil(never, { timeoutMs: 50, ignoreErrors: true }), /\(last error: still down\)/)
+    })
+
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      it(`on ${signal}, kills what it started and removes the temporary root`, async function () {
+        // a separate process that starts a redis-server and makes a temp dir, then waits
+        const script = [
+          `const s = require(${JSON.stringify(path.resolve(__dirname, '../../support'))})`,
+          's.startRedis().then((r) => { s.tmpDir("x"); console.log(JSON.stringify({ root: s.tempRoot(), pid: r.pid })) })',
+          'setInterval(() => {}, 1000)',
+        ].join('\n')
+        const child = childProcess.spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], {
+          cwd: path.resolve(__dirname, '../..'),
+          stdio: ['ignore', 'pipe', 'inherit'],
+        })
+        let out = ''
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+        const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+        try {
+          const line = await waitUntil(() => out.split('\n').find((l) => l.startsWith('{')), {
+            timeoutMs: 15_000,
+            message: 'the child started',
+          })
+          const { root, pid } = JSON.parse(line) as { root: string; pid: number }
+          assert.ok(fs.existsSync(root))
+          assert.ok(killPid(pid, 0), 'redis-server runs')
+          child.kill(signal)
+          assert.equal(await exited, signal === 'SIGTERM' ? 143 : 130)
+          assert.equal(fs.existsSync(root), false, `${root} is removed`)
+          await waitUntil(() => !killPid(pid, 0), { timeoutMs: 2000, message: `redis-server ${pid} is gone` })
+        } finally {
+          child.kill('SIGKILL')
+        }
+      })
+    }
 
     it('freePort answers a loopback port nobody listens on', async function () {
       const port = await freePort()
