@@ -268,7 +268,190 @@ function writeInstanceConfig(
   }
 }
 
-const instances = new Set<HarakaInstance>()
+const instances = new Set<HarakaProcess>()
+
+class HarakaProcess implements HarakaInstance {
+  readonly host = HOST
+  readonly logFile: string
+  crashed = false
+  exitCode: number | null = null
+  exitSignal: NodeJS.Signals | null = null
+  startMs = 0
+  #child: childProcess.ChildProcess | null = null
+  #memLog = ''
+  #stopping = false
+  /** logToFile: Haraka writes DIR/haraka.log itself; nothing passes through or stays in this process. */
+  readonly #direct: boolean
+
+  constructor(
+    readonly dir: string,
+    readonly port: number,
+    readonly sinkPort: number,
+    readonly plugins: readonly string[],
+    private readonly opts: HarakaOptions,
+  ) {
+    this.logFile = path.join(dir, 'haraka.log')
+    this.#direct = opts.logToFile === true
+  }
+
+  get pid(): number | null {
+    return this.#child && isRunning(this.#child) ? (this.#child.pid ?? null) : null
+  }
+
+  alive(): boolean {
+    return isRunning(this.#child)
+  }
+
+  log(): string {
+    if (!this.#direct) return this.#memLog
+    try {
+      return fs.readFileSync(this.logFile, 'utf8')
+    } catch {
+      return ''
+    }
+  }
+
+  logMark(): number {
+    return this.log().length
+  }
+
+  async start({ timeoutMs = this.opts.startTimeoutMs ?? 15_000 }: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.pid !== null) throw new Error(`haraka on ${this.port} is already running (pid ${this.pid})`)
+    this.#stopping = false
+    this.#append(`\n==== harness: starting haraka -c ${this.dir} ====\n`)
+    const child = this.#spawn()
+    this.#child = child
+    let spawnError: Error | null = null
+    child.on('error', (err) => {
+      spawnError = err
+    })
+    track(this)
+    const t0 = Date.now()
+    const greets = async (): Promise<boolean> => {
+      if (spawnError) throw spawnError
+      if (!isRunning(child))
+        throw new Error(`haraka exited during startup (code ${child.exitCode}, signal ${child.signalCode})`)
+      const line = await probeGreeting(this.port, 1000)
+      if (line && !line.startsWith('220')) throw new Error(`haraka greeted with: ${line}`)
+      return line !== null
+    }
+    try {
+      await waitUntil(greets, {
+        timeoutMs,
+        intervalMs: 50,
+        message: `haraka did not answer 220 on ${HOST}:${this.port}`,
+      })
+    } catch (err) {
+      await this.stop()
+      const error = err instanceof Error ? err : new Error(String(err))
+      error.message += `\n---- haraka log (${this.dir}) ----\n${tail(this.log(), 80)}`
+      throw error
+    }
+    this.startMs = Date.now() - t0
+  }
+
+  async stop({ timeoutMs = 8000 }: { timeoutMs?: number } = {}): Promise<void> {
+    const child = this.#child
+    if (!child) return
+    this.#stopping = true
+    if (isRunning(child)) {
+      killPid(child.pid, 'SIGINT')
+      if (!(await waitExit(child, timeoutMs))) {
+        this.#append('\n==== harness: haraka did not exit on SIGINT, sending SIGKILL ====\n')
+        this.killSync()
+        await waitExit(child, 2000)
+      }
+    }
+    // Cluster workers leave when the master exits; make sure they did.
+    if (this.opts.nodes && child.pid !== undefined) {
+      const group = -child.pid
+      try {
+        await waitUntil(() => !killPid(group, 0), { timeoutMs: 3000 })
+      } catch {
+        killPid(group, 'SIGKILL')
+      }
+    }
+    untrack(this)
+  }
+
+  async restart(options?: { timeoutMs?: number }): Promise<void> {
+    await this.stop(options)
+    await this.start(options)
+  }
+
+  async waitForLog(regex: RegExp, { count = 1, timeoutMs = 5000, since = 0 }: WaitForLogOptions = {}): Promise<void> {
+    const seen = (): number => countMatches(this.log().slice(since), regex)
+    const enough = (): boolean => {
+      if (seen() >= count) return true
+      if (this.#child && !this.alive()) {
+        // One last look: the exit line was appended after the final output.
+        if (seen() >= count) return true
+        throw new Error(`haraka exited while waiting for ${regex} x${count} (saw ${seen()})\n${tail(this.log())}`)
+      }
+      return false
+    }
+    await waitUntil(enough, {
+      timeoutMs,
+      message: () => `${regex} x${count} in haraka log (saw ${seen()})\n${tail(this.log())}`,
+    })
+  }
+
+  writeConfig(name: string, text: string): void {
+    fs.writeFileSync(path.join(this.dir, 'config', name), text)
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop()
+    instances.delete(this)
+    if (!KEEP) fs.rmSync(path.dirname(this.dir), { recursive: true, force: true })
+  }
+
+  killSync(): void {
+    const pid = this.#child?.pid
+    if (!pid) return
+    killPid(-pid, 'SIGKILL')
+    killPid(pid, 'SIGKILL')
+  }
+
+  #append(data: Buffer | string): void {
+    const text = data.toString()
+    if (!this.#direct) this.#memLog += text
+    try {
+      fs.appendFileSync(this.logFile, text)
+    } catch {
+      // the directory was removed
+    }
+  }
+
+  #spawn(): childProcess.ChildProcess {
+    const logFd = this.#direct ? fs.openSync(this.logFile, 'a') : null
+    let child: childProcess.ChildProcess
+    try {
+      // detached: its own process group, so cluster workers are killed with it
+      child = childProcess.spawn(process.execPath, [HARAKA_BIN, '-c', this.dir], {
+        cwd: this.dir,
+        env: { ...process.env, ...this.opts.env },
+        stdio: logFd === null ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd],
+        detached: true,
+      })
+    } finally {
+      if (logFd !== null) fs.closeSync(logFd)
+    }
+    const append = (data: Buffer): void => this.#append(data)
+    child.stdout?.on('data', append)
+    child.stderr?.on('data', append)
+    this.crashed = false
+    this.exitCode = null
+    this.exitSignal = null
+    child.on('exit', (code, signal) => {
+      if (!this.#stopping) this.crashed = true
+      this.exitCode = code
+      this.exitSignal = signal
+      this.#append(`\n==== harness: haraka exited code=${code} signal=${signal} ====\n`)
+    })
+    return child
+  }
+}
 
 /** A new Haraka instance directory (a copy of the template) with its config; not started yet. */
 export async function createHaraka(opts: HarakaOptions = {}): Promise<HarakaInstance> {
@@ -276,7 +459,6 @@ export async function createHaraka(opts: HarakaOptions = {}): Promise<HarakaInst
   const template = await harakaTemplate(withPlugin)
   const dir = path.join(tmpDir('haraka'), 'haraka')
   fs.cpSync(template, dir, { recursive: true, verbatimSymlinks: true })
-
   const port = opts.port ?? (await freePort())
   const sinkPort = opts.sinkPort ?? opts.sink?.port ?? 0
   const plugins = [
@@ -293,183 +475,7 @@ export async function createHaraka(opts: HarakaOptions = {}): Promise<HarakaInst
     fs.writeFileSync(path.join(dir, 'plugins', `${name}.js`), source)
   }
   writeInstanceConfig(dir, opts, port, sinkPort, plugins)
-
-  const logFile = path.join(dir, 'haraka.log')
-  const direct = opts.logToFile === true
-  let child: childProcess.ChildProcess | null = null
-  let memLog = ''
-  let stopping = false
-  const readLog = (): string => {
-    if (!direct) return memLog
-    try {
-      return fs.readFileSync(logFile, 'utf8')
-    } catch {
-      return ''
-    }
-  }
-  const append = (data: Buffer | string): void => {
-    const text = data.toString()
-    if (!direct) memLog += text
-    try {
-      fs.appendFileSync(logFile, text)
-    } catch {
-      // the directory was removed
-    }
-  }
-  const running = (): boolean => isRunning(child)
-
-  let crashed = false
-  let exitCode: number | null = null
-  let exitSignal: NodeJS.Signals | null = null
-  let startMs = 0
-
-  const spawn = (): childProcess.ChildProcess => {
-    const logFd = direct ? fs.openSync(logFile, 'a') : null
-    try {
-      // detached: its own process group, so cluster workers are killed with it
-      return childProcess.spawn(process.execPath, [HARAKA_BIN, '-c', dir], {
-        cwd: dir,
-        env: { ...process.env, ...opts.env },
-        stdio: logFd === null ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd],
-        detached: true,
-      })
-    } finally {
-      if (logFd !== null) fs.closeSync(logFd)
-    }
-  }
-
-  const instance: HarakaInstance & { killSync(): void } = {
-    host: HOST,
-    port,
-    dir,
-    sinkPort,
-    plugins,
-    logFile,
-    get pid() {
-      return child && running() ? (child.pid ?? null) : null
-    },
-    get crashed() {
-      return crashed
-    },
-    get exitCode() {
-      return exitCode
-    },
-    get exitSignal() {
-      return exitSignal
-    },
-    get startMs() {
-      return startMs
-    },
-    alive: running,
-    log: readLog,
-    logMark: () => readLog().length,
-
-    async start({ timeoutMs = opts.startTimeoutMs ?? 15_000 } = {}) {
-      if (child && running()) throw new Error(`haraka on ${port} is already running (pid ${child.pid})`)
-      stopping = false
-      append(`\n==== harness: starting haraka -c ${dir} ====\n`)
-      const proc = spawn()
-      child = proc
-      proc.stdout?.on('data', append)
-      proc.stderr?.on('data', append)
-      let spawnError: Error | null = null
-      proc.on('error', (err) => {
-        spawnError = err
-      })
-      crashed = false
-      exitCode = null
-      exitSignal = null
-      proc.on('exit', (code, signal) => {
-        if (!stopping) crashed = true
-        exitCode = code
-        exitSignal = signal
-        append(`\n==== harness: haraka exited code=${code} signal=${signal} ====\n`)
-      })
-      track(instance)
-      const t0 = Date.now()
-      try {
-        await waitUntil(
-          async () => {
-            if (spawnError) throw spawnError
-            if (!isRunning(proc))
-              throw new Error(`haraka exited during startup (code ${proc.exitCode}, signal ${proc.signalCode})`)
-            const line = await probeGreeting(port, 1000)
-            if (line && !line.startsWith('220')) throw new Error(`haraka greeted with: ${line}`)
-            return line !== null
-          },
-          { timeoutMs, intervalMs: 50, message: `haraka did not answer 220 on ${HOST}:${port}` },
-        )
-      } catch (err) {
-        await instance.stop()
-        const error = err instanceof Error ? err : new Error(String(err))
-        error.message += `\n---- haraka log (${dir}) ----\n${tail(readLog(), 80)}`
-        throw error
-      }
-      startMs = Date.now() - t0
-    },
-
-    async stop({ timeoutMs = 8000 } = {}) {
-      const proc = child
-      if (!proc) return
-      stopping = true
-      if (isRunning(proc)) {
-        killPid(proc.pid, 'SIGINT')
-        if (!(await waitExit(proc, timeoutMs))) {
-          append('\n==== harness: haraka did not exit on SIGINT, sending SIGKILL ====\n')
-          instance.killSync()
-          await waitExit(proc, 2000)
-        }
-      }
-      // Cluster workers leave when the master exits; make sure they did.
-      if (opts.nodes && proc.pid !== undefined) {
-        const group = -proc.pid
-        const groupGone = (): boolean => !killPid(group, 0)
-        try {
-          await waitUntil(groupGone, { timeoutMs: 3000 })
-        } catch {
-          killPid(group, 'SIGKILL')
-        }
-      }
-      untrack(instance)
-    },
-
-    async restart(options) {
-      await instance.stop(options)
-      await instance.start(options)
-    },
-
-    async waitForLog(regex, { count = 1, timeoutMs = 5000, since = 0 } = {}) {
-      const seen = (): number => countMatches(readLog().slice(since), regex)
-      await waitUntil(
-        () => {
-          if (seen() >= count) return true
-          if (child && !running()) {
-            // One last look: the exit line was appended after the final output.
-            if (seen() >= count) return true
-            throw new Error(`haraka exited while waiting for ${regex} x${count} (saw ${seen()})\n${tail(readLog())}`)
-          }
-          return false
-        },
-        { timeoutMs, message: () => `${regex} x${count} in haraka log (saw ${seen()})\n${tail(readLog())}` },
-      )
-    },
-
-    writeConfig(name, text) {
-      fs.writeFileSync(path.join(dir, 'config', name), text)
-    },
-
-    async destroy() {
-      await instance.stop()
-      instances.delete(instance)
-      if (!KEEP) fs.rmSync(path.dirname(dir), { recursive: true, force: true })
-    },
-
-    killSync() {
-      if (!child?.pid) return
-      killPid(-child.pid, 'SIGKILL')
-      killPid(child.pid, 'SIGKILL')
-    },
-  }
+  const instance = new HarakaProcess(dir, port, sinkPort, plugins, opts)
   instances.add(instance)
   return instance
 }

@@ -89,158 +89,178 @@ export interface RedisServer {
   keys(pattern?: string): Promise<string[]>
 }
 
+/** Runs `work` with a bound; rejects (and calls onTimeout) when it has not settled in time. */
+async function bounded<T>(work: Promise<T>, timeoutMs: number, what: string, onTimeout: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(`${what}: no reply within ${timeoutMs} ms`))
+      onTimeout()
+    }, timeoutMs)
+  })
+  try {
+    return await Promise.race([work, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Resolves true when a fresh connection to `port` gets PONG within ~500 ms. */
+async function answersPing(port: number): Promise<boolean> {
+  try {
+    const probe = await connectRedis(port, { timeoutMs: 500 })
+    try {
+      return (await probe.ping()) === 'PONG'
+    } finally {
+      probe.destroy()
+    }
+  } catch {
+    return false
+  }
+}
+
+class RedisProcess implements RedisServer {
+  readonly host = HOST
+  readonly url: string
+  #child: childProcess.ChildProcess | null = null
+  #output = ''
+  #client: RedisClient | null = null
+  #connecting: Promise<RedisClient> | null = null
+
+  constructor(
+    readonly port: number,
+    readonly dir: string,
+    private readonly options: RedisServerOptions,
+  ) {
+    this.url = `redis://${HOST}:${port}`
+  }
+
+  get pid(): number | null {
+    return this.#child && isRunning(this.#child) ? (this.#child.pid ?? null) : null
+  }
+
+  alive(): boolean {
+    return isRunning(this.#child)
+  }
+
+  log(): string {
+    return this.#output
+  }
+
+  async start(): Promise<void> {
+    if (this.pid !== null) throw new Error(`redis on ${this.port} is already running (pid ${this.pid})`)
+    const args = ['--port', String(this.port), '--bind', HOST, '--save', '', '--appendonly', 'no']
+    args.push('--dir', this.dir, '--daemonize', 'no', '--logfile', '', ...(this.options.args ?? []))
+    const child = childProcess.spawn(REDIS_SERVER, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.#child = child
+    const collect = (data: Buffer): void => {
+      this.#output += data.toString()
+    }
+    child.stdout.on('data', collect)
+    child.stderr.on('data', collect)
+    let spawnError: Error | null = null
+    child.on('error', (err) => {
+      spawnError = err
+    })
+    track(this)
+    const up = async (): Promise<boolean> => {
+      if (spawnError) throw new Error(`cannot run ${REDIS_SERVER}: ${spawnError.message}`)
+      if (!isRunning(child)) {
+        throw new Error(
+          `redis-server exited (code ${child.exitCode}, signal ${child.signalCode}):\n${tail(this.#output)}`,
+        )
+      }
+      return answersPing(this.port)
+    }
+    try {
+      await waitUntil(up, {
+        timeoutMs: this.options.startTimeoutMs ?? 10_000,
+        intervalMs: 20,
+        message: () => `redis-server on ${this.port} did not answer PING\n${tail(this.#output)}`,
+      })
+    } catch (err) {
+      await this.stop()
+      throw err
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#dropClient()
+    if (this.#child) {
+      // a paused server cannot act on SIGTERM
+      killPid(this.#child.pid, 'SIGCONT')
+      await stopChild(this.#child)
+    }
+    untrack(this)
+  }
+
+  async restart(): Promise<void> {
+    await this.stop()
+    await this.start()
+  }
+
+  pause(): void {
+    this.#signal('SIGSTOP')
+  }
+
+  resume(): void {
+    this.#signal('SIGCONT')
+  }
+
+  async client(): Promise<RedisClient> {
+    if (this.#client?.isReady) return this.#client
+    this.#connecting ??= this.#connect().finally(() => {
+      this.#connecting = null
+    })
+    return this.#connecting
+  }
+
+  async command(args: readonly RedisArg[], { timeoutMs = 2000 }: { timeoutMs?: number } = {}): Promise<unknown> {
+    const client = await this.client()
+    const work = client.sendCommand(args.map((a) => (typeof a === 'number' ? String(a) : a)))
+    // After a timeout a late reply would be taken for the next command's: start a new client.
+    return bounded(work, timeoutMs, `redis ${String(args[0])} on ${this.port}`, () => {
+      if (this.#client === client) this.#dropClient()
+    })
+  }
+
+  async flushall(): Promise<void> {
+    await (await this.client()).flushAll()
+  }
+
+  async keys(pattern = '*'): Promise<string[]> {
+    return (await (await this.client()).keys(pattern)).sort()
+  }
+
+  killSync(): void {
+    if (this.#client?.isOpen) this.#client.destroy()
+    if (this.#child && isRunning(this.#child)) killPid(this.#child.pid, 'SIGKILL')
+  }
+
+  async #connect(): Promise<RedisClient> {
+    this.#dropClient()
+    const client = await connectRedis(this.port)
+    client.on('end', () => {
+      if (this.#client === client) this.#client = null
+    })
+    this.#client = client
+    return client
+  }
+
+  #dropClient(): void {
+    if (this.#client?.isOpen) this.#client.destroy()
+    this.#client = null
+  }
+
+  #signal(signal: NodeJS.Signals): void {
+    if (this.pid === null) throw new Error(`redis on ${this.port} is not running`)
+    killPid(this.pid, signal)
+  }
+}
+
 /** Starts redis-server on loopback (a free port unless given) and waits until it answers PING. */
 export async function startRedis(options: RedisServerOptions = {}): Promise<RedisServer> {
-  const port = options.port ?? (await freePort())
-  const dir = tmpDir('redis')
-  const startTimeoutMs = options.startTimeoutMs ?? 10_000
-  let child: childProcess.ChildProcess | null = null
-  let output = ''
-  let client: RedisClient | null = null
-  let connecting: Promise<RedisClient> | null = null
-
-  const dropClient = (): void => {
-    if (client?.isOpen) client.destroy()
-    client = null
-    connecting = null
-  }
-
-  const getClient = async (): Promise<RedisClient> => {
-    if (client?.isReady) return client
-    if (!connecting) {
-      dropClient()
-      const attempt = connectRedis(port).then((c) => {
-        c.on('end', () => {
-          if (client === c) client = null
-        })
-        client = c
-        return c
-      })
-      connecting = attempt.finally(() => {
-        connecting = null
-      })
-    }
-    return connecting
-  }
-
-  const pingOnce = async (): Promise<boolean> => {
-    try {
-      const probe = await connectRedis(port, { timeoutMs: 500 })
-      try {
-        return (await probe.ping()) === 'PONG'
-      } finally {
-        probe.destroy()
-      }
-    } catch {
-      return false
-    }
-  }
-
-  const server: RedisServer & { killSync(): void } = {
-    host: HOST,
-    port,
-    url: `redis://${HOST}:${port}`,
-    dir,
-    get pid() {
-      return child && isRunning(child) ? (child.pid ?? null) : null
-    },
-    alive: () => isRunning(child),
-    log: () => output,
-
-    async start() {
-      if (child && isRunning(child)) throw new Error(`redis on ${port} is already running (pid ${child.pid})`)
-      const args = ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no']
-      args.push('--dir', dir, '--daemonize', 'no', '--logfile', '', ...(options.args ?? []))
-      const me = childProcess.spawn(REDIS_SERVER, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
-      child = me
-      const collect = (data: Buffer): void => {
-        output += data.toString()
-      }
-      me.stdout.on('data', collect)
-      me.stderr.on('data', collect)
-      let spawnError: Error | null = null
-      me.on('error', (err) => {
-        spawnError = err
-      })
-      track(server)
-      try {
-        await waitUntil(
-          async () => {
-            if (spawnError) throw new Error(`cannot run ${REDIS_SERVER}: ${spawnError.message}`)
-            if (!isRunning(me)) {
-              throw new Error(`redis-server exited (code ${me.exitCode}, signal ${me.signalCode}):\n${tail(output)}`)
-            }
-            return pingOnce()
-          },
-          {
-            timeoutMs: startTimeoutMs,
-            intervalMs: 20,
-            message: () => `redis-server on ${port} did not answer PING\n${tail(output)}`,
-          },
-        )
-      } catch (err) {
-        await server.stop()
-        throw err
-      }
-    },
-
-    async stop() {
-      dropClient()
-      if (child) {
-        killPid(child.pid, 'SIGCONT')
-        await stopChild(child)
-      }
-      untrack(server)
-    },
-
-    async restart() {
-      await server.stop()
-      await server.start()
-    },
-
-    pause() {
-      if (!child || !isRunning(child)) throw new Error(`redis on ${port} is not running`)
-      killPid(child.pid, 'SIGSTOP')
-    },
-
-    resume() {
-      if (!child || !isRunning(child)) throw new Error(`redis on ${port} is not running`)
-      killPid(child.pid, 'SIGCONT')
-    },
-
-    client: getClient,
-
-    async command(args, { timeoutMs = 2000 } = {}) {
-      const c = await getClient()
-      let timer: NodeJS.Timeout | undefined
-      const timeout = new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => {
-          reject(new Error(`redis ${String(args[0])} on ${port}: no reply within ${timeoutMs} ms`))
-          // A late reply would be taken for the next command's: start over with a new client.
-          if (client === c) dropClient()
-        }, timeoutMs)
-      })
-      try {
-        return await Promise.race([c.sendCommand(args.map((a) => (typeof a === 'number' ? String(a) : a))), timeout])
-      } finally {
-        clearTimeout(timer)
-      }
-    },
-
-    async flushall() {
-      await (await getClient()).flushAll()
-    },
-
-    async keys(pattern = '*') {
-      return (await (await getClient()).keys(pattern)).sort()
-    },
-
-    killSync() {
-      if (client?.isOpen) client.destroy()
-      if (child && isRunning(child)) killPid(child.pid, 'SIGKILL')
-    },
-  }
-
+  const server = new RedisProcess(options.port ?? (await freePort()), tmpDir('redis'), options)
   await server.start()
   return server
 }
