@@ -30,6 +30,10 @@ import {
   type RedisServer,
   type Sink,
 } from '../../support'
+import { callHook, makeGuard, replyText } from '../../support/plugin'
+import * as fixtures from 'haraka-test-fixtures'
+import { DENY, DENYDISCONNECT } from '../../lib/haraka'
+import type { DisabledRecord } from '../../lib/store'
 
 describe('test support', function () {
   this.timeout(30_000)
@@ -224,6 +228,60 @@ describe('test support', function () {
       assert.equal(store.kind, 'redis')
       assert.equal(await store.getDisabled('alice'), null)
       await assert.rejects(store.heldCount('alice'), NotStubbedError)
+    })
+  })
+
+  describe('plugin fixtures (the compiled plugin through haraka-test-fixtures)', function () {
+    const connectionFor = (login: string) => {
+      const c = fixtures.makeConnection({
+        ip: '192.0.2.7',
+        helo: 'client.example',
+        relaying: true,
+        notes: { auth_user: login },
+        mailFrom: login,
+        rcptTo: ['bob@example.net'],
+        silent: true,
+      })
+      c.transaction?.add_header('Subject', 'hello')
+      return c
+    }
+    const mail = (plugin: Parameters<typeof callHook>[0], c: fixtures.FixtureConnection) =>
+      callHook(plugin, 'hook_mail', c, [c.transaction?.mail_from, {}])
+
+    it('counts with the compiled memory store and refuses over the limit, alerting through the mail seam', async function () {
+      const { plugin, dir, sent } = makeGuard('[limits]\nmessages=1/1m\n[alert]\nto=postmaster@example.com\n')
+      assert.equal(path.dirname(dir), tempRoot())
+      assert.equal((await callHook(plugin, 'count_message', connectionFor('alice@example.com'))).rc, undefined)
+      const over = await callHook(plugin, 'count_message', connectionFor('alice@example.com'))
+      assert.equal(over.rc, DENY)
+      assert.match(replyText(over.msg), /^550 5\.7\.1 Account alice@example\.com reached its limit/)
+      const [alert] = await waitUntil(() => sent.length > 0 && sent, { message: 'the alert through the mail seam' })
+      assert.deepEqual(alert?.to, ['postmaster@example.com'])
+    })
+
+    it('takes a fakeStore at the store seam', async function () {
+      const record: DisabledRecord = {
+        account: 'alice@example.com',
+        reason: 'limit',
+        by: 'limit',
+        at: Date.now(),
+        incident: 'i1',
+        counts: [],
+        evidence: [],
+      }
+      const { plugin } = makeGuard('[limits]\nmessages=1/1m\n', {
+        store: fakeStore({ getDisabled: async () => record }),
+      })
+      const m = await mail(plugin, connectionFor('alice@example.com'))
+      assert.equal(m.rc, DENYDISCONNECT)
+      assert.match(replyText(m.msg), /^550 5\.7\.1 Account alice@example\.com is disabled/)
+    })
+
+    it('sees an unstubbed store call fail as a store failure, not a crash', async function () {
+      const { plugin } = makeGuard('[limits]\nmessages=1/1m\n', { store: fakeStore() })
+      const c = connectionFor('alice@example.com')
+      await mail(plugin, c)
+      assert.match(fixtures.getResult(c, plugin).err.join('\n'), /getDisabled is not stubbed/)
     })
   })
 
