@@ -1,0 +1,11 @@
+// The test-support layer in one import, for the tests, the bench and the demo: processes and
+// temp dirs (process.ts), redis-server and its client (redis.ts), Haraka instances (haraka.ts),
+// the loopback sink (sink.ts), the SMTP client (smtp.ts) and fakeStore (fake-store.ts).
+// support/plugin.ts is imported on its own: loading haraka-test-fixtures changes globals.
+
+export * from './process'
+export * from './redis'
+export * from './haraka'
+export * from './sink'
+export * from './smtp'
+export * from './fake-store'
