@@ -19,7 +19,6 @@ function unstubbed(kind: Store['kind']): Store {
     kind,
     record: reject('record'),
     getDisabled: reject('getDisabled'),
-    uncount: reject('uncount'),
     tokenAccount: reject('tokenAccount'),
     redeem: reject('redeem'),
     audit: reject('audit'),
