@@ -1,24 +1,37 @@
 /**
  * haraka-plugin-hijack-guard: Haraka's face of the plugin. Every entry point is here; the
- * decisions live in lib/guard.ts.
+ * decisions live in lib/hooks/ (one file per SMTP phase).
  */
 import { cpus } from 'node:os'
 import { resolve } from 'node:path'
-import { wrapAuthPlugins } from './lib/auth-wrap'
 import { CONFIG_FILE, ConfigError, readConfig, type Config } from './lib/config'
 import type { MailSender } from './lib/alert'
-import { authRefusal, checkMail, checkRcpt, consumeReply, countMessage, storeErrorVerdict, type GuardState } from './lib/guard'
+import {
+  authRefusal,
+  checkMail,
+  checkQueued,
+  checkRcpt,
+  consumeReply,
+  countMessage,
+  newProcessState,
+  refuseDropped,
+  storeErrorVerdict,
+  suppressBounce,
+  wrapAuthPlugins,
+  type GuardState,
+  type ProcessState,
+  type QueuedMail,
+} from './lib/hooks'
 import { asHook, DENY, outboundSender, registeredPlugins, type Address, type Connection, type HarakaPlugin, type Next, type Verdict } from './lib/haraka'
-import { checkQueued, refuseDropped, suppressBounce, type QueuedMail } from './lib/held'
-import { createJournalFile, withJournal } from './lib/journal'
+import { createJournalFile, withJournal } from './lib/store/journal'
 import { errorText } from './lib/messages'
-import { checkStateFile, createMemoryStore } from './lib/memory-store'
-import { createRedisStore } from './lib/redis-store'
+import { checkStateFile, createMemoryStore } from './lib/store/memory'
+import { createRedisStore } from './lib/store/redis'
 import type { Store } from './lib/store'
 
 interface GuardPlugin extends HarakaPlugin {
   /** The live config, the store once opened, and the mail seam. Tests may replace `store` and `sendMail`. */
-  guard: { config: Config; store?: Store; sendMail: MailSender }
+  guard: { config: Config; store?: Store; sendMail: MailSender; process: ProcessState }
 }
 
 export function register(this: GuardPlugin): void {
@@ -31,7 +44,7 @@ export function register(this: GuardPlugin): void {
     throw err
   }
   for (const w of config.warnings) this.logwarn(`${CONFIG_FILE}: ${w}`)
-  this.guard = { config, sendMail: outboundSender(this) }
+  this.guard = { config, sendMail: outboundSender(this), process: newProcessState() }
   // Ahead of other plugins: the reply address must be accepted before a relay check refuses
   // it, and no queue plugin may take a message before it is counted.
   this.register_hook('rcpt', 'check_rcpt', -100)
@@ -96,13 +109,13 @@ export function shutdown(this: GuardPlugin): void {
 function state(plugin: GuardPlugin): GuardState {
   const store = plugin.guard.store ?? openStore(plugin, plugin.guard.config)
   plugin.guard.store = store
-  return { config: plugin.guard.config, store, sendMail: plugin.guard.sendMail }
+  return { config: plugin.guard.config, store, sendMail: plugin.guard.sendMail, process: plugin.guard.process }
 }
 
 function openStore(plugin: GuardPlugin, config: Config): Store {
   if (config.store === 'memory') return createMemoryStore({ stateFile: stateFilePath(config) })
   const log = { info: (m: string) => plugin.loginfo(m), warn: (m: string) => plugin.logwarn(m), error: (m: string) => plugin.logerror(m) }
-  // The journal keeps disabled flags through a Redis that loses its data (lib/journal.ts).
+  // The journal keeps disabled flags through a Redis that loses its data (lib/store/journal.ts).
   const redis = createRedisStore({ redis: config.redis, timeoutMs: config.storeTimeoutMs, log, checkDurability: true })
   const journal = createJournalFile(resolve(process.env.HARAKA ?? process.cwd(), config.redis.journal), log)
   return withJournal(redis, { file: journal, log, checkMs: config.redis.journalCheckMs })

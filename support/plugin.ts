@@ -11,7 +11,7 @@ import type { FixturePlugin } from 'haraka-test-fixtures'
 import type { OutgoingMail } from '../lib/alert'
 import type { Config } from '../lib/config'
 import type { DSN, Next } from '../lib/haraka'
-import type * as memoryStore from '../lib/memory-store'
+import type * as memoryStore from '../lib/store/memory'
 import type { Store } from '../lib/store'
 import { REPO_ROOT, tmpDir } from './process'
 
@@ -49,7 +49,7 @@ const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit'] as con
 // The compiled code, loaded at run time: the plugin's own StoreError must be the one its store throws.
 const loadDist = createRequire(__filename)
 const distMemoryStore = (): typeof memoryStore =>
-  loadDist(path.join(REPO_ROOT, 'dist', 'lib', 'memory-store')) as typeof memoryStore
+  loadDist(path.join(REPO_ROOT, 'dist', 'lib', 'store', 'memory')) as typeof memoryStore
 
 /** A registered plugin reading `ini` as config/hijack-guard.ini. Throws what register() throws (a bad config). */
 export function makeGuard(

@@ -1,6 +1,6 @@
 'use strict'
 
-// The operator's command line (lib/cli.ts, bin/hijack-guard.ts) as an operator runs it: a real
+// The operator's command line (lib/cli/index.ts, bin/hijack-guard.ts) as an operator runs it: a real
 // process, `node dist/bin/hijack-guard.js -c HARAKA_DIR ...`, against a real redis-server on a
 // free loopback port (and, in the last block, the memory store's state file). The Haraka
 // directory of each block holds only config/hijack-guard.ini and config/me. The state the
@@ -14,8 +14,8 @@ const os = require('node:os')
 const path = require('node:path')
 const { createClient } = require('redis')
 
-const { createRedisStore } = require('../../dist/lib/redis-store')
-const { createMemoryStore } = require('../../dist/lib/memory-store')
+const { createRedisStore } = require('../../dist/lib/store/redis')
+const { createMemoryStore } = require('../../dist/lib/store/memory')
 const { parseConfig, rulesForAccount } = require('../../dist/lib/config')
 const { startRedis, freePort, waitFor, HOST } = require('../store/redis-server')
 
@@ -680,7 +680,7 @@ describe('cli: store = memory (the state file in the Haraka directory)', functio
   it('CLI disables of accounts while the Haraka process writes the state file are all kept', async function () {
     const script = path.join(dir, 'writer.js')
     fs.writeFileSync(script, [
-      `const { createMemoryStore } = require(${JSON.stringify(path.resolve(__dirname, '..', '..', 'dist', 'lib', 'memory-store'))})`,
+      `const { createMemoryStore } = require(${JSON.stringify(path.resolve(__dirname, '..', '..', 'dist', 'lib', 'store', 'memory'))})`,
       'const store = createMemoryStore({ stateFile: process.argv[2] })',
       'let n = 0',
       ';(async () => { for (;;) { await store.reset(\'busy@test.example\'); if (++n === 20) process.stdout.write(\'ready\\n\') } })()',

@@ -114,7 +114,7 @@ async function waitQueueEmpty (haraka, { timeoutMs = 10000, intervalMs } = {}) {
 // -------------------------------------------------------------------------------------------
 // Redis
 
-// The account's hash-tag body as lib/keys.ts documents it (written independently here):
+// The account's hash-tag body as lib/store/keys.ts documents it (written independently here):
 // letters, digits and @ . _ + - stay, every other UTF-8 byte is %XX, the empty login is %.
 function encodeAccount (account) {
   if (account === '') return '%'
@@ -126,7 +126,7 @@ function encodeAccount (account) {
   return out
 }
 
-// Redis keys as lib/keys.ts documents them: an account's disable record and counts, the audit list
+// Redis keys as lib/store/keys.ts documents them: an account's disable record and counts, the audit list
 const disabledKey = (account) => `hijack-guard:{${encodeAccount(account)}}:disabled`
 const countsKey = (account) => `hijack-guard:{${encodeAccount(account)}}:counts`
 const AUDIT_KEY = 'hijack-guard:audit'

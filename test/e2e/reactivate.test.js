@@ -77,7 +77,7 @@ describe('e2e: alert and reactivation by reply', function () {
     const sent = []
     for (let i = 1; i <= max + 1; i++) {
       const msg = { from: account, to: [`r${i}@d${i}.${tag.replace(/@.*/, '')}.example`], subject: `${tag} message ${i}` }
-      // the accepted ones leave before the disable, so none of them is held (lib/held.ts)
+      // the accepted ones leave before the disable, so none of them is held (lib/hooks/held.ts)
       if (i === max + 1) await waitSubjects(sink, `${tag} message `, deliveredBefore + max)
       const r = await s.send(msg)
       if (i <= max) {

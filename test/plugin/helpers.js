@@ -9,7 +9,7 @@ const path = require('node:path')
 
 const fixtures = require('haraka-test-fixtures')
 
-const { createMemoryStore } = require('../../dist/lib/memory-store')
+const { createMemoryStore } = require('../../dist/lib/store/memory')
 
 const ROOT = path.resolve(__dirname, '..', '..')
 

@@ -154,7 +154,7 @@ describe('plugin: a hot reload to a store that cannot open (issue 8, item 7)', f
     const bad = path.join(base, 'bad.json')
     const { plugin, dir, logs } = makeGuard(`[main]\nstore=memory\nstate_file=${good}\n[limits]\nmessages=3/1m\n`)
     const ini = path.join(dir, 'config', 'hijack-guard.ini')
-    plugin.guard.store = require('../../dist/lib/memory-store').createMemoryStore({ stateFile: good })
+    plugin.guard.store = require('../../dist/lib/store/memory').createMemoryStore({ stateFile: good })
     const store = plugin.guard.store
     await store.disable({ account: 'bob', reason: 'test', by: 'test', incident: 'x' })
     fs.writeFileSync(bad, 'this is not JSON')

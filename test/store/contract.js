@@ -1,6 +1,6 @@
 'use strict'
 
-// The one contract both stores keep (lib/store.ts). Each implementation's test file calls
+// The one contract both stores keep (lib/store/index.ts). Each implementation's test file calls
 // contract(name, factory) with
 //
 //   factory: async ({ now }) => ({ store, clock, advance(ms), now(), cleanup() })
@@ -20,7 +20,7 @@
 const assert = require('node:assert/strict')
 const { randomBytes } = require('node:crypto')
 
-const { countersTtlMs } = require('../../dist/lib/buckets')
+const { countersTtlMs } = require('../../dist/lib/store/buckets')
 const { parseRules } = require('../../dist/lib/config')
 const { EVIDENCE_CAP } = require('../../dist/lib/store')
 

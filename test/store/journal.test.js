@@ -1,6 +1,6 @@
 'use strict'
 
-// The journal layer (lib/journal.ts) over the real Redis store and a real redis-server without
+// The journal layer (lib/store/journal.ts) over the real Redis store and a real redis-server without
 // persistence: a disable record survives FLUSHALL and a restart, an enable survives them too.
 
 const assert = require('node:assert/strict')
@@ -9,9 +9,9 @@ const os = require('node:os')
 const path = require('node:path')
 const { createClient } = require('redis')
 
-const { createRedisStore } = require('../../dist/lib/redis-store')
-const { withJournal, createJournalFile } = require('../../dist/lib/journal')
-const { accountKeys, tokenKey } = require('../../dist/lib/keys')
+const { createRedisStore } = require('../../dist/lib/store/redis')
+const { withJournal, createJournalFile } = require('../../dist/lib/store/journal')
+const { accountKeys, tokenKey } = require('../../dist/lib/store/keys')
 const { tokenDigest } = require('../../dist/lib/ids')
 const { rules, summary, recordInput } = require('./contract')
 const { startRedis, waitFor, HOST } = require('./redis-server')

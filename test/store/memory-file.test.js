@@ -10,7 +10,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const { createMemoryStore, checkStateFile } = require('../../dist/lib/memory-store')
+const { createMemoryStore, checkStateFile } = require('../../dist/lib/store/memory')
 const { StoreError } = require('../../dist/lib/store')
 
 const NOBODY = 65534
@@ -27,7 +27,7 @@ async function waitFor(check, ms, what) {
 
 /** Runs `code` (with `mod` = the memory store module) in a child process as uid/gid nobody. */
 function runAsNobody(code, ...args) {
-  const mod = path.resolve(__dirname, '..', '..', 'dist', 'lib', 'memory-store')
+  const mod = path.resolve(__dirname, '..', '..', 'dist', 'lib', 'store', 'memory')
   const src = `const mod = require(${JSON.stringify(mod)});(async () => { ${code} })().then(() => process.exit(0), (e) => { process.stdout.write(String(e.message)); process.exit(2) })`
   return childProcess.spawnSync(process.execPath, ['-e', src, ...args], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 20000 })
 }

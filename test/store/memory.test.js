@@ -5,7 +5,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const { createMemoryStore } = require('../../dist/lib/memory-store')
+const { createMemoryStore } = require('../../dist/lib/store/memory')
 const { StoreError } = require('../../dist/lib/store')
 const { contract, rules, summary, recordInput, ODD_ACCOUNTS, T0 } = require('./contract')
 

@@ -193,7 +193,7 @@ describe('reactivation by reply: admins and the replying login in canonical form
   const os = require('node:os')
   const path = require('node:path')
   const crypto = require('node:crypto')
-  const { createMemoryStore } = require('../../dist/lib/memory-store')
+  const { createMemoryStore } = require('../../dist/lib/store/memory')
   const { handleReply } = require('../../dist/lib/reactivate')
 
   let dir

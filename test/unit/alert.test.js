@@ -8,7 +8,7 @@ const assert = require('node:assert/strict')
 const { Body, Header } = require('haraka-email-message')
 
 const { composeAlert, composeNotice, encodeHeader } = require('../../dist/lib/alert')
-const { findTokenIn, isReplyRecipient, splitAddress, TOKEN_PATTERN } = require('../../dist/lib/reply')
+const { findTokenIn, isReplyRecipient, splitAddress, TOKEN_PATTERN } = require('../../dist/lib/reactivate/reply')
 
 const T0 = Date.UTC(2024, 2, 5, 14, 7, 9)
 const DAY = 86_400_000

@@ -2,7 +2,7 @@
 
 const assert = require('node:assert/strict')
 
-const { bucketField, countersTtlMs, staleFields, windowTotals } = require('../../dist/lib/buckets')
+const { bucketField, countersTtlMs, staleFields, windowTotals } = require('../../dist/lib/store/buckets')
 const { parseRules } = require('../../dist/lib/config')
 
 const MIN = 60_000

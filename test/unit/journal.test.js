@@ -1,6 +1,6 @@
 'use strict'
 
-// The journal layer (lib/journal.ts) over a fake Redis store at the seam (the RedisStore
+// The journal layer (lib/store/journal.ts) over a fake Redis store at the seam (the RedisStore
 // methods it calls), and its file against a real directory. The same behaviour against a real
 // redis-server is in test/store/journal.test.js.
 
@@ -9,8 +9,8 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const { withJournal, createJournalFile, parseJournal, serializeJournal } = require('../../dist/lib/journal')
-const { toRecord, durabilityRisks } = require('../../dist/lib/redis-store')
+const { withJournal, createJournalFile, parseJournal, serializeJournal } = require('../../dist/lib/store/journal')
+const { toRecord, durabilityRisks } = require('../../dist/lib/store/redis')
 const { parseConfig } = require('../../dist/lib/config')
 
 function quietLog () {

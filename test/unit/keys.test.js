@@ -2,7 +2,7 @@
 
 const assert = require('node:assert/strict')
 
-const { accountKeys, AUDIT_LOG, decodeAccount, encodeAccount, PREFIX, tokenKey } = require('../../dist/lib/keys')
+const { accountKeys, AUDIT_LOG, decodeAccount, encodeAccount, PREFIX, tokenKey } = require('../../dist/lib/store/keys')
 
 const ODD_ACCOUNTS = [
   '',

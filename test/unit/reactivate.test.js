@@ -11,7 +11,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const { createMemoryStore } = require('../../dist/lib/memory-store')
+const { createMemoryStore } = require('../../dist/lib/store/memory')
 const { parseConfig } = require('../../dist/lib/config')
 const { handleReply } = require('../../dist/lib/reactivate')
 

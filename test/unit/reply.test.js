@@ -11,7 +11,7 @@ const path = require('node:path')
 
 const { Body, Header } = require('haraka-email-message')
 
-const { autoReplyReason, findToken, findTokenIn, isReplyRecipient, splitAddress } = require('../../dist/lib/reply')
+const { autoReplyReason, findToken, findTokenIn, isReplyRecipient, splitAddress } = require('../../dist/lib/reactivate/reply')
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'replies')
 const REPLY_ADDRESS = 'hijack-guard@mx.test.example'

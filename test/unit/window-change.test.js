@@ -5,7 +5,7 @@
 
 const assert = require('node:assert/strict')
 
-const { increments, staleFields, windowTotals } = require('../../dist/lib/buckets')
+const { increments, staleFields, windowTotals } = require('../../dist/lib/store/buckets')
 const { parseRules } = require('../../dist/lib/config')
 
 const MIN = 60_000

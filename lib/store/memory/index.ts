@@ -1,9 +1,14 @@
+/**
+ * The embedded memory store for one Haraka process: counters in memory, the durable state
+ * (disable records, tokens, audit, held mail) in a state file written atomically and shared with
+ * the CLI under a lock file.
+ */
 import { accessSync, closeSync, constants as fsConstants, fchownSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync } from 'node:fs'
 import { open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import type { Rule } from './config'
-import { countersTtlMs, increments, staleFields, windowTotals } from './buckets'
-import { randomId, tokenDigest } from './ids'
+import type { Rule } from '../../config'
+import { countersTtlMs, increments, staleFields, windowTotals } from '../buckets'
+import { randomId, tokenDigest } from '../../ids'
 import {
   EVIDENCE_CAP,
   StoreError,
@@ -20,7 +25,7 @@ import {
   type RedeemResult,
   type Store,
   type WindowCount,
-} from './store'
+} from '..'
 
 export interface MemoryStoreOptions {
   /** File that keeps the durable state; written atomically (temporary file, then rename). */

@@ -1,6 +1,10 @@
+/**
+ * The Redis store: its own node-redis client, connected in the background and never awaited,
+ * every call bounded by store_timeout, one Lua script per operation (scripts.ts).
+ */
 import { createClient } from 'redis'
-import type { RedisConfig, Rule } from './config'
-import { accountKeys, AUDIT_LOG, decodeAccount, PREFIX, tokenKey } from './keys'
+import type { RedisConfig, Rule } from '../../config'
+import { accountKeys, AUDIT_LOG, decodeAccount, PREFIX, tokenKey } from '../keys'
 import { DISABLE, DROP_HELD, ENABLE, REASSERT, RECORD, REDEEM, type Script } from './scripts'
 import {
   AUDIT_CAP,
@@ -22,9 +26,9 @@ import {
   type RecordResult,
   type Store,
   type WindowCount,
-} from './store'
-import { randomId, tokenDigest } from './ids'
-import { windowTotals } from './buckets'
+} from '..'
+import { randomId, tokenDigest } from '../../ids'
+import { windowTotals } from '../buckets'
 
 export interface Logger {
   info(msg: string): void
@@ -46,13 +50,13 @@ export interface StoredRecord {
   readonly fields: Readonly<Record<string, string>>
 }
 
-/** What the REASSERT script found (see lib/scripts.ts). */
+/** What the REASSERT script found (see lib/store/redis/scripts.ts). */
 export type ReassertResult =
   | { readonly state: 'present'; readonly stored: StoredRecord }
   | { readonly state: 'enabled' }
   | { readonly state: 'restored'; readonly record: DisabledRecord }
 
-/** The Redis store, with what a journal (lib/journal.ts) needs beyond the Store interface. */
+/** The Redis store, with what a journal (lib/store/journal.ts) needs beyond the Store interface. */
 export interface RedisStore extends Store {
   /** The account's disable record with its stored fields, or null (one HGETALL, like getDisabled). */
   getStored(account: string): Promise<StoredRecord | null>

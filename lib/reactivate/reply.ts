@@ -1,6 +1,6 @@
 /**
  * Recognising a reply to an alert: pure functions over addresses and header values.
- * The security decisions that need the store are in lib/reactivate.ts.
+ * The security decisions that need the store are in lib/reactivate/index.ts.
  */
 
 /** An incident token as it appears in addresses, Message-IDs and subjects: "hg-" + 32 hex. */

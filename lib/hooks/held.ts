@@ -3,9 +3,10 @@
  * while it is disabled (send_email answers DELAY), go out once it is enabled, and are discarded
  * without a bounce when an operator drops them or after [held] max_hold.
  */
-import { DELAY, DENY, OK, type HarakaPlugin, type Verdict } from './haraka'
-import { logStoreDown, NOTE, type CountNote, type GuardState } from './guard'
-import { errorText } from './messages'
+import { DELAY, DENY, OK, type HarakaPlugin, type Verdict } from '../haraka'
+import { NOTE, type CountNote } from './queue'
+import { logStoreDown, type GuardState } from './state'
+import { errorText } from '../messages'
 
 /** The part of Haraka's HMailItem the plugin uses. */
 export interface QueuedMail {
@@ -43,7 +44,7 @@ async function checkHeld(plugin: HarakaPlugin, mail: QueuedMail, state: GuardSta
   try {
     held = await store.heldState(note.account)
   } catch (err) {
-    logStoreDown(plugin, `store unavailable at send_email, held mail of ${JSON.stringify(note.account)} (on_store_error=${config.onStoreError}): ${errorText(err)}`, (line) =>
+    logStoreDown(state, `store unavailable at send_email, held mail of ${JSON.stringify(note.account)} (on_store_error=${config.onStoreError}): ${errorText(err)}`, (line) =>
       plugin.logerror(line),
     )
     return config.onStoreError === 'closed' ? [DELAY, retrySeconds] : undefined

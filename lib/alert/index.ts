@@ -3,9 +3,9 @@
  * is pure (tested on its own); sending is a seam (`MailSender`) the plugin fills with Haraka's
  * outbound queue.
  */
-import { formatDuration, shownAccount } from './messages'
-import { replyAddressFor, tokenLabel } from './reply'
-import type { DisabledRecord, MessageSummary, WindowCount } from './store'
+import { formatDuration, shownAccount } from '../messages'
+import { replyAddressFor, tokenLabel } from '../reactivate/reply'
+import type { DisabledRecord, MessageSummary, WindowCount } from '../store'
 
 /** A complete message ready for the outbound queue. */
 export interface OutgoingMail {

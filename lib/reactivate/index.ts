@@ -2,10 +2,10 @@
  * Reactivation by reply: the security decision (docs/security.md). Every condition must hold;
  * the token is redeemed last, atomically, so a refused attempt never spends it.
  */
-import { canonicalAccount } from './account'
-import type { Config } from './config'
+import { canonicalAccount } from '../account'
+import type { Config } from '../config'
 import { autoReplyReason, findToken, type HeaderLookup, type MailAddress } from './reply'
-import type { Store } from './store'
+import type { Store } from '../store'
 
 export interface ReplyMessage {
   /** The login of the session that submitted the reply, or null when it did not AUTH. */

@@ -1,6 +1,7 @@
 /**
  * The typed facade: the few Haraka shapes the plugin uses, the return codes, and the adapter
- * that turns an async hook body into a Haraka hook. `any` is confined to this file.
+ * that turns an async hook body into a Haraka hook (this folder: the facade and the type
+ * declarations of the Haraka modules the plugin imports, modules.d.ts).
  */
 import * as constants from 'haraka-constants'
 import DSN from 'haraka-dsn'

@@ -1,5 +1,37 @@
-import type { Connection, HarakaPlugin, PasswdCallback, PasswdCheck } from './haraka'
-import { errorText } from './messages'
+/**
+ * AUTH: the gate that refuses a disabled account before its password is checked, and the wrapper
+ * that puts it in front of the password checks of every loaded auth plugin.
+ */
+import { canonicalAccount } from '../account'
+import type { Connection, HarakaPlugin, PasswdCallback, PasswdCheck } from '../haraka'
+import { disabledReply, errorText } from '../messages'
+import { withTimeout, type DisabledRecord } from '../store'
+import { AUTH_CHECKED, type AuthChecked } from './mail'
+import { logStoreDown, type GuardState } from './state'
+
+/**
+ * AUTH, before the password is checked: the 535 text for an account that is disabled, or null
+ * to let the auth plugin check the password. The lookup gives up after store_timeout; a store
+ * failure answers null too (MAIL FROM applies on_store_error).
+ */
+export async function authRefusal(plugin: HarakaPlugin, connection: Connection, login: string, state: GuardState): Promise<string | null> {
+  if (state.config.mode === 'monitor') return null
+  const account = canonicalAccount(login, state.config.accounts)
+  let record: DisabledRecord | null
+  try {
+    record = await withTimeout(state.store.getDisabled(account), state.config.storeTimeoutMs, 'AUTH lookup')
+  } catch (err) {
+    logStoreDown(state, `store unavailable at AUTH, MAIL FROM will decide: ${errorText(err)}`, (line) => connection.logerror(plugin, line))
+    return null
+  }
+  if (!record) {
+    const checked: AuthChecked = { account, at: Date.now() }
+    connection.notes[AUTH_CHECKED] = checked
+    return null
+  }
+  connection.lognotice(plugin, `refusing AUTH of disabled account ${JSON.stringify(account)} (password not checked)`)
+  return `5.7.8 ${disabledReply({ account, by: record.by }, state.config.contact)}`
+}
 
 const WRAPPED = Symbol.for('hijack-guard.wrapped')
 const CHECKS = ['check_plain_passwd', 'check_cram_md5_passwd'] as const

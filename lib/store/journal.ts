@@ -11,8 +11,8 @@
 import { closeSync, openSync, statSync, unlinkSync } from 'node:fs'
 import { chown, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { toRecord, type Logger, type RedisStore, type StoredRecord } from './redis-store'
-import { StoreError, type DisabledRecord, type DisableInput, type HeldState, type RecordInput, type RecordResult, type RedeemResult, type Store } from './store'
+import { toRecord, type Logger, type RedisStore, type StoredRecord } from './redis'
+import { StoreError, type DisabledRecord, type DisableInput, type HeldState, type RecordInput, type RecordResult, type RedeemResult, type Store } from '.'
 
 /** One journaled disable record. */
 export interface JournalEntry {

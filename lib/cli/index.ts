@@ -3,18 +3,18 @@
  * as the plugin (the package defaults with HARAKA_DIR/config over them) and talks to the same
  * store. runCli returns the exit code; bin/hijack-guard.ts exits with it.
  */
-import { readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { userInfo } from 'node:os'
-import { basename, join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import hc from 'haraka-config'
-import { canonicalAccount } from './account'
-import { alertReason, evidenceLines } from './alert'
-import { readConfig, rulesForAccount, type Config, type ConfigReader } from './config'
-import { createMemoryStore } from './memory-store'
-import { formatDuration, errorText } from './messages'
-import { createRedisStore } from './redis-store'
-import type { AuditEntry, DisabledRecord, Store, WindowCount } from './store'
+import { canonicalAccount } from '../account'
+import { alertReason, evidenceLines } from '../alert'
+import { readConfig, rulesForAccount, type Config, type ConfigReader } from '../config'
+import { createMemoryStore } from '../store/memory'
+import { formatDuration, errorText } from '../messages'
+import { createRedisStore } from '../store/redis'
+import type { AuditEntry, DisabledRecord, Store, WindowCount } from '../store'
 
 /** Exit codes scripts can rely on. */
 export const EXIT = {
@@ -154,8 +154,15 @@ function storeName(config: Config, harakaDir: string): string {
   return config.store === 'redis' ? `redis ${config.redis.host}:${config.redis.port}/${config.redis.db}` : `memory ${resolve(harakaDir, config.stateFile)}`
 }
 
+/** The package's own directory (its config/ holds the defaults), from dist/lib/cli or lib/cli alike. */
+function packageDir(): string {
+  let dir = __dirname
+  while (!existsSync(join(dir, 'config', 'hijack-guard.ini')) && dirname(dir) !== dir) dir = dirname(dir)
+  return dir
+}
+
 function defaultConfigFor(harakaDir: string): ConfigReader {
-  return hc.module_config(resolve(__dirname, '..', '..'), harakaDir)
+  return hc.module_config(packageDir(), harakaDir)
 }
 
 function openStore(config: Config, harakaDir: string): Store {

@@ -1,0 +1,53 @@
+/** The plugin's own mail to people: the postmaster alert and the notices about replies. */
+import { join, resolve } from 'node:path'
+import { composeAlert, composeNotice } from '../alert'
+import type { HarakaPlugin } from '../haraka'
+import { randomId } from '../ids'
+import { errorText } from '../messages'
+import type { DisabledRecord } from '../store'
+import type { GuardState } from './state'
+
+/** Queues the postmaster alert; a failure is logged (the incident stays in the store). */
+export async function sendAlert(plugin: HarakaPlugin, state: GuardState, record: DisabledRecord, token: string | undefined): Promise<void> {
+  const { config } = state
+  try {
+    const mail = composeAlert({
+      record,
+      ...(token ? { token } : {}),
+      monitor: token === undefined,
+      from: config.alert.from,
+      to: config.alert.to,
+      replyAddress: config.alert.replyAddress,
+      me: config.me,
+      tokenTtlMs: config.reactivate.tokenTtlMs,
+      cliCommand: cliCommand('enable', record.account),
+      now: Date.now(),
+    })
+    await state.sendMail(mail)
+    plugin.loginfo(`alert for ${JSON.stringify(record.account)} queued to ${config.alert.to.join(', ')} (incident ${record.incident})`)
+  } catch (err) {
+    plugin.logerror(`alert for ${JSON.stringify(record.account)} NOT sent (incident ${record.incident}): ${errorText(err)}`)
+  }
+}
+
+/**
+ * The shell command that acts on an account, quoted for a POSIX shell. It names the CLI inside
+ * this Haraka directory, so it works from any directory: `npx hijack-guard` elsewhere would ask
+ * the public registry for a package of that name.
+ */
+export function cliCommand(command: string, account: string): string {
+  const dir = resolve(process.env.HARAKA ?? process.cwd())
+  const quote = (s: string): string => (/^[A-Za-z0-9@._+\/=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
+  return `${quote(join(dir, 'node_modules', '.bin', 'hijack-guard'))} -c ${quote(dir)} ${command} ${quote(account)}`
+}
+
+/** Queues a short notice (a confirmation, or why a reply was refused); a failure is logged. */
+export async function notify(plugin: HarakaPlugin, state: GuardState, to: string, inReplyTo: string, subject: string, lines: string[]): Promise<void> {
+  const { config } = state
+  try {
+    const mail = composeNotice({ from: config.alert.from, to, me: config.me, now: Date.now(), id: randomId(), subject, lines, ...(inReplyTo ? { inReplyTo } : {}) })
+    await state.sendMail(mail)
+  } catch (err) {
+    plugin.logerror(`notice to ${to} not sent: ${errorText(err)}`)
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * queue_outbound: every message an authenticated session completes is counted here, once,
+ * atomically with the limit check; the message over a limit is refused and the account disabled.
+ */
+import { rulesForAccount } from '../config'
+import { DENY, DSN, type Connection, type HarakaPlugin, type Transaction, type Verdict } from '../haraka'
+import { randomId } from '../ids'
+import { describeCount, describeLimit, disabledReply, overLimitReply, errorText } from '../messages'
+import type { DisabledRecord, MessageSummary } from '../store'
+import { sendAlert } from './mailer'
+import { sessionAccount, storeFailure, type GuardState } from './state'
+
+const MAX_DOMAINS = 5
+const MAX_SUBJECT = 120
+
+/** What this message tells about its sender, for the evidence. */
+export function summarize(connection: Connection, txn: Transaction): MessageSummary {
+  const domains = [...new Set(txn.rcpt_to.map((a) => String(a.host ?? '').toLowerCase()))].slice(0, MAX_DOMAINS)
+  let subject = ''
+  try {
+    subject = String(txn.header.get_decoded('Subject') ?? '').trim()
+  } catch {
+    subject = String(txn.header.get('Subject') ?? '').trim()
+  }
+  return {
+    ip: String(connection.remote.ip ?? ''),
+    helo: String(connection.hello.host ?? ''),
+    domains,
+    subject: subject.length > MAX_SUBJECT ? `${subject.slice(0, MAX_SUBJECT - 3)}...` : subject,
+  }
+}
+
+/** What the plugin notes on a transaction it counted (also read from outbound's todo.notes). */
+export interface CountNote {
+  readonly account: string
+  readonly recipients: number
+  /** Store-clock time of the count (the held-mail check compares it with drop-held marks). */
+  readonly at: number
+  /** This server's clock at the count (ms), for the hold check of queued mail. */
+  readonly countedAt?: number
+}
+
+/** The transaction note key; outbound copies transaction notes into each queued message. */
+export const NOTE = 'hijack_guard'
+
+/** queue_outbound: count the message; refuse (550 5.7.1) and disable when it goes over a limit. */
+export async function countMessage(plugin: HarakaPlugin, connection: Connection, state: GuardState): Promise<Verdict> {
+  const txn = connection.transaction
+  const account = sessionAccount(connection, state.config)
+  if (!txn || account === null) return
+  const { config, store } = state
+  if (config.exempt.has(account)) {
+    txn.results.add(plugin, { skip: 'exempt' })
+    return
+  }
+  const rules = rulesForAccount(config, account)
+  if (rules.length === 0) return
+  const summary = summarize(connection, txn)
+  const token = randomId()
+  const input = { account, recipients: txn.rcpt_to.length, rules, mode: config.mode, summary, token, tokenTtlMs: config.reactivate.tokenTtlMs }
+  let result
+  try {
+    result = await store.record(input)
+  } catch (err) {
+    return storeFailure(plugin, connection, state, err, 'queue_outbound')
+  }
+  // Built only where it is logged: the common path (counted, under the limits) skips it.
+  const counts = (): string => result.counts.map((c) => `${describeLimit(c)}: ${c.count}`).join(', ')
+  if (result.status !== 'ok') state.process.lastDisableSeenAt = Date.now()
+  switch (result.status) {
+    case 'disabled':
+      txn.results.add(plugin, { fail: 'disabled' })
+      return [DENY, DSN.sec_unauthorized(disabledReply({ account, by: result.by }, config.contact), 550)]
+    case 'refused':
+      txn.results.add(plugin, { fail: `over ${describeLimit(result.over)}`, counts: counts() })
+      if (result.flipped) {
+        connection.logwarn(
+          plugin,
+          `ACCOUNT DISABLED ${JSON.stringify(account)}: reached ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
+            `counts ${counts()}; incident ${result.record.incident}; ${evidenceLine(result.record.evidence)}`,
+        )
+        // The refusal does not wait for the alert and the audit entry.
+        void afterDisable(plugin, state, result.record, token)
+      }
+      return [DENY, DSN.sec_unauthorized(overLimitReply(account, result.over, config.contact), 550)]
+    case 'ok': {
+      const note: CountNote = { account, recipients: input.recipients, at: result.at, countedAt: Date.now() }
+      txn.notes[NOTE] = note
+      txn.results.add(plugin, { pass: 'counted' })
+      if (result.over && result.flipped) {
+        connection.logwarn(
+          plugin,
+          `monitor mode: account ${JSON.stringify(account)} went over ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
+            `not refused (mode=monitor); counts ${counts()}`,
+        )
+        const record = { account, reason: 'limit', by: 'limit', at: result.at, incident: randomId(), over: result.over, counts: result.counts, evidence: result.evidence ?? [summary] }
+        void sendAlert(plugin, state, record, undefined)
+      }
+      return
+    }
+  }
+}
+
+/** The audit entry and the alert of an automatic disable; failures are logged, never thrown. */
+async function afterDisable(plugin: HarakaPlugin, state: GuardState, record: DisabledRecord, token: string): Promise<void> {
+  const reason = record.over ? `reached ${describeLimit(record.over)} (${describeCount(record.over)})` : record.reason
+  await Promise.all([
+    state.store.audit({ at: record.at, account: record.account, action: 'disable', actor: 'limit', how: 'limit', reason }).catch((err: unknown) =>
+      plugin.logerror(`audit entry for ${JSON.stringify(record.account)} not written: ${errorText(err)}`),
+    ),
+    sendAlert(plugin, state, record, token),
+  ])
+}
+
+/** "ips 1.2.3.4; helos x; domains a, b; subjects ..." for log lines. */
+function evidenceLine(evidence: readonly MessageSummary[]): string {
+  const uniq = (xs: string[]): string => [...new Set(xs.filter((x) => x !== ''))].join(', ') || '-'
+  return [
+    `ips ${uniq(evidence.map((e) => e.ip))}`,
+    `helos ${uniq(evidence.map((e) => e.helo))}`,
+    `domains ${uniq(evidence.flatMap((e) => [...e.domains]))}`,
+    `subjects ${uniq(evidence.map((e) => JSON.stringify(e.subject)))}`,
+  ].join('; ')
+}

@@ -1,0 +1,117 @@
+/**
+ * Replies to the alert: accepted at RCPT (one reply recipient, alone in its transaction),
+ * consumed at queue time (250, never delivered, never counted) and decided by lib/reactivate.
+ */
+import { DENYSOFT, DSN, envelopeAddress, OK, type Address, type Connection, type HarakaPlugin, type Transaction, type Verdict } from '../haraka'
+import { handleReply } from '../reactivate'
+import { isReplyRecipient, TOKEN_PATTERN, type MailAddress } from '../reactivate/reply'
+import { shownAccount, errorText } from '../messages'
+import { cliCommand, notify } from './mailer'
+import { sessionLogin, type GuardState } from './state'
+
+/** The transaction note that marks a reply to an alert: its one reply-address recipient, as a list. */
+const REPLY_NOTE = 'hijack_guard_reply'
+
+const SEPARATE = (address: string): string => `send the reply to ${address} in a message of its own`
+const ONE_REPLY = 'one reply-address recipient per message'
+
+/**
+ * RCPT TO: accept the reply address (with any +detail) from every sender, since a postmaster
+ * may answer from anywhere. A reply is one recipient in a transaction of its own: a second
+ * reply-address recipient, or any other recipient beside it, gets 452 4.5.3. Constant time per
+ * RCPT, however many the client sends: the accepted reply is a transaction note, and the other
+ * recipients are counted by rcpt_to's length (Haraka appends this recipient before the rcpt
+ * hooks run and removes every recipient a hook refuses), never by scanning it.
+ */
+export function checkRcpt(connection: Connection, state: GuardState, rcpt: Address): Verdict {
+  const txn = connection.transaction
+  if (!txn) return
+  const replyAddress = state.config.alert.replyAddress
+  const accepted = txn.notes[REPLY_NOTE] !== undefined
+  const address: MailAddress = { local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }
+  if (isReplyRecipient(address, replyAddress)) {
+    if (accepted) return [DENYSOFT, DSN.create(452, ONE_REPLY, 5, 3)]
+    if (txn.rcpt_to.length > 1) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
+    const recipients: MailAddress[] = [address]
+    txn.notes[REPLY_NOTE] = recipients
+    return [OK, DSN.create(250, 'reply address of hijack-guard', 1, 5)]
+  }
+  if (accepted) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
+}
+
+/**
+ * queue / queue_outbound: a reply to an alert is consumed here (250, never delivered, never
+ * counted) and decided by handleReply. Answers null for any other message.
+ */
+export async function consumeReply(plugin: HarakaPlugin, connection: Connection, state: GuardState): Promise<Verdict | null> {
+  const txn = connection.transaction
+  const recipients = txn?.notes[REPLY_NOTE] as MailAddress[] | undefined
+  if (!txn || !recipients) return null
+  try {
+    return await decideReply(plugin, connection, state, txn, recipients)
+  } catch (err) {
+    // Whatever went wrong, a reply is never delivered anywhere.
+    connection.logcrit(plugin, `reply to alert consumed unprocessed after an unexpected error: ${(err as Error)?.stack ?? String(err)}`)
+    return [OK, DSN.create(250, 'Reply received by hijack-guard', 0, 0)]
+  }
+}
+
+async function decideReply(plugin: HarakaPlugin, connection: Connection, state: GuardState, txn: Transaction, recipients: MailAddress[]): Promise<Verdict> {
+  const { config, store } = state
+  const mailFrom = envelopeAddress(txn.mail_from)
+  const header = (name: string): string => {
+    try {
+      return String(txn.header.get_decoded(name) ?? '')
+    } catch {
+      return String(txn.header.get(name) ?? '')
+    }
+  }
+  const login = sessionLogin(connection, config)
+  let outcome
+  try {
+    outcome = await handleReply({ authUser: login, mailFrom, recipients, header }, config, store)
+  } catch (err) {
+    // A reply must not be lost to a store outage: the sender's server will try again.
+    connection.results.add(plugin, { err: `reply not processed, store unavailable: ${errorText(err)}` })
+    return [DENYSOFT, DSN.sys_unspecified('Reply not processed yet; please try again later', 451)]
+  }
+  const messageId = header('Message-ID').trim()
+  if (outcome.result === 'reactivated') {
+    connection.lognotice(plugin, `ACCOUNT RE-ENABLED ${JSON.stringify(outcome.account)} by reply from ${outcome.actor}`)
+    txn.results.add(plugin, { pass: 'reactivated' })
+    await store
+      .audit({ at: Date.now(), account: outcome.account, action: 'enable', actor: outcome.actor, how: 'reply' })
+      .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${errorText(err)}`))
+    const to = login !== null && mailFrom ? [mailFrom] : config.alert.to
+    for (const address of to) {
+      void notify(plugin, state, address, messageId, `Account ${shownAccount(outcome.account)} re-enabled`, [
+        `The account ${shownAccount(outcome.account)} works again: its disabled flag and its counters were cleared`,
+        `by a reply from ${outcome.actor}.`,
+        '',
+        'If its password was not changed yet, change it now.',
+      ])
+    }
+  } else {
+    if (outcome.reason.includes('null sender')) {
+      // A bounce to the reply address: an alert or a notice did not arrive somewhere.
+      const subject = header('Subject').trim().replace(new RegExp(TOKEN_PATTERN.source, 'gi'), 'hg-...')
+      connection.logwarn(plugin, `a bounce reached the reply address: an alert or notice may not have been delivered (subject ${JSON.stringify(subject)})`)
+    }
+    connection.lognotice(plugin, `reply to alert not accepted from ${outcome.actor}${outcome.account !== undefined ? ` for ${JSON.stringify(outcome.account)}` : ''}: ${outcome.reason}`)
+    txn.results.add(plugin, { fail: `reply: ${outcome.reason}` })
+    if (outcome.account !== undefined) {
+      await store
+        .audit({ at: Date.now(), account: outcome.account, action: 'reactivate-failed', actor: outcome.actor, how: 'reply', reason: outcome.reason })
+        .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${errorText(err)}`))
+    }
+    if (outcome.tellSender) {
+      void notify(plugin, state, mailFrom, messageId, 'Reply to hijack-guard alert not accepted', [
+        'Your reply did not re-enable any account:',
+        `  ${outcome.reason}.`,
+        '',
+        `To re-enable an account from the mail server: ${cliCommand('enable', outcome.account ?? 'ACCOUNT')}`,
+      ])
+    }
+  }
+  return [OK, DSN.create(250, 'Reply received by hijack-guard', 0, 0)]
+}

@@ -1,0 +1,73 @@
+/**
+ * What every hook receives: the config, the store, the mail seam and this process's own state;
+ * the session's account; and how a store failure becomes the configured policy.
+ */
+import { canonicalAccount } from '../account'
+import type { Config } from '../config'
+import type { MailSender } from '../alert'
+import { createFailureLog, type FailureLog } from '../failure-log'
+import { DENYSOFT, DSN, type Connection, type HarakaPlugin, type Verdict } from '../haraka'
+import { storeDownReply, errorText } from '../messages'
+import type { Store } from '../store'
+
+/** What this Haraka process remembers between hooks (one per plugin object). */
+export interface ProcessState {
+  /** When this process last disabled an account or saw one disabled (ms, local clock). */
+  lastDisableSeenAt: number
+  /** The rate limiter of "store unavailable" lines. */
+  readonly storeDown: FailureLog
+}
+
+/** A fresh ProcessState, for a plugin object that starts. */
+export function newProcessState(): ProcessState {
+  return { lastDisableSeenAt: 0, storeDown: createFailureLog({ what: 'store unavailable' }) }
+}
+
+export interface GuardState {
+  readonly config: Config
+  readonly store: Store
+  /** Queues a message through Haraka's outbound (a seam: tests replace it). */
+  readonly sendMail: MailSender
+  readonly process: ProcessState
+}
+
+/**
+ * The login of a session: what AUTH set, else (with [accounts] xclient_login) the login an
+ * XCLIENT proxy passed; null for a session with neither.
+ */
+export function sessionLogin(connection: Connection, config: Config): string | null {
+  const login = connection.notes.auth_user
+  if (typeof login === 'string') return login
+  const proxied = config.accounts.xclientLogin ? connection.remote.login : undefined
+  return typeof proxied === 'string' && proxied !== '' ? proxied : null
+}
+
+/** The canonical account of a session ([accounts]), or null for a session without a login. */
+export function sessionAccount(connection: Connection, config: Config): string | null {
+  const login = sessionLogin(connection, config)
+  return login === null ? null : canonicalAccount(login, config.accounts)
+}
+
+/**
+ * Logs a store failure at ERROR, rate-limited: the first of an outage, then one count a minute.
+ * Returns true when this one was logged.
+ */
+export function logStoreDown(state: Pick<GuardState, 'process'>, text: string, log: (line: string) => void): boolean {
+  return state.process.storeDown.failure(text, log)
+}
+
+/** The verdict when the store failed: open lets mail flow, closed answers 451 4.3.0. */
+export function storeFailure(plugin: HarakaPlugin, connection: Connection, state: GuardState, err: unknown, where: string): Verdict {
+  const text = `store unavailable at ${where} (on_store_error=${state.config.onStoreError}): ${errorText(err)}`
+  // Every failure is in the results as a msg (haraka-results logs an err at ERROR, a msg not);
+  // the log gets the first of an outage and then a count a minute.
+  connection.results.add(plugin, { msg: text })
+  logStoreDown(state, text, (line) => connection.logerror(plugin, line))
+  return storeErrorVerdict(state)
+}
+
+/** What on_store_error answers: nothing (open) or 451 4.3.0 (closed). */
+export function storeErrorVerdict(state: Pick<GuardState, 'config'>): Verdict {
+  if (state.config.onStoreError === 'open') return
+  return [DENYSOFT, DSN.sys_unspecified(storeDownReply(state.config.contact), 451)]
+}
