@@ -1,17 +1,7 @@
-'use strict'
+import * as assert from 'node:assert/strict'
 
-const assert = require('node:assert/strict')
-
-const { bucketField, countersTtlMs, staleFields, windowTotals } = require('../../dist/lib/store/buckets')
-const { parseRules } = require('../../dist/lib/config')
-
-const MIN = 60_000
-// 2030-01-01T00:00:00Z, a multiple of every bucket size below.
-const T0 = Date.UTC(2030, 0, 1)
-
-function rule(kind, text, buckets) {
-  return parseRules(`limits.${kind}`, kind, text, buckets)[0]
-}
+import { bucketField, countersTtlMs, staleFields, windowTotals } from '../../lib/store/buckets'
+import { MIN, T0, rule } from './store-helpers'
 
 describe('buckets', function () {
   const m10 = rule('messages', '10/10m', 10) // bucketMs one minute
@@ -31,8 +21,9 @@ describe('buckets', function () {
 
   describe('windowTotals', function () {
     it('sums the buckets inside each window: the current one and the buckets - 1 before it', function () {
-      const at = (minutes, kind = 'm') => bucketField(kind === 'm' ? m10 : r10, T0 + minutes * MIN)
-      const fields = [
+      const at = (minutes: number, kind: 'm' | 'r' = 'm'): string =>
+        bucketField(kind === 'm' ? m10 : r10, T0 + minutes * MIN)
+      const fields: [string, number][] = [
         [at(0), 1],
         [at(5), 2],
         [at(9), 4],
@@ -70,7 +61,7 @@ describe('buckets', function () {
 
     it('counts one bucket for every rule of that size and kind', function () {
       const tight = rule('messages', '3/10m', 10)
-      const fields = [[bucketField(m10, T0), 2]]
+      const fields: [string, number][] = [[bucketField(m10, T0), 2]]
       assert.deepEqual(windowTotals(fields, [m10, tight, h1], T0), [2, 2, 0])
     })
 

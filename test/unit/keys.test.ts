@@ -1,10 +1,16 @@
-'use strict'
+import * as assert from 'node:assert/strict'
 
-const assert = require('node:assert/strict')
+import {
+  accountKeys,
+  AUDIT_LOG,
+  decodeAccount,
+  encodeAccount,
+  PREFIX,
+  tokenKey,
+  type AccountKeys,
+} from '../../lib/store/keys'
 
-const { accountKeys, AUDIT_LOG, decodeAccount, encodeAccount, PREFIX, tokenKey } = require('../../dist/lib/store/keys')
-
-const ODD_ACCOUNTS = [
+const ODD_ACCOUNTS: readonly string[] = [
   '',
   ' ',
   '%',
@@ -35,29 +41,39 @@ const ODD_ACCOUNTS = [
 ]
 
 /** Redis Cluster's hash tag: what lies between the first "{" and the next "}", when not empty. */
-function hashTag(key) {
+function hashTag(key: string): string | null {
   const open = key.indexOf('{')
   const close = key.indexOf('}', open + 1)
   return open >= 0 && close > open + 1 ? key.slice(open + 1, close) : null
 }
 
+/** Every key of the account: each member of AccountKeys. */
+function keysOf(account: string): string[] {
+  const keys = accountKeys(account)
+  return (Object.keys(keys) as (keyof AccountKeys)[]).map((name) => keys[name])
+}
+
+/** Code point ranges of several planes, without the surrogates. */
+const RANGES: readonly (readonly [number, number])[] = [
+  [0x20, 0x7e],
+  [0x00, 0x1f],
+  [0x80, 0x7ff],
+  [0x800, 0xd7ff],
+  [0xe000, 0xffff],
+  [0x10000, 0x10ffff],
+]
+
 /** A deterministic sequence of strings of code points from several planes (no lone surrogates). */
-function* randomAccounts(count) {
+function* randomAccounts(count: number): Generator<string> {
   let seed = 42
-  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31)
-  const ranges = [
-    [0x20, 0x7e],
-    [0x00, 0x1f],
-    [0x80, 0x7ff],
-    [0x800, 0xd7ff],
-    [0xe000, 0xffff],
-    [0x10000, 0x10ffff],
-  ]
+  const next = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31)
   for (let i = 0; i < count; i++) {
     let s = ''
     const len = next() % 12
     for (let j = 0; j < len; j++) {
-      const [lo, hi] = ranges[next() % ranges.length]
+      const range = RANGES[next() % RANGES.length]
+      if (!range) throw new Error('randomAccounts: no range')
+      const [lo, hi] = range
       s += String.fromCodePoint(lo + (next() % (hi - lo + 1)))
     }
     yield s
@@ -76,7 +92,7 @@ describe('keys', function () {
 
     it('gives different accounts different encodings', function () {
       const accounts = new Set([...ODD_ACCOUNTS, ...randomAccounts(5000)])
-      const encodings = new Set([...accounts].map(encodeAccount))
+      const encodings = new Set([...accounts].map((account) => encodeAccount(account)))
       assert.equal(encodings.size, accounts.size)
     })
 
@@ -104,7 +120,7 @@ describe('keys', function () {
   describe('accountKeys', function () {
     it('gives every key of an account the account hash tag, so one script touches one slot', function () {
       for (const account of ODD_ACCOUNTS) {
-        const keys = Object.values(accountKeys(account))
+        const keys = keysOf(account)
         assert.equal(keys.length, 7)
         assert.equal(new Set(keys).size, 7)
         for (const key of keys) {
@@ -115,10 +131,13 @@ describe('keys', function () {
     })
 
     it('shares no key between two accounts', function () {
-      const owner = new Map()
+      const owner = new Map<string, string>()
       for (const account of new Set([...ODD_ACCOUNTS, ...randomAccounts(1000)])) {
-        for (const key of Object.values(accountKeys(account))) {
-          assert.ok(!owner.has(key), `${key} of ${JSON.stringify(account)} is also a key of ${JSON.stringify(owner.get(key))}`)
+        for (const key of keysOf(account)) {
+          assert.ok(
+            !owner.has(key),
+            `${key} of ${JSON.stringify(account)} is also a key of ${JSON.stringify(owner.get(key))}`,
+          )
           owner.set(key, account)
         }
       }

@@ -1,24 +1,24 @@
-'use strict'
-
 // A change of window or buckets (a reload, an [account:] override) must not give an account a
 // fresh quota: what was counted under the old rules keeps counting, to bucket precision.
 
-const assert = require('node:assert/strict')
+import * as assert from 'node:assert/strict'
 
-const { increments, staleFields, windowTotals } = require('../../dist/lib/store/buckets')
-const { parseRules } = require('../../dist/lib/config')
+import type { Rule } from '../../lib/config'
+import { increments, staleFields, windowTotals } from '../../lib/store/buckets'
+import { MIN, T0, rules } from './store-helpers'
 
-const MIN = 60_000
-// 2030-01-01T00:00:00Z, a multiple of every bucket size below.
-const T0 = Date.UTC(2030, 0, 1)
-
-function rules(messages, recipients, buckets) {
-  return [...parseRules('limits.messages', 'messages', messages, buckets), ...parseRules('limits.recipients', 'recipients', recipients, buckets)]
+interface Account {
+  /** The counter hash: field -> amount. */
+  readonly fields: Map<string, number>
+  /** Counts one message of `recipients` recipients at `at` under `ruleSet`. */
+  send(ruleSet: readonly Rule[], at: number, recipients?: number): void
+  /** Each rule's total at `at`, after the stale fields went. */
+  totals(ruleSet: readonly Rule[], at: number): number[]
 }
 
 /** An account's counter hash, kept the way both stores keep it: stale fields go, then the message adds. */
-function account() {
-  const fields = new Map()
+function account(): Account {
+  const fields = new Map<string, number>()
   return {
     fields,
     send(ruleSet, at, recipients = 1) {
@@ -33,7 +33,7 @@ function account() {
 }
 
 /** Deterministic pseudo-random numbers (mulberry32). */
-function random(seed) {
+function random(seed: number): () => number {
   let a = seed
   return () => {
     a = (a + 0x6d2b79f5) | 0
@@ -41,6 +41,13 @@ function random(seed) {
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
+}
+
+/** The rule of `kind` in `ruleSet` (there is exactly one in these tests). */
+function ruleOf(ruleSet: readonly Rule[], kind: Rule['kind']): Rule {
+  const found = ruleSet.find((r) => r.kind === kind)
+  assert.ok(found, `no ${kind} rule in ${ruleSet.map((r) => r.text).join(', ')}`)
+  return found
 }
 
 describe('a change of window or buckets', function () {
@@ -105,7 +112,8 @@ describe('a change of window or buckets', function () {
     const [total] = a.totals(after, at)
     assert.equal(total, 19)
     a.send(after, at)
-    assert.ok(a.totals(after, at)[0] + 1 > 20, 'the 21st message is over the limit')
+    const [counted = NaN] = a.totals(after, at)
+    assert.ok(counted + 1 > 20, 'the 21st message is over the limit')
   })
 
   it('keeps messages and recipients apart across the change', function () {
@@ -140,7 +148,10 @@ describe('a change of window or buckets', function () {
         [`60000.${start / MIN}.m`, 100],
       ])
       assert.deepEqual(windowTotals(fields, after, now), [100])
-      assert.deepEqual(staleFields(fields.keys(), after, now).sort(), [`1.${start - 1}.m`, `60000.${start / MIN - 1}.m`].sort())
+      assert.deepEqual(
+        staleFields(fields.keys(), after, now).sort(),
+        [`1.${start - 1}.m`, `60000.${start / MIN - 1}.m`].sort(),
+      )
     })
 
     it('counts a coarse old bucket whole while any part of it is in the window', function () {
@@ -161,16 +172,20 @@ describe('a change of window or buckets', function () {
   })
 
   it('loses nothing inside the window and counts at most one old bucket more, for random histories', function () {
-    const windows = ['1m', '2m', '5m', '7m', '30m', '1h']
-    const bucketCounts = [1, 3, 10, 30, 60]
+    const windows = ['1m', '2m', '5m', '7m', '30m', '1h'] as const
+    const bucketCounts = [1, 3, 10, 30, 60] as const
     const next = random(8)
-    const pick = (list) => list[Math.floor(next() * list.length)]
+    const pick = <T>(list: readonly T[]): T => {
+      const chosen = list[Math.floor(next() * list.length)]
+      if (chosen === undefined) throw new Error('pick: empty list')
+      return chosen
+    }
     for (let run = 0; run < 300; run++) {
       const a = account()
       const before = rules(`1000000/${pick(windows)}`, `1000000/${pick(windows)}`, pick(bucketCounts))
       const after = rules(`1000000/${pick(windows)}`, `1000000/${pick(windows)}`, pick(bucketCounts))
       const start = T0 + Math.floor(next() * 3_600_000)
-      const sent = []
+      const sent: { readonly t: number; readonly rcpts: number }[] = []
       let t = start
       for (let i = 0; i < 60; i++) {
         t += Math.floor(next() * 60_000)
@@ -180,18 +195,24 @@ describe('a change of window or buckets', function () {
       }
       const changeAt = t + Math.floor(next() * 120_000)
       const seen = a.totals(after, changeAt)
+      assert.equal(seen.length, after.length)
       after.forEach((r, i) => {
+        const counted = seen[i]
+        assert.ok(counted !== undefined)
         const windowStart = (Math.floor(changeAt / r.bucketMs) - r.buckets + 1) * r.bucketMs
-        const oldBucket = before.find((b) => b.kind === r.kind).bucketMs
-        const amount = (m) => (r.kind === 'messages' ? 1 : m.rcpts)
+        const oldRule = ruleOf(before, r.kind)
+        const oldBucket = oldRule.bucketMs
+        const amount = (m: { readonly rcpts: number }): number => (r.kind === 'messages' ? 1 : m.rcpts)
         // What the old rule still held at the change: its own window then.
-        const oldRule = before.find((b) => b.kind === r.kind)
         const oldStart = (Math.floor(changeAt / oldRule.bucketMs) - oldRule.buckets + 1) * oldRule.bucketMs
         const exact = sent.filter((m) => m.t >= Math.max(windowStart, oldStart)).reduce((n, m) => n + amount(m), 0)
         const loose = sent.filter((m) => m.t >= windowStart - oldBucket).reduce((n, m) => n + amount(m), 0)
-        const where = `run ${run}: ${before.map((b) => b.text + '/' + b.buckets)} -> ${r.text}/${r.buckets} at +${changeAt - start}ms`
-        assert.ok(seen[i] >= exact, `${where}: counted ${seen[i]}, but ${exact} lie in the window`)
-        assert.ok(seen[i] <= loose, `${where}: counted ${seen[i]}, more than the ${loose} of the window and one old bucket`)
+        const where = `run ${run}: ${before.map((b) => `${b.text}/${b.buckets}`).join(',')} -> ${r.text}/${r.buckets} at +${changeAt - start}ms`
+        assert.ok(counted >= exact, `${where}: counted ${counted}, but ${exact} lie in the window`)
+        assert.ok(
+          counted <= loose,
+          `${where}: counted ${counted}, more than the ${loose} of the window and one old bucket`,
+        )
       })
     }
   })
@@ -207,16 +228,18 @@ describe('a change of window or buckets', function () {
     const before = rules('500/30m, 2000/24h', '', 30) // one-minute and 48-minute buckets
     const sent = 90
     const at = T0 + 100 * MIN
-    for (const [what, after] of [
+    const changes: [string, Rule[]][] = [
       ['buckets 30 -> 60', rules('500/30m, 2000/24h', '', 60)],
       ['the 24h window removed', rules('500/30m', '', 30)],
-    ]) {
+    ]
+    for (const [what, after] of changes) {
       const a = account()
       for (let m = 0; m < sent; m++) a.send(before, T0 + 10 * MIN + m * MIN)
       const [short] = a.totals(after, at)
       // At 100:00 the 30-minute window starts at 70:30 (30-second buckets) or 71:00 (one-minute
       // buckets): the 29 messages of minutes 71..99 lie in it. The left-over buckets that
       // overlap it count whole, the 48-minute ones on top of the one-minute ones.
+      assert.ok(short !== undefined, what)
       assert.ok(short >= 29, `${what}: ${short}`)
       assert.ok(short <= 30 + sent, `${what}: ${short}`)
     }
@@ -228,7 +251,10 @@ describe('a change of window or buckets', function () {
     for (let m = 0; m < 30; m++) a.send(before, T0 + m * MIN)
     const after = rules('30/30m', '100/30m', 10)
     for (let m = 30; m < 70; m++) a.send(after, T0 + m * MIN)
-    assert.ok([...a.fields.keys()].every((f) => f.startsWith('180000.')), [...a.fields.keys()].join(' '))
+    assert.ok(
+      [...a.fields.keys()].every((f) => f.startsWith('180000.')),
+      [...a.fields.keys()].join(' '),
+    )
     assert.ok(a.fields.size <= 2 * 10)
   })
 })

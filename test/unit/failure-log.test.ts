@@ -1,19 +1,35 @@
-'use strict'
+import * as assert from 'node:assert/strict'
 
-const assert = require('node:assert/strict')
+import { createFailureLog, type FailureLine, type FailureLog } from '../../lib/failure-log'
 
-const { createFailureLog } = require('../../dist/lib/failure-log')
+interface Timer {
+  readonly at: number
+  readonly fn: () => void
+}
+
+interface Harness {
+  readonly log: FailureLog
+  readonly lines: string[]
+  /** One failure with `text`; true when it was logged in full. */
+  fail(text?: string): boolean
+  /** Moves the clock on by `ms`, running every timer it passes. */
+  advance(ms: number): void
+  /** How many timers are pending. */
+  timers(): number
+}
 
 /** A FailureLog on an injected clock whose timers run when the clock passes them. */
-function harness(windowMs = 60_000) {
+function harness(windowMs = 60_000): Harness {
   let t = 1_000_000
-  let timers = []
-  const lines = []
+  let timers: Timer[] = []
+  const lines: string[] = []
   const log = createFailureLog({
     what: 'store unavailable',
     windowMs,
     now: () => t,
-    schedule: (fn, ms) => timers.push({ at: t + ms, fn }),
+    schedule: (fn, ms) => {
+      timers.push({ at: t + ms, fn })
+    },
   })
   return {
     log,
@@ -67,9 +83,11 @@ describe('failure-log: rate-limited store-unavailable lines', function () {
 
   it('a late timer: the next failure after the window closes it first', function () {
     let t = 0
-    const lines = []
+    const lines: string[] = []
     const log = createFailureLog({ what: 'store unavailable', now: () => t, schedule: () => undefined })
-    const line = (l) => lines.push(l)
+    const line: FailureLine = (l) => {
+      lines.push(l)
+    }
     log.failure('x', line)
     log.failure('y', line)
     t = 61_000
