@@ -1,5 +1,3 @@
-'use strict'
-
 // End-to-end: the operator's tools with the real parts (a Haraka 3.3.4 process with the packed
 // plugin installed by npm, redis-server, a nodemailer client speaking AUTH PLAIN over loopback,
 // a loopback SMTP sink as the outside world) and the CLI the package installs into the Haraka
@@ -7,17 +5,44 @@
 // outbound mail of a disabled account (released by enable, discarded by drop-held), and an
 // incident handled with the CLI alone. See test/e2e/README.md.
 
-const assert = require('node:assert/strict')
-const childProcess = require('node:child_process')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
-
-const h = require('./harness')
-const {
-  alertPrefix, assert250, assert535, bySubject, countMatches, pluginIni, queueFiles, replyRaw, sendAndSettle,
-  waitQueueEmpty, waitSubjects,
-} = require('./helpers')
+import assert from 'node:assert/strict'
+import * as childProcess from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import {
+  createHaraka,
+  dumpLogsIfFailed,
+  escapeRegExp,
+  killPid,
+  openSession,
+  packPlugin,
+  sendOne,
+  startRedis,
+  startSink,
+  stopAll,
+  tail,
+  tryAuth,
+  waitUntil,
+  type HarakaInstance,
+  type HarakaOptions,
+  type RedisServer,
+  type Sink,
+  type SinkMessage,
+} from '../../support'
+import {
+  alertPrefix,
+  assert250,
+  assert535,
+  bySubject,
+  countMatches,
+  pluginIni,
+  queueFiles,
+  replyRaw,
+  sendAndSettle,
+  waitQueueEmpty,
+  waitSubjects,
+} from './helpers'
 
 const PW = 'pw'
 const ADMIN = 'postmaster@test.example' // a flat_file login listed in [alert] to: an admin
@@ -29,7 +54,7 @@ const ACTOR = `cli:${os.userInfo().username}`
 const QUEUE_WAIT = { timeoutMs: 15000, intervalMs: 50 }
 
 // Haraka retries a temporary failure after 5 s (its smallest interval) for a long while, so
-// mail the sink refuses with 451 stays in the queue; the harness default is no retry at all.
+// mail the sink refuses with 451 stays in the queue; the support/ default is no retry at all.
 const RETRYING_OUTBOUND = [
   '[main]',
   'enable_tls=false',
@@ -40,63 +65,140 @@ const RETRYING_OUTBOUND = [
   '',
 ].join('\n')
 
+// What `hijack-guard --json ...` prints, as far as these tests read it.
+
+/** `audit`: one entry, newest first. */
+interface AuditEntry {
+  /** Milliseconds since the epoch. */
+  readonly at: number
+  readonly account: string
+  readonly action: string
+  readonly actor: string
+  readonly how: string
+  readonly reason?: string
+}
+
+/** `list`: one disabled account. */
+interface ListRow {
+  readonly account: string
+  readonly limit: string
+  readonly counts: readonly { readonly kind: string; readonly count: number; readonly max: number }[]
+  /** undefined or null when it could not be counted. */
+  readonly held?: number | null
+}
+
+/** `show ACCOUNT`. */
+interface ShowResult {
+  readonly state: string
+  readonly held: number
+  readonly evidence: readonly { readonly helo: string; readonly ip: string }[]
+}
+
+/** The element at `index`; fails the test when there is none. */
+function at<T>(list: readonly T[], index: number, what: string): T {
+  const value = list[index]
+  assert.ok(value !== undefined, `${what}: no element ${index} in a list of ${list.length}`)
+  return value
+}
+
+/** The value of a header the message has exactly once. */
+function headerOf(message: SinkMessage, name: string): string {
+  const value = message.headers[name]
+  assert.ok(typeof value === 'string', `${name} of ${JSON.stringify(message.subject)}: ${JSON.stringify(value)}`)
+  return value
+}
+
 // bounces: mail from the null sender
-const bounces = (sink) => sink.messages.filter((m) => !m.from)
+const bounces = (sink: Sink): SinkMessage[] => sink.messages.filter((m) => !m.from)
+
+interface CliRun {
+  /** The exit code; a string (the spawn error's code) or null when it did not exit normally. */
+  readonly code: number | string | null
+  readonly stdout: string
+  readonly stderr: string
+  readonly ms: number
+  readonly args: readonly string[]
+}
 
 // Runs the CLI the package installed into the Haraka directory; never rejects.
-// -> { code, stdout, stderr, ms }
-const running = new Set()
-function hg (srv, args, { timeoutMs = 20000 } = {}) {
+const running = new Set<childProcess.ChildProcess>()
+function hg(srv: HarakaInstance, args: readonly string[], { timeoutMs = 20000 } = {}): Promise<CliRun> {
   const bin = path.join(srv.dir, 'node_modules', '.bin', 'hijack-guard')
   const env = { ...process.env }
   delete env.HARAKA
   return new Promise((resolve) => {
     const t0 = Date.now()
-    const child = childProcess.execFile(bin, ['-c', srv.dir, ...args], { cwd: srv.dir, env, timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
-      running.delete(child)
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : err.code || null) : 0, stdout, stderr, ms: Date.now() - t0, args })
-    })
+    const child = childProcess.execFile(
+      bin,
+      ['-c', srv.dir, ...args],
+      { cwd: srv.dir, env, timeout: timeoutMs, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) => {
+        running.delete(child)
+        const code = err ? (typeof err.code === 'number' ? err.code : err.code || null) : 0
+        resolve({ code, stdout, stderr, ms: Date.now() - t0, args })
+      },
+    )
     running.add(child)
   })
 }
 
-function explain (r) {
-  return `hijack-guard ${r.args.join(' ')}: exit ${r.code} after ${r.ms} ms\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`
+function explain(r: CliRun): string {
+  return `hijack-guard ${r.args.join(' ')}: exit ${String(r.code)} after ${r.ms} ms\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`
 }
 
-async function hgOk (srv, args, code = 0) {
+async function hgOk(srv: HarakaInstance, args: readonly string[], code = 0): Promise<CliRun> {
   const r = await hg(srv, args)
   assert.equal(r.code, code, explain(r))
   return r
 }
 
-async function hgJson (srv, args) {
+async function hgJson(srv: HarakaInstance, args: readonly string[]): Promise<unknown> {
   const r = await hgOk(srv, ['--json', ...args])
   try {
-    return JSON.parse(r.stdout)
+    return JSON.parse(r.stdout) as unknown
   } catch (err) {
-    assert.fail(`${explain(r)}\nnot JSON: ${err.message}`)
+    assert.fail(`${explain(r)}\nnot JSON: ${err instanceof Error ? err.message : String(err)}`)
   }
 }
 
+/** `hijack-guard --json ...` that prints a list. */
+async function hgJsonList<T>(srv: HarakaInstance, args: readonly string[]): Promise<T[]> {
+  const value = await hgJson(srv, args)
+  assert.ok(Array.isArray(value), `hijack-guard --json ${args.join(' ')}: not a list: ${JSON.stringify(value)}`)
+  return value as T[]
+}
+
+const hgAudit = (srv: HarakaInstance, args: readonly string[]): Promise<AuditEntry[]> =>
+  hgJsonList<AuditEntry>(srv, ['audit', ...args])
+const hgList = (srv: HarakaInstance): Promise<ListRow[]> => hgJsonList<ListRow>(srv, ['list'])
+
+async function hgShow(srv: HarakaInstance, account: string): Promise<ShowResult> {
+  const value = await hgJson(srv, ['show', account])
+  assert.ok(
+    typeof value === 'object' && value !== null && !Array.isArray(value),
+    `hijack-guard --json show ${account}: ${JSON.stringify(value)}`,
+  )
+  return value as ShowResult
+}
+
 // the held count `hijack-guard --json list` shows for an account (undefined: not listed)
-async function listedHeld (srv, account) {
-  const row = (await hgJson(srv, ['list'])).find((r) => r.account === account)
+async function listedHeld(srv: HarakaInstance, account: string): Promise<number | null | undefined> {
+  const row = (await hgList(srv)).find((r) => r.account === account)
   return row ? row.held : undefined
 }
 
 describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   this.timeout(60000)
 
-  let sink
-  let redis
-  const started = [] // Haraka instances of the current test
+  let sink: Sink
+  let redis: RedisServer
+  const started: HarakaInstance[] = [] // Haraka instances of the current test
 
-  async function haraka (opts) {
-    const inst = await h.createHaraka({
+  async function haraka(opts: HarakaOptions): Promise<HarakaInstance> {
+    const inst = await createHaraka({
       sink,
       ...opts,
-      users: { [ADMIN]: PW, [OTHER]: PW, ...(opts.users || {}) },
+      users: { [ADMIN]: PW, [OTHER]: PW, ...(opts.users ?? {}) },
     })
     started.push(inst)
     await inst.start()
@@ -105,9 +207,13 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
 
   // Sends `max` messages from account (250), then one more (550 5.7.1, the account is now
   // disabled). Returns the subjects of the accepted ones.
-  async function trip (srv, account, { max = 3, helo = 'client.test.example', tag = 'm' } = {}) {
-    const s = await h.openSession({ port: srv.port, user: account, pass: PW, name: helo })
-    const accepted = []
+  async function trip(
+    srv: HarakaInstance,
+    account: string,
+    { max = 3, helo = 'client.test.example', tag = 'm' }: { max?: number; helo?: string; tag?: string } = {},
+  ): Promise<string[]> {
+    const s = await openSession({ port: srv.port, user: account, pass: PW, name: helo })
+    const accepted: string[] = []
     for (let i = 1; i <= max + 1; i++) {
       const subject = `${tag} ${account} ${i}`
       const r = await s.send({ from: account, to: [`r${i}@d${i}.outside.example`], subject })
@@ -123,27 +229,37 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     return accepted
   }
 
-  async function waitAudit (srv, account, pred, what) {
-    let entries = []
-    await h.waitUntil(async () => {
-      entries = await hgJson(srv, ['audit', account])
-      return entries.some(pred)
-    }, { timeoutMs: 10000, intervalMs: 200, message: () => `${what}: audit of ${account}: ${JSON.stringify(entries)}` })
+  async function waitAudit(
+    srv: HarakaInstance,
+    account: string,
+    pred: (e: AuditEntry) => boolean,
+    what: string,
+  ): Promise<AuditEntry[]> {
+    let entries: AuditEntry[] = []
+    await waitUntil(
+      async () => {
+        entries = await hgAudit(srv, [account])
+        return entries.some(pred)
+      },
+      {
+        timeoutMs: 10000,
+        intervalMs: 200,
+        message: () => `${what}: audit of ${account}: ${JSON.stringify(entries)}`,
+      },
+    )
     return entries
   }
 
   before(async function () {
     this.timeout(240000) // npm pack (build) + npm install, once per run
-    await h.packPlugin()
-    sink = await h.startSink()
-    redis = await h.startRedis()
+    await packPlugin()
+    sink = await startSink()
+    redis = await startRedis()
   })
 
   after(async function () {
     for (const r of started.splice(0)) await r.destroy()
-    if (redis) await redis.stop()
-    if (sink) await sink.stop()
-    await h.stopAll()
+    await stopAll() // redis, the sink, anything left
   })
 
   beforeEach(async function () {
@@ -153,10 +269,8 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   })
 
   afterEach(async function () {
-    h.dumpLogsIfFailed(this)
-    for (const child of running) {
-      try { process.kill(child.pid, 'SIGKILL') } catch { /* gone */ }
-    }
+    dumpLogsIfFailed(this)
+    for (const child of running) killPid(child.pid, 'SIGKILL')
     running.clear()
     sink.accept()
     for (const r of started.splice(0).reverse()) await r.destroy()
@@ -165,21 +279,33 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   // -------------------------------------------------------------------------------------------
   // a. the audit trail
 
-  it('the audit trail records every path with its actor: disable by the limit, enable by the admin\'s reply, a failed reply, CLI disable / reset / drop-held / enable by cli:<os user>', async function () {
+  it("the audit trail records every path with its actor: disable by the limit, enable by the admin's reply, a failed reply, CLI disable / reset / drop-held / enable by cli:<os user>", async function () {
     const acct = 'audited@test.example'
     const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
 
     await trip(srv, acct)
-    const [alert] = await waitSubjects(sink, alertPrefix(acct), 1)
+    const alert = at(await waitSubjects(sink, alertPrefix(acct), 1), 0, 'the alert')
     await waitAudit(srv, acct, (e) => e.action === 'disable', 'the automatic disable')
 
     // the admin answers the alert: re-enabled
-    const to = alert.headers['reply-to']
-    const ok = await sendAndSettle(srv, { user: ADMIN, pass: PW, from: ADMIN, to: [to], raw: replyRaw({ from: ADMIN, to, alert }) })
-    assert250(ok, 'the admin\'s reply')
+    const to = headerOf(alert, 'reply-to')
+    const ok = await sendAndSettle(srv, {
+      user: ADMIN,
+      pass: PW,
+      from: ADMIN,
+      to: [to],
+      raw: replyRaw({ from: ADMIN, to, alert }),
+    })
+    assert250(ok, "the admin's reply")
     assert.match(ok.log, /ACCOUNT RE-ENABLED "audited@test\.example" by reply from postmaster@test\.example/)
     // the same reply again: the token is spent, nothing changes (a failed reactivation)
-    const again = await sendAndSettle(srv, { user: ADMIN, pass: PW, from: ADMIN, to: [to], raw: replyRaw({ from: ADMIN, to, alert }) })
+    const again = await sendAndSettle(srv, {
+      user: ADMIN,
+      pass: PW,
+      from: ADMIN,
+      to: [to],
+      raw: replyRaw({ from: ADMIN, to, alert }),
+    })
     assert250(again, 'the second reply')
     assert.match(again.log, /reply to alert not accepted from postmaster@test\.example for "audited@test\.example"/)
 
@@ -189,52 +315,69 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     await hgOk(srv, ['drop-held', acct])
     await hgOk(srv, ['enable', 'audited@TEST.example'])
 
-    const entries = await hgJson(srv, ['audit', acct])
-    assert.deepEqual(entries.map((e) => [e.action, e.actor, e.how]), [
-      ['enable', ACTOR, 'cli'],
-      ['drop-held', ACTOR, 'cli'],
-      ['reset', ACTOR, 'cli'],
-      ['disable', ACTOR, 'cli'],
-      ['reactivate-failed', ADMIN, 'reply'],
-      ['enable', ADMIN, 'reply'],
-      ['disable', 'limit', 'limit'],
-    ], JSON.stringify(entries, null, 2))
+    const entries = await hgAudit(srv, [acct])
+    assert.deepEqual(
+      entries.map((e) => [e.action, e.actor, e.how]),
+      [
+        ['enable', ACTOR, 'cli'],
+        ['drop-held', ACTOR, 'cli'],
+        ['reset', ACTOR, 'cli'],
+        ['disable', ACTOR, 'cli'],
+        ['reactivate-failed', ADMIN, 'reply'],
+        ['enable', ADMIN, 'reply'],
+        ['disable', 'limit', 'limit'],
+      ],
+      JSON.stringify(entries, null, 2),
+    )
     for (const e of entries) assert.equal(e.account, acct)
-    for (let i = 1; i < entries.length; i++) assert.ok(entries[i - 1].at >= entries[i].at, 'newest first')
-    assert.match(entries[6].reason, /reached 3 messages in 1 minute|messages 3\/1m/)
-    assert.equal(entries[3].reason, 'ticket 4711')
-    assert.match(entries[4].reason, /not disabled|used already/)
-    assert.equal(entries[1].reason, '0 held')
+    for (let i = 1; i < entries.length; i++)
+      assert.ok(at(entries, i - 1, 'audit').at >= at(entries, i, 'audit').at, 'newest first')
+    assert.match(String(at(entries, 6, 'audit').reason), /reached 3 messages in 1 minute|messages 3\/1m/)
+    assert.equal(at(entries, 3, 'audit').reason, 'ticket 4711')
+    assert.match(String(at(entries, 4, 'audit').reason), /not disabled|used already/)
+    assert.equal(at(entries, 1, 'audit').reason, '0 held')
 
     // the text form names the actor and the way of each line
     const text = await hgOk(srv, ['audit', acct])
     const [storeLine, ...lines] = text.stdout.trim().split('\n')
-    assert.match(storeLine, /^store: redis 127\.0\.0\.1:\d+\/0$/)
+    assert.match(String(storeLine), /^store: redis 127\.0\.0\.1:\d+\/0$/)
     assert.equal(lines.length, 7, text.stdout)
-    assert.match(lines[0], new RegExp(`enable +"audited@test\\.example" by ${h.escapeRegExp(ACTOR)} via cli$`))
-    assert.match(lines[5], /enable +"audited@test\.example" by postmaster@test\.example via reply$/)
-    assert.match(lines[6], /disable +"audited@test\.example" by limit via limit: /)
+    assert.match(
+      at(lines, 0, 'audit text'),
+      new RegExp(`enable +"audited@test\\.example" by ${escapeRegExp(ACTOR)} via cli$`),
+    )
+    assert.match(at(lines, 5, 'audit text'), /enable +"audited@test\.example" by postmaster@test\.example via reply$/)
+    assert.match(at(lines, 6, 'audit text'), /disable +"audited@test\.example" by limit via limit: /)
 
     // the account works again
-    assert250(await h.sendOne({ port: srv.port, user: acct, pass: PW, from: acct, to: [OUT], subject: 'after the audit' }), 'after the CLI enable')
+    assert250(
+      await sendOne({ port: srv.port, user: acct, pass: PW, from: acct, to: [OUT], subject: 'after the audit' }),
+      'after the CLI enable',
+    )
     await waitSubjects(sink, 'after the audit', 1)
   })
 
   // A refused reply whose token names an account is audited as reactivate-failed with the
   // login that sent it, also when it is refused for the login (not an admin) rather than the
   // token.
-  it('a non-admin\'s reply to the alert leaves a reactivate-failed audit entry naming that login', async function () {
+  it("a non-admin's reply to the alert leaves a reactivate-failed audit entry naming that login", async function () {
     const acct = 'forged@test.example'
     const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
     await trip(srv, acct)
-    const [alert] = await waitSubjects(sink, alertPrefix(acct), 1)
+    const alert = at(await waitSubjects(sink, alertPrefix(acct), 1), 0, 'the alert')
     await waitAudit(srv, acct, (e) => e.action === 'disable', 'the automatic disable')
-    const to = alert.headers['reply-to']
-    const r = await sendAndSettle(srv, { user: OTHER, pass: PW, from: OTHER, to: [to], raw: replyRaw({ from: OTHER, to, alert }) })
-    assert250(r, 'the non-admin\'s reply is consumed')
+    const to = headerOf(alert, 'reply-to')
+    const r = await sendAndSettle(srv, {
+      user: OTHER,
+      pass: PW,
+      from: OTHER,
+      to: [to],
+      raw: replyRaw({ from: OTHER, to, alert }),
+    })
+    assert250(r, "the non-admin's reply is consumed")
     assert.match(r.log, /reply to alert not accepted from eve@test\.example/)
-    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'still disabled', { text: null })
-    const entries = await hgJson(srv, ['audit', acct])
+    assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'still disabled', { text: null })
+    const entries = await hgAudit(srv, [acct])
     assert.ok(
       entries.some((e) => e.action === 'reactivate-failed' && e.actor === OTHER && e.how === 'reply'),
       `no reactivate-failed entry by ${OTHER} in the audit of ${acct}: ${JSON.stringify(entries.map((e) => [e.action, e.actor, e.how]))}`,
@@ -247,13 +390,14 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   // The account queues mail while the sink answers 451 (Haraka keeps it, retrying every 5 s),
   // then goes over its limit. Once the retries find the account disabled they are held. The
   // sink then accepts again. Returns the subjects of the queued messages.
-  async function queueThenHold (srv, acct) {
+  async function queueThenHold(srv: HarakaInstance, acct: string): Promise<string[]> {
     sink.refuse(451)
     const queued = await trip(srv, acct, { tag: 'held' })
-    await h.waitUntil(async () => (await listedHeld(srv, acct)) === queued.length, {
+    await waitUntil(async () => (await listedHeld(srv, acct)) === queued.length, {
       timeoutMs: 20000,
       intervalMs: 250,
-      message: () => `held count of ${acct} in hijack-guard list did not reach ${queued.length}\n${srv.log().split('\n').slice(-30).join('\n')}`,
+      message: () =>
+        `held count of ${acct} in hijack-guard list did not reach ${queued.length}\n${tail(srv.log(), 30)}`,
     })
     assert.ok(sink.refused >= queued.length, `the sink refused the first attempts (${sink.refused})`)
     assert.equal(bySubject(sink, `held ${acct}`).length, 0)
@@ -274,22 +418,33 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
 
     // several [held] retry intervals with the sink accepting: each retry holds it again
     const mark = srv.logMark()
-    await srv.waitForLog(/holding queued mail of disabled account "queued@test\.example"; next look in 1 s/, { count: 3 * queued.length, since: mark, timeoutMs: 15000 })
+    await srv.waitForLog(/holding queued mail of disabled account "queued@test\.example"; next look in 1 s/, {
+      count: 3 * queued.length,
+      since: mark,
+      timeoutMs: 15000,
+    })
     assert.equal(bySubject(sink, `held ${acct}`).length, 0, 'none of the held messages reached the sink')
     assert.equal(queueFiles(srv).length, queued.length, `queue: ${JSON.stringify(queueFiles(srv))}`)
     const list = await hgOk(srv, ['list'])
     assert.match(list.stdout, /^queued@test\.example$/m)
     assert.match(list.stdout, /^ {2}held mail 3; incident /m)
-    assert.equal((await hgJson(srv, ['show', acct])).held, 3)
+    assert.equal((await hgShow(srv, acct)).held, 3)
 
     const enabled = await hgOk(srv, ['enable', acct])
     assert.match(enabled.stdout, /3 held messages go out at the next delivery attempt \(within 1 second\)/)
     const delivered = await waitSubjects(sink, `held ${acct}`, queued.length, { timeoutMs: 10000 })
     await waitQueueEmpty(srv, QUEUE_WAIT)
-    assert.deepEqual(delivered.map((m) => m.subject).sort(), [...queued].sort(), 'each held message delivered exactly once')
+    assert.deepEqual(
+      delivered.map((m) => m.subject).sort(),
+      [...queued].sort(),
+      'each held message delivered exactly once',
+    )
     assert.equal(bySubject(sink, `held ${acct}`).length, queued.length)
-    assert.equal(countMatches(srv.log(), /releasing held mail of "queued@test\.example": the account is enabled/), queued.length)
-    assert.equal((await hgJson(srv, ['show', acct])).held, 0, 'nothing held any more')
+    assert.equal(
+      countMatches(srv.log(), /releasing held mail of "queued@test\.example": the account is enabled/),
+      queued.length,
+    )
+    assert.equal((await hgShow(srv, acct)).held, 0, 'nothing held any more')
     assert.deepEqual(bounces(sink), [])
   })
 
@@ -306,20 +461,32 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     const dropped = await hgOk(srv, ['drop-held', acct])
     assert.match(dropped.stdout, /^dropped@test\.example: 3 held messages .* without bounces$/m)
     await waitQueueEmpty(srv, QUEUE_WAIT)
-    await srv.waitForLog(/discarded queued mail without a bounce: dropped by an operator/, { count: queued.length, since: mark, timeoutMs: 5000 })
+    await srv.waitForLog(/discarded queued mail without a bounce: dropped by an operator/, {
+      count: queued.length,
+      since: mark,
+      timeoutMs: 5000,
+    })
     // the bounce hook said no: Haraka neither queued nor sent a bounce
     assert.doesNotMatch(srv.log().slice(mark), /\[outbound\] Sending email via params|Double bounce/)
-    assert.equal((await hgJson(srv, ['show', acct])).held, 0)
+    assert.equal((await hgShow(srv, acct)).held, 0)
 
     // enabled again: the dropped messages are gone for good, new mail flows
     await hgOk(srv, ['enable', acct])
-    assert250(await h.sendOne({ port: srv.port, user: acct, pass: PW, from: acct, to: [OUT], subject: 'after drop-held' }), 'new mail after the enable')
+    assert250(
+      await sendOne({ port: srv.port, user: acct, pass: PW, from: acct, to: [OUT], subject: 'after drop-held' }),
+      'new mail after the enable',
+    )
     await waitSubjects(sink, 'after drop-held', 1)
     await waitQueueEmpty(srv, QUEUE_WAIT)
     assert.equal(bySubject(sink, `held ${acct}`).length, 0, 'no dropped message reached the sink')
     assert.deepEqual(bounces(sink), [], 'no bounce reached the sink')
-    assert.deepEqual(sink.messages.filter((m) => m.to.includes(acct)), [], 'nothing was sent to the account')
-    const [entry] = await hgJson(srv, ['audit', acct, '--limit', '2']).then((es) => es.filter((e) => e.action === 'drop-held'))
+    assert.deepEqual(
+      sink.messages.filter((m) => m.to.includes(acct)),
+      [],
+      'nothing was sent to the account',
+    )
+    const [entry] = (await hgAudit(srv, [acct, '--limit', '2'])).filter((e) => e.action === 'drop-held')
+    assert.ok(entry, 'a drop-held entry among the last two audit entries')
     assert.deepEqual([entry.actor, entry.how, entry.reason], [ACTOR, 'cli', '3 held'])
   })
 
@@ -334,16 +501,24 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     })
     const queued = await queueThenHold(srv, acct)
     await srv.stop()
-    assert.equal(queueFiles(srv).length, queued.length, `the held messages stay in the queue directory: ${JSON.stringify(queueFiles(srv))}`)
+    assert.equal(
+      queueFiles(srv).length,
+      queued.length,
+      `the held messages stay in the queue directory: ${JSON.stringify(queueFiles(srv))}`,
+    )
     const enabled = await hgOk(srv, ['enable', acct])
     assert.match(enabled.stdout, /3 held messages go out/)
     await srv.start()
     await waitSubjects(sink, `held ${acct}`, queued.length, { timeoutMs: 15000 })
     await waitQueueEmpty(srv, QUEUE_WAIT)
     assert.equal(bySubject(sink, `held ${acct}`).length, queued.length, 'each delivered once')
-    const shown = await hgJson(srv, ['show', acct])
+    const shown = await hgShow(srv, acct)
     assert.equal(shown.state, 'active')
-    assert.equal(shown.held, 0, `show --json still counts ${shown.held} held messages of ${acct} after all of them were delivered`)
+    assert.equal(
+      shown.held,
+      0,
+      `show --json still counts ${shown.held} held messages of ${acct} after all of them were delivered`,
+    )
   })
 
   // -------------------------------------------------------------------------------------------
@@ -356,17 +531,26 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     assert.equal(empty.stdout.trim().split('\n').pop(), '0 disabled accounts')
 
     await trip(srv, acct, { helo: 'laptop-9.incident.example', tag: 'spam' })
-    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'AUTH of the tripped account', { text: null })
+    assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'AUTH of the tripped account', { text: null })
 
     const list = await hgOk(srv, ['list'])
     assert.match(list.stdout, /^1 disabled account$/m)
     assert.match(list.stdout, /^incident@test\.example$/m)
-    assert.match(list.stdout, /^ {2}disabled \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC by limit: reached 3 messages in 1 minute$/m)
+    assert.match(
+      list.stdout,
+      /^ {2}disabled \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC by limit: reached 3 messages in 1 minute$/m,
+    )
     assert.match(list.stdout, /^ {2}counts messages 3\/3 in 1 minute, recipients 3\/100 in 1 hour$/m)
-    const [row] = await hgJson(srv, ['list'])
+    const row = at(await hgList(srv), 0, 'list --json')
     assert.equal(row.account, acct)
     assert.equal(row.limit, 'messages 3/1m')
-    assert.deepEqual(row.counts.map((c) => [c.kind, c.count, c.max]), [['messages', 3, 3], ['recipients', 3, 100]])
+    assert.deepEqual(
+      row.counts.map((c) => [c.kind, c.count, c.max]),
+      [
+        ['messages', 3, 3],
+        ['recipients', 3, 100],
+      ],
+    )
 
     const shown = await hgOk(srv, ['show', acct])
     const out = shown.stdout
@@ -374,22 +558,27 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     assert.match(out, /^Evidence from its last 4 messages:$/m)
     assert.match(out, /Source IPs: +127\.0\.0\.1$/m)
     assert.match(out, /HELO names: +laptop-9\.incident\.example$/m)
-    for (const d of ['d1.outside.example', 'd2.outside.example', 'd3.outside.example']) assert.ok(out.includes(d), `recipient domain ${d}:\n${out}`)
+    for (const d of ['d1.outside.example', 'd2.outside.example', 'd3.outside.example'])
+      assert.ok(out.includes(d), `recipient domain ${d}:\n${out}`)
     for (const i of [1, 2, 3]) assert.ok(out.includes(`"spam incident@test.example ${i}"`), `subject ${i}:\n${out}`)
     assert.match(out, /^Recent audit:\n.* disable +"incident@test\.example" by limit via limit/m)
-    const js = await hgJson(srv, ['show', acct])
+    const js = await hgShow(srv, acct)
     assert.equal(js.state, 'disabled')
-    assert.ok(js.evidence.some((e) => e.helo === 'laptop-9.incident.example' && e.ip === '127.0.0.1'), JSON.stringify(js.evidence))
+    assert.ok(
+      js.evidence.some((e) => e.helo === 'laptop-9.incident.example' && e.ip === '127.0.0.1'),
+      JSON.stringify(js.evidence),
+    )
 
     const enabled = await hgOk(srv, ['enable', acct])
     assert.match(enabled.stdout, /^incident@test\.example enabled: flag and counters cleared\.$/m)
     assert.equal((await hgOk(srv, ['list'])).stdout.trim().split('\n').pop(), '0 disabled accounts')
     // it sends again, with fresh counters: three messages are fine
-    const s = await h.openSession({ port: srv.port, user: acct, pass: PW })
-    for (let i = 1; i <= 3; i++) assert250(await s.send({ from: acct, to: [OUT], subject: `after enable ${i}` }), `message ${i} after the enable`)
+    const s = await openSession({ port: srv.port, user: acct, pass: PW })
+    for (let i = 1; i <= 3; i++)
+      assert250(await s.send({ from: acct, to: [OUT], subject: `after enable ${i}` }), `message ${i} after the enable`)
     await s.close()
     await waitSubjects(sink, 'after enable ', 3)
-    assert.equal((await hgJson(srv, ['show', acct])).state, 'active')
+    assert.equal((await hgShow(srv, acct)).state, 'active')
   })
 
   // -------------------------------------------------------------------------------------------
@@ -399,9 +588,9 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     const acct = 'memory@test.example'
     const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port, { store: 'memory' }) })
     await trip(srv, acct)
-    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'tripped', { text: null })
+    assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'tripped', { text: null })
     await waitAudit(srv, acct, (e) => e.action === 'disable' && e.actor === 'limit', 'the automatic disable')
-    const [row] = await hgJson(srv, ['list'])
+    const row = at(await hgList(srv), 0, 'list --json')
     assert.equal(row.account, acct)
     assert.equal(row.limit, 'messages 3/1m')
     const shown = await hgOk(srv, ['show', acct])
@@ -409,14 +598,25 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     assert.ok(fs.existsSync(path.join(srv.dir, 'hijack-guard.state.json')))
 
     await hgOk(srv, ['enable', 'MEMORY@test.example'])
-    const s = await h.openSession({ port: srv.port, user: acct, pass: PW })
-    for (let i = 1; i <= 3; i++) assert250(await s.send({ from: acct, to: [OUT], subject: `mem after enable ${i}` }), `message ${i} after the enable`)
+    const s = await openSession({ port: srv.port, user: acct, pass: PW })
+    for (let i = 1; i <= 3; i++)
+      assert250(
+        await s.send({ from: acct, to: [OUT], subject: `mem after enable ${i}` }),
+        `message ${i} after the enable`,
+      )
     await s.close()
     await waitSubjects(sink, 'mem after enable ', 3)
 
     await hgOk(srv, ['disable', acct, '--reason', 'by hand'])
-    assert535(await h.tryAuth({ port: srv.port, user: acct, pass: PW }), 'disabled by the CLI', { text: null })
-    const entries = await hgJson(srv, ['audit', acct])
-    assert.deepEqual(entries.map((e) => [e.action, e.actor]), [['disable', ACTOR], ['enable', ACTOR], ['disable', 'limit']])
+    assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'disabled by the CLI', { text: null })
+    const entries = await hgAudit(srv, [acct])
+    assert.deepEqual(
+      entries.map((e) => [e.action, e.actor]),
+      [
+        ['disable', ACTOR],
+        ['enable', ACTOR],
+        ['disable', 'limit'],
+      ],
+    )
   })
 })
