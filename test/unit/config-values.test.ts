@@ -1,32 +1,32 @@
-'use strict'
-
 // Address-like values (issue 8 items 9 and 10): a value that is only a comment is empty, every
 // login and address is checked at startup, and the reply address never defaults to a mailbox
 // someone reads.
 
-const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
-const ini = require('haraka-config/lib/readers/ini')
+import * as assert from 'node:assert/strict'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import * as ini from 'haraka-config/lib/readers/ini'
+import { ConfigError, parseConfig, type Config } from '../../lib/config'
+import { REPO_ROOT, tmpDir } from '../../support/process'
 
-const { ConfigError, parseConfig } = require('../../dist/lib/config')
-
-// Parses ini text exactly as Haraka does (haraka-config's ini reader), then our parser.
-function fromIni(text, me = 'mx.example.com') {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hijack-guard-ini-'))
-  try {
-    const file = path.join(dir, 'hijack-guard.ini')
-    fs.writeFileSync(file, text)
-    return parseConfig(ini.load(file, {}), me)
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
+/** Parses ini text exactly as Haraka does (haraka-config's ini reader, from a file), then our parser. */
+function fromIni(text: string, me = 'mx.example.com'): Config {
+  const file = path.join(tmpDir('ini'), 'hijack-guard.ini')
+  fs.writeFileSync(file, text)
+  return parseConfig(ini.load(file, {}), me)
 }
 
 describe('config: values that are only a comment', function () {
   it('the README\'s old example "admins =              ; default: the [alert] to addresses" leaves the admins at their default', function () {
-    const cfg = fromIni(['[alert]', 'to = pm@example.com, sec@example.com', '[reactivate]', 'admins =              ; default: the [alert] to addresses', ''].join('\n'))
+    const cfg = fromIni(
+      [
+        '[alert]',
+        'to = pm@example.com, sec@example.com',
+        '[reactivate]',
+        'admins =              ; default: the [alert] to addresses',
+        '',
+      ].join('\n'),
+    )
     assert.deepEqual([...cfg.reactivate.admins].sort(), ['pm@example.com', 'sec@example.com'])
   })
 
@@ -54,7 +54,7 @@ describe('config: values that are only a comment', function () {
 })
 
 describe('config: logins and addresses are checked', function () {
-  const cases = [
+  const cases: ReadonlyArray<[string, string, string]> = [
     ['reactivate', 'admins', 'root admin'],
     ['reactivate', 'admins', 'ops@example.com; root'],
     ['reactivate', 'admins', 'ops@example.com,\u200b'],
@@ -107,31 +107,49 @@ describe('config: the reply address', function () {
     for (const reply of ['security@example.com', 'Security+alerts@Example.com']) {
       assert.throws(
         () => parseConfig({ alert: { to: 'pm@example.com', from: 'security@example.com', reply_address: reply } }),
-        (err) => err instanceof ConfigError && err.key === 'alert.reply_address' && /the \[alert\] from address/.test(err.message),
+        (err) =>
+          err instanceof ConfigError &&
+          err.key === 'alert.reply_address' &&
+          /the \[alert\] from address/.test(err.message),
       )
     }
   })
 
   it('accepts reply_address = from when from is the default hijack-guard@<me>', function () {
-    const cfg = parseConfig({ alert: { to: 'pm@example.com', reply_address: 'hijack-guard@mx.example.com' } }, 'mx.example.com')
+    const cfg = parseConfig(
+      { alert: { to: 'pm@example.com', reply_address: 'hijack-guard@mx.example.com' } },
+      'mx.example.com',
+    )
     assert.equal(cfg.alert.replyAddress, 'hijack-guard@mx.example.com')
   })
 
   it('still refuses postmaster, abuse and an [alert] to mailbox (with +detail, any case)', function () {
     for (const reply of ['postmaster@example.com', 'ABUSE+x@example.com', 'PM+x@Example.com']) {
-      assert.throws(() => parseConfig({ alert: { to: 'pm@example.com', reply_address: reply } }), /alert\.reply_address/, reply)
+      assert.throws(
+        () => parseConfig({ alert: { to: 'pm@example.com', reply_address: reply } }),
+        /alert\.reply_address/,
+        reply,
+      )
     }
   })
 })
 
 describe('docs: ini examples keep comments on their own lines', function () {
-  const root = path.join(__dirname, '..', '..')
-  const files = ['README.md', ...fs.readdirSync(path.join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => path.join('docs', f)), path.join('config', 'hijack-guard.ini')]
+  const files = [
+    'README.md',
+    ...fs
+      .readdirSync(path.join(REPO_ROOT, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => path.join('docs', f)),
+    path.join('config', 'hijack-guard.ini'),
+  ]
   for (const file of files) {
     it(`${file}: no "key = value ; comment" line in an ini example`, function () {
-      const text = fs.readFileSync(path.join(root, file), 'utf8')
-      const ini = file.endsWith('.ini') ? [text] : [...text.matchAll(/```ini\n([\s\S]*?)```/g)].map((m) => m[1])
-      const bad = ini.flatMap((block) => block.split('\n').filter((line) => /^\s*[\w.:@-]+\s*=.*[;#]/.test(line)))
+      const text = fs.readFileSync(path.join(REPO_ROOT, file), 'utf8')
+      const blocks = file.endsWith('.ini')
+        ? [text]
+        : [...text.matchAll(/```ini\n([\s\S]*?)```/g)].map((m) => m[1] ?? '')
+      const bad = blocks.flatMap((block) => block.split('\n').filter((line) => /^\s*[\w.:@-]+\s*=.*[;#]/.test(line)))
       assert.deepEqual(bad, [], `${file} has an inline comment after a value (Haraka keeps it as the value)`)
     })
   }

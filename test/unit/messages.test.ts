@@ -1,16 +1,25 @@
-'use strict'
+// The texts the plugin answers with and logs: durations, counts and limits as a person reads
+// them, and SMTP replies that stay short and free of control characters whatever the account.
 
-const assert = require('node:assert/strict')
+import * as assert from 'node:assert/strict'
+import {
+  describeCount,
+  describeLimit,
+  disabledReply,
+  formatDuration,
+  overLimitReply,
+  shownAccount,
+  storeDownReply,
+} from '../../lib/messages'
+import type { WindowCount } from '../../lib/store'
 
-const { describeCount, describeLimit, disabledReply, formatDuration, overLimitReply, shownAccount, storeDownReply } = require('../../dist/lib/messages')
-
-const OVER = { kind: 'messages', max: 500, windowMs: 1_800_000, text: '500/30m', count: 500 }
+const OVER: WindowCount = { kind: 'messages', max: 500, windowMs: 1_800_000, text: '500/30m', count: 500 }
 // C0 controls and DEL: what could end an SMTP reply line early or forge another one.
 const CONTROL = /[\x00-\x1f\x7f]/
 
 describe('messages', function () {
   describe('formatDuration', function () {
-    const cases = [
+    const cases: ReadonlyArray<[number, string]> = [
       [1_800_000, '30 minutes'],
       [60_000, '1 minute'],
       [3_600_000, '1 hour'],
@@ -32,7 +41,10 @@ describe('messages', function () {
   describe('counts and limits', function () {
     it('describes a count as a person reads it', function () {
       assert.equal(describeCount({ ...OVER, count: 20, windowMs: 60_000 }), '20 messages in 1 minute')
-      assert.equal(describeCount({ kind: 'recipients', max: 2500, windowMs: 86_400_000, text: '2500/24h', count: 2501 }), '2501 recipients in 1 day')
+      assert.equal(
+        describeCount({ kind: 'recipients', max: 2500, windowMs: 86_400_000, text: '2500/24h', count: 2501 }),
+        '2501 recipients in 1 day',
+      )
     })
 
     it('describes a limit as the operator wrote it', function () {
@@ -41,7 +53,11 @@ describe('messages', function () {
   })
 
   describe('SMTP reply texts', function () {
-    const hostile = [`${'x'.repeat(512)}\r\n250 OK\r\n${'y'.repeat(512)}`, 'a\u0000b\u007f\tc'.repeat(200), 'é'.repeat(1024)]
+    const hostile = [
+      `${'x'.repeat(512)}\r\n250 OK\r\n${'y'.repeat(512)}`,
+      'a\u0000b\u007f\tc'.repeat(200),
+      'é'.repeat(1024),
+    ]
 
     it('names the account, the limit, the window and whom to contact when a message goes over', function () {
       assert.equal(
@@ -51,15 +67,23 @@ describe('messages', function () {
     })
 
     it('says a disabled account is disabled and whom to contact', function () {
-      assert.equal(disabledReply({ account: 'alice@example.com', by: 'limit' }, 'pm@example.com'), 'Account alice@example.com is disabled after unusual sending; contact pm@example.com')
+      assert.equal(
+        disabledReply({ account: 'alice@example.com', by: 'limit' }, 'pm@example.com'),
+        'Account alice@example.com is disabled after unusual sending; contact pm@example.com',
+      )
     })
 
     it('says "by the postmaster", not "after unusual sending", for an account disabled by hand, and never shows the reason', function () {
       for (const by of ['cli:root', 'cli:alice', 'test']) {
-        const text = disabledReply({ account: 'alice@example.com', by, reason: 'secret note' }, 'pm@example.com')
+        // A whole record, reason included: the reply must leave the reason out.
+        const record = { account: 'alice@example.com', by, reason: 'secret note' }
+        const text = disabledReply(record, 'pm@example.com')
         assert.equal(text, 'Account alice@example.com is disabled by the postmaster; contact pm@example.com')
       }
-      assert.equal(disabledReply({ account: 'alice@example.com', by: '' }, 'pm@example.com'), 'Account alice@example.com is disabled; contact pm@example.com')
+      assert.equal(
+        disabledReply({ account: 'alice@example.com', by: '' }, 'pm@example.com'),
+        'Account alice@example.com is disabled; contact pm@example.com',
+      )
     })
 
     it('says the limits cannot be checked and whom to contact when the store is down', function () {
@@ -71,7 +95,10 @@ describe('messages', function () {
     it('stays under 400 characters without control characters for a 1 KB account name full of them', function () {
       for (const account of hostile) {
         assert.ok(account.length >= 1024)
-        for (const text of [overLimitReply(account, OVER, 'postmaster@example.com'), disabledReply({ account, by: 'limit' }, 'postmaster@example.com')]) {
+        for (const text of [
+          overLimitReply(account, OVER, 'postmaster@example.com'),
+          disabledReply({ account, by: 'limit' }, 'postmaster@example.com'),
+        ]) {
           assert.ok(text.length < 400, `${text.length} characters`)
           assert.doesNotMatch(text, CONTROL)
           assert.match(text, /contact postmaster@example\.com$/)

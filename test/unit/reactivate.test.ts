@@ -1,29 +1,24 @@
-'use strict'
-
 // The security decision of reactivation by reply (DESIGN 3.7), against the memory store with an
 // injectable clock. Each account is tripped for real (store.record over a limit of 1), so the
 // token is one the store issued; every refusal is followed by the check that it changed nothing
 // and did not spend the token.
 
-const assert = require('node:assert/strict')
-const crypto = require('node:crypto')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
-
-const { createMemoryStore } = require('../../dist/lib/store/memory')
-const { parseConfig } = require('../../dist/lib/config')
-const { handleReply } = require('../../dist/lib/reactivate')
+import * as assert from 'node:assert/strict'
+import * as path from 'node:path'
+import { parseConfig, type Config } from '../../lib/config'
+import { handleReply, type ReplyMessage } from '../../lib/reactivate'
+import type { Store } from '../../lib/store'
+import { createMemoryStore } from '../../lib/store/memory'
+import { tmpDir } from '../../support/process'
+import { newToken, refused, trip, type Refusal } from './helpers'
 
 const T0 = Date.UTC(2024, 2, 5, 14, 7, 9)
 const DAY = 86_400_000
 const ALICE = 'alice@example.com'
 const ADMIN = 'postmaster@example.com'
 
-const newToken = () => crypto.randomBytes(16).toString('hex')
-
 /** A config as the plugin builds it from hijack-guard.ini. */
-function config(reactivate = {}) {
+function config(reactivate: Record<string, string> = {}): Config {
   return parseConfig(
     {
       limits: { messages: '1/1m', recipients: '0' },
@@ -34,46 +29,43 @@ function config(reactivate = {}) {
   )
 }
 
-const dirs = []
+interface World {
+  readonly store: Store
+  readonly config: Config
+  /** The store's clock: the test moves `now`. */
+  readonly clock: { now: number }
+  /** Sends two messages over messages = 1/1m: the second disables the account under `token`. */
+  trip(account?: string, token?: string): Promise<string>
+}
 
 /** A memory store on a temp state file whose clock the test moves. */
-function world(reactivate = {}) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-reactivate-'))
-  dirs.push(dir)
+function world(reactivate: Record<string, string> = {}): World {
   const clock = { now: T0 }
-  const store = createMemoryStore({ stateFile: path.join(dir, 'state.json'), now: () => clock.now })
+  const store = createMemoryStore({ stateFile: path.join(tmpDir('reactivate'), 'state.json'), now: () => clock.now })
   const cfg = config(reactivate)
-
-  /** Sends two messages over messages = 1/1m: the second disables the account under `token`. */
-  async function trip(account = ALICE, token = newToken()) {
-    const input = (t) => ({
-      account,
-      recipients: 1,
-      rules: cfg.rules,
-      mode: 'enforce',
-      summary: { ip: '203.0.113.9', helo: 'WIN-7Q2F0K1', domains: ['gmail.com'], subject: 'Invoice' },
-      token: t,
-      tokenTtlMs: cfg.reactivate.tokenTtlMs,
-    })
-    assert.equal((await store.record(input(newToken()))).status, 'ok')
-    const result = await store.record(input(token))
-    assert.equal(result.status, 'refused')
-    assert.notEqual(await store.getDisabled(account), null)
-    return token
+  return {
+    store,
+    config: cfg,
+    clock,
+    trip: (account = ALICE, token = newToken()) =>
+      trip(store, { account, rules: cfg.rules, tokenTtlMs: cfg.reactivate.tokenTtlMs, token }),
   }
+}
 
-  return { store, config: cfg, clock, trip }
+type ReplyOverrides = Partial<ReplyMessage> & {
+  /** Header fields (lower-case names) over the defaults; '' for a field the reply does not have. */
+  readonly headers?: Record<string, string>
 }
 
 /** An admin's reply to the alert of `token`, sent to the Reply-To address. */
-function reply(token, overrides = {}) {
-  const fields = {
+function reply(token: string, overrides: ReplyOverrides = {}): ReplyMessage {
+  const { headers, ...rest } = overrides
+  const fields: Record<string, string> = {
     subject: `Re: Account alice@example.com disabled: reached 1 messages in 1 minute [hg-${token}]`,
     'in-reply-to': `<hg-${token}.7d3e9a41@mx.test.example>`,
     references: `<hg-${token}.7d3e9a41@mx.test.example>`,
-    ...(overrides.headers ?? {}),
+    ...headers,
   }
-  const { headers: _ignored, ...rest } = overrides
   return {
     authUser: ADMIN,
     mailFrom: ADMIN,
@@ -84,12 +76,14 @@ function reply(token, overrides = {}) {
 }
 
 describe('reactivate: handleReply', function () {
-  after(function () {
-    for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true })
-  })
-
   /** Refused, still disabled, and the same token still re-enables the account for the admin. */
-  async function assertRefusedAndUnspent(w, outcome, reason, token, account = ALICE) {
+  async function assertRefusedAndUnspent(
+    w: World,
+    outcome: Refusal,
+    reason: RegExp,
+    token: string,
+    account = ALICE,
+  ): Promise<void> {
     assert.equal(outcome.result, 'refused', JSON.stringify(outcome))
     assert.match(outcome.reason, reason)
     assert.notEqual(await w.store.getDisabled(account), null, 'still disabled')
@@ -124,17 +118,28 @@ describe('reactivate: handleReply', function () {
       const token = await w.trip()
       const byPostmaster = await handleReply(reply(token), w.config, w.store)
       assert.equal(byPostmaster.result, 'refused')
-      assert.equal((await handleReply(reply(token, { authUser: 'ops@example.com', mailFrom: 'ops@example.com' }), w.config, w.store)).result, 'reactivated')
+      const byOps = await handleReply(
+        reply(token, { authUser: 'ops@example.com', mailFrom: 'ops@example.com' }),
+        w.config,
+        w.store,
+      )
+      assert.equal(byOps.result, 'reactivated')
     })
 
     it('finds the token wherever the client kept it: only the recipient, only In-Reply-To, only References, only the Subject', async function () {
       const plain = [{ local: 'hijack-guard', domain: 'mx.test.example' }]
       const none = { subject: 'Re: alice', 'in-reply-to': '', references: '' }
-      const cases = {
+      const cases: Record<string, (t: string) => ReplyMessage> = {
         recipient: (t) => reply(t, { headers: none }),
-        'In-Reply-To': (t) => reply(t, { recipients: plain, headers: { ...none, 'in-reply-to': `<hg-${t}.7d3e9a41@mx.test.example>` } }),
-        References: (t) => reply(t, { recipients: plain, headers: { ...none, references: `<x@example.com> <hg-${t}.7d3e9a41@mx.test.example>` } }),
-        Subject: (t) => reply(t, { recipients: plain, headers: { ...none, subject: `Re: Account disabled [hg-${t}]` } }),
+        'In-Reply-To': (t) =>
+          reply(t, { recipients: plain, headers: { ...none, 'in-reply-to': `<hg-${t}.7d3e9a41@mx.test.example>` } }),
+        References: (t) =>
+          reply(t, {
+            recipients: plain,
+            headers: { ...none, references: `<x@example.com> <hg-${t}.7d3e9a41@mx.test.example>` },
+          }),
+        Subject: (t) =>
+          reply(t, { recipients: plain, headers: { ...none, subject: `Re: Account disabled [hg-${t}]` } }),
       }
       for (const [where, make] of Object.entries(cases)) {
         const w = world()
@@ -146,7 +151,11 @@ describe('reactivate: handleReply', function () {
     it('under policy = token, re-enables for anyone who has the token, even without AUTH', async function () {
       const w = world({ policy: 'token' })
       const token = await w.trip()
-      const outcome = await handleReply(reply(token, { authUser: null, mailFrom: 'someone@elsewhere.example' }), w.config, w.store)
+      const outcome = await handleReply(
+        reply(token, { authUser: null, mailFrom: 'someone@elsewhere.example' }),
+        w.config,
+        w.store,
+      )
       assert.equal(outcome.result, 'reactivated')
       assert.equal(outcome.account, ALICE)
       assert.match(outcome.actor, /someone@elsewhere\.example/)
@@ -156,7 +165,11 @@ describe('reactivate: handleReply', function () {
     it('under policy = token, also re-enables for an authenticated login that is not an admin', async function () {
       const w = world({ policy: 'token' })
       const token = await w.trip()
-      const outcome = await handleReply(reply(token, { authUser: 'bob@example.com', mailFrom: 'bob@example.com' }), w.config, w.store)
+      const outcome = await handleReply(
+        reply(token, { authUser: 'bob@example.com', mailFrom: 'bob@example.com' }),
+        w.config,
+        w.store,
+      )
       assert.deepEqual(outcome, { result: 'reactivated', account: ALICE, actor: 'bob@example.com' })
     })
   })
@@ -165,7 +178,9 @@ describe('reactivate: handleReply', function () {
     it('refuses an automatic reply (Auto-Submitted) from an admin, and tells nobody', async function () {
       const w = world()
       const token = await w.trip()
-      const outcome = await handleReply(reply(token, { headers: { 'auto-submitted': 'auto-replied' } }), w.config, w.store)
+      const outcome = refused(
+        await handleReply(reply(token, { headers: { 'auto-submitted': 'auto-replied' } }), w.config, w.store),
+      )
       assert.equal(outcome.tellSender, false)
       await assertRefusedAndUnspent(w, outcome, /automatic reply/, token)
     })
@@ -173,7 +188,7 @@ describe('reactivate: handleReply', function () {
     it('refuses a reply with the null sender (a bounce) as automatic', async function () {
       const w = world()
       const token = await w.trip()
-      const outcome = await handleReply(reply(token, { mailFrom: '' }), w.config, w.store)
+      const outcome = refused(await handleReply(reply(token, { mailFrom: '' }), w.config, w.store))
       assert.equal(outcome.tellSender, false)
       await assertRefusedAndUnspent(w, outcome, /automatic reply.*null sender/, token)
     })
@@ -181,14 +196,22 @@ describe('reactivate: handleReply', function () {
     it('refuses an automatic reply under policy = token too', async function () {
       const w = world({ policy: 'token' })
       const token = await w.trip()
-      const outcome = await handleReply(reply(token, { authUser: null, headers: { precedence: 'bulk' } }), w.config, w.store)
+      const outcome = refused(
+        await handleReply(reply(token, { authUser: null, headers: { precedence: 'bulk' } }), w.config, w.store),
+      )
       await assertRefusedAndUnspent(w, outcome, /automatic reply/, token)
     })
 
     it('refuses a reply from a session that did not authenticate under policy = admin, whatever From and envelope say', async function () {
       const w = world()
       const token = await w.trip()
-      const outcome = await handleReply(reply(token, { authUser: null, headers: { from: `Postmaster <${ADMIN}>` } }), w.config, w.store)
+      const outcome = refused(
+        await handleReply(
+          reply(token, { authUser: null, headers: { from: `Postmaster <${ADMIN}>` } }),
+          w.config,
+          w.store,
+        ),
+      )
       assert.equal(outcome.tellSender, false)
       assert.equal(outcome.actor, `unauthenticated:${ADMIN}`)
       await assertRefusedAndUnspent(w, outcome, /not sent by an authenticated session/, token)
@@ -197,7 +220,9 @@ describe('reactivate: handleReply', function () {
     it('refuses a reply from an authenticated login that is not an admin', async function () {
       const w = world()
       const token = await w.trip()
-      const outcome = await handleReply(reply(token, { authUser: 'bob@example.com', mailFrom: ADMIN }), w.config, w.store)
+      const outcome = refused(
+        await handleReply(reply(token, { authUser: 'bob@example.com', mailFrom: ADMIN }), w.config, w.store),
+      )
       assert.equal(outcome.tellSender, false)
       assert.equal(outcome.actor, 'bob@example.com')
       await assertRefusedAndUnspent(w, outcome, /"bob@example\.com" is not in \[reactivate\] admins/, token)
@@ -206,15 +231,18 @@ describe('reactivate: handleReply', function () {
     it('refuses an admin reply that carries no token, and tells the admin', async function () {
       const w = world()
       const token = await w.trip()
-      const outcome = await handleReply(
-        {
-          authUser: ADMIN,
-          mailFrom: ADMIN,
-          recipients: [{ local: 'hijack-guard', domain: 'mx.test.example' }],
-          header: (name) => ({ subject: 'please re-enable alice' })[name.toLowerCase()] ?? '',
-        },
-        w.config,
-        w.store,
+      const fields: Record<string, string> = { subject: 'please re-enable alice' }
+      const outcome = refused(
+        await handleReply(
+          {
+            authUser: ADMIN,
+            mailFrom: ADMIN,
+            recipients: [{ local: 'hijack-guard', domain: 'mx.test.example' }],
+            header: (name) => fields[name.toLowerCase()] ?? '',
+          },
+          w.config,
+          w.store,
+        ),
       )
       assert.equal(outcome.tellSender, true)
       assert.equal(outcome.account, undefined)
@@ -224,7 +252,7 @@ describe('reactivate: handleReply', function () {
     it('refuses an unknown token, and tells the admin', async function () {
       const w = world()
       const token = await w.trip()
-      const outcome = await handleReply(reply(newToken()), w.config, w.store)
+      const outcome = refused(await handleReply(reply(newToken()), w.config, w.store))
       assert.equal(outcome.tellSender, true)
       await assertRefusedAndUnspent(w, outcome, /unknown or expired token/, token)
     })
@@ -232,7 +260,9 @@ describe('reactivate: handleReply', function () {
     it('refuses a reply from the disabled account itself, even when it is an admin', async function () {
       const w = world({ admins: `${ADMIN}, ${ALICE}` })
       const token = await w.trip()
-      const outcome = await handleReply(reply(token, { authUser: 'Alice@Example.com', mailFrom: ALICE }), w.config, w.store)
+      const outcome = refused(
+        await handleReply(reply(token, { authUser: 'Alice@Example.com', mailFrom: ALICE }), w.config, w.store),
+      )
       assert.equal(outcome.account, ALICE)
       await assertRefusedAndUnspent(w, outcome, /cannot re-enable itself/, token)
     })
@@ -240,7 +270,7 @@ describe('reactivate: handleReply', function () {
     it('refuses a reply from the disabled account itself under policy = token', async function () {
       const w = world({ policy: 'token' })
       const token = await w.trip()
-      const outcome = await handleReply(reply(token, { authUser: ALICE, mailFrom: ALICE }), w.config, w.store)
+      const outcome = refused(await handleReply(reply(token, { authUser: ALICE, mailFrom: ALICE }), w.config, w.store))
       await assertRefusedAndUnspent(w, outcome, /cannot re-enable itself/, token)
     })
 
@@ -249,7 +279,7 @@ describe('reactivate: handleReply', function () {
       const first = await w.trip()
       assert.equal(await w.store.enable(ALICE), true)
       const second = await w.trip()
-      const outcome = await handleReply(reply(first), w.config, w.store)
+      const outcome = refused(await handleReply(reply(first), w.config, w.store))
       assert.equal(outcome.account, ALICE)
       assert.equal(outcome.tellSender, true)
       await assertRefusedAndUnspent(w, outcome, /not the one of the current incident/, second)
@@ -259,7 +289,7 @@ describe('reactivate: handleReply', function () {
       const w = world()
       const token = await w.trip()
       assert.equal((await handleReply(reply(token), w.config, w.store)).result, 'reactivated')
-      const again = await handleReply(reply(token), w.config, w.store)
+      const again = refused(await handleReply(reply(token), w.config, w.store))
       assert.equal(again.result, 'refused')
       assert.match(again.reason, /not disabled|used already/)
       assert.equal(again.account, ALICE)
@@ -270,14 +300,17 @@ describe('reactivate: handleReply', function () {
       const first = await w.trip()
       assert.equal((await handleReply(reply(first), w.config, w.store)).result, 'reactivated')
       const second = await w.trip()
-      const replay = await handleReply(reply(first), w.config, w.store)
+      const replay = refused(await handleReply(reply(first), w.config, w.store))
       await assertRefusedAndUnspent(w, replay, /not the one of the current incident/, second)
     })
 
     it('lets two replies race with one token re-enable the account once', async function () {
       const w = world()
       const token = await w.trip()
-      const outcomes = await Promise.all([handleReply(reply(token), w.config, w.store), handleReply(reply(token), w.config, w.store)])
+      const outcomes = await Promise.all([
+        handleReply(reply(token), w.config, w.store),
+        handleReply(reply(token), w.config, w.store),
+      ])
       assert.deepEqual(outcomes.map((o) => o.result).sort(), ['reactivated', 'refused'])
     })
 
@@ -291,7 +324,7 @@ describe('reactivate: handleReply', function () {
       const late = world({ token_ttl: '2d' })
       const t2 = await late.trip()
       late.clock.now = T0 + ttl + 1000
-      const outcome = await handleReply(reply(t2), late.config, late.store)
+      const outcome = refused(await handleReply(reply(t2), late.config, late.store))
       assert.equal(outcome.result, 'refused')
       assert.match(outcome.reason, /expired/)
       assert.equal(outcome.tellSender, true)
@@ -302,7 +335,7 @@ describe('reactivate: handleReply', function () {
       const w = world({ token_ttl: '1d' })
       const token = await w.trip()
       w.clock.now = T0 + 30 * DAY
-      const outcome = await handleReply(reply(token), w.config, w.store)
+      const outcome = refused(await handleReply(reply(token), w.config, w.store))
       assert.equal(outcome.result, 'refused')
       assert.match(outcome.reason, /unknown or expired token/)
       assert.notEqual(await w.store.getDisabled(ALICE), null)
@@ -321,10 +354,12 @@ describe('reactivate: handleReply', function () {
     it('reads the token from the recipient first: an unknown token there is refused though the headers carry the right one', async function () {
       const w = world()
       const token = await w.trip()
-      const outcome = await handleReply(
-        reply(token, { recipients: [{ local: `hijack-guard+hg-${newToken()}`, domain: 'mx.test.example' }] }),
-        w.config,
-        w.store,
+      const outcome = refused(
+        await handleReply(
+          reply(token, { recipients: [{ local: `hijack-guard+hg-${newToken()}`, domain: 'mx.test.example' }] }),
+          w.config,
+          w.store,
+        ),
       )
       await assertRefusedAndUnspent(w, outcome, /unknown or expired token/, token)
     })

@@ -1,54 +1,83 @@
-'use strict'
-
 // Recognising a reply to an alert, over a corpus of how real mail clients answer one
 // (test/fixtures/replies/*.eml). Each fixture is read the way the plugin reads a message:
 // headers parsed and decoded by haraka-email-message, the envelope sender from Return-Path,
 // the envelope recipients from To and Cc (what the client submits to).
 
-const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const path = require('node:path')
-
-const { Body, Header } = require('haraka-email-message')
-
-const { autoReplyReason, findToken, findTokenIn, isReplyRecipient, splitAddress } = require('../../dist/lib/reactivate/reply')
+import * as assert from 'node:assert/strict'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { Body, Header } from 'haraka-email-message'
+import {
+  autoReplyReason,
+  findToken,
+  findTokenIn,
+  isReplyRecipient,
+  splitAddress,
+  type HeaderLookup,
+  type MailAddress,
+  type ReplyParts,
+} from '../../lib/reactivate/reply'
+import { addressesOf } from './helpers'
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'replies')
 const REPLY_ADDRESS = 'hijack-guard@mx.test.example'
 const TOKEN = '5f2b8c1d9e0a4b7c8d6e3f1a2b9c0d4e'
 const TOKEN_DE = 'a94c07e2b6d1f83590e4c2b7d8a6f1e3'
 
+/** A fixture as the plugin sees it. */
+interface Fixture {
+  readonly raw: string
+  readonly header: Header
+  /** Decoded header values. */
+  readonly get: HeaderLookup
+  /** The envelope sender, '' for the null sender. */
+  readonly mailFrom: string
+  /** The recipients that are the reply address. */
+  readonly recipients: MailAddress[]
+  readonly parts: ReplyParts
+  /** The decoded text of every text/plain part: what a person wrote. */
+  readonly texts: string[]
+}
+
 /** A fixture as the plugin sees it: decoded headers, envelope, and the text a person wrote. */
-function load(name) {
+function load(name: string): Fixture {
   const raw = fs.readFileSync(path.join(FIXTURES, name), 'utf8')
   const blank = /\r?\n\r?\n/.exec(raw)
   assert.ok(blank, `${name}: a header, an empty line, a body`)
   const header = new Header()
-  header.parse(raw.slice(0, blank.index).concat('\r\n').split(/(?<=\n)/))
+  header.parse(
+    raw
+      .slice(0, blank.index)
+      .concat('\r\n')
+      .split(/(?<=\n)/),
+  )
   const body = new Body(header)
   for (const line of raw.slice(blank.index + blank[0].length).split(/(?<=\n)/)) if (line) body.parse_more(line)
   body.parse_end()
-  const get = (field) => header.get_decoded(field)
+  const get = (field: string): string => header.get_decoded(field)
   const mailFrom = header.get('Return-Path').trim().replace(/^<|>$/g, '')
-  const rcpts = [...header.get_addresses('To'), ...header.get_addresses('Cc')].map((a) => splitAddress(a.address))
-  const recipients = rcpts.filter((r) => r && isReplyRecipient(r, REPLY_ADDRESS))
+  const rcpts = [...addressesOf(header, 'To'), ...addressesOf(header, 'Cc')].map((a) => splitAddress(a))
+  const recipients = rcpts.filter((r): r is MailAddress => r !== null && isReplyRecipient(r, REPLY_ADDRESS))
   const parts = { recipients, inReplyTo: get('In-Reply-To'), references: get('References'), subject: get('Subject') }
   return { raw, header, get, mailFrom, recipients, parts, texts: plainTexts(body) }
 }
 
-function plainTexts(body) {
+function plainTexts(body: Body): string[] {
   const ct = body.header.get_decoded('Content-Type') || 'text/plain'
   return [...(/^text\/plain/i.test(ct) ? [body.bodytext] : []), ...body.children.flatMap(plainTexts)]
 }
 
-const PARTS = { recipients: [], inReplyTo: '', references: '', subject: '' }
-const headers = (map) => (name) => map[name.toLowerCase()] ?? ''
+const PARTS: ReplyParts = { recipients: [], inReplyTo: '', references: '', subject: '' }
+const headers =
+  (map: Record<string, string>): HeaderLookup =>
+  (name) =>
+    map[name.toLowerCase()] ?? ''
 const PERSON = headers({})
 
 describe('reply', function () {
   describe('replies from real mail clients (test/fixtures/replies)', function () {
     // [file, what the admin wrote (in the decoded text part), token, automatic-reply reason]
-    const CORPUS = [
+    const CORPUS: ReadonlyArray<[string, RegExp, string | null, RegExp | null]> = [
       ['thunderbird.eml', /Password changed, please re-enable/, TOKEN, null],
       ['outlook.eml', /Please re-enable the account/, TOKEN, null],
       ['gmail.eml', /I reset the password/, TOKEN, null],
@@ -80,7 +109,10 @@ describe('reply', function () {
       const m = load('thunderbird.eml')
       assert.match(m.header.get('Subject'), /\r?\n[ \t]/)
       assert.equal(findToken({ ...PARTS, subject: m.parts.subject }), TOKEN)
-      assert.match(m.parts.subject, /^Re: Account alice@example\.com disabled: reached 500 messages in 30 minutes \[hg-/)
+      assert.match(
+        m.parts.subject,
+        /^Re: Account alice@example\.com disabled: reached 500 messages in 30 minutes \[hg-/,
+      )
     })
 
     it('Thunderbird, Outlook, Gmail and Apple Mail: each of recipient, In-Reply-To, References and Subject alone carries the token', function () {
@@ -97,7 +129,7 @@ describe('reply', function () {
       const m = load('outlook.eml')
       assert.match(m.parts.subject, /^RE: /)
       assert.notEqual(m.get('Thread-Index'), '')
-      assert.equal(m.recipients[0].local, `hijack-guard+hg-${TOKEN}`)
+      assert.equal(m.recipients[0]?.local, `hijack-guard+hg-${TOKEN}`)
     })
 
     it('German Outlook: recovers the token from the RFC 2047 subject alone, though the encoder split it across two encoded words', function () {
@@ -140,17 +172,36 @@ describe('reply', function () {
     it('finds the token whatever its case, and returns it lower-cased', function () {
       assert.equal(findTokenIn(`Re: [HG-${TOKEN.toUpperCase()}]`), TOKEN)
       assert.equal(findTokenIn(`<Hg-${TOKEN.toUpperCase()}.7d3e9a41@mx.test.example>`), TOKEN)
-      assert.equal(findToken({ ...PARTS, recipients: [{ local: `HIJACK-GUARD+HG-${TOKEN.toUpperCase()}`, domain: 'mx.test.example' }] }), TOKEN)
+      assert.equal(
+        findToken({
+          ...PARTS,
+          recipients: [{ local: `HIJACK-GUARD+HG-${TOKEN.toUpperCase()}`, domain: 'mx.test.example' }],
+        }),
+        TOKEN,
+      )
     })
 
     it('does not take 31 or 33 hex digits for a token', function () {
       const short = TOKEN.slice(0, 31)
       const long = `${TOKEN}7`
-      for (const text of [`hg-${short}`, `[hg-${short}]`, `<hg-${short}.7d3e9a41@mx.test.example>`, `hg-${long}`, `[hg-${long}]`, `<hg-${long}.7d3e9a41@mx.test.example>`]) {
+      for (const text of [
+        `hg-${short}`,
+        `[hg-${short}]`,
+        `<hg-${short}.7d3e9a41@mx.test.example>`,
+        `hg-${long}`,
+        `[hg-${long}]`,
+        `<hg-${long}.7d3e9a41@mx.test.example>`,
+      ]) {
         assert.equal(findTokenIn(text), null, text)
       }
-      assert.equal(findToken({ ...PARTS, recipients: [{ local: `hijack-guard+hg-${long}`, domain: 'mx.test.example' }] }), null)
-      assert.equal(findToken({ ...PARTS, recipients: [{ local: `hijack-guard+hg-${short}`, domain: 'mx.test.example' }] }), null)
+      assert.equal(
+        findToken({ ...PARTS, recipients: [{ local: `hijack-guard+hg-${long}`, domain: 'mx.test.example' }] }),
+        null,
+      )
+      assert.equal(
+        findToken({ ...PARTS, recipients: [{ local: `hijack-guard+hg-${short}`, domain: 'mx.test.example' }] }),
+        null,
+      )
     })
 
     it('does not take 32 hex digits without a hg- label of their own for a token', function () {
@@ -164,8 +215,8 @@ describe('reply', function () {
     })
 
     it('prefers the recipient, then In-Reply-To, then References, then the Subject', function () {
-      const t = (c) => c.repeat(32)
-      const all = {
+      const t = (c: string): string => c.repeat(32)
+      const all: ReplyParts = {
         recipients: [{ local: `hijack-guard+hg-${t('a')}`, domain: 'mx.test.example' }],
         inReplyTo: `<hg-${t('b')}.1@mx.test.example>`,
         references: `<hg-${t('c')}.1@mx.test.example>`,
@@ -185,16 +236,30 @@ describe('reply', function () {
   })
 
   describe('isReplyRecipient', function () {
-    const rcpt = (address) => splitAddress(address)
+    /** The address split, failing the test when it is not local@domain. */
+    const rcpt = (address: string): MailAddress => {
+      const split = splitAddress(address)
+      assert.ok(split, `an address: ${address}`)
+      return split
+    }
 
     it('matches the reply address with no +detail or with any +detail', function () {
-      for (const a of [REPLY_ADDRESS, `hijack-guard+hg-${TOKEN}@mx.test.example`, 'hijack-guard+anything@mx.test.example', 'hijack-guard+@mx.test.example']) {
+      for (const a of [
+        REPLY_ADDRESS,
+        `hijack-guard+hg-${TOKEN}@mx.test.example`,
+        'hijack-guard+anything@mx.test.example',
+        'hijack-guard+@mx.test.example',
+      ]) {
         assert.equal(isReplyRecipient(rcpt(a), REPLY_ADDRESS), true, a)
       }
     })
 
     it('matches whatever the case of the local part and of the domain', function () {
-      for (const a of [`HIJACK-GUARD+HG-${TOKEN.toUpperCase()}@mx.test.example`, 'Hijack-Guard@MX.Test.Example', 'hijack-guard@MX.TEST.EXAMPLE']) {
+      for (const a of [
+        `HIJACK-GUARD+HG-${TOKEN.toUpperCase()}@mx.test.example`,
+        'Hijack-Guard@MX.Test.Example',
+        'hijack-guard@MX.TEST.EXAMPLE',
+      ]) {
         assert.equal(isReplyRecipient(rcpt(a), REPLY_ADDRESS), true, a)
       }
       assert.equal(isReplyRecipient(rcpt('hijack-guard+x@mx.test.example'), 'Hijack-Guard@MX.Test.Example'), true)
@@ -208,13 +273,25 @@ describe('reply', function () {
     })
 
     it('does not match the same local part at another domain, a subdomain or a parent domain', function () {
-      for (const a of ['hijack-guard@example.com', 'hijack-guard@sub.mx.test.example', 'hijack-guard@test.example', `hijack-guard+hg-${TOKEN}@mx.test.example.evil.example`]) {
+      for (const a of [
+        'hijack-guard@example.com',
+        'hijack-guard@sub.mx.test.example',
+        'hijack-guard@test.example',
+        `hijack-guard+hg-${TOKEN}@mx.test.example.evil.example`,
+      ]) {
         assert.equal(isReplyRecipient(rcpt(a), REPLY_ADDRESS), false, a)
       }
     })
 
     it('does not match a lookalike local part', function () {
-      for (const a of ['hijack-guardx@mx.test.example', 'xhijack-guard@mx.test.example', 'hijack-guar@mx.test.example', 'hijack-guard-x@mx.test.example', 'hijack_guard@mx.test.example', `xhijack-guard+hg-${TOKEN}@mx.test.example`]) {
+      for (const a of [
+        'hijack-guardx@mx.test.example',
+        'xhijack-guard@mx.test.example',
+        'hijack-guar@mx.test.example',
+        'hijack-guard-x@mx.test.example',
+        'hijack_guard@mx.test.example',
+        `xhijack-guard+hg-${TOKEN}@mx.test.example`,
+      ]) {
         assert.equal(isReplyRecipient(rcpt(a), REPLY_ADDRESS), false, a)
       }
     })
@@ -234,13 +311,20 @@ describe('reply', function () {
 
     it('recognises every Auto-Submitted value other than no (RFC 3834)', function () {
       for (const v of ['auto-replied', 'auto-generated', 'auto-notified', 'Auto-Replied']) {
-        assert.match(String(autoReplyReason(headers({ 'auto-submitted': v }), 'postmaster@example.com')), /Auto-Submitted/, v)
+        assert.match(
+          String(autoReplyReason(headers({ 'auto-submitted': v }), 'postmaster@example.com')),
+          /Auto-Submitted/,
+          v,
+        )
       }
     })
 
     it('recognises X-Autoreply and X-Autorespond', function () {
       assert.match(String(autoReplyReason(headers({ 'x-autoreply': 'yes' }), 'postmaster@example.com')), /X-Autoreply/)
-      assert.match(String(autoReplyReason(headers({ 'x-autorespond': 'Vacation' }), 'postmaster@example.com')), /X-Autorespond/)
+      assert.match(
+        String(autoReplyReason(headers({ 'x-autorespond': 'Vacation' }), 'postmaster@example.com')),
+        /X-Autorespond/,
+      )
     })
 
     it('recognises Precedence: auto_reply, bulk and junk', function () {
@@ -250,7 +334,9 @@ describe('reply', function () {
     })
 
     it('recognises the null sender however it is written', function () {
-      for (const from of ['', '<>', ' <> ']) assert.equal(autoReplyReason(PERSON, from), 'null sender', JSON.stringify(from))
+      for (const from of ['', '<>', ' <> ']) {
+        assert.equal(autoReplyReason(PERSON, from), 'null sender', JSON.stringify(from))
+      }
     })
   })
 })

@@ -1,10 +1,11 @@
-'use strict'
+// parseConfig, the one place every config default and every refusal of a bad value lives:
+// the defaults, the shipped ini read as Haraka reads it, each value's syntax, and the
+// ConfigError that names the file, the key and the value.
 
-const assert = require('node:assert/strict')
-const path = require('node:path')
-const ini = require('haraka-config/lib/readers/ini')
-
-const {
+import * as assert from 'node:assert/strict'
+import * as path from 'node:path'
+import * as ini from 'haraka-config/lib/readers/ini'
+import {
   CONFIG_FILE,
   ConfigError,
   parseConfig,
@@ -12,16 +13,18 @@ const {
   parseRules,
   rulesForAccount,
   withRedisIni,
-} = require('../../dist/lib/config')
+  type Rule,
+} from '../../lib/config'
+import { REPO_ROOT } from '../../support/process'
 
-const SHIPPED_INI = path.join(__dirname, '..', '..', 'config', 'hijack-guard.ini')
+const SHIPPED_INI = path.join(REPO_ROOT, 'config', 'hijack-guard.ini')
 
-const DEFAULT_RULES = [
+const DEFAULT_RULES: readonly Rule[] = [
   { kind: 'messages', max: 500, windowMs: 1_800_000, buckets: 30, bucketMs: 60_000, text: '500/30m' },
   { kind: 'recipients', max: 2500, windowMs: 1_800_000, buckets: 30, bucketMs: 60_000, text: '2500/30m' },
 ]
 
-function ruleTexts(rules) {
+function ruleTexts(rules: readonly Rule[]): string[] {
   return rules.map((r) => `${r.kind} ${r.text}`)
 }
 
@@ -38,11 +41,20 @@ describe('config', function () {
       assert.equal(cfg.stateFile, 'hijack-guard.state.json')
       assert.equal(cfg.exempt.size, 0)
       assert.equal(cfg.accountRules.size, 0)
-      assert.deepEqual(cfg.redis, { host: '127.0.0.1', port: 6379, db: 0, journal: 'hijack-guard.journal.json', journalCheckMs: 60000 })
+      assert.deepEqual(cfg.redis, {
+        host: '127.0.0.1',
+        port: 6379,
+        db: 0,
+        journal: 'hijack-guard.journal.json',
+        journalCheckMs: 60000,
+      })
       assert.equal(cfg.alert.from, 'hijack-guard@localhost')
       assert.equal(cfg.alert.replyAddress, 'hijack-guard@localhost')
       assert.equal(cfg.contact, 'postmaster@localhost')
-      assert.ok(cfg.warnings.every((w) => !/unknown/.test(w)), cfg.warnings.join('; '))
+      assert.ok(
+        cfg.warnings.every((w) => !/unknown/.test(w)),
+        cfg.warnings.join('; '),
+      )
     })
 
     it('names this server (config/me) in the default addresses', function () {
@@ -55,14 +67,22 @@ describe('config', function () {
       const raw = ini.load(SHIPPED_INI, {})
       const cfg = parseConfig(raw)
       assert.deepEqual(cfg, parseConfig({}))
-      assert.ok(cfg.warnings.every((w) => !/unknown/.test(w)), cfg.warnings.join('; '))
+      assert.ok(
+        cfg.warnings.every((w) => !/unknown/.test(w)),
+        cfg.warnings.join('; '),
+      )
     })
   })
 
   describe('parseConfig values', function () {
     it('reads several rules of each kind', function () {
       const cfg = parseConfig({ limits: { messages: '500/30m, 2000/24h', recipients: '100/1m,2500/30m', buckets: 10 } })
-      assert.deepEqual(ruleTexts(cfg.rules), ['messages 500/30m', 'messages 2000/24h', 'recipients 100/1m', 'recipients 2500/30m'])
+      assert.deepEqual(ruleTexts(cfg.rules), [
+        'messages 500/30m',
+        'messages 2000/24h',
+        'recipients 100/1m',
+        'recipients 2500/30m',
+      ])
       assert.deepEqual(
         cfg.rules.map((r) => [r.windowMs, r.buckets, r.bucketMs]),
         [
@@ -101,12 +121,14 @@ describe('config', function () {
       assert.equal(cfg.store, 'memory')
       assert.equal(cfg.storeTimeoutMs, 250)
       assert.deepEqual(ruleTexts(cfg.rules), ['messages 100/1h', 'messages 1000/1d', 'recipients 2500/30m'])
-      assert.equal(cfg.rules[0].buckets, 12)
+      assert.equal(cfg.rules[0]?.buckets, 12)
       assert.deepEqual([...cfg.exempt].sort(), ['other', 'robot@example.com'])
     })
 
     it('reads every choice of mode, store and on_store_error, in any case', function () {
-      const cfg = parseConfig({ main: { mode: 'Monitor', store: 'MEMORY', on_store_error: 'closed', store_timeout: '5s' } })
+      const cfg = parseConfig({
+        main: { mode: 'Monitor', store: 'MEMORY', on_store_error: 'closed', store_timeout: '5s' },
+      })
       assert.equal(cfg.mode, 'monitor')
       assert.equal(cfg.store, 'memory')
       assert.equal(cfg.onStoreError, 'closed')
@@ -124,7 +146,7 @@ describe('config', function () {
       assert.ok(news.every((r) => r.buckets === 20))
       const bulk = rulesForAccount(cfg, 'bulk')
       assert.deepEqual(ruleTexts(bulk), ['messages 100/1h'])
-      assert.equal(bulk[0].buckets, 5)
+      assert.equal(bulk[0]?.buckets, 5)
       assert.equal(rulesForAccount(cfg, 'someone-else'), cfg.rules)
       assert.equal(rulesForAccount(cfg, 'Newsletter@Example.COM'), cfg.rules, 'lookups take the normalized account')
     })
@@ -145,9 +167,21 @@ describe('config', function () {
         alert: { to: 'pm@example.com, sec@example.com', from: 'guard@example.com' },
         redis: { host: 'redis.internal', port: '6380', db: 3, username: 'u', password: 'p' },
       })
-      assert.deepEqual(cfg.alert, { to: ['pm@example.com', 'sec@example.com'], from: 'guard@example.com', replyAddress: 'hijack-guard@localhost' })
+      assert.deepEqual(cfg.alert, {
+        to: ['pm@example.com', 'sec@example.com'],
+        from: 'guard@example.com',
+        replyAddress: 'hijack-guard@localhost',
+      })
       assert.equal(cfg.contact, 'pm@example.com')
-      assert.deepEqual(cfg.redis, { host: 'redis.internal', port: 6380, db: 3, username: 'u', password: 'p', journal: 'hijack-guard.journal.json', journalCheckMs: 60000 })
+      assert.deepEqual(cfg.redis, {
+        host: 'redis.internal',
+        port: 6380,
+        db: 3,
+        username: 'u',
+        password: 'p',
+        journal: 'hijack-guard.journal.json',
+        journalCheckMs: 60000,
+      })
     })
 
     it('reads [reactivate]: admin policy, admins defaulting to the [alert] to addresses, tokens valid 7 days', function () {
@@ -155,7 +189,10 @@ describe('config', function () {
       assert.equal(dflt.reactivate.policy, 'admin')
       assert.deepEqual([...dflt.reactivate.admins], ['pm@example.com'])
       assert.equal(dflt.reactivate.tokenTtlMs, 7 * 86_400_000)
-      const set = parseConfig({ alert: { to: 'pm@example.com' }, reactivate: { policy: 'token', admins: 'Root, ops@example.com', token_ttl: '2d' } })
+      const set = parseConfig({
+        alert: { to: 'pm@example.com' },
+        reactivate: { policy: 'token', admins: 'Root, ops@example.com', token_ttl: '2d' },
+      })
       assert.equal(set.reactivate.policy, 'token')
       assert.deepEqual([...set.reactivate.admins].sort(), ['ops@example.com', 'root'])
       assert.equal(set.reactivate.tokenTtlMs, 2 * 86_400_000)
@@ -179,23 +216,37 @@ describe('config', function () {
 
     it('returns a deeply frozen config, per-account rules included', function () {
       const cfg = parseConfig({ exempt: { accounts: 'a' }, 'account:x': { messages: '5/1m' } })
-      for (const part of [cfg, cfg.rules, cfg.rules[0], cfg.alert, cfg.alert.to, cfg.redis, cfg.warnings, cfg.exempt, cfg.accountRules]) {
+      for (const part of [
+        cfg,
+        cfg.rules,
+        cfg.rules[0],
+        cfg.alert,
+        cfg.alert.to,
+        cfg.redis,
+        cfg.warnings,
+        cfg.exempt,
+        cfg.accountRules,
+      ]) {
         assert.ok(Object.isFrozen(part))
       }
       const own = cfg.accountRules.get('x')
+      assert.ok(own, 'x has rules of its own')
+      const [ownRule] = own
+      assert.ok(ownRule, 'x has a rule of its own')
       assert.ok(Object.isFrozen(own), 'the per-account rule list')
-      assert.ok(Object.isFrozen(own[0]), 'a per-account rule')
+      assert.ok(Object.isFrozen(ownRule), 'a per-account rule')
+      // The types forbid these writes; at run time the freeze must refuse them too.
       assert.throws(() => {
-        cfg.mode = 'monitor'
+        ;(cfg as { mode: string }).mode = 'monitor'
       }, TypeError)
       assert.throws(() => {
-        own[0].max = 1e9
+        ;(ownRule as { max: number }).max = 1e9
       }, TypeError)
     })
   })
 
   describe('invalid values', function () {
-    const cases = [
+    const cases: ReadonlyArray<[string, string, string]> = [
       ['limits', 'messages', 'abc'],
       ['limits', 'messages', '0m'],
       ['limits', 'messages', '500/0m'],
@@ -230,7 +281,7 @@ describe('config', function () {
         assert.throws(
           () => parseConfig({ [sect]: { [key]: value } }),
           (err) => {
-            assert.ok(err instanceof ConfigError, `a ConfigError, got ${err}`)
+            assert.ok(err instanceof ConfigError, `a ConfigError, got ${String(err)}`)
             assert.equal(err.name, 'ConfigError')
             assert.equal(err.key, `${sect}.${key}`)
             assert.ok(err.message.includes(CONFIG_FILE), err.message)
@@ -243,10 +294,22 @@ describe('config', function () {
     }
 
     it('refuses a reply address that real mail goes to (postmaster, abuse, an [alert] to address)', function () {
-      assert.throws(() => parseConfig({ alert: { reply_address: 'postmaster@example.com' } }, 'mx.example.com'), /alert\.reply_address = "postmaster@example\.com": the reply address takes every message/)
-      assert.throws(() => parseConfig({ alert: { reply_address: 'Abuse+x@example.com' } }, 'mx.example.com'), /alert\.reply_address/)
-      assert.throws(() => parseConfig({ alert: { to: 'ops@example.com', reply_address: 'ops@example.com' } }, 'mx.example.com'), /alert\.reply_address/)
-      assert.equal(parseConfig({ alert: { to: 'postmaster@example.com' } }, 'mx.example.com').alert.replyAddress, 'hijack-guard@mx.example.com')
+      assert.throws(
+        () => parseConfig({ alert: { reply_address: 'postmaster@example.com' } }, 'mx.example.com'),
+        /alert\.reply_address = "postmaster@example\.com": the reply address takes every message/,
+      )
+      assert.throws(
+        () => parseConfig({ alert: { reply_address: 'Abuse+x@example.com' } }, 'mx.example.com'),
+        /alert\.reply_address/,
+      )
+      assert.throws(
+        () => parseConfig({ alert: { to: 'ops@example.com', reply_address: 'ops@example.com' } }, 'mx.example.com'),
+        /alert\.reply_address/,
+      )
+      assert.equal(
+        parseConfig({ alert: { to: 'postmaster@example.com' } }, 'mx.example.com').alert.replyAddress,
+        'hijack-guard@mx.example.com',
+      )
     })
 
     it('refuses an invalid value in an [account:LOGIN] section, naming the section', function () {
@@ -268,9 +331,24 @@ describe('config', function () {
       assert.equal(parseDuration('k', '1s ; comment'), 1000)
     })
 
-    for (const value of ['', 'abc', '0m', '0ms', '30', '-1m', '1.5h', '30 minutes', '1w', undefined]) {
+    const values: ReadonlyArray<string | undefined> = [
+      '',
+      'abc',
+      '0m',
+      '0ms',
+      '30',
+      '-1m',
+      '1.5h',
+      '30 minutes',
+      '1w',
+      undefined,
+    ]
+    for (const value of values) {
       it(`refuses ${JSON.stringify(value)} with a ConfigError naming the key`, function () {
-        assert.throws(() => parseDuration('main.store_timeout', value), (err) => err instanceof ConfigError && err.message.includes('main.store_timeout'))
+        assert.throws(
+          () => parseDuration('main.store_timeout', value),
+          (err) => err instanceof ConfigError && err.message.includes('main.store_timeout'),
+        )
       })
     }
   })
@@ -291,7 +369,7 @@ describe('config', function () {
 
     it('refuses a window shorter than one millisecond per bucket', function () {
       assert.throws(() => parseRules('limits.messages', 'messages', '5/29ms', 30), ConfigError)
-      assert.equal(parseRules('limits.messages', 'messages', '5/30ms', 30)[0].bucketMs, 1)
+      assert.equal(parseRules('limits.messages', 'messages', '5/30ms', 30)[0]?.bucketMs, 1)
     })
   })
 
@@ -299,16 +377,33 @@ describe('config', function () {
     it('takes host, port and db from redis.ini [server] and credentials from [opts], under our [redis]', function () {
       const merged = withRedisIni(
         { main: { mode: 'enforce' }, redis: { port: 6390 } },
-        { server: { host: '10.0.0.5', port: 6379, db: 2, other: 'x' }, opts: { username: 'u', password: 'p', extra: 1 } },
+        {
+          server: { host: '10.0.0.5', port: 6379, db: 2, other: 'x' },
+          opts: { username: 'u', password: 'p', extra: 1 },
+        },
       )
       assert.deepEqual(merged.main, { mode: 'enforce' })
       assert.deepEqual(merged.redis, { host: '10.0.0.5', port: 6390, db: 2, username: 'u', password: 'p' })
-      assert.deepEqual(parseConfig(merged).redis, { host: '10.0.0.5', port: 6390, db: 2, username: 'u', password: 'p', journal: 'hijack-guard.journal.json', journalCheckMs: 60000 })
+      assert.deepEqual(parseConfig(merged).redis, {
+        host: '10.0.0.5',
+        port: 6390,
+        db: 2,
+        username: 'u',
+        password: 'p',
+        journal: 'hijack-guard.journal.json',
+        journalCheckMs: 60000,
+      })
     })
 
     it('leaves our settings alone without a redis.ini', function () {
       assert.deepEqual(withRedisIni({ redis: { host: 'h' } }, undefined).redis, { host: 'h' })
-      assert.deepEqual(parseConfig(withRedisIni({}, undefined)).redis, { host: '127.0.0.1', port: 6379, db: 0, journal: 'hijack-guard.journal.json', journalCheckMs: 60000 })
+      assert.deepEqual(parseConfig(withRedisIni({}, undefined)).redis, {
+        host: '127.0.0.1',
+        port: 6379,
+        db: 0,
+        journal: 'hijack-guard.journal.json',
+        journalCheckMs: 60000,
+      })
     })
   })
 })

@@ -1,19 +1,29 @@
-'use strict'
-
 // Who an account is: canonicalAccount (lib/account.ts) and the [accounts] section. Every
 // spelling of one mailbox must be one account; two different mailboxes must never be one.
 
-const assert = require('node:assert/strict')
+import * as assert from 'node:assert/strict'
+import * as path from 'node:path'
+import { canonicalAccount, canonicalDomain, DEFAULT_ACCOUNTS, type AccountsConfig } from '../../lib/account'
+import { ConfigError, parseConfig, rulesForAccount, type Config } from '../../lib/config'
+import { handleReply, type ReplyMessage } from '../../lib/reactivate'
+import type { Store } from '../../lib/store'
+import { createMemoryStore } from '../../lib/store/memory'
+import { tmpDir } from '../../support/process'
+import { refused, trip } from './helpers'
 
-const { canonicalAccount, canonicalDomain, DEFAULT_ACCOUNTS } = require('../../dist/lib/account')
-const { ConfigError, parseConfig, rulesForAccount } = require('../../dist/lib/config')
-
-const acc = (over = {}) => ({ ...DEFAULT_ACCOUNTS, domainAliases: new Map(), ...over })
-const ALIASES = new Map([['alias.example', 'example.com'], ['other.example', 'example.com']])
+const acc = (over: Partial<AccountsConfig> = {}): AccountsConfig => ({
+  ...DEFAULT_ACCOUNTS,
+  domainAliases: new Map(),
+  ...over,
+})
+const ALIASES = new Map([
+  ['alias.example', 'example.com'],
+  ['other.example', 'example.com'],
+])
 
 describe('canonicalAccount', function () {
   describe('fold = nfkc (the default)', function () {
-    const same = (spellings, expected) => {
+    const same = (spellings: readonly string[], expected: string): void => {
       for (const s of spellings) assert.equal(canonicalAccount(s), expected, JSON.stringify(s))
     }
 
@@ -22,7 +32,10 @@ describe('canonicalAccount', function () {
     })
 
     it('joins fullwidth forms (ＡＬＩＣＥ, ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ) with ASCII', function () {
-      same(['ＡＬＩＣＥ@example.com', 'ａｌｉｃｅ@example.com', 'ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ'], 'alice@example.com')
+      same(
+        ['ＡＬＩＣＥ@example.com', 'ａｌｉｃｅ@example.com', 'ａｌｉｃｅ＠ｅｘａｍｐｌｅ．ｃｏｍ'],
+        'alice@example.com',
+      )
       same(['ＡＬＩＣＥ', 'Alice', 'alice'], 'alice')
     })
 
@@ -41,11 +54,33 @@ describe('canonicalAccount', function () {
     })
 
     it('drops zero-width and other invisible characters, and control characters', function () {
-      same(['al\u200bice@example.com', 'ali\u00adce@example.com', '\ufeffalice@example.com', 'al\x00ice@example.com\r\n', ' alice@example.com\t', 'alice\x85@example.com'], 'alice@example.com')
+      same(
+        [
+          'al\u200bice@example.com',
+          'ali\u00adce@example.com',
+          '\ufeffalice@example.com',
+          'al\x00ice@example.com\r\n',
+          ' alice@example.com\t',
+          'alice\x85@example.com',
+        ],
+        'alice@example.com',
+      )
     })
 
     it('keeps different mailboxes apart', function () {
-      const logins = ['alice@example.com', 'alice@example.org', 'alice2@example.com', 'alicé@example.com', 'a.lice@example.com', 'alice+x@example.com', 'alice', '', 'a:b', 'a{b}', 'a}b{']
+      const logins = [
+        'alice@example.com',
+        'alice@example.org',
+        'alice2@example.com',
+        'alicé@example.com',
+        'a.lice@example.com',
+        'alice+x@example.com',
+        'alice',
+        '',
+        'a:b',
+        'a{b}',
+        'a}b{',
+      ]
       const keys = logins.map((l) => canonicalAccount(l))
       assert.equal(new Set(keys).size, logins.length, JSON.stringify(keys))
     })
@@ -56,14 +91,26 @@ describe('canonicalAccount', function () {
       assert.equal(canonicalAccount(''), '')
       assert.equal(canonicalAccount('   '), '')
       assert.equal(canonicalAccount('\x00\x01'), '')
-      assert.equal(canonicalAccount('\ud800lone@example.com').endsWith('@example.com'), true, 'a lone surrogate does not throw')
+      assert.equal(
+        canonicalAccount('\ud800lone@example.com').endsWith('@example.com'),
+        true,
+        'a lone surrogate does not throw',
+      )
       const long = 'x'.repeat(1024) + '@example.com'
       assert.equal(canonicalAccount(long), long)
     })
 
     it('is idempotent: the canonical form of a canonical form is itself', function () {
       const cfg = acc({ defaultDomain: 'example.com', domainAliases: ALIASES })
-      for (const s of ['ＡＬＩＣＥ', 'JOSE\u0301@Alias.Example', 'ǅemal@OTHER.example', 'STRAßE', '{x}:y', 'İstanbul@example.com', 'ﬁle@example.com']) {
+      for (const s of [
+        'ＡＬＩＣＥ',
+        'JOSE\u0301@Alias.Example',
+        'ǅemal@OTHER.example',
+        'STRAßE',
+        '{x}:y',
+        'İstanbul@example.com',
+        'ﬁle@example.com',
+      ]) {
         const once = canonicalAccount(s, cfg)
         assert.equal(canonicalAccount(once, cfg), once, JSON.stringify(s))
       }
@@ -94,16 +141,28 @@ describe('canonicalAccount', function () {
   describe('default_domain and domain_aliases', function () {
     it('puts a login without "@" in default_domain', function () {
       const c = acc({ defaultDomain: 'example.com' })
-      for (const s of ['alice', 'ALICE', 'ＡＬＩＣＥ', 'alice@example.com', 'Alice@EXAMPLE.COM']) assert.equal(canonicalAccount(s, c), 'alice@example.com', s)
+      for (const s of ['alice', 'ALICE', 'ＡＬＩＣＥ', 'alice@example.com', 'Alice@EXAMPLE.COM']) {
+        assert.equal(canonicalAccount(s, c), 'alice@example.com', s)
+      }
       assert.equal(canonicalAccount('', c), '', 'an empty login stays empty, not "@example.com"')
     })
 
     it('maps the domain part of an alias domain to the domain it stands for, in any case or width', function () {
       const c = acc({ domainAliases: ALIASES })
-      for (const s of ['alice@alias.example', 'ALICE@Alias.Example', 'alice@ａｌｉａｓ．ｅｘａｍｐｌｅ', 'alice@other.example', 'alice@example.com']) {
+      for (const s of [
+        'alice@alias.example',
+        'ALICE@Alias.Example',
+        'alice@ａｌｉａｓ．ｅｘａｍｐｌｅ',
+        'alice@other.example',
+        'alice@example.com',
+      ]) {
         assert.equal(canonicalAccount(s, c), 'alice@example.com', s)
       }
-      assert.equal(canonicalAccount('alice@alias.example.net', c), 'alice@alias.example.net', 'only the whole domain is mapped')
+      assert.equal(
+        canonicalAccount('alice@alias.example.net', c),
+        'alice@alias.example.net',
+        'only the whole domain is mapped',
+      )
       assert.equal(canonicalAccount('alias.example', c), 'alias.example', 'a login without "@" has no domain part')
     })
 
@@ -117,10 +176,23 @@ describe('canonicalAccount', function () {
 
 describe('config: [accounts]', function () {
   it('reads fold, default_domain, domain_aliases and xclient_login, in canonical form', function () {
-    const cfg = parseConfig({ accounts: { fold: 'lower', default_domain: 'Example.COM', domain_aliases: 'Alias.Example:example.com , other.example : EXAMPLE.com', xclient_login: 'true' } })
+    const cfg = parseConfig({
+      accounts: {
+        fold: 'lower',
+        default_domain: 'Example.COM',
+        domain_aliases: 'Alias.Example:example.com , other.example : EXAMPLE.com',
+        xclient_login: 'true',
+      },
+    })
     assert.equal(cfg.accounts.fold, 'lower')
     assert.equal(cfg.accounts.defaultDomain, 'example.com')
-    assert.deepEqual([...cfg.accounts.domainAliases], [['alias.example', 'example.com'], ['other.example', 'example.com']])
+    assert.deepEqual(
+      [...cfg.accounts.domainAliases],
+      [
+        ['alias.example', 'example.com'],
+        ['other.example', 'example.com'],
+      ],
+    )
     assert.equal(cfg.accounts.xclientLogin, true)
   })
 
@@ -140,31 +212,51 @@ describe('config: [accounts]', function () {
     })
     assert.deepEqual([...cfg.exempt].sort(), ['relay@example.com', 'scanner@example.com'])
     assert.deepEqual([...cfg.accountRules.keys()], ['news@example.com'])
-    assert.equal(rulesForAccount(cfg, 'news@example.com')[0].text, '5000/30m')
+    assert.equal(rulesForAccount(cfg, 'news@example.com')[0]?.text, '5000/30m')
     assert.deepEqual([...cfg.reactivate.admins].sort(), ['ops@example.com', 'root@example.com'])
   })
 
   it('refuses two [account:LOGIN] sections that name one account, naming both', function () {
     assert.throws(
-      () => parseConfig({ accounts: { default_domain: 'example.com' }, 'account:alice': { messages: '1/1m' }, 'account:ALICE@example.com': { messages: '9/1m' } }),
-      (err) => err instanceof ConfigError && /\[account:alice\]/.test(err.message) && /account:ALICE@example\.com/.test(err.message) && /same account/.test(err.message),
+      () =>
+        parseConfig({
+          accounts: { default_domain: 'example.com' },
+          'account:alice': { messages: '1/1m' },
+          'account:ALICE@example.com': { messages: '9/1m' },
+        }),
+      (err) =>
+        err instanceof ConfigError &&
+        /\[account:alice\]/.test(err.message) &&
+        /account:ALICE@example\.com/.test(err.message) &&
+        /same account/.test(err.message),
     )
-    assert.throws(() => parseConfig({ 'account:ｂｏｂ': { messages: '1/1m' }, 'account:Bob': { messages: '2/1m' } }), /same account/)
+    assert.throws(
+      () => parseConfig({ 'account:ｂｏｂ': { messages: '1/1m' }, 'account:Bob': { messages: '2/1m' } }),
+      /same account/,
+    )
   })
 
   it('keeps lowercase_accounts one release as fold = lower | none, with a warning; [accounts] fold wins (warned)', function () {
     const t = parseConfig({ main: { lowercase_accounts: 'true' } })
     assert.equal(t.accounts.fold, 'lower')
-    assert.ok(t.warnings.some((w) => /lowercase_accounts is deprecated: use \[accounts\] fold = lower/.test(w)), t.warnings.join('; '))
+    assert.ok(
+      t.warnings.some((w) => /lowercase_accounts is deprecated: use \[accounts\] fold = lower/.test(w)),
+      t.warnings.join('; '),
+    )
     const f = parseConfig({ main: { lowercase_accounts: 'false' } })
     assert.equal(f.accounts.fold, 'none')
     const both = parseConfig({ main: { lowercase_accounts: 'false' }, accounts: { fold: 'nfkc' } })
     assert.equal(both.accounts.fold, 'nfkc')
-    assert.ok(both.warnings.some((w) => /lowercase_accounts is deprecated and ignored: \[accounts\] fold = nfkc is set/.test(w)), both.warnings.join('; '))
+    assert.ok(
+      both.warnings.some((w) =>
+        /lowercase_accounts is deprecated and ignored: \[accounts\] fold = nfkc is set/.test(w),
+      ),
+      both.warnings.join('; '),
+    )
     assert.ok(parseConfig({}).warnings.every((w) => !/lowercase_accounts/.test(w)))
   })
 
-  const bad = [
+  const bad: ReadonlyArray<[string, string]> = [
     ['fold', 'casefold'],
     ['default_domain', 'a b'],
     ['domain_aliases', 'alias.example'],
@@ -178,50 +270,56 @@ describe('config: [accounts]', function () {
     it(`refuses [accounts] ${key} = ${value} with a ConfigError naming the key and value`, function () {
       assert.throws(
         () => parseConfig({ accounts: { [key]: value } }),
-        (err) => err instanceof ConfigError && err.key === `accounts.${key}` && err.message.includes('hijack-guard.ini') && err.message.includes(JSON.stringify(value)),
+        (err) =>
+          err instanceof ConfigError &&
+          err.key === `accounts.${key}` &&
+          err.message.includes('hijack-guard.ini') &&
+          err.message.includes(JSON.stringify(value)),
       )
     })
   }
 
   it('refuses a default_domain that is itself an alias', function () {
-    assert.throws(() => parseConfig({ accounts: { default_domain: 'alias.example', domain_aliases: 'alias.example:example.com' } }), /accounts\.default_domain/)
+    assert.throws(
+      () => parseConfig({ accounts: { default_domain: 'alias.example', domain_aliases: 'alias.example:example.com' } }),
+      /accounts\.default_domain/,
+    )
   })
 })
 
 describe('reactivation by reply: admins and the replying login in canonical form', function () {
-  const fs = require('node:fs')
-  const os = require('node:os')
-  const path = require('node:path')
-  const crypto = require('node:crypto')
-  const { createMemoryStore } = require('../../dist/lib/store/memory')
-  const { handleReply } = require('../../dist/lib/reactivate')
-
-  let dir
-  beforeEach(function () {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-accounts-'))
-  })
-  afterEach(function () {
-    fs.rmSync(dir, { recursive: true, force: true })
-  })
-
-  async function tripped(config, account) {
-    const store = createMemoryStore({ stateFile: path.join(dir, 'state.json') })
-    const rules = rulesForAccount(config, account)
-    const input = (token) => ({ account, recipients: 1, rules, mode: 'enforce', summary: { ip: '192.0.2.1', helo: 'x', domains: [], subject: 's' }, token, tokenTtlMs: config.reactivate.tokenTtlMs })
-    assert.equal((await store.record(input(crypto.randomBytes(16).toString('hex')))).status, 'ok')
-    const token = crypto.randomBytes(16).toString('hex')
-    assert.equal((await store.record(input(token))).status, 'refused')
+  /** A memory store in which `account` is disabled; resolves the store and the incident token. */
+  async function tripped(config: Config, account: string): Promise<{ store: Store; token: string }> {
+    const store = createMemoryStore({ stateFile: path.join(tmpDir('accounts'), 'state.json') })
+    const token = await trip(store, {
+      account,
+      rules: rulesForAccount(config, account),
+      tokenTtlMs: config.reactivate.tokenTtlMs,
+    })
     return { store, token }
   }
 
-  const reply = (authUser, token) => ({ authUser, mailFrom: 'x@example.com', recipients: [{ local: `hijack-guard+hg-${token}`, domain: 'mx.example.com' }], header: () => '' })
+  const reply = (authUser: string, token: string): ReplyMessage => ({
+    authUser,
+    mailFrom: 'x@example.com',
+    recipients: [{ local: `hijack-guard+hg-${token}`, domain: 'mx.example.com' }],
+    header: () => '',
+  })
 
   it('an admin listed as "ops" (default_domain) re-enables by replying as OPS@Alias.Example; the account itself under another spelling cannot', async function () {
-    const config = parseConfig({ limits: { messages: '1/1m', recipients: '0' }, alert: { to: 'pm@example.com' }, reactivate: { admins: 'ops, alice' }, accounts: { default_domain: 'example.com', domain_aliases: 'alias.example:example.com' } }, 'mx.example.com')
+    const config = parseConfig(
+      {
+        limits: { messages: '1/1m', recipients: '0' },
+        alert: { to: 'pm@example.com' },
+        reactivate: { admins: 'ops, alice' },
+        accounts: { default_domain: 'example.com', domain_aliases: 'alias.example:example.com' },
+      },
+      'mx.example.com',
+    )
     const self = await tripped(config, 'alice@example.com')
-    const refused = await handleReply(reply('ＡＬＩＣＥ@alias.example', self.token), config, self.store)
-    assert.equal(refused.result, 'refused')
-    assert.match(refused.reason, /cannot re-enable itself/)
+    const selfReply = refused(await handleReply(reply('ＡＬＩＣＥ@alias.example', self.token), config, self.store))
+    assert.equal(selfReply.result, 'refused')
+    assert.match(selfReply.reason, /cannot re-enable itself/)
     const done = await handleReply(reply('OPS@Alias.Example', self.token), config, self.store)
     assert.deepEqual([done.result, done.account, done.actor], ['reactivated', 'alice@example.com', 'ops@example.com'])
     await self.store.close()

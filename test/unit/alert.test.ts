@@ -1,14 +1,12 @@
-'use strict'
-
 // The mail the plugin writes, composed by pure functions: read back the way a mail client and
 // Haraka read it (haraka-email-message's Header and Body), and checked line by line.
 
-const assert = require('node:assert/strict')
-
-const { Body, Header } = require('haraka-email-message')
-
-const { composeAlert, composeNotice, encodeHeader } = require('../../dist/lib/alert')
-const { findTokenIn, isReplyRecipient, splitAddress, TOKEN_PATTERN } = require('../../dist/lib/reactivate/reply')
+import * as assert from 'node:assert/strict'
+import { Body, Header } from 'haraka-email-message'
+import { composeAlert, composeNotice, encodeHeader, type AlertInput, type NoticeInput } from '../../lib/alert'
+import { findTokenIn, isReplyRecipient, splitAddress, TOKEN_PATTERN } from '../../lib/reactivate/reply'
+import type { DisabledRecord, MessageSummary, WindowCount } from '../../lib/store'
+import { addressesOf } from './helpers'
 
 const T0 = Date.UTC(2024, 2, 5, 14, 7, 9)
 const DAY = 86_400_000
@@ -16,19 +14,26 @@ const TOKEN = '5f2b8c1d9e0a4b7c8d6e3f1a2b9c0d4e'
 const INCIDENT = '7d3e9a41c0b2d4e6f8a0b1c2d3e4f5a6'
 const CLI = 'npx hijack-guard -c /etc/haraka enable alice@example.com'
 
-const OVER = { kind: 'messages', max: 500, windowMs: 1_800_000, text: '500/30m', count: 500 }
-const COUNTS = [
+const OVER: WindowCount = { kind: 'messages', max: 500, windowMs: 1_800_000, text: '500/30m', count: 500 }
+const RECIPIENTS_30M: WindowCount = {
+  kind: 'recipients',
+  max: 2500,
+  windowMs: 1_800_000,
+  text: '2500/30m',
+  count: 1812,
+}
+const COUNTS: readonly WindowCount[] = [
   OVER,
   { kind: 'messages', max: 2000, windowMs: DAY, text: '2000/24h', count: 731 },
-  { kind: 'recipients', max: 2500, windowMs: 1_800_000, text: '2500/30m', count: 1812 },
+  RECIPIENTS_30M,
 ]
-const EVIDENCE = [
+const EVIDENCE: readonly MessageSummary[] = [
   { ip: '203.0.113.9', helo: 'WIN-7Q2F0K1', domains: ['gmail.com', 'yahoo.co.jp'], subject: 'Invoice 4471 overdue' },
   { ip: '198.51.100.23', helo: 'localhost', domains: ['hotmail.com', 'gmail.com'], subject: 'Your parcel is waiting' },
   { ip: '203.0.113.9', helo: 'WIN-7Q2F0K1', domains: ['web.de'], subject: 'Invoice 4471 overdue' },
 ]
 
-function record(overrides = {}) {
+function record(overrides: Partial<DisabledRecord> = {}): DisabledRecord {
   return {
     account: 'alice@example.com',
     reason: 'limit',
@@ -43,7 +48,7 @@ function record(overrides = {}) {
   }
 }
 
-function alertInput(overrides = {}) {
+function alertInput(overrides: Partial<AlertInput> = {}): AlertInput {
   return {
     record: record(),
     token: TOKEN,
@@ -59,7 +64,7 @@ function alertInput(overrides = {}) {
   }
 }
 
-function noticeInput(overrides = {}) {
+function noticeInput(overrides: Partial<NoticeInput> = {}): NoticeInput {
   return {
     from: 'hijack-guard@mx.test.example',
     to: 'postmaster@example.com',
@@ -73,8 +78,18 @@ function noticeInput(overrides = {}) {
   }
 }
 
+interface ParsedMessage {
+  readonly header: Header
+  /** The header block's lines, without their CRLF. */
+  readonly headerLines: string[]
+  /** The raw body's lines, without their CRLF. */
+  readonly bodyLines: string[]
+  readonly bodyText: string
+  readonly body: Body
+}
+
 /** Splits a raw message at its first empty line and parses both parts as Haraka does. */
-function parseMessage(raw) {
+function parseMessage(raw: string): ParsedMessage {
   const blank = raw.indexOf('\r\n\r\n')
   assert.ok(blank > 0, 'a header, an empty line, a body')
   const headerText = raw.slice(0, blank + 2)
@@ -84,69 +99,85 @@ function parseMessage(raw) {
   const body = new Body(header)
   for (const line of bodyText.split(/(?<=\r\n)/)) if (line) body.parse_more(line)
   body.parse_end()
-  return { header, headerLines: headerText.slice(0, -2).split('\r\n'), bodyLines: bodyText.split('\r\n'), bodyText, body }
+  return {
+    header,
+    headerLines: headerText.slice(0, -2).split('\r\n'),
+    bodyLines: bodyText.split('\r\n'),
+    bodyText,
+    body,
+  }
 }
 
 /** The header fields of a header block, unfolded: [name, value] in order. */
-function fields(headerLines) {
-  const out = []
+function fields(headerLines: readonly string[]): Array<[string, string]> {
+  const out: Array<[string, string]> = []
   for (const line of headerLines) {
     if (/^[ \t]/.test(line)) {
-      assert.ok(out.length, `a continuation line before any field: ${JSON.stringify(line)}`)
-      out[out.length - 1][1] += line
+      const last = out[out.length - 1]
+      assert.ok(last, `a continuation line before any field: ${JSON.stringify(line)}`)
+      last[1] += line
     } else {
       const m = /^([!-9;-~]+):(.*)$/.exec(line)
-      assert.ok(m, `not a header field: ${JSON.stringify(line)}`)
+      assert.ok(m?.[1] !== undefined && m[2] !== undefined, `not a header field: ${JSON.stringify(line)}`)
       out.push([m[1], m[2]])
     }
   }
   return out
 }
 
-function countOf(headerLines, name) {
+function countOf(headerLines: readonly string[], name: string): number {
   return fields(headerLines).filter(([n]) => n.toLowerCase() === name.toLowerCase()).length
 }
 
-function assertCrlfOnly(message) {
+function assertCrlfOnly(message: string): void {
   assert.equal(/\r(?!\n)/.test(message), false, 'no bare CR')
   assert.equal(/(?<!\r)\n/.test(message), false, 'no bare LF')
   assert.ok(message.endsWith('\r\n'), 'ends with a line end')
 }
 
 /** RFC 5322 2.1.1: no line longer than 998 octets, excluding the CRLF. */
-function longLines(message) {
+function longLines(message: string): string[] {
   return message.split('\r\n').filter((line) => Buffer.byteLength(line) > 998)
 }
 
-function bodyLine(bodyLines, label) {
+function bodyLine(bodyLines: readonly string[], label: string): string {
   const found = bodyLines.filter((l) => l.includes(label))
   assert.equal(found.length, 1, `one body line with ${label}`)
-  return found[0]
+  return found[0] ?? ''
 }
 
 /** A labelled list of the evidence, with any deeper-indented continuation lines, as one line. */
-function listText(bodyLines, label) {
+function listText(bodyLines: readonly string[], label: string): string {
   const start = bodyLines.findIndex((l) => l.trimStart().startsWith(label))
   assert.ok(start >= 0, `a list labelled ${label}`)
-  const lines = [bodyLines[start]]
-  for (let i = start + 1; i < bodyLines.length && /^\s{3,}\S/.test(bodyLines[i]); i++) lines.push(bodyLines[i])
+  const lines = bodyLines.slice(start, start + 1)
+  for (const line of bodyLines.slice(start + 1)) {
+    if (!/^\s{3,}\S/.test(line)) break
+    lines.push(line)
+  }
   return lines.map((l) => l.trim()).join(' ')
 }
+
+/** The body text with every line break and the indentation after it turned into one space. */
+const flat = (bodyText: string): string => bodyText.replace(/\r\n\s*/g, ' ')
 
 describe('alert', function () {
   describe('composeAlert: what the postmaster reads', function () {
     it('names the account and the limit it reached in the subject and in the first sentence', function () {
       const { header, bodyText } = parseMessage(composeAlert(alertInput()).message)
-      assert.match(header.get_decoded('Subject'), /^Account alice@example\.com disabled: reached 500 messages in 30 minutes\b/)
-      const firstParagraph = bodyText.split('\r\n\r\n')[0].replace(/\r\n/g, ' ')
+      assert.match(
+        header.get_decoded('Subject'),
+        /^Account alice@example\.com disabled: reached 500 messages in 30 minutes\b/,
+      )
+      const firstParagraph = (bodyText.split('\r\n\r\n')[0] ?? '').replace(/\r\n/g, ' ')
       assert.match(firstParagraph, /alice@example\.com/)
       assert.match(firstParagraph, /disabled/)
       assert.match(firstParagraph, /reached 500 messages in 30 minutes/)
     })
 
     it('names a recipient limit the same way: "reached 2500 recipients in 30 minutes"', function () {
-      const over = COUNTS[2]
-      const { header, bodyText } = parseMessage(composeAlert(alertInput({ record: record({ over: { ...over, count: 2500 } }) })).message)
+      const over = { ...RECIPIENTS_30M, count: 2500 }
+      const { header, bodyText } = parseMessage(composeAlert(alertInput({ record: record({ over }) })).message)
       assert.match(header.get_decoded('Subject'), /reached 2500 recipients in 30 minutes/)
       assert.match(bodyText, /reached 2500 recipients in 30 minutes/)
     })
@@ -168,7 +199,8 @@ describe('alert', function () {
 
     it('lists each distinct source IP, HELO name, recipient domain and subject once', function () {
       const { bodyLines } = parseMessage(composeAlert(alertInput()).message)
-      const once = (text, value) => assert.equal(text.split(value).length - 1, 1, `${value} once in ${text}`)
+      const once = (text: string, value: string): void =>
+        assert.equal(text.split(value).length - 1, 1, `${value} once in ${text}`)
       const ips = listText(bodyLines, 'Source IPs:')
       once(ips, '203.0.113.9')
       once(ips, '198.51.100.23')
@@ -183,7 +215,7 @@ describe('alert', function () {
     })
 
     it('shows at most 10 entries of a long list and says how many more there were', function () {
-      const evidence = Array.from({ length: 10 }, (_, i) => ({
+      const evidence = Array.from({ length: 10 }, (_, i): MessageSummary => ({
         ip: `192.0.2.${i + 1}`,
         helo: `host${i}.example`,
         domains: Array.from({ length: 5 }, (_, j) => `d${i * 5 + j}.example`),
@@ -191,16 +223,16 @@ describe('alert', function () {
       }))
       const { bodyLines } = parseMessage(composeAlert(alertInput({ record: record({ evidence }) })).message)
       const domains = listText(bodyLines, 'Recipient domains:')
-      const shown = domains.match(/\bd\d+\.example\b/g)
+      const shown = domains.match(/\bd\d+\.example\b/g) ?? []
       assert.equal(shown.length, 10)
       assert.equal(new Set(shown).size, 10)
       assert.match(domains, /\b40 more\b/)
-      assert.equal(listText(bodyLines, 'Source IPs:').match(/192\.0\.2\.\d+/g).length, 10)
+      assert.equal((listText(bodyLines, 'Source IPs:').match(/192\.0\.2\.\d+/g) ?? []).length, 10)
     })
 
     it('tells the reader to change the password before re-enabling the account', function () {
       const { bodyText } = parseMessage(composeAlert(alertInput()).message)
-      const text = bodyText.replace(/\r\n\s*/g, ' ')
+      const text = flat(bodyText)
       const password = text.search(/password[^.]*\bchange|change[^.]*password/i)
       assert.ok(password >= 0, 'mentions changing the password')
       const reEnable = text.search(/re-enable the account/i)
@@ -209,13 +241,13 @@ describe('alert', function () {
 
     it('explains both ways to re-enable: replying to the alert, or the command line', function () {
       const { bodyText } = parseMessage(composeAlert(alertInput()).message)
-      assert.match(bodyText.replace(/\r\n\s*/g, ' '), /reply to this message/i)
+      assert.match(flat(bodyText), /reply to this message/i)
       assert.ok(bodyText.includes(CLI), 'the CLI command, verbatim')
     })
 
     it('says that doing nothing keeps the account disabled', function () {
       const { bodyText } = parseMessage(composeAlert(alertInput()).message)
-      assert.match(bodyText.replace(/\r\n\s*/g, ' '), /do nothing[^.]*stays disabled/i)
+      assert.match(flat(bodyText), /do nothing[^.]*stays disabled/i)
     })
 
     it('says until when a reply works: the moment of the disable plus token_ttl, in UTC', function () {
@@ -231,14 +263,8 @@ describe('alert', function () {
       assert.equal(mail.from, 'hijack-guard@mx.test.example')
       assert.deepEqual([...mail.to], ['postmaster@example.com', 'security@example.com'])
       const { header } = parseMessage(mail.message)
-      assert.deepEqual(
-        header.get_addresses('To').map((a) => a.address),
-        ['postmaster@example.com', 'security@example.com'],
-      )
-      assert.deepEqual(
-        header.get_addresses('From').map((a) => a.address),
-        ['hijack-guard@mx.test.example'],
-      )
+      assert.deepEqual(addressesOf(header, 'To'), ['postmaster@example.com', 'security@example.com'])
+      assert.deepEqual(addressesOf(header, 'From'), ['hijack-guard@mx.test.example'])
     })
   })
 
@@ -250,24 +276,20 @@ describe('alert', function () {
 
     it('sets Reply-To to local+hg-TOKEN@domain of reply_address', function () {
       const { header } = parseMessage(composeAlert(alertInput()).message)
-      assert.deepEqual(
-        header.get_addresses('Reply-To').map((a) => a.address),
-        [`hijack-guard+hg-${TOKEN}@mx.test.example`],
-      )
+      assert.deepEqual(addressesOf(header, 'Reply-To'), [`hijack-guard+hg-${TOKEN}@mx.test.example`])
     })
 
     it('replaces a +detail that reply_address already has', function () {
       const { header } = parseMessage(composeAlert(alertInput({ replyAddress: 'alerts+ops@example.org' })).message)
-      assert.deepEqual(
-        header.get_addresses('Reply-To').map((a) => a.address),
-        [`alerts+hg-${TOKEN}@example.org`],
-      )
+      assert.deepEqual(addressesOf(header, 'Reply-To'), [`alerts+hg-${TOKEN}@example.org`])
     })
 
     it('gives a Reply-To that the plugin recognises as its reply address, carrying this token', function () {
       const replyAddress = 'Alerts+ops@Example.org'
       const { header } = parseMessage(composeAlert(alertInput({ replyAddress })).message)
-      const rcpt = splitAddress(header.get_addresses('Reply-To')[0].address)
+      const [address] = addressesOf(header, 'Reply-To')
+      const rcpt = splitAddress(address ?? '')
+      assert.ok(rcpt, `Reply-To is an address: ${address}`)
       assert.equal(isReplyRecipient(rcpt, replyAddress), true)
       assert.equal(findTokenIn(rcpt.local), TOKEN)
     })
@@ -282,7 +304,10 @@ describe('alert', function () {
 
     it('gives each incident its own Message-ID', function () {
       const a = parseMessage(composeAlert(alertInput()).message).header.get('Message-ID')
-      const other = alertInput({ token: 'a94c07e2b6d1f83590e4c2b7d8a6f1e3', record: record({ incident: 'c41e0b9f'.padEnd(32, '0') }) })
+      const other = alertInput({
+        token: 'a94c07e2b6d1f83590e4c2b7d8a6f1e3',
+        record: record({ incident: 'c41e0b9f'.padEnd(32, '0') }),
+      })
       const b = parseMessage(composeAlert(other).message).header.get('Message-ID')
       assert.notEqual(a, b)
     })
@@ -290,7 +315,7 @@ describe('alert', function () {
     it('RFC 2047-encodes a non-ASCII account in the Subject, which decodes back to the account and the token', function () {
       const account = 'jürgen.müller@example.com'
       const { header, headerLines } = parseMessage(composeAlert(alertInput({ record: record({ account }) })).message)
-      const subjectLines = []
+      const subjectLines: string[] = []
       let inSubject = false
       for (const line of headerLines) {
         if (/^Subject:/i.test(line)) inSubject = true
@@ -312,13 +337,19 @@ describe('alert', function () {
       for (const account of ['a'.repeat(1024), 'ü'.repeat(1024), '日本'.repeat(512)]) {
         const message = composeAlert(alertInput({ record: record({ account }) })).message
         const { headerLines, header } = parseMessage(message)
-        for (const line of headerLines) assert.ok(Buffer.byteLength(line) <= 998, `header line of ${Buffer.byteLength(line)} octets`)
+        for (const line of headerLines) {
+          assert.ok(Buffer.byteLength(line) <= 998, `header line of ${Buffer.byteLength(line)} octets`)
+        }
         assert.equal(findTokenIn(header.get_decoded('Subject')), TOKEN)
       }
     })
 
     it('ends every line with CRLF, and the message with a line end', function () {
-      for (const input of [alertInput(), alertInput({ monitor: true, token: undefined }), alertInput({ record: record({ account: 'jürgen@example.com' }) })]) {
+      for (const input of [
+        alertInput(),
+        alertInput({ monitor: true, token: undefined }),
+        alertInput({ record: record({ account: 'jürgen@example.com' }) }),
+      ]) {
         assertCrlfOnly(composeAlert(input).message)
       }
     })
@@ -326,7 +357,17 @@ describe('alert', function () {
     it('is a well-formed RFC 5322 message: one From, To, Subject, Date and Message-ID, then a text/plain UTF-8 body', function () {
       const input = alertInput()
       const { header, headerLines, body } = parseMessage(composeAlert(input).message)
-      for (const name of ['From', 'To', 'Subject', 'Date', 'Message-ID', 'Auto-Submitted', 'Reply-To', 'MIME-Version', 'Content-Type']) {
+      for (const name of [
+        'From',
+        'To',
+        'Subject',
+        'Date',
+        'Message-ID',
+        'Auto-Submitted',
+        'Reply-To',
+        'MIME-Version',
+        'Content-Type',
+      ]) {
         assert.equal(countOf(headerLines, name), 1, name)
       }
       assert.equal(Date.parse(header.get_decoded('Date')), Math.floor(input.now / 1000) * 1000)
@@ -345,12 +386,21 @@ describe('alert', function () {
     it('keeps every body line within 998 octets, even when the evidence holds ten 120-character subjects and 50 long domains', function () {
       // summarize() keeps subjects up to 120 characters and 5 domains a message, the store 10
       // messages: all on one line that would be ~1250 characters, over RFC 5322's 998.
-      for (const filler of ['Your account statement is ready, please review the attached invoice ', 'お支払い方法の確認が必要です。添付の請求書をご確認ください。']) {
-        const evidence = Array.from({ length: 10 }, (_, i) => ({
+      for (const filler of [
+        'Your account statement is ready, please review the attached invoice ',
+        'お支払い方法の確認が必要です。添付の請求書をご確認ください。',
+      ]) {
+        const evidence = Array.from({ length: 10 }, (_, i): MessageSummary => ({
           ip: '203.0.113.9',
           helo: 'x',
-          domains: Array.from({ length: 5 }, (_, j) => `${String(i * 5 + j).padEnd(60, 'x')}.${'y'.repeat(60)}.example`),
-          subject: Array.from(`${i} ${filler.repeat(5)}`).slice(0, 117).join('') + '...',
+          domains: Array.from(
+            { length: 5 },
+            (_, j) => `${String(i * 5 + j).padEnd(60, 'x')}.${'y'.repeat(60)}.example`,
+          ),
+          subject:
+            Array.from(`${i} ${filler.repeat(5)}`)
+              .slice(0, 117)
+              .join('') + '...',
         }))
         const message = composeAlert(alertInput({ record: record({ evidence }) })).message
         assert.deepEqual(
@@ -362,7 +412,7 @@ describe('alert', function () {
   })
 
   describe('composeAlert in monitor mode', function () {
-    const monitorInput = () => alertInput({ monitor: true, token: undefined })
+    const monitorInput = (): AlertInput => alertInput({ monitor: true, token: undefined })
 
     it('has no Reply-To and no token anywhere', function () {
       const mail = composeAlert(monitorInput())
@@ -374,7 +424,7 @@ describe('alert', function () {
 
     it('says that nothing was refused, with the account and the limit it went over', function () {
       const { header, bodyText } = parseMessage(composeAlert(monitorInput()).message)
-      const text = bodyText.replace(/\r\n\s*/g, ' ')
+      const text = flat(bodyText)
       assert.match(text, /nothing was refused/i)
       assert.match(text, /alice@example\.com/)
       assert.match(text, /reached 500 messages in 30 minutes/)
@@ -384,7 +434,7 @@ describe('alert', function () {
 
     it('neither asks for a reply nor says that the account stays disabled', function () {
       const { bodyText } = parseMessage(composeAlert(monitorInput()).message)
-      const text = bodyText.replace(/\r\n\s*/g, ' ')
+      const text = flat(bodyText)
       assert.doesNotMatch(text, /reply to this message/i)
       assert.doesNotMatch(text, /stays disabled/i)
     })
@@ -392,7 +442,9 @@ describe('alert', function () {
     it('is still marked Auto-Submitted: auto-generated and well-formed', function () {
       const { header, headerLines } = parseMessage(composeAlert(monitorInput()).message)
       assert.equal(header.get_decoded('Auto-Submitted').trim(), 'auto-generated')
-      for (const name of ['From', 'To', 'Subject', 'Date', 'Message-ID']) assert.equal(countOf(headerLines, name), 1, name)
+      for (const name of ['From', 'To', 'Subject', 'Date', 'Message-ID']) {
+        assert.equal(countOf(headerLines, name), 1, name)
+      }
     })
   })
 
@@ -413,17 +465,16 @@ describe('alert', function () {
       assert.equal(mail.from, 'hijack-guard@mx.test.example')
       assert.deepEqual([...mail.to], ['postmaster@example.com'])
       const { header, body } = parseMessage(mail.message)
-      assert.deepEqual(
-        header.get_addresses('To').map((a) => a.address),
-        ['postmaster@example.com'],
-      )
+      assert.deepEqual(addressesOf(header, 'To'), ['postmaster@example.com'])
       assert.equal(header.get_decoded('Subject'), 'Account alice@example.com re-enabled')
-      assert.match(body.bodytext, /The account alice@example\.com works again\.\r\n\r\nIf its password was not changed yet, change it now\./)
+      assert.match(
+        body.bodytext,
+        /The account alice@example\.com works again\.\r\n\r\nIf its password was not changed yet, change it now\./,
+      )
     })
 
     it('has no In-Reply-To when there is no message to answer', function () {
-      const input = noticeInput()
-      delete input.inReplyTo
+      const { inReplyTo: _answered, ...input } = noticeInput()
       const { headerLines } = parseMessage(composeNotice(input).message)
       assert.equal(countOf(headerLines, 'In-Reply-To'), 0)
     })
@@ -433,7 +484,9 @@ describe('alert', function () {
       const b = composeNotice(noticeInput({ id: 'ffeeddccbbaa99887766554433221100' })).message
       assertCrlfOnly(a)
       const pa = parseMessage(a)
-      for (const name of ['From', 'To', 'Subject', 'Date', 'Message-ID']) assert.equal(countOf(pa.headerLines, name), 1, name)
+      for (const name of ['From', 'To', 'Subject', 'Date', 'Message-ID']) {
+        assert.equal(countOf(pa.headerLines, name), 1, name)
+      }
       assert.match(pa.header.get_decoded('Message-ID').trim(), /^<[^\s<>@]+@mx\.test\.example>$/)
       assert.notEqual(pa.header.get('Message-ID'), parseMessage(b).header.get('Message-ID'))
     })
