@@ -8,6 +8,7 @@ import { type Connection, type HarakaPlugin, type Transaction, type Verdict } fr
 import { randomId } from '../ids'
 import { describeCount, describeLimit, errorText } from '../messages'
 import type { DisabledRecord, MessageSummary } from '../store'
+import { decodedHeader } from '../text'
 import { sendAlert } from './mailer'
 import { sessionAccount, storeFailure, type GuardState } from './state'
 
@@ -17,12 +18,7 @@ const MAX_SUBJECT = 120
 /** What this message tells about its sender, for the evidence. */
 export function summarize(connection: Connection, txn: Transaction): MessageSummary {
   const domains = [...new Set(txn.rcpt_to.map((a) => String(a.host ?? '').toLowerCase()))].slice(0, MAX_DOMAINS)
-  let subject = ''
-  try {
-    subject = String(txn.header.get_decoded('Subject') ?? '').trim()
-  } catch {
-    subject = String(txn.header.get('Subject') ?? '').trim()
-  }
+  const subject = decodedHeader(txn.header, 'Subject').trim()
   return {
     ip: String(connection.remote.ip ?? ''),
     helo: String(connection.hello.host ?? ''),

@@ -7,6 +7,7 @@ import { envelopeAddress, type Address, type Connection, type HarakaPlugin, type
 import { handleReply } from '../reactivate'
 import { isReplyRecipient, TOKEN_PATTERN, type MailAddress } from '../reactivate/reply'
 import { shownAccount, errorText } from '../messages'
+import { decodedHeader } from '../text'
 import { cliCommand, notify } from './mailer'
 import { sessionLogin, type GuardState } from './state'
 
@@ -58,13 +59,7 @@ export async function consumeReply(plugin: HarakaPlugin, connection: Connection,
 async function decideReply(plugin: HarakaPlugin, connection: Connection, state: GuardState, txn: Transaction, recipients: MailAddress[]): Promise<Verdict> {
   const { config, store } = state
   const mailFrom = envelopeAddress(txn.mail_from)
-  const header = (name: string): string => {
-    try {
-      return String(txn.header.get_decoded(name) ?? '')
-    } catch {
-      return String(txn.header.get(name) ?? '')
-    }
-  }
+  const header = (name: string): string => decodedHeader(txn.header, name)
   const login = sessionLogin(connection, config)
   let outcome
   try {
