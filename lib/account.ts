@@ -5,6 +5,7 @@
  * canonicalAccount, so every spelling of one mailbox is one account.
  */
 import { domainToASCII } from 'node:url'
+import { replaceControlChars } from './text'
 
 /** nfkc: Unicode NFKC + case folding; lower: ASCII lower-case; none: as typed. */
 export type Fold = 'nfkc' | 'lower' | 'none'
@@ -22,8 +23,6 @@ export interface AccountsConfig {
 /** The [accounts] defaults. */
 export const DEFAULT_ACCOUNTS: AccountsConfig = Object.freeze({ fold: 'nfkc', defaultDomain: '', domainAliases: new Map<string, string>(), xclientLogin: false })
 
-// C0 and C1 control characters: Haraka's auth_base keeps none in auth_user, and no login holds one.
-const CONTROL_CHARS = /[\x00-\x1f\x7f-\x9f]/g
 // Zero-width and other default-ignorable characters (as Unicode's NFKC_Casefold drops them).
 const IGNORABLE = /\p{Default_Ignorable_Code_Point}/gu
 
@@ -45,7 +44,7 @@ function foldText(s: string, fold: Fold): string {
  * trailing dot dropped, an internationalised name in its ASCII (xn--) form when it has one.
  */
 export function canonicalDomain(domain: string, fold: Fold = 'nfkc'): string {
-  const d = foldText(domain.replace(CONTROL_CHARS, '').trim(), fold)
+  const d = foldText(replaceControlChars(domain, '').trim(), fold)
     .toLowerCase()
     .replace(/\.$/, '')
   if (d === '') return ''
@@ -59,7 +58,7 @@ export function canonicalDomain(domain: string, fold: Fold = 'nfkc'): string {
  * "@") lower-cased and mapped through domain_aliases. Pure; '' stays ''.
  */
 export function canonicalAccount(login: string, accounts: AccountsConfig = DEFAULT_ACCOUNTS): string {
-  const cleaned = foldText(String(login).replace(CONTROL_CHARS, ''), accounts.fold).trim()
+  const cleaned = foldText(replaceControlChars(String(login), ''), accounts.fold).trim()
   if (cleaned === '') return ''
   const at = cleaned.lastIndexOf('@')
   if (at === -1) return accounts.defaultDomain ? `${cleaned}@${accounts.defaultDomain}` : cleaned

@@ -1,4 +1,5 @@
 import { canonicalAccount, canonicalDomain, type AccountsConfig, type Fold } from './account'
+import { CONTROL } from './text'
 
 export const CONFIG_FILE = 'hijack-guard.ini'
 
@@ -108,8 +109,9 @@ function text(value: unknown): string {
   return /^[;#]/.test(t) ? '' : t
 }
 
-const ADDRESS = /^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$/
-const LOGIN = /^[^\s\x00-\x1f\x7f]+$/
+const ADDRESS = new RegExp(`^[^@\\s${CONTROL}]+@[^@\\s${CONTROL}]+$`)
+const DOMAIN = new RegExp(`^[^@\\s${CONTROL}]+$`)
+const LOGIN = new RegExp(`^[^\\s${CONTROL}]+$`)
 
 /** Throws ConfigError unless `address` looks like local@domain (no spaces, no control characters). */
 function checkAddress(key: string, value: unknown, address: string): void {
@@ -144,7 +146,7 @@ function parseAccounts(raw: RawIni, warnings: string[]): AccountsConfig {
     }
   }
   const defaultDomain = canonicalDomain(text(sect.default_domain), fold)
-  if (defaultDomain && !/^[^@\s\x00-\x1f\x7f]+$/.test(defaultDomain)) throw new ConfigError('accounts.default_domain', sect.default_domain, 'expected a domain like example.com')
+  if (defaultDomain && !DOMAIN.test(defaultDomain)) throw new ConfigError('accounts.default_domain', sect.default_domain, 'expected a domain like example.com')
   const domainAliases = new Map<string, string>()
   for (const pair of parseList(sect.domain_aliases)) {
     const m = /^([^:\s@]+)\s*:\s*([^:\s@]+)$/.exec(pair)

@@ -1,4 +1,5 @@
 import type { DisabledRecord, WindowCount } from './store'
+import { replaceControlChars } from './text'
 
 const UNITS: ReadonlyArray<[number, string]> = [
   [86_400_000, 'day'],
@@ -30,7 +31,7 @@ export function describeLimit(c: WindowCount): string {
 
 /** An account name fit for a log line or mail text: no control characters, at most 64 characters. */
 export function shownAccount(account: string): string {
-  return truncate(account.replace(/[\x00-\x1f\x7f]/g, '?'), 64)
+  return truncate(replaceControlChars(account, '?'), 64)
 }
 
 /** At most `max` characters (code points, never half a surrogate pair), "..." marking a cut. */
@@ -44,7 +45,7 @@ function truncate(text: string, max: number): string {
  * shownAccount, with every other character written as \uXXXX (e.g. "j\u00fcrgen").
  */
 export function replyAccount(account: string): string {
-  const escaped = account.replace(/[\x00-\x1f\x7f]/g, '?').replace(/[^\x20-\x7e]/gu, (ch) =>
+  const escaped = replaceControlChars(account, '?').replace(/[^\x20-\x7e]/gu, (ch) =>
     Array.from({ length: ch.length }, (_, i) => `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''),
   )
   return escaped.length > 64 ? `${escaped.slice(0, 61).replace(/\\u?[0-9a-f]{0,3}$/, '')}...` : escaped

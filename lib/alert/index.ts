@@ -4,6 +4,7 @@
  * outbound queue.
  */
 import { formatDuration, shownAccount } from '../messages'
+import { replaceControlChars, rfc5322Date, utc } from '../text'
 import { replyAddressFor, tokenLabel } from '../reactivate/reply'
 import type { DisabledRecord, MessageSummary, WindowCount } from '../store'
 
@@ -39,7 +40,7 @@ const MAX_LIST = 10
 
 /** RFC 2047 B-encoding for a header value that is not plain ASCII. */
 export function encodeHeader(value: string): string {
-  const clean = value.replace(/[\r\n\x00-\x1f\x7f]/g, ' ')
+  const clean = replaceControlChars(value, ' ')
   if (/^[\x20-\x7e]*$/.test(clean)) return clean
   const words: string[] = []
   let chunk = ''
@@ -54,9 +55,6 @@ export function encodeHeader(value: string): string {
   return words.map((w) => `=?UTF-8?B?${Buffer.from(w, 'utf8').toString('base64')}?=`).join('\r\n ')
 }
 
-function utc(ms: number): string {
-  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')
-}
 
 function uniq(values: readonly string[]): string[] {
   return [...new Set(values.filter((v) => v !== ''))]
@@ -133,7 +131,7 @@ export function composeAlert(input: AlertInput): OutgoingMail {
     ['From', `Hijack Guard <${input.from}>`],
     ['To', input.to.join(', ')],
     ['Subject', encodeHeader(subject)],
-    ['Date', new Date(input.now).toUTCString().replace('GMT', '+0000')],
+    ['Date', rfc5322Date(input.now)],
     ['Message-ID', messageId],
     ['Auto-Submitted', 'auto-generated'],
     ['X-Auto-Response-Suppress', 'All'],
@@ -195,7 +193,7 @@ export function composeNotice(input: NoticeInput): OutgoingMail {
     ['From', `Hijack Guard <${input.from}>`],
     ['To', input.to],
     ['Subject', encodeHeader(input.subject)],
-    ['Date', new Date(input.now).toUTCString().replace('GMT', '+0000')],
+    ['Date', rfc5322Date(input.now)],
     ['Message-ID', `<notice-${input.id}@${input.me}>`],
     ['Auto-Submitted', 'auto-replied'],
     ['X-Auto-Response-Suppress', 'All'],

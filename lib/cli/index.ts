@@ -13,6 +13,7 @@ import { alertReason, evidenceLines } from '../alert'
 import { readConfig, rulesForAccount, type Config, type ConfigReader } from '../config'
 import { createMemoryStore } from '../store/memory'
 import { formatDuration, errorText } from '../messages'
+import { utc } from '../text'
 import { createRedisStore } from '../store/redis'
 import type { AuditEntry, DisabledRecord, Store, WindowCount } from '../store'
 
@@ -107,9 +108,6 @@ function actor(): string {
   }
 }
 
-function utc(ms: number): string {
-  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')
-}
 
 function countText(c: WindowCount): string {
   return `${c.kind} ${c.count}/${c.max} in ${formatDuration(c.windowMs)}`

@@ -4,17 +4,18 @@
  */
 import { canonicalAccount } from '../account'
 import type { Connection, HarakaPlugin, PasswdCallback, PasswdCheck } from '../haraka'
-import { disabledReply, errorText } from '../messages'
+import { answers, type AuthRefusal } from '../answers'
+import { errorText } from '../messages'
 import { withTimeout, type DisabledRecord } from '../store'
 import { AUTH_CHECKED, type AuthChecked } from './mail'
 import { logStoreDown, type GuardState } from './state'
 
 /**
- * AUTH, before the password is checked: the 535 text for an account that is disabled, or null
+ * AUTH, before the password is checked: the 535 answer for an account that is disabled, or null
  * to let the auth plugin check the password. The lookup gives up after store_timeout; a store
  * failure answers null too (MAIL FROM applies on_store_error).
  */
-export async function authRefusal(plugin: HarakaPlugin, connection: Connection, login: string, state: GuardState): Promise<string | null> {
+export async function authRefusal(plugin: HarakaPlugin, connection: Connection, login: string, state: GuardState): Promise<AuthRefusal | null> {
   if (state.config.mode === 'monitor') return null
   const account = canonicalAccount(login, state.config.accounts)
   let record: DisabledRecord | null
@@ -30,14 +31,14 @@ export async function authRefusal(plugin: HarakaPlugin, connection: Connection, 
     return null
   }
   connection.lognotice(plugin, `refusing AUTH of disabled account ${JSON.stringify(account)} (password not checked)`)
-  return `5.7.8 ${disabledReply({ account, by: record.by }, state.config.contact)}`
+  return answers.disabledAtAuth({ account, by: record.by }, state.config.contact)
 }
 
 const WRAPPED = Symbol.for('hijack-guard.wrapped')
 const CHECKS = ['check_plain_passwd', 'check_cram_md5_passwd'] as const
 
-/** Decides before the password check: the 535 text to answer instead, or null to check the password. */
-export type AuthGate = (connection: Connection, user: string) => Promise<string | null>
+/** Decides before the password check: the 535 answer to give instead, or null to check the password. */
+export type AuthGate = (connection: Connection, user: string) => Promise<AuthRefusal | null>
 
 /**
  * Wraps the password checks of every loaded auth plugin (auth_base descendants: flat_file,
@@ -72,7 +73,7 @@ export function wrapAuthPlugins(self: HarakaPlugin, plugins: Record<string, Reco
         }
         gate(connection, String(user))
           .then(
-            (refusal) => (refusal ? answer(false, { code: 535, message: refusal }) : checkPassword()),
+            (refusal) => (refusal ? answer(false, refusal) : checkPassword()),
             (err: unknown) => {
               self.logerror(`AUTH gate failed, checking the password as usual: ${errorText(err)}`)
               checkPassword()

@@ -1,6 +1,7 @@
 /** MAIL FROM: the authoritative gate that refuses a disabled account and closes the session. */
-import { DENYDISCONNECT, DSN, type Connection, type HarakaPlugin, type Verdict } from '../haraka'
-import { disabledReply, shownAccount } from '../messages'
+import { answers } from '../answers'
+import { type Connection, type HarakaPlugin, type Verdict } from '../haraka'
+import { shownAccount } from '../messages'
 import type { DisabledRecord } from '../store'
 import { sessionAccount, storeFailure, type GuardState } from './state'
 
@@ -41,5 +42,5 @@ export async function checkMail(plugin: HarakaPlugin, connection: Connection, st
     return
   }
   connection.lognotice(plugin, `refusing MAIL FROM of disabled account ${JSON.stringify(account)}`)
-  return [DENYDISCONNECT, DSN.sec_unauthorized(disabledReply({ account, by: record.by }, state.config.contact), 550)]
+  return answers.disabledAtMail({ account, by: record.by }, state.config.contact)
 }

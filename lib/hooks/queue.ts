@@ -3,10 +3,12 @@
  * atomically with the limit check; the message over a limit is refused and the account disabled.
  */
 import { rulesForAccount } from '../config'
-import { DENY, DSN, type Connection, type HarakaPlugin, type Transaction, type Verdict } from '../haraka'
+import { answers } from '../answers'
+import { type Connection, type HarakaPlugin, type Transaction, type Verdict } from '../haraka'
 import { randomId } from '../ids'
-import { describeCount, describeLimit, disabledReply, overLimitReply, errorText } from '../messages'
+import { describeCount, describeLimit, errorText } from '../messages'
 import type { DisabledRecord, MessageSummary } from '../store'
+import { decodedHeader } from '../text'
 import { sendAlert } from './mailer'
 import { sessionAccount, storeFailure, type GuardState } from './state'
 
@@ -16,12 +18,7 @@ const MAX_SUBJECT = 120
 /** What this message tells about its sender, for the evidence. */
 export function summarize(connection: Connection, txn: Transaction): MessageSummary {
   const domains = [...new Set(txn.rcpt_to.map((a) => String(a.host ?? '').toLowerCase()))].slice(0, MAX_DOMAINS)
-  let subject = ''
-  try {
-    subject = String(txn.header.get_decoded('Subject') ?? '').trim()
-  } catch {
-    subject = String(txn.header.get('Subject') ?? '').trim()
-  }
+  const subject = decodedHeader(txn.header, 'Subject').trim()
   return {
     ip: String(connection.remote.ip ?? ''),
     helo: String(connection.hello.host ?? ''),
@@ -70,7 +67,7 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
   switch (result.status) {
     case 'disabled':
       txn.results.add(plugin, { fail: 'disabled' })
-      return [DENY, DSN.sec_unauthorized(disabledReply({ account, by: result.by }, config.contact), 550)]
+      return answers.disabledAtData({ account, by: result.by }, config.contact)
     case 'refused':
       txn.results.add(plugin, { fail: `over ${describeLimit(result.over)}`, counts: counts() })
       if (result.flipped) {
@@ -82,7 +79,7 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
         // The refusal does not wait for the alert and the audit entry.
         void afterDisable(plugin, state, result.record, token)
       }
-      return [DENY, DSN.sec_unauthorized(overLimitReply(account, result.over, config.contact), 550)]
+      return answers.overLimit(account, result.over, config.contact)
     case 'ok': {
       const note: CountNote = { account, recipients: input.recipients, at: result.at, countedAt: Date.now() }
       txn.notes[NOTE] = note

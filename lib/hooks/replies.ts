@@ -2,18 +2,18 @@
  * Replies to the alert: accepted at RCPT (one reply recipient, alone in its transaction),
  * consumed at queue time (250, never delivered, never counted) and decided by lib/reactivate.
  */
-import { DENYSOFT, DSN, envelopeAddress, OK, type Address, type Connection, type HarakaPlugin, type Transaction, type Verdict } from '../haraka'
+import { answers } from '../answers'
+import { envelopeAddress, type Address, type Connection, type HarakaPlugin, type Transaction, type Verdict } from '../haraka'
 import { handleReply } from '../reactivate'
 import { isReplyRecipient, TOKEN_PATTERN, type MailAddress } from '../reactivate/reply'
 import { shownAccount, errorText } from '../messages'
+import { decodedHeader } from '../text'
 import { cliCommand, notify } from './mailer'
 import { sessionLogin, type GuardState } from './state'
 
 /** The transaction note that marks a reply to an alert: its one reply-address recipient, as a list. */
 const REPLY_NOTE = 'hijack_guard_reply'
 
-const SEPARATE = (address: string): string => `send the reply to ${address} in a message of its own`
-const ONE_REPLY = 'one reply-address recipient per message'
 
 /**
  * RCPT TO: accept the reply address (with any +detail) from every sender, since a postmaster
@@ -30,13 +30,13 @@ export function checkRcpt(connection: Connection, state: GuardState, rcpt: Addre
   const accepted = txn.notes[REPLY_NOTE] !== undefined
   const address: MailAddress = { local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }
   if (isReplyRecipient(address, replyAddress)) {
-    if (accepted) return [DENYSOFT, DSN.create(452, ONE_REPLY, 5, 3)]
-    if (txn.rcpt_to.length > 1) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
+    if (accepted) return answers.oneReplyOnly()
+    if (txn.rcpt_to.length > 1) return answers.replyAlone(replyAddress)
     const recipients: MailAddress[] = [address]
     txn.notes[REPLY_NOTE] = recipients
-    return [OK, DSN.create(250, 'reply address of hijack-guard', 1, 5)]
+    return answers.replyAddressAccepted()
   }
-  if (accepted) return [DENYSOFT, DSN.create(452, SEPARATE(replyAddress), 5, 3)]
+  if (accepted) return answers.replyAlone(replyAddress)
 }
 
 /**
@@ -52,20 +52,14 @@ export async function consumeReply(plugin: HarakaPlugin, connection: Connection,
   } catch (err) {
     // Whatever went wrong, a reply is never delivered anywhere.
     connection.logcrit(plugin, `reply to alert consumed unprocessed after an unexpected error: ${(err as Error)?.stack ?? String(err)}`)
-    return [OK, DSN.create(250, 'Reply received by hijack-guard', 0, 0)]
+    return answers.replyReceived()
   }
 }
 
 async function decideReply(plugin: HarakaPlugin, connection: Connection, state: GuardState, txn: Transaction, recipients: MailAddress[]): Promise<Verdict> {
   const { config, store } = state
   const mailFrom = envelopeAddress(txn.mail_from)
-  const header = (name: string): string => {
-    try {
-      return String(txn.header.get_decoded(name) ?? '')
-    } catch {
-      return String(txn.header.get(name) ?? '')
-    }
-  }
+  const header = (name: string): string => decodedHeader(txn.header, name)
   const login = sessionLogin(connection, config)
   let outcome
   try {
@@ -73,7 +67,7 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
   } catch (err) {
     // A reply must not be lost to a store outage: the sender's server will try again.
     connection.results.add(plugin, { err: `reply not processed, store unavailable: ${errorText(err)}` })
-    return [DENYSOFT, DSN.sys_unspecified('Reply not processed yet; please try again later', 451)]
+    return answers.replyLater()
   }
   const messageId = header('Message-ID').trim()
   if (outcome.result === 'reactivated') {
@@ -92,7 +86,7 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
       ])
     }
   } else {
-    if (outcome.reason.includes('null sender')) {
+    if (outcome.code === 'bounce') {
       // A bounce to the reply address: an alert or a notice did not arrive somewhere.
       const subject = header('Subject').trim().replace(new RegExp(TOKEN_PATTERN.source, 'gi'), 'hg-...')
       connection.logwarn(plugin, `a bounce reached the reply address: an alert or notice may not have been delivered (subject ${JSON.stringify(subject)})`)
@@ -113,5 +107,5 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
       ])
     }
   }
-  return [OK, DSN.create(250, 'Reply received by hijack-guard', 0, 0)]
+  return answers.replyReceived()
 }

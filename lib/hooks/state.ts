@@ -6,8 +6,9 @@ import { canonicalAccount } from '../account'
 import type { Config } from '../config'
 import type { MailSender } from '../alert'
 import { createFailureLog, type FailureLog } from '../failure-log'
-import { DENYSOFT, DSN, type Connection, type HarakaPlugin, type Verdict } from '../haraka'
-import { storeDownReply, errorText } from '../messages'
+import { answers } from '../answers'
+import { type Connection, type HarakaPlugin, type Verdict } from '../haraka'
+import { errorText } from '../messages'
 import type { Store } from '../store'
 
 /** What this Haraka process remembers between hooks (one per plugin object). */
@@ -69,5 +70,5 @@ export function storeFailure(plugin: HarakaPlugin, connection: Connection, state
 /** What on_store_error answers: nothing (open) or 451 4.3.0 (closed). */
 export function storeErrorVerdict(state: Pick<GuardState, 'config'>): Verdict {
   if (state.config.onStoreError === 'open') return
-  return [DENYSOFT, DSN.sys_unspecified(storeDownReply(state.config.contact), 451)]
+  return answers.storeDown(state.config.contact)
 }

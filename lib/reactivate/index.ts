@@ -4,8 +4,8 @@
  */
 import { canonicalAccount } from '../account'
 import type { Config } from '../config'
-import { autoReplyReason, findToken, type HeaderLookup, type MailAddress } from './reply'
-import type { Store } from '../store'
+import { autoReplyReason, findToken, NULL_SENDER, type HeaderLookup, type MailAddress } from './reply'
+import type { RedeemResult, Store } from '../store'
 
 export interface ReplyMessage {
   /** The login of the session that submitted the reply, or null when it did not AUTH. */
@@ -17,10 +17,24 @@ export interface ReplyMessage {
   readonly header: HeaderLookup
 }
 
+/** Why a reply did not re-enable an account: what control flow looks at (`reason` is for people). */
+export type RefusalCode =
+  | 'bounce'
+  | 'automatic-reply'
+  | 'not-authenticated'
+  | 'not-admin'
+  | 'no-token'
+  | 'unknown-token'
+  | 'self'
+  | RedeemRefusal
+
+type RedeemRefusal = Exclude<RedeemResult, 'ok'>
+
 export type ReplyOutcome =
   | { readonly result: 'reactivated'; readonly account: string; readonly actor: string }
   | {
       readonly result: 'refused'
+      readonly code: RefusalCode
       readonly reason: string
       /** The account the token names, when it names one. */
       readonly account?: string
@@ -34,8 +48,9 @@ export async function handleReply(reply: ReplyMessage, config: Config, store: St
   const login = reply.authUser === null ? null : canonicalAccount(reply.authUser, config.accounts)
   const isAdmin = login !== null && config.reactivate.admins.has(login)
   const actor = login ?? `unauthenticated:${reply.mailFrom || '<>'}`
-  const refuse = (reason: string, account?: string): ReplyOutcome => ({
+  const refuse = (code: RefusalCode, reason: string, account?: string): ReplyOutcome => ({
     result: 'refused',
+    code,
     reason,
     actor,
     tellSender: isAdmin && reply.mailFrom !== '',
@@ -44,7 +59,10 @@ export async function handleReply(reply: ReplyMessage, config: Config, store: St
 
   // An automatic reply is never an answer, and never answered (no mail loops).
   const auto = autoReplyReason(reply.header, reply.mailFrom)
-  if (auto) return { result: 'refused', reason: `automatic reply (${auto})`, actor, tellSender: false }
+  if (auto) {
+    const code = auto === NULL_SENDER ? 'bounce' : 'automatic-reply'
+    return { result: 'refused', code, reason: `automatic reply (${auto})`, actor, tellSender: false }
+  }
 
   const token = findToken({
     recipients: reply.recipients,
@@ -58,21 +76,22 @@ export async function handleReply(reply: ReplyMessage, config: Config, store: St
   const about = account ?? undefined
 
   if (config.reactivate.policy === 'admin') {
-    if (login === null) return refuse('the reply was not sent by an authenticated session (policy = admin)', about)
-    if (!isAdmin) return refuse(`login ${JSON.stringify(login)} is not in [reactivate] admins`, about)
+    if (login === null) return refuse('not-authenticated', 'the reply was not sent by an authenticated session (policy = admin)', about)
+    if (!isAdmin) return refuse('not-admin', `login ${JSON.stringify(login)} is not in [reactivate] admins`, about)
   }
-  if (!token) return refuse('no incident token found in the recipient, In-Reply-To, References or Subject')
-  if (account === null) return refuse('unknown or expired token')
-  if (login !== null && login === account) return refuse('a disabled account cannot re-enable itself', account)
+  if (!token) return refuse('no-token', 'no incident token found in the recipient, In-Reply-To, References or Subject')
+  if (account === null) return refuse('unknown-token', 'unknown or expired token')
+  if (login !== null && login === account) return refuse('self', 'a disabled account cannot re-enable itself', account)
 
-  switch (await store.redeem(account, token)) {
+  const redeemed = await store.redeem(account, token)
+  switch (redeemed) {
     case 'ok':
       return { result: 'reactivated', account, actor }
     case 'not-disabled':
-      return refuse('the account is not disabled (the token was used already, or it was enabled another way)', account)
+      return refuse(redeemed, 'the account is not disabled (the token was used already, or it was enabled another way)', account)
     case 'mismatch':
-      return refuse('the token is not the one of the current incident (used already, or superseded by a newer alert)', account)
+      return refuse(redeemed, 'the token is not the one of the current incident (used already, or superseded by a newer alert)', account)
     case 'expired':
-      return refuse(`the token has expired (token_ttl); use the command line`, account)
+      return refuse(redeemed, `the token has expired (token_ttl); use the command line`, account)
   }
 }

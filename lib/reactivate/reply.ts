@@ -69,12 +69,15 @@ export function findToken(parts: ReplyParts): string | null {
 /** Header values as the plugin reads them: every value of a header, decoded. */
 export type HeaderLookup = (name: string) => string
 
+/** autoReplyReason's answer for a bounce (the null sender). */
+export const NULL_SENDER = 'null sender'
+
 /**
  * Why a message is an automatic reply (RFC 3834 Auto-Submitted, the common X-Autoreply /
  * X-Autorespond / Precedence markers, a null sender), or null for a message a person sent.
  */
 export function autoReplyReason(header: HeaderLookup, mailFrom: string): string | null {
-  if (mailFrom.trim() === '' || mailFrom.trim() === '<>') return 'null sender'
+  if (mailFrom.trim() === '' || mailFrom.trim() === '<>') return NULL_SENDER
   const autoSubmitted = header('Auto-Submitted').trim().toLowerCase()
   if (autoSubmitted !== '' && !/^no\b/.test(autoSubmitted)) return `Auto-Submitted: ${autoSubmitted}`
   if (header('X-Autoreply').trim() !== '') return 'X-Autoreply header'

@@ -161,11 +161,22 @@ export interface Store {
   close(): Promise<void>
 }
 
-/** The store did not answer (down, too slow, or broken); the message says which. */
+/**
+ * How a store call failed, for control flow (the message is for people):
+ * - timeout: no answer within store_timeout (the store may be stuck);
+ * - unavailable: not connected, or failing fast after a timeout until it answers again;
+ * - reply: it answered something the plugin cannot read;
+ * - file: a state or journal file cannot be read, written or locked.
+ */
+export type StoreFailure = 'timeout' | 'unavailable' | 'reply' | 'file'
+
+/** The store did not answer (down, too slow, or broken); `failure` says which. */
 export class StoreError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  readonly failure: StoreFailure
+  constructor(message: string, options?: { cause?: unknown; failure?: StoreFailure }) {
     super(message, options)
     this.name = 'StoreError'
+    this.failure = options?.failure ?? 'unavailable'
   }
 }
 
@@ -173,7 +184,7 @@ export class StoreError extends Error {
 export async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new StoreError(`${what}: no answer within ${ms} ms`)), ms)
+    timer = setTimeout(() => reject(new StoreError(`${what}: no answer within ${ms} ms`, { failure: 'timeout' })), ms)
   })
   try {
     return await Promise.race([work, timeout])

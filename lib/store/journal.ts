@@ -52,7 +52,7 @@ export function createJournalFile(file: string, log: Logger): JournalFile {
       text = await readFile(file, 'utf8')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
-      throw new StoreError(`cannot read the journal ${file}: ${(err as Error).message}`, { cause: err })
+      throw new StoreError(`cannot read the journal ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
     }
     const entries = parseJournal(text)
     if (entries === null) {
@@ -91,7 +91,7 @@ export function createJournalFile(file: string, log: Logger): JournalFile {
         await rename(tmp, file)
       } catch (err) {
         await unlink(tmp).catch(() => undefined)
-        throw new StoreError(`cannot write the journal ${file}: ${(err as Error).message}`, { cause: err })
+        throw new StoreError(`cannot write the journal ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
       }
       return entries
     })
@@ -162,14 +162,14 @@ async function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
       closeSync(openSync(lock, 'wx', 0o600))
       break
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(`cannot lock the journal ${file}: ${(err as Error).message}`, { cause: err })
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(`cannot lock the journal ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
     }
     try {
       if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock)
     } catch {
       // gone already: try again
     }
-    if (Date.now() > deadline) throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`)
+    if (Date.now() > deadline) throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`, { failure: 'file' })
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
   try {

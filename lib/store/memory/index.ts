@@ -418,7 +418,7 @@ async function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
   try {
     mkdirSync(dirname(file), { recursive: true })
   } catch (err) {
-    throw new StoreError(`cannot create the directory of ${file}: ${(err as Error).message}`, { cause: err })
+    throw new StoreError(`cannot create the directory of ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
   }
   const owner = ownerFor(file)
   for (;;) {
@@ -434,14 +434,14 @@ async function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
       }
       break
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(`cannot lock ${file}: ${(err as Error).message}`, { cause: err })
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(`cannot lock ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
     }
     try {
       if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock)
     } catch {
       // gone already: try again
     }
-    if (Date.now() > deadline) throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`)
+    if (Date.now() > deadline) throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`, { failure: 'file' })
     await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS))
   }
   try {
@@ -496,7 +496,7 @@ async function writeStateFile(file: string, text: string): Promise<void> {
   try {
     fh = await open(tmp, 'w', 0o600)
   } catch (err) {
-    throw new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err })
+    throw new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
   }
   try {
     if (owner.chown) {
@@ -506,7 +506,7 @@ async function writeStateFile(file: string, text: string): Promise<void> {
         throw new StoreError(
           `cannot keep the owner of ${file} (uid ${owner.uid}, gid ${owner.gid}): ${(err as Error).message}; ` +
             `nothing was changed: run this as that user (e.g. sudo -u '#${owner.uid}') or as root`,
-          { cause: err },
+          { cause: err, failure: 'file' },
         )
       }
     }
@@ -519,7 +519,7 @@ async function writeStateFile(file: string, text: string): Promise<void> {
   } catch (err) {
     await fh?.close().catch(() => undefined)
     await unlink(tmp).catch(() => undefined)
-    throw err instanceof StoreError ? err : new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err })
+    throw err instanceof StoreError ? err : new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
   }
 }
 
@@ -535,19 +535,19 @@ export async function checkStateFile(file: string): Promise<void> {
     loadState(file)
   } catch (err) {
     const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code
-    throw code === 'EACCES' || code === 'EPERM' ? new StoreError(`${(err as Error).message}; ${fix}`, { cause: err }) : err
+    throw code === 'EACCES' || code === 'EPERM' ? new StoreError(`${(err as Error).message}; ${fix}`, { cause: err, failure: 'file' }) : err
   }
   try {
     mkdirSync(dirname(file), { recursive: true })
     accessSync(dirname(file), fsConstants.W_OK | fsConstants.X_OK)
   } catch (err) {
-    throw new StoreError(`the directory of ${file} is not writable: ${(err as Error).message}; ${fix}`, { cause: err })
+    throw new StoreError(`the directory of ${file} is not writable: ${(err as Error).message}; ${fix}`, { cause: err, failure: 'file' })
   }
   let exists = true
   try {
     accessSync(file, fsConstants.R_OK | fsConstants.W_OK)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`${file} is not readable and writable: ${(err as Error).message}; ${fix}`, { cause: err })
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`${file} is not readable and writable: ${(err as Error).message}; ${fix}`, { cause: err, failure: 'file' })
     exists = false
   }
   if (exists) return
@@ -556,7 +556,7 @@ export async function checkStateFile(file: string): Promise<void> {
       if (fileStamp(file) === 'missing') await writeStateFile(file, toJson(emptyDurable()))
     })
   } catch (err) {
-    throw new StoreError(`${(err as Error).message}; ${fix}`, { cause: err })
+    throw new StoreError(`${(err as Error).message}; ${fix}`, { cause: err, failure: 'file' })
   }
 }
 
@@ -576,20 +576,20 @@ function loadState(file: string): Durable {
     text = readFileSync(file, 'utf8')
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyDurable()
-    throw new StoreError(`cannot read ${file}: ${(err as Error).message}`, { cause: err })
+    throw new StoreError(`cannot read ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
   }
   let state: unknown
   try {
     state = JSON.parse(text)
   } catch (err) {
-    throw new StoreError(`${file} is not valid JSON (${(err as Error).message}); fix or move it away`, { cause: err })
+    throw new StoreError(`${file} is not valid JSON (${(err as Error).message}); fix or move it away`, { cause: err, failure: 'file' })
   }
   const parsed = (state ?? {}) as Record<string, unknown>
   const rows = parsed.disabled
-  if (!rows || typeof rows !== 'object') throw new StoreError(`${file} has no "disabled" object; fix or move it away`)
+  if (!rows || typeof rows !== 'object') throw new StoreError(`${file} has no "disabled" object; fix or move it away`, { failure: 'file' })
   const d = emptyDurable()
   for (const [account, r] of Object.entries(rows) as [string, unknown][]) {
-    if (!isRecordLike(r)) throw new StoreError(`${file}: the record of ${JSON.stringify(account)} is damaged; fix or move it away`)
+    if (!isRecordLike(r)) throw new StoreError(`${file}: the record of ${JSON.stringify(account)} is damaged; fix or move it away`, { failure: 'file' })
     // A token in clear (a file written before tokens were hashed) is not kept: the hash is the authority.
     const { token: _clear, ...rest } = r as StoredRecord & { token?: unknown }
     d.disabled.set(account, { ...rest, account, evidence: (r.evidence ?? []).flatMap(toSummary), counts: r.counts ?? [] })

@@ -172,7 +172,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     try {
       return await withTimeout(work(), timeoutMs, `${what} on ${where}`)
     } catch (err) {
-      if (/no answer within/.test((err as Error).message) && stuckSince === 0) {
+      if (err instanceof StoreError && err.failure === 'timeout' && stuckSince === 0) {
         stuckSince = Date.now()
         log.error(`${where}: no answer within ${timeoutMs} ms; failing fast until it answers a PING`)
         probe()
@@ -215,7 +215,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
       ]
       for (const r of input.rules) args.push(r.kind === 'messages' ? 'm' : 'r', String(r.max), String(r.bucketMs), String(r.buckets))
       const reply = await evalScript(RECORD, [k.counts, k.evidence, k.disabled, k.monitored], args)
-      if (!Array.isArray(reply) || reply.length < 4) throw new StoreError(`record: unexpected reply ${JSON.stringify(reply)}`)
+      if (!Array.isArray(reply) || reply.length < 4) throw new StoreError(`record: unexpected reply ${JSON.stringify(reply)}`, { failure: 'reply' })
       const [status, flipped, overIndex] = reply as [string, number, number]
       const counts = input.rules.map((r, i) => windowCount(r, Number(reply[4 + i] ?? 0)))
       const over = counts[Number(overIndex) - 1]
@@ -251,7 +251,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
       const k = accountKeys(account)
       const reply = String(await evalScript(REDEEM, [k.disabled, k.counts, k.evidence, k.monitored, k.enabled], [tokenDigest(token)]))
       if (reply !== 'ok' && reply !== 'not-disabled' && reply !== 'mismatch' && reply !== 'expired') {
-        throw new StoreError(`redeem: unexpected reply ${JSON.stringify(reply)}`)
+        throw new StoreError(`redeem: unexpected reply ${JSON.stringify(reply)}`, { failure: 'reply' })
       }
       return reply
     },
@@ -309,7 +309,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
         }
         if (record) return { state, record }
       }
-      throw new StoreError(`reassert: unexpected reply ${JSON.stringify(reply)}`)
+      throw new StoreError(`reassert: unexpected reply ${JSON.stringify(reply)}`, { failure: 'reply' })
     },
 
     onConnect(listener: (runId: string) => void): void {
@@ -365,7 +365,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     async ready(waitMs: number): Promise<void> {
       const end = Date.now() + waitMs
       while (!client.isReady) {
-        if (Date.now() >= end) throw new StoreError(`${where} did not answer within ${waitMs} ms${lastError ? ` (${lastError})` : ''}`)
+        if (Date.now() >= end) throw new StoreError(`${where} did not answer within ${waitMs} ms${lastError ? ` (${lastError})` : ''}`, { failure: 'timeout' })
         await new Promise((r) => setTimeout(r, 25))
       }
       await call('ping', () => client.ping())
