@@ -85,15 +85,41 @@ const MAX_BUCKETS = 60
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
-const KNOWN_KEYS: Record<string, readonly string[]> = {
-  main: ['mode', 'store', 'on_store_error', 'store_timeout', 'lowercase_accounts', 'state_file'],
-  limits: ['messages', 'recipients', 'buckets'],
-  exempt: ['accounts'],
-  alert: ['to', 'from', 'reply_address', 'contact'],
-  held: ['retry', 'max_hold'],
-  reactivate: ['policy', 'admins', 'token_ttl'],
-  accounts: ['fold', 'default_domain', 'domain_aliases', 'xclient_login'],
-  redis: ['host', 'port', 'db', 'username', 'password', 'journal', 'journal_check'],
+/**
+ * Every key of hijack-guard.ini and its default, as the shipped config/hijack-guard.ini writes
+ * it: what parsing falls back to for an unset or empty value (for [limits], an unset one: empty
+ * means no limit), and the known keys (anything else is warned about). A test holds the shipped
+ * file to this table. An empty default means "none" or "derived" (the field's comment says from what).
+ */
+export const DEFAULTS = {
+  main: { mode: 'enforce', store: 'redis', on_store_error: 'open', store_timeout: '1s', state_file: 'hijack-guard.state.json' },
+  limits: { messages: '500/30m', recipients: '2500/30m', buckets: '30' },
+  exempt: { accounts: '' },
+  accounts: { fold: 'nfkc', default_domain: '', domain_aliases: '', xclient_login: 'false' },
+  alert: { to: '', contact: '', from: '', reply_address: '' },
+  reactivate: { policy: 'admin', admins: '', token_ttl: '7d' },
+  held: { retry: '1m', max_hold: '7d' },
+  redis: {
+    host: '127.0.0.1',
+    port: '6379',
+    db: '0',
+    username: '',
+    password: '',
+    journal: 'hijack-guard.journal.json',
+    journal_check: '60s',
+  },
+} as const satisfies Record<string, Record<string, string>>
+
+/** Keys still read, with a warning, but no longer shipped. */
+const DEPRECATED: Partial<Record<keyof typeof DEFAULTS, readonly string[]>> = { main: ['lowercase_accounts'] }
+
+const KNOWN_KEYS: Record<string, readonly string[]> = Object.fromEntries(
+  Object.entries(DEFAULTS).map(([name, keys]) => [name, [...Object.keys(keys), ...(DEPRECATED[name as keyof typeof DEFAULTS] ?? [])]]),
+)
+
+/** A section's value, or its default from DEFAULTS when unset or empty. */
+function valueOr<S extends keyof typeof DEFAULTS>(sect: Section, name: S, key: keyof (typeof DEFAULTS)[S] & string): unknown {
+  return text(sect[key]) === '' ? (DEFAULTS[name] as Record<string, string>)[key] : sect[key]
 }
 
 /**
@@ -135,7 +161,7 @@ function parseAccounts(raw: RawIni, warnings: string[]): AccountsConfig {
   const main = section(raw, 'main')
   const sect = section(raw, 'accounts')
   const folds: readonly Fold[] = ['nfkc', 'lower', 'none']
-  let fold = parseChoice('accounts.fold', sect.fold, folds, 'nfkc')
+  let fold = parseChoice('accounts.fold', sect.fold, folds, DEFAULTS.accounts.fold)
   if (text(main.lowercase_accounts) !== '' || typeof main.lowercase_accounts === 'boolean') {
     const lower = parseBoolean('main.lowercase_accounts', main.lowercase_accounts, true)
     if (text(sect.fold) !== '') {
@@ -163,7 +189,7 @@ function parseAccounts(raw: RawIni, warnings: string[]): AccountsConfig {
     if (domainAliases.has(target)) throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `${alias} maps to ${target}, which is itself an alias; map every alias to the final domain`)
   }
   if (defaultDomain && domainAliases.has(defaultDomain)) throw new ConfigError('accounts.default_domain', sect.default_domain, `${defaultDomain} is an alias in domain_aliases; use the domain it maps to`)
-  return { fold, defaultDomain, domainAliases, xclientLogin: parseBoolean('accounts.xclient_login', sect.xclient_login, false) }
+  return { fold, defaultDomain, domainAliases, xclientLogin: parseBoolean('accounts.xclient_login', valueOr(sect, 'accounts', 'xclient_login'), false) }
 }
 
 /** Parses "30m", "1s", "500ms", "7d" to milliseconds; throws ConfigError on anything else or on zero. */
@@ -235,9 +261,10 @@ function section(raw: RawIni, name: string): Section {
 
 function rulesFor(prefix: string, limits: Section, base?: Section): Rule[] {
   const pick = (k: string): unknown => (limits[k] !== undefined ? limits[k] : base?.[k])
-  const buckets = pick('buckets') === undefined || text(pick('buckets')) === '' ? 30 : parseInteger(`${prefix}.buckets`, pick('buckets'), 1, MAX_BUCKETS)
-  const messages = pick('messages') === undefined ? '500/30m' : pick('messages')
-  const recipients = pick('recipients') === undefined ? '2500/30m' : pick('recipients')
+  const given = pick('buckets')
+  const buckets = parseInteger(`${prefix}.buckets`, given === undefined || text(given) === '' ? DEFAULTS.limits.buckets : given, 1, MAX_BUCKETS)
+  const messages = pick('messages') ?? DEFAULTS.limits.messages
+  const recipients = pick('recipients') ?? DEFAULTS.limits.recipients
   return [
     ...parseRules(`${prefix}.messages`, 'messages', messages, buckets),
     ...parseRules(`${prefix}.recipients`, 'recipients', recipients, buckets),
@@ -335,35 +362,35 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   const password = typeof redisSect.password === 'string' || typeof redisSect.password === 'number' ? String(redisSect.password).trim() : ''
 
   const config: Config = {
-    mode: parseChoice('main.mode', main.mode, ['enforce', 'monitor'], 'enforce'),
-    store: parseChoice('main.store', main.store, ['redis', 'memory'], 'redis'),
-    onStoreError: parseChoice('main.on_store_error', main.on_store_error, ['open', 'closed'], 'open'),
-    storeTimeoutMs: text(main.store_timeout) === '' ? 1000 : parseDuration('main.store_timeout', main.store_timeout),
+    mode: parseChoice('main.mode', main.mode, ['enforce', 'monitor'], DEFAULTS.main.mode),
+    store: parseChoice('main.store', main.store, ['redis', 'memory'], DEFAULTS.main.store),
+    onStoreError: parseChoice('main.on_store_error', main.on_store_error, ['open', 'closed'], DEFAULTS.main.on_store_error),
+    storeTimeoutMs: parseDuration('main.store_timeout', valueOr(main, 'main', 'store_timeout')),
     accounts,
-    stateFile: text(main.state_file) || 'hijack-guard.state.json',
+    stateFile: text(valueOr(main, 'main', 'state_file')),
     rules,
     exempt: new Set(parseLogins('exempt.accounts', section(raw, 'exempt').accounts, norm)),
     accountRules,
     alert: { to, from, replyAddress },
     contact,
     reactivate: {
-      policy: parseChoice('reactivate.policy', reactivateSect.policy, ['admin', 'token'], 'admin'),
+      policy: parseChoice('reactivate.policy', reactivateSect.policy, ['admin', 'token'], DEFAULTS.reactivate.policy),
       admins: new Set(admins.length ? admins : to.map(norm)),
-      tokenTtlMs: text(reactivateSect.token_ttl) === '' ? 7 * 86_400_000 : parseDuration('reactivate.token_ttl', reactivateSect.token_ttl),
+      tokenTtlMs: parseDuration('reactivate.token_ttl', valueOr(reactivateSect, 'reactivate', 'token_ttl')),
     },
     held: {
-      retryMs: text(section(raw, 'held').retry) === '' ? 60_000 : parseDuration('held.retry', section(raw, 'held').retry),
-      maxHoldMs: text(section(raw, 'held').max_hold) === '' ? 7 * 86_400_000 : parseDuration('held.max_hold', section(raw, 'held').max_hold),
+      retryMs: parseDuration('held.retry', valueOr(section(raw, 'held'), 'held', 'retry')),
+      maxHoldMs: parseDuration('held.max_hold', valueOr(section(raw, 'held'), 'held', 'max_hold')),
     },
     me: mailDomain(me),
     redis: {
-      host: text(redisSect.host) || '127.0.0.1',
-      port: text(redisSect.port) === '' ? 6379 : parseInteger('redis.port', redisSect.port, 1, 65535),
-      db: text(redisSect.db) === '' ? 0 : parseInteger('redis.db', redisSect.db, 0, 1_000_000),
+      host: text(valueOr(redisSect, 'redis', 'host')),
+      port: parseInteger('redis.port', valueOr(redisSect, 'redis', 'port'), 1, 65535),
+      db: parseInteger('redis.db', valueOr(redisSect, 'redis', 'db'), 0, 1_000_000),
       ...(username ? { username } : {}),
       ...(password ? { password } : {}),
-      journal: text(redisSect.journal) || 'hijack-guard.journal.json',
-      journalCheckMs: text(redisSect.journal_check) === '' ? 60_000 : parseDuration('redis.journal_check', redisSect.journal_check),
+      journal: text(valueOr(redisSect, 'redis', 'journal')),
+      journalCheckMs: parseDuration('redis.journal_check', valueOr(redisSect, 'redis', 'journal_check')),
     },
     warnings,
   }

@@ -3,11 +3,13 @@
 // ConfigError that names the file, the key and the value.
 
 import * as assert from 'node:assert/strict'
+import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as ini from 'haraka-config/lib/readers/ini'
 import {
   CONFIG_FILE,
   ConfigError,
+  DEFAULTS,
   parseConfig,
   parseDuration,
   parseRules,
@@ -71,6 +73,44 @@ describe('config', function () {
         cfg.warnings.every((w) => !/unknown/.test(w)),
         cfg.warnings.join('; '),
       )
+    })
+  })
+
+  describe('the defaults table', function () {
+    // Every `key = value` of the shipped file, also the commented-out `; key = value` lines that
+    // show a default the operator may set ([redis] keys fall back to config/redis.ini first).
+    function shippedKeys(): Map<string, string> {
+      const found = new Map<string, string>()
+      let sectionName = ''
+      for (const line of fs.readFileSync(SHIPPED_INI, 'utf8').split('\n')) {
+        // A commented example section ("; [account:...]") starts a section of examples too.
+        const header = /^(?:;\s*)?\[([^\]]+)\]\s*$/.exec(line)
+        if (header?.[1]) sectionName = header[1]
+        const entry = /^(;\s*)?([a-z_]+)\s*=\s*(.*?)\s*$/.exec(line)
+        if (!entry?.[2] || sectionName === '') continue
+        const [, commented, key, value = ''] = entry
+        // A commented line is a default only in a section of the table and as one word: prose
+        // that happens to hold " = " is not.
+        if (commented && (!(sectionName in DEFAULTS) || /\s/.test(value))) continue
+        found.set(`${sectionName}.${key}`, value)
+      }
+      return found
+    }
+
+    it('is what the shipped config/hijack-guard.ini shows, key by key, and the file shows no key the table lacks', function () {
+      const shipped = shippedKeys()
+      const table = new Map(
+        Object.entries(DEFAULTS).flatMap(([name, keys]) =>
+          Object.entries(keys as Record<string, string>).map(([key, value]): [string, string] => [`${name}.${key}`, value]),
+        ),
+      )
+      for (const [key, value] of table) assert.equal(shipped.get(key), value, `${key} in the shipped file`)
+      for (const key of shipped.keys()) assert.ok(table.has(key), `${key} is in the shipped file but not in DEFAULTS`)
+    })
+
+    it('drives parsing: each default, written out, parses to the same config as an empty file', function () {
+      const written = Object.fromEntries(Object.entries(DEFAULTS).map(([name, keys]) => [name, { ...keys }]))
+      assert.deepEqual(parseConfig(written), parseConfig({}))
     })
   })
 
