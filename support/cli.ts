@@ -1,0 +1,90 @@
+// The hijack-guard CLI as an operator runs it: the bin the package installed into a Haraka
+// instance (DIR/node_modules/.bin/hijack-guard -c DIR), run as a process with a bound, its exit
+// code and output returned, never thrown. HARAKA is left out of its environment, so `-c` decides.
+
+import * as childProcess from 'node:child_process'
+import * as path from 'node:path'
+import { killPid, track, untrack } from './process'
+
+export interface CliOptions {
+  /** Killed with SIGKILL after this long (default 20000 ms). */
+  readonly timeoutMs?: number
+  /** Run as this user and group (needs root). */
+  readonly uid?: number
+  readonly gid?: number
+}
+
+export interface CliResult {
+  /** The arguments after `-c DIR`. */
+  readonly args: readonly string[]
+  /** The exit code; null when it did not exit by itself (killed at the bound, or it could not start: see error). */
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+  /** How long it ran, in ms. */
+  readonly ms: number
+  /** Why it could not start, if it could not. */
+  readonly error?: Error
+}
+
+/** The CLI the package installed into a Haraka instance directory. */
+export function cliPath(instance: { readonly dir: string }): string {
+  return path.join(instance.dir, 'node_modules', '.bin', 'hijack-guard')
+}
+
+/** Runs `hijack-guard -c DIR ...args` in the instance directory; resolves whatever it exits with. */
+export function runCli(
+  instance: { readonly dir: string },
+  args: readonly string[],
+  { timeoutMs = 20_000, uid, gid }: CliOptions = {},
+): Promise<CliResult> {
+  const env = { ...process.env }
+  delete env.HARAKA
+  const t0 = Date.now()
+  return new Promise((resolve) => {
+    const child = childProcess.execFile(
+      cliPath(instance),
+      ['-c', instance.dir, ...args],
+      {
+        cwd: instance.dir,
+        env,
+        timeout: timeoutMs,
+        killSignal: 'SIGKILL',
+        ...(uid === undefined ? {} : { uid }),
+        ...(gid === undefined ? {} : { gid }),
+      },
+      (err, stdout, stderr) => {
+        untrack(resource)
+        const ms = Date.now() - t0
+        if (!err) return resolve({ args, code: 0, signal: null, stdout, stderr, ms })
+        const code = typeof err.code === 'number' ? err.code : null
+        const signal = (err.signal as NodeJS.Signals | null | undefined) ?? null
+        resolve({
+          args,
+          code,
+          signal,
+          stdout,
+          stderr,
+          ms,
+          ...(code === null && signal === null ? { error: err } : {}),
+        })
+      },
+    )
+    const resource = {
+      async stop(): Promise<void> {
+        killPid(child.pid, 'SIGKILL')
+      },
+      killSync(): void {
+        killPid(child.pid, 'SIGKILL')
+      },
+    }
+    track(resource)
+  })
+}
+
+/** A CliResult as text for an assertion message: the command, exit code, time and output. */
+export function describeCli(r: CliResult): string {
+  const how = r.code !== null ? `exit ${r.code}` : r.signal ? `killed by ${r.signal}` : `not run: ${r.error?.message}`
+  return `hijack-guard ${r.args.join(' ')}: ${how} after ${r.ms} ms\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`
+}
