@@ -4,28 +4,17 @@
  * store. runCli returns the exit code; bin/hijack-guard.ts exits with it.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs'
-import { userInfo } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import hc from 'haraka-config'
-import { canonicalAccount } from '../account'
-import { alertReason, evidenceLines } from '../alert'
-import { readConfig, rulesForAccount, type Config, type ConfigReader } from '../config'
+import { readConfig, type Config, type ConfigReader } from '../config'
+import { errorText } from '../messages'
+import type { Store } from '../store'
 import { createMemoryStore } from '../store/memory'
-import { formatDuration, errorText } from '../messages'
-import { utc } from '../text'
 import { createRedisStore } from '../store/redis'
-import type { AuditEntry, DisabledRecord, Store, WindowCount } from '../store'
+import { COMMANDS, EXIT, UsageError, type Command } from './commands'
 
-/** Exit codes scripts can rely on. */
-export const EXIT = {
-  ok: 0,
-  /** Nothing to do or nothing known: enable of an account that is not disabled, show of an unknown account. */
-  noChange: 1,
-  usage: 2,
-  config: 3,
-  store: 4,
-} as const
+export { EXIT } from './commands'
 
 export interface CliIo {
   out(text: string): void
@@ -34,19 +23,20 @@ export interface CliIo {
   configFor?(harakaDir: string): ConfigReader
 }
 
+/** The commands in --help: each line as COMMANDS has it, the description in a second column. */
+function commandLines(): string[] {
+  return Object.entries(COMMANDS).flatMap(([name, c]) => {
+    const left = `  ${name}${c.usage ? ` ${c.usage}` : ''}`
+    return c.help.map((line, n) => `${(n === 0 ? left : '').padEnd(32)}${line}`)
+  })
+}
+
 const HELP = `hijack-guard: look after the accounts haraka-plugin-hijack-guard disabled
 
 Usage: hijack-guard -c HARAKA_DIR [--json] COMMAND [ARGUMENTS]
 
 Commands:
-  list                          disabled accounts: when, why, counts, held mail
-  show ACCOUNT                  one account: state, live counts against its limits,
-                                last incident, evidence, held mail, recent audit
-  enable ACCOUNT                re-enable: clear the flag and the counters; held mail goes out
-  disable ACCOUNT [--reason T]  disable by hand (AUTH 535, MAIL FROM 550 until enabled)
-  reset ACCOUNT                 clear the counters, keep the flag
-  audit [ACCOUNT] [--limit N]   the audit trail, newest first (default 50 entries)
-  drop-held ACCOUNT             discard the account's held outbound mail, without bounces
+${commandLines().join('\n')}
 
 Options:
   -c, --config DIR   the Haraka directory (the one with config/, whose config/plugins
@@ -72,45 +62,23 @@ the Haraka directory would ask the public npm registry for a package):
   /etc/haraka/node_modules/.bin/hijack-guard -c /etc/haraka --json audit alice@example.com
 `
 
-/** Each command with how many ACCOUNT arguments it takes (at least, at most). */
-const ARITY: Record<string, readonly [number, number]> = {
-  list: [0, 0],
-  show: [1, 1],
-  enable: [1, 1],
-  disable: [1, 1],
-  reset: [1, 1],
-  audit: [0, 1],
-  'drop-held': [1, 1],
-}
-
-class UsageError extends Error {}
-
 /** Throws UsageError for a call that cannot be right, before any config or store is touched. */
-function checkUsage(command: string, args: readonly string[], values: { reason?: string; limit?: string }): void {
-  const arity = ARITY[command]
-  if (!arity) throw new UsageError(`unknown command ${JSON.stringify(command)}`)
-  const [min, max] = arity
+function checkUsage(name: string, args: readonly string[], values: { reason?: string; limit?: string }): Command {
+  const command = COMMANDS[name]
+  if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`)
+  const [min, max] = command.accounts
   if (args.length < min || args.length > max) {
-    throw new UsageError(max === 0 ? `${command} takes no arguments` : min === max ? `${command} takes exactly one ACCOUNT` : `${command} takes at most one ACCOUNT`)
+    throw new UsageError(max === 0 ? `${name} takes no arguments` : min === max ? `${name} takes exactly one ACCOUNT` : `${name} takes at most one ACCOUNT`)
   }
-  if (values.reason !== undefined && command !== 'disable') throw new UsageError('--reason goes with disable')
-  if (values.limit !== undefined && command !== 'audit') throw new UsageError('--limit goes with audit')
+  for (const option of ['reason', 'limit'] as const) {
+    if (values[option] === undefined || command.options.includes(option)) continue
+    const owner = Object.entries(COMMANDS).find(([, c]) => c.options.includes(option))?.[0] ?? 'no command'
+    throw new UsageError(`--${option} goes with ${owner}`)
+  }
   if (values.limit !== undefined && !(/^\d+$/.test(values.limit) && Number(values.limit) >= 1)) {
     throw new UsageError(`--limit must be a whole number of at least 1, not ${JSON.stringify(values.limit)}`)
   }
-}
-
-function actor(): string {
-  try {
-    return `cli:${userInfo().username}`
-  } catch {
-    return `cli:${process.env.USER ?? 'unknown'}`
-  }
-}
-
-
-function countText(c: WindowCount): string {
-  return `${c.kind} ${c.count}/${c.max} in ${formatDuration(c.windowMs)}`
+  return command
 }
 
 const PLUGIN_NAMES = ['hijack-guard', 'haraka-plugin-hijack-guard']
@@ -169,28 +137,6 @@ function openStore(config: Config, harakaDir: string): Store {
   return createRedisStore({ redis: config.redis, timeoutMs: config.storeTimeoutMs, log: { info: quiet, warn: quiet, error: quiet } })
 }
 
-function recordJson(r: DisabledRecord, held: number | null): Record<string, unknown> {
-  return {
-    account: r.account,
-    disabledAt: new Date(r.at).toISOString(),
-    by: r.by,
-    reason: alertReason(r),
-    limit: r.over ? `${r.over.kind} ${r.over.text}` : null,
-    counts: r.counts,
-    incident: r.incident,
-    held,
-    ...(r.tokenExpiresAt ? { replyExpiresAt: new Date(r.tokenExpiresAt).toISOString() } : {}),
-  }
-}
-
-function evidenceOf(evidence: DisabledRecord['evidence']): string[] {
-  return evidence.length ? evidenceLines(evidence) : []
-}
-
-function auditLine(e: AuditEntry): string {
-  return `${utc(e.at)}  ${e.action.padEnd(17)} ${JSON.stringify(e.account)} by ${e.actor} via ${e.how}${e.reason ? `: ${e.reason}` : ''}`
-}
-
 /** Runs one command; resolves with the exit code. Never rejects. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   let parsed
@@ -220,8 +166,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.err(`hijack-guard: no command given\n\n${HELP}`)
     return EXIT.usage
   }
+  let run: Command
   try {
-    checkUsage(command, args, values)
+    run = checkUsage(command, args, values)
   } catch (err) {
     io.err(`hijack-guard: ${(err as Error).message}\nTry: hijack-guard --help`)
     return EXIT.usage
@@ -243,7 +190,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   try {
     store = openStore(config, harakaDir)
     await store.ready(Math.max(3 * config.storeTimeoutMs, 2000))
-    return await dispatch(command, args, values, { config, store, io, harakaDir })
+    const opened = store
+    const name = storeName(config, harakaDir)
+    // Text names the store first; a JSON object gets a "store" field (lists stay plain arrays).
+    const print = (data: unknown, text: string): void =>
+      io.out(values.json === true ? JSON.stringify(data && typeof data === 'object' && !Array.isArray(data) ? { ...data, store: name } : data, null, 2) : `store: ${name}\n${text}`)
+    return await run.run({ config, store: opened, harakaDir, args, values, print })
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`hijack-guard: ${err.message}\nTry: hijack-guard --help`)
@@ -253,138 +205,5 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     return EXIT.store
   } finally {
     await store?.close().catch(() => undefined)
-  }
-}
-
-interface Context {
-  readonly config: Config
-  readonly store: Store
-  readonly io: CliIo
-  readonly harakaDir: string
-}
-
-function oneAccount(args: readonly string[], config: Config): string {
-  const account = canonicalAccount(args[0] ?? '', config.accounts)
-  if (account === '') throw new UsageError(`${JSON.stringify(args[0] ?? '')} names no account`)
-  return account
-}
-
-async function dispatch(command: string, args: string[], values: { json?: boolean; reason?: string; limit?: string }, ctx: Context): Promise<number> {
-  const { config, store, io } = ctx
-  const json = values.json === true
-  const store_ = storeName(config, ctx.harakaDir)
-  // Text names the store first; a JSON object gets a "store" field (lists stay plain arrays).
-  const print = (data: unknown, text: string): void =>
-    io.out(json ? JSON.stringify(data && typeof data === 'object' && !Array.isArray(data) ? { ...data, store: store_ } : data, null, 2) : `store: ${store_}\n${text}`)
-  const heldOf = (account: string): Promise<number> => store.heldCount(account)
-  const retry = formatDuration(config.held.retryMs)
-
-  switch (command) {
-    case 'list': {
-      const records = await store.listDisabled()
-      const rows = await Promise.all(records.map(async (r) => ({ r, held: await heldOf(r.account) })))
-      const lines = rows.flatMap(({ r, held }) => [
-        r.account,
-        `  disabled ${utc(r.at)} by ${r.by}: ${alertReason(r)}`,
-        ...(r.counts.length ? [`  counts ${r.counts.map(countText).join(', ')}`] : []),
-        `  held mail ${held}; incident ${r.incident}`,
-      ])
-      print(
-        rows.map(({ r, held }) => recordJson(r, held)),
-        `${records.length} disabled account${records.length === 1 ? '' : 's'}${lines.length ? `\n${lines.join('\n')}` : ''}`,
-      )
-      return EXIT.ok
-    }
-    case 'show': {
-      const account = oneAccount(args, config)
-      const rules = rulesForAccount(config, account)
-      const [record, counts, evidence, held, audit] = await Promise.all([
-        store.getDisabled(account),
-        store.counts(account, rules),
-        store.evidence(account),
-        heldOf(account),
-        store.auditLog({ account, limit: 10 }),
-      ])
-      const liveKnown = store.kind === 'redis'
-      const known = record !== null || counts.some((c) => c.count > 0) || evidence.length > 0 || held > 0 || audit.length > 0
-      const state = record ? 'disabled' : config.exempt.has(account) ? 'exempt' : 'active'
-      const lines = [
-        `Account   ${account}`,
-        `State     ${state}${record ? ` since ${utc(record.at)} by ${record.by}: ${alertReason(record)}` : ''}`,
-        ...(record ? [`Incident  ${record.incident}${record.tokenExpiresAt ? ` (reply to the alert until ${utc(record.tokenExpiresAt)})` : ''}`] : []),
-        `Held mail ${held} message${held === 1 ? '' : 's'}`,
-        liveKnown ? 'Limits (live counts):' : 'Limits (live counts are kept inside the Haraka process with store = memory):',
-        ...(liveKnown ? counts.map((c) => `  ${countText(c)}`) : rules.map((r) => `  ${r.kind} ${r.text}`)),
-        ...(record?.counts.length ? ['At the incident:', ...record.counts.map((c) => `  ${countText(c)}`)] : []),
-        ...evidenceOf(record?.evidence.length ? record.evidence : evidence),
-        ...(audit.length ? ['Recent audit:', ...audit.map((e) => `  ${auditLine(e)}`)] : []),
-      ]
-      print(
-        { account, state, disabled: record ? recordJson(record, held) : null, counts: liveKnown ? counts : null, held, evidence: record?.evidence.length ? record.evidence : evidence, audit },
-        known ? lines.join('\n') : `${lines.join('\n')}\nhijack-guard has no record of ${account}: not disabled, nothing counted in its windows, no audit entries`,
-      )
-      return known ? EXIT.ok : EXIT.noChange
-    }
-    case 'enable': {
-      const account = oneAccount(args, config)
-      const held = await heldOf(account)
-      // Nothing changes for an account that is not disabled (its counters stay).
-      const was = (await store.getDisabled(account)) !== null && (await store.enable(account))
-      if (!was) {
-        print({ account, action: 'enable', done: false }, `${account} is not disabled: nothing changed`)
-        return EXIT.noChange
-      }
-      await store.audit({ at: Date.now(), account, action: 'enable', actor: actor(), how: 'cli' })
-      print(
-        { account, action: 'enable', done: true, held },
-        `${account} enabled: flag and counters cleared.` +
-          (held ? `\n${held} held message${held === 1 ? '' : 's'} go out at the next delivery attempt (within ${retry}); to send now: haraka -c ${ctx.harakaDir} --qunstick` : ''),
-      )
-      return EXIT.ok
-    }
-    case 'disable': {
-      const account = oneAccount(args, config)
-      const reason = values.reason?.trim() || 'disabled by an operator'
-      const who = actor()
-      if (!(await store.disable({ account, reason, by: who, incident: `manual-${Date.now().toString(36)}` }))) {
-        print({ account, action: 'disable', done: false }, `${account} is disabled already: nothing changed`)
-        return EXIT.noChange
-      }
-      await store.audit({ at: Date.now(), account, action: 'disable', actor: who, how: 'cli', reason })
-      print({ account, action: 'disable', done: true }, `${account} disabled: AUTH gets 535 5.7.8 and MAIL FROM 550 5.7.1 until it is enabled`)
-      return EXIT.ok
-    }
-    case 'reset': {
-      const account = oneAccount(args, config)
-      await store.reset(account)
-      await store.audit({ at: Date.now(), account, action: 'reset', actor: actor(), how: 'cli' })
-      const stillDisabled = (await store.getDisabled(account)) !== null
-      print({ account, action: 'reset', done: true, disabled: stillDisabled }, `${account}: counters cleared${stillDisabled ? ' (it stays disabled)' : ''}`)
-      return EXIT.ok
-    }
-    case 'audit': {
-      const limit = values.limit === undefined ? 50 : Number(values.limit)
-      const account = args[0] === undefined ? undefined : canonicalAccount(args[0], config.accounts)
-      const entries = await store.auditLog({ ...(account !== undefined ? { account } : {}), limit })
-      print(entries, entries.length ? entries.map(auditLine).join('\n') : 'no audit entries')
-      return EXIT.ok
-    }
-    case 'drop-held': {
-      const account = oneAccount(args, config)
-      // Only a disabled account's mail is held: a mistyped name must not throw away good mail.
-      if ((await store.getDisabled(account)) === null) {
-        print({ account, action: 'drop-held', done: false }, `${account} is not disabled: its mail is not held, nothing dropped`)
-        return EXIT.noChange
-      }
-      const held = await store.dropHeld(account, config.held.maxHoldMs)
-      await store.audit({ at: Date.now(), account, action: 'drop-held', actor: actor(), how: 'cli', reason: `${held} held` })
-      print(
-        { account, action: 'drop-held', done: true, held },
-        `${account}: ${held} held message${held === 1 ? '' : 's'} (and any other mail it queued until now) will be discarded at the next delivery attempt (within ${retry}), without bounces`,
-      )
-      return EXIT.ok
-    }
-    default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}`)
   }
 }
