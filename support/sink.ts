@@ -1,5 +1,6 @@
 // The loopback SMTP sink: the "outside world" every message Haraka delivers ends up in. It keeps
-// (or only counts) what it receives and can refuse MAIL FROM on demand, to make Haraka retry.
+// (or only counts) what it receives and can refuse MAIL FROM on demand, to make Haraka retry,
+// and refuse given recipients at RCPT TO, like an unknown user at the next hop.
 
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server'
 import { HOST, freePort, track, untrack, waitUntil } from './process'
@@ -26,6 +27,8 @@ export interface SinkOptions {
   readonly keepMessages?: boolean
   /** A code to answer every MAIL FROM with from the start (see Sink.refuse). */
   readonly refuse?: number
+  /** Addresses answered 550 "no such user" at RCPT TO (an unknown user at the next hop); case-insensitive. */
+  readonly refuseRcpt?: readonly string[]
 }
 
 export interface Sink {
@@ -71,6 +74,7 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
   let refusal: { code: number; message: string } | null =
     options.refuse === undefined ? null : { code: options.refuse, message: 'sink: try again later' }
   let refused = 0
+  const refuseRcpt = new Set((options.refuseRcpt ?? []).map((a) => a.toLowerCase()))
 
   const onData = (
     stream: SMTPServerDataStream,
@@ -116,6 +120,10 @@ export async function startSink(options: SinkOptions = {}): Promise<Sink> {
       if (!refusal) return callback()
       refused++
       callback(Object.assign(new Error(refusal.message), { responseCode: refusal.code }))
+    },
+    onRcptTo(address, _session, callback) {
+      if (!refuseRcpt.has(address.address.toLowerCase())) return callback()
+      callback(Object.assign(new Error('sink: no such user'), { responseCode: 550 }))
     },
     onData,
   })

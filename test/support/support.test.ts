@@ -483,7 +483,10 @@ describe('test support', function () {
         subject: 'weird login',
       })
       assert.equal(r.stage, 'ok', r.response)
+      assert.equal(r.code, 250)
       const [m] = await sink.waitFor(1, 10_000)
+      assert.equal(m?.from, 'weird@test.example')
+      assert.deepEqual(m?.to, ['bob@outside.example'])
       assert.equal(m?.subject, 'weird login')
       // the login reached Haraka byte for byte (test_auth_any logs it as JSON)
       await haraka.waitForLog(new RegExp(`login=${escapeRegExp(JSON.stringify(user))}`), { count: 2 })
@@ -532,6 +535,22 @@ describe('test support', function () {
         'queue/smtp_forward',
       ])
       await haraka.waitForLog(/loading hijack-guard/)
+    })
+
+    it('gives every instance its own copy of the installed plugin', async function () {
+      const other = await createHaraka({
+        sink,
+        pluginIni: '[main]\nstore=memory\n[alert]\nto=postmaster@test.example\n',
+      })
+      try {
+        assert.notEqual(other.dir, haraka.dir)
+        const pkg = path.join(other.dir, 'node_modules', 'haraka-plugin-hijack-guard')
+        assert.ok(fs.lstatSync(pkg).isDirectory(), `${pkg} is a real directory`)
+        assert.ok(fs.realpathSync(pkg).startsWith(other.dir + path.sep), `${pkg} lives in the instance`)
+        assert.ok(other.plugins.includes('hijack-guard'))
+      } finally {
+        await other.destroy()
+      }
     })
 
     it('relays a message sent with AUTH to the sink and counts it in Redis', async function () {

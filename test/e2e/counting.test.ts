@@ -1,5 +1,3 @@
-'use strict'
-
 // End-to-end: what counts and what a client may send (issue 8, items 1 and 3), with the real
 // parts: a Haraka 3.3.4 process with the packed plugin, redis-server, an SMTP client over
 // loopback and a loopback sink. See test/e2e/README.md.
@@ -9,55 +7,83 @@
 //    answers DENY or DENYSOFT, a later plugin that times out.
 // 3. At most one reply-address recipient per transaction, in constant time per RCPT.
 
-const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const net = require('node:net')
-
-const h = require('./harness')
-const { assert535, assert550, bySubject, countsKey, disabledKey, pluginIni, waitSubjects } = require('./helpers')
+import assert from 'node:assert/strict'
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+import {
+  HOST,
+  createHaraka,
+  dumpLogsIfFailed,
+  openSession,
+  packPlugin,
+  startRedis,
+  startSink,
+  stopAll,
+  tryAuth,
+  type HarakaInstance,
+  type HarakaOptions,
+  type RedisServer,
+  type SendResult,
+  type Sink,
+  type SinkOptions,
+} from '../../support'
+import { assert535, assert550, bySubject, countsKey, disabledKey, pluginIni, waitSubjects } from './helpers'
 
 const PW = 'pw'
 const ME = 'mx.test.example'
 const VICTIM = 'victim@outside.example'
 const NOSUCH = 'nosuchuser@outside.example'
 
-// { bucket index: count } of the message buckets of one account (all bucket sizes)
-async function messageCount (redis, account) {
-  const flat = await redis.command('HGETALL', countsKey(account))
+/** The number of messages counted for one account (all bucket sizes). */
+async function messageCount(redis: RedisServer, account: string): Promise<number> {
+  const hash = await (await redis.client()).hGetAll(countsKey(account))
   let n = 0
-  for (let i = 0; i < flat.length; i += 2) if (/\.m$/.test(flat[i])) n += Number(flat[i + 1])
+  for (const [field, value] of Object.entries(hash)) if (/\.m$/.test(field)) n += Number(value)
   return n
 }
 
-// CPU time (user + system, clock ticks) a process has used, from /proc/PID/stat
-function cpuTicks (pid) {
+/** CPU time (user + system, clock ticks) a process has used, from /proc/PID/stat. */
+function cpuTicks(pid: number | null): number {
+  assert.ok(pid !== null, 'the process runs')
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
   // the fields after "(comm)": state is field 3, utime 14, stime 15
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   return Number(rest[11]) + Number(rest[12])
 }
 
-// One session over a raw socket: EHLO, MAIL FROM, then `count` RCPT TO lines written at once
-// (PIPELINING), then QUIT. Resolves the reply codes of the RCPTs, in order.
-function rcptFlood (port, { from, rcpt, count, timeoutMs = 60000 }) {
+interface FloodOptions {
+  readonly from: string
+  readonly rcpt: string
+  readonly count: number
+  readonly timeoutMs?: number
+}
+
+/**
+ * One session over a raw socket: EHLO, MAIL FROM, then `count` RCPT TO lines written at once
+ * (PIPELINING), then QUIT. Resolves the last lines of the RCPTs' replies, in order.
+ */
+function rcptFlood(port: number, { from, rcpt, count, timeoutMs = 60000 }: FloodOptions): Promise<string[]> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: '127.0.0.1', port })
+    const sock = net.connect({ host: HOST, port })
     let buf = ''
-    let phase = 'greeting'
-    const codes = []
-    let lines = []
+    let phase: 'greeting' | 'ehlo' | 'mail' | 'rcpt' | 'quit' = 'greeting'
+    const codes: string[] = []
+    let lines: string[] = []
     const timer = setTimeout(() => {
       sock.destroy()
       reject(new Error(`flood: ${codes.length} of ${count} RCPT replies within ${timeoutMs} ms (phase ${phase})`))
     }, timeoutMs)
-    const fail = (line) => {
+    const fail = (reply: readonly string[]): void => {
       clearTimeout(timer)
       sock.destroy()
-      reject(new Error(`flood: unexpected reply in ${phase}: ${line}`))
+      reject(new Error(`flood: unexpected reply in ${phase}: ${reply.join(' | ')}`))
     }
     sock.setEncoding('utf8')
-    sock.on('error', (err) => { clearTimeout(timer); reject(err) })
-    sock.on('data', (d) => {
+    sock.on('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+    sock.on('data', (d: string) => {
       buf += d
       let nl
       while ((nl = buf.indexOf('\n')) !== -1) {
@@ -67,21 +93,21 @@ function rcptFlood (port, { from, rcpt, count, timeoutMs = 60000 }) {
         if (line[3] === '-') continue // a continuation line of a multi-line reply
         const reply = lines
         lines = []
-        const code = Number(reply[reply.length - 1].slice(0, 3))
+        const code = Number(line.slice(0, 3))
         if (phase === 'greeting') {
-          if (code !== 220) return fail(reply.join(' | '))
+          if (code !== 220) return fail(reply)
           phase = 'ehlo'
           sock.write('EHLO flood.test.example\r\n')
         } else if (phase === 'ehlo') {
-          if (code !== 250 || !reply.some((l) => /PIPELINING/i.test(l))) return fail(reply.join(' | '))
+          if (code !== 250 || !reply.some((l) => /PIPELINING/i.test(l))) return fail(reply)
           phase = 'mail'
           sock.write(`MAIL FROM:<${from}>\r\n`)
         } else if (phase === 'mail') {
-          if (code !== 250) return fail(reply.join(' | '))
+          if (code !== 250) return fail(reply)
           phase = 'rcpt'
           sock.write(`RCPT TO:<${rcpt}>\r\n`.repeat(count))
         } else if (phase === 'rcpt') {
-          codes.push(reply[reply.length - 1])
+          codes.push(line)
           if (codes.length === count) {
             phase = 'quit'
             sock.end('QUIT\r\n')
@@ -97,31 +123,31 @@ function rcptFlood (port, { from, rcpt, count, timeoutMs = 60000 }) {
 describe('e2e: counting and the reply address (issue 8, items 1 and 3)', function () {
   this.timeout(90000)
 
-  let redis
-  const started = [] // Haraka instances and sinks of the current test
+  let redis: RedisServer
+  const started: (HarakaInstance | Sink)[] = [] // Haraka instances and sinks of the current test
 
-  async function haraka (opts) {
-    const inst = await h.createHaraka(opts)
+  /** A Haraka instance, started. */
+  async function haraka(opts: HarakaOptions): Promise<HarakaInstance> {
+    const inst = await createHaraka(opts)
     started.push(inst)
     await inst.start()
     return inst
   }
 
-  async function sinkWith (opts) {
-    const sink = await h.startSink(opts)
+  async function sinkWith(opts?: SinkOptions): Promise<Sink> {
+    const sink = await startSink(opts)
     started.push(sink)
     return sink
   }
 
   before(async function () {
     this.timeout(240000) // npm pack (build) + npm install, once per run
-    await h.packPlugin()
-    redis = await h.startRedis()
+    await packPlugin()
+    redis = await startRedis()
   })
 
   after(async function () {
-    await redis.stop()
-    await h.stopAll()
+    await stopAll()
   })
 
   beforeEach(async function () {
@@ -129,8 +155,8 @@ describe('e2e: counting and the reply address (issue 8, items 1 and 3)', functio
   })
 
   afterEach(async function () {
-    h.dumpLogsIfFailed(this)
-    for (const r of started.splice(0).reverse()) await (r.destroy ? r.destroy() : r.stop())
+    dumpLogsIfFailed(this)
+    for (const r of started.splice(0).reverse()) await ('destroy' in r ? r.destroy() : r.stop())
   })
 
   // -------------------------------------------------------------------------------------------
@@ -148,7 +174,7 @@ describe('e2e: counting and the reply address (issue 8, items 1 and 3)', functio
         // message per recipient
         'smtp_forward.ini': [
           '[main]',
-          'host=127.0.0.1',
+          `host=${HOST}`,
           `port=${sink.port}`,
           'enable_tls=false',
           'enable_outbound=true',
@@ -157,16 +183,21 @@ describe('e2e: counting and the reply address (issue 8, items 1 and 3)', functio
         ].join('\n'),
       },
     })
-    const s = await h.openSession({ port: srv.port, user: mallory, pass: PW })
-    const answers = []
-    for (let i = 1; i <= 3; i++) answers.push(await s.send({ from: mallory, to: [VICTIM, NOSUCH], subject: `c1 ${i}` }))
+    const s = await openSession({ port: srv.port, user: mallory, pass: PW })
+    const answers: SendResult[] = []
+    for (let i = 1; i <= 3; i++) {
+      answers.push(await s.send({ from: mallory, to: [VICTIM, NOSUCH], subject: `c1 ${i}` }))
+    }
     // the forwarder delivered to the victim, then the sink refused the unknown user: 550
     for (const r of answers) {
       assert.equal(r.code, 550, JSON.stringify(r))
       assert.match(r.response, /no such user/, JSON.stringify(r))
     }
     const delivered = await waitSubjects(sink, 'c1 ', 3)
-    assert.deepEqual(delivered.map((m) => m.to), [[VICTIM], [VICTIM], [VICTIM]])
+    assert.deepEqual(
+      delivered.map((m) => m.to),
+      [[VICTIM], [VICTIM], [VICTIM]],
+    )
     assert.equal(await messageCount(redis, mallory), 3, 'the three refused-after-delivery messages count')
 
     // the 4th message is over the limit: refused by the plugin, never forwarded
@@ -174,41 +205,36 @@ describe('e2e: counting and the reply address (issue 8, items 1 and 3)', functio
     await s.close()
     assert550(fourth, 'data', 'the 4th message')
     assert.match(fourth.response, /reached its limit of 3 messages in 1 minute/)
-    assert.equal((await redis.command('HGET', disabledKey(mallory), 'by')), 'limit')
-    assert535(await h.tryAuth({ port: srv.port, user: mallory, pass: PW }), 'AUTH after the disable')
-    assert.deepEqual(bySubject(sink, 'c1 ').map((m) => m.subject), ['c1 1', 'c1 2', 'c1 3'])
+    assert.equal(await redis.command(['HGET', disabledKey(mallory), 'by']), 'limit')
+    assert535(await tryAuth({ port: srv.port, user: mallory, pass: PW }), 'AUTH after the disable')
+    assert.deepEqual(
+      bySubject(sink, 'c1 ').map((m) => m.subject),
+      ['c1 1', 'c1 2', 'c1 3'],
+    )
   })
 
   it('a later queue_outbound plugin that answers DENY, DENYSOFT or times out takes nothing back', async function () {
     const sink = await sinkWith()
     const gina = 'gina@test.example'
-    const REFUSE_PLUGIN = `'use strict'
-// test-only: a queue_outbound hook after hijack-guard that refuses some messages, or never
-// answers (config/test_refuse_queue.timeout is 1 s), like a smarthost forwarder
-exports.hook_queue_outbound = function (next, connection) {
-  const subject = String(connection.transaction.header.get('Subject') || '')
-  if (subject.includes('refuse-perm')) return next(DENY, 'upstream refused it')
-  if (subject.includes('refuse-temp')) return next(DENYSOFT, 'upstream busy')
-  if (subject.includes('hang')) return
-  next()
-}
-`
     const srv = await haraka({
       sink,
       users: { [gina]: PW },
-      testPlugins: { test_refuse_queue: REFUSE_PLUGIN },
+      // support/haraka-plugins: refuses or never answers by subject; its timeout is 1 s
       extraPlugins: ['test_refuse_queue'],
       pluginIni: pluginIni(redis.port, { limits: 'messages = 4/1m\nrecipients = 0' }),
       config: { 'test_refuse_queue.timeout': '1\n' },
     })
-    const s = await h.openSession({ port: srv.port, user: gina, pass: PW })
+    const s = await openSession({ port: srv.port, user: gina, pass: PW })
     const perm = await s.send({ from: gina, to: [VICTIM], subject: 'c2 refuse-perm' })
     assert.equal(perm.code, 550, JSON.stringify(perm))
     assert.match(perm.response, /upstream refused it/)
     const temp = await s.send({ from: gina, to: [VICTIM], subject: 'c2 refuse-temp' })
     assert.equal(temp.code, 450, JSON.stringify(temp))
     const hang = await s.send({ from: gina, to: [VICTIM], subject: 'c2 hang' })
-    assert.ok(hang.code >= 400 && hang.code < 500, `a plugin timeout is a temporary refusal: ${JSON.stringify(hang)}`)
+    assert.ok(
+      hang.code !== null && hang.code >= 400 && hang.code < 500,
+      `a plugin timeout is a temporary refusal: ${JSON.stringify(hang)}`,
+    )
     assert.match(hang.response, /timeout/i)
     assert.equal(await messageCount(redis, gina), 3)
     const ok = await s.send({ from: gina, to: [VICTIM], subject: 'c2 ok' })
@@ -218,7 +244,10 @@ exports.hook_queue_outbound = function (next, connection) {
     assert550(over, 'data', 'the 5th attempt')
     assert.match(over.response, /reached its limit of 4 messages/)
     await waitSubjects(sink, 'c2 ok', 1)
-    assert.deepEqual(bySubject(sink, 'c2 ').map((m) => m.subject), ['c2 ok'])
+    assert.deepEqual(
+      bySubject(sink, 'c2 ').map((m) => m.subject),
+      ['c2 ok'],
+    )
   })
 
   // -------------------------------------------------------------------------------------------
@@ -228,22 +257,27 @@ exports.hook_queue_outbound = function (next, connection) {
     const sink = await sinkWith()
     const srv = await haraka({ sink, pluginIni: pluginIni(redis.port, { limits: 'messages = 3/1m' }) })
     const rcpt = `hijack-guard+hg-${'0'.repeat(32)}@${ME}`
-    const run = async (count) => {
+    const flood = async (count: number): Promise<{ codes: string[]; ticks: number; ms: number }> => {
       const before = cpuTicks(srv.pid)
       const t0 = Date.now()
       const codes = await rcptFlood(srv.port, { from: 'someone@outside.example', rcpt, count })
       return { codes, ticks: cpuTicks(srv.pid) - before, ms: Date.now() - t0 }
     }
-    const small = await run(500)
-    const large = await run(2000)
-    for (const [n, r] of [[500, small], [2000, large]]) {
+    const small = await flood(500)
+    const large = await flood(2000)
+    for (const [n, r] of [
+      [500, small],
+      [2000, large],
+    ] as const) {
       assert.equal(r.codes.length, n)
-      assert.match(r.codes[0], /^250 /, `the first RCPT of ${n}`)
+      assert.match(r.codes[0] ?? '', /^250 /, `the first RCPT of ${n}`)
       const refused = r.codes.slice(1)
       assert.deepEqual([...new Set(refused.map((c) => c.slice(0, 10)))], ['452 4.5.3 '], `RCPTs 2..${n}`)
-      assert.match(refused[0], /one reply-address recipient per message/)
+      assert.match(refused[0] ?? '', /one reply-address recipient per message/)
     }
-    console.log(`      [measured] ${small.ticks} CPU ticks (${small.ms} ms) for 500 RCPTs, ${large.ticks} (${large.ms} ms) for 2000`)
+    console.log(
+      `      [measured] ${small.ticks} CPU ticks (${small.ms} ms) for 500 RCPTs, ${large.ticks} (${large.ms} ms) for 2000`,
+    )
     // Linear: 4 times the RCPTs cost about 4 times the CPU (quadratic would be 16 times). The
     // bounds leave room for a shared CI machine: at most 8 times, plus 20 ticks of noise, and
     // 2,000 RCPTs under 4 s of CPU.
@@ -257,17 +291,21 @@ exports.hook_queue_outbound = function (next, connection) {
     const admin = 'postmaster@test.example'
     const srv = await haraka({ sink, users: { [admin]: PW }, pluginIni: pluginIni(redis.port) })
     const reply = `hijack-guard+hg-${'1'.repeat(32)}@${ME}`
-    const s = await h.openSession({ port: srv.port, user: admin, pass: PW })
+    const s = await openSession({ port: srv.port, user: admin, pass: PW })
     const first = await s.send({ from: admin, to: [reply, VICTIM, `hijack-guard@${ME}`], subject: 'c4 a' })
     assert.deepEqual(first.accepted, [reply], JSON.stringify(first))
-    assert.deepEqual(first.rejected.sort(), [VICTIM, `hijack-guard@${ME}`].sort(), JSON.stringify(first))
+    assert.deepEqual([...(first.rejected ?? [])].sort(), [VICTIM, `hijack-guard@${ME}`].sort(), JSON.stringify(first))
+    assert.ok(first.rejectedErrors, JSON.stringify(first))
     for (const e of first.rejectedErrors) assert.match(String(e.response), /^452 4\.5\.3 /)
     const second = await s.send({ from: admin, to: [VICTIM, reply], subject: 'c4 b' })
     await s.close()
     assert.deepEqual(second.accepted, [VICTIM], JSON.stringify(second))
     assert.deepEqual(second.rejected, [reply], JSON.stringify(second))
-    assert.match(String(second.rejectedErrors[0].response), /^452 4\.5\.3 .*in a message of its own/)
+    assert.match(String(second.rejectedErrors?.[0]?.response), /^452 4\.5\.3 .*in a message of its own/)
     await waitSubjects(sink, 'c4 b', 1)
-    assert.deepEqual(bySubject(sink, 'c4 ').map((m) => m.to), [[VICTIM]])
+    assert.deepEqual(
+      bySubject(sink, 'c4 ').map((m) => m.to),
+      [[VICTIM]],
+    )
   })
 })

@@ -1,39 +1,67 @@
-'use strict'
-
 // End-to-end: the sending limits, the disable and its enforcement, with the real parts
 // (a Haraka 3.3.4 process with the packed plugin installed by npm, redis-server, a nodemailer
 // client speaking AUTH PLAIN over loopback, and a loopback SMTP sink as the outside world).
 // See test/e2e/README.md.
 
-const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const path = require('node:path')
-
-const h = require('./harness')
-const {
-  assert250, assert535, assert550, bySubject, countMatches, countsKey, disabledKey, pluginIni, PREAUTH_PLUGIN,
-  preauthName, redisNowMs, waitQueueEmpty, waitSubjects,
-} = require('./helpers')
+import assert from 'node:assert/strict'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import {
+  createHaraka,
+  dumpLogsIfFailed,
+  escapeRegExp,
+  freePort,
+  openSession,
+  packPlugin,
+  sendOne,
+  startRedis,
+  startSink,
+  stopAll,
+  tryAuth,
+  waitUntil,
+  type HarakaInstance,
+  type HarakaOptions,
+  type RedisServer,
+  type RedisServerOptions,
+  type SendResult,
+  type Sink,
+} from '../../support'
+import {
+  assert250,
+  assert535,
+  assert550,
+  bySubject,
+  countMatches,
+  countsKey,
+  disabledKey,
+  pluginIni,
+  preauthName,
+  redisNowMs,
+  waitQueueEmpty,
+  waitSubjects,
+} from './helpers'
 
 const PW = 'pw'
 const OUT = 'bob@outside.example'
 
-const disabledLine = (account) => new RegExp(`ACCOUNT DISABLED ${h.escapeRegExp(JSON.stringify(account))}: `)
+const disabledLine = (account: string): RegExp =>
+  new RegExp(`ACCOUNT DISABLED ${escapeRegExp(JSON.stringify(account))}: `)
 
-// { index: count } of the message buckets of one account's counts hash for one bucket size
-async function messageBuckets (redis, account, bucketMs) {
-  const flat = await redis.command('HGETALL', countsKey(account))
-  const out = {}
-  for (let i = 0; i < flat.length; i += 2) {
-    const m = /^(\d+)\.(\d+)\.m$/.exec(flat[i])
-    if (m && Number(m[1]) === bucketMs) out[Number(m[2])] = Number(flat[i + 1])
+/** { index: count } of the message buckets of one account's counts hash for one bucket size. */
+async function messageBuckets(redis: RedisServer, account: string, bucketMs: number): Promise<Record<number, number>> {
+  const hash = await (await redis.client()).hGetAll(countsKey(account))
+  const out: Record<number, number> = {}
+  for (const [field, value] of Object.entries(hash)) {
+    const m = /^(\d+)\.(\d+)\.m$/.exec(field)
+    if (m && Number(m[1]) === bucketMs) out[Number(m[2])] = Number(value)
   }
   return out
 }
 
-const sum = (obj) => Object.values(obj).reduce((a, b) => a + b, 0)
+const sum = (obj: Record<number, number>): number => Object.values(obj).reduce((a, b) => a + b, 0)
 
-const timed = async (fn) => {
+/** The value of fn() and how long it took, in ms. */
+async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
   const t0 = process.hrtime.bigint()
   const value = await fn()
   return { value, ms: Number(process.hrtime.bigint() - t0) / 1e6 }
@@ -42,39 +70,36 @@ const timed = async (fn) => {
 describe('e2e: sending limits', function () {
   this.timeout(60000)
 
-  let sink
-  let redis // shared; tests that stop Redis start their own
-  const started = [] // Haraka instances and extra Redis servers of the current test
+  let sink: Sink
+  let redis: RedisServer // shared; tests that stop Redis start their own
+  const started: (HarakaInstance | RedisServer)[] = [] // Haraka instances and extra Redis servers of the current test
 
-  async function haraka (opts) {
-    const inst = await h.createHaraka({
+  /** A Haraka instance with test_preauth before the auth plugin (not started). */
+  async function haraka(opts: HarakaOptions): Promise<HarakaInstance> {
+    const inst = await createHaraka({
       sink,
       ...opts,
-      testPlugins: { test_preauth: PREAUTH_PLUGIN, ...(opts.testPlugins || {}) },
-      beforePlugins: ['test_preauth', ...(opts.beforePlugins || [])],
+      beforePlugins: ['test_preauth', ...(opts.beforePlugins ?? [])],
     })
     started.push(inst)
     return inst
   }
 
-  async function extraRedis (opts) {
-    const r = await h.startRedis(opts)
+  async function extraRedis(opts?: RedisServerOptions): Promise<RedisServer> {
+    const r = await startRedis(opts)
     started.push(r)
     return r
   }
 
   before(async function () {
     this.timeout(240000) // npm pack (build) + npm install, once per run
-    await h.packPlugin()
-    sink = await h.startSink()
-    redis = await h.startRedis()
+    await packPlugin()
+    sink = await startSink()
+    redis = await startRedis()
   })
 
   after(async function () {
-    for (const r of started.splice(0)) await r.stop()
-    await redis.stop()
-    await sink.stop()
-    await h.stopAll()
+    await stopAll()
   })
 
   beforeEach(async function () {
@@ -83,16 +108,9 @@ describe('e2e: sending limits', function () {
   })
 
   afterEach(async function () {
-    h.dumpLogsIfFailed(this)
-    for (const r of started.splice(0).reverse()) {
-      if (r.destroy) {
-        await r.destroy()
-      } else {
-        // a Redis a test froze with SIGSTOP must run again to stop on SIGTERM
-        if (r.pid) { try { process.kill(r.pid, 'SIGCONT') } catch { /* gone */ } }
-        await r.stop()
-      }
-    }
+    dumpLogsIfFailed(this)
+    // a Redis a test froze with SIGSTOP is resumed by stop()
+    for (const r of started.splice(0).reverse()) await ('destroy' in r ? r.destroy() : r.stop())
   })
 
   // -------------------------------------------------------------------------------------------
@@ -109,18 +127,18 @@ describe('e2e: sending limits', function () {
     const port = srv.port
 
     // logged in before the flag is set, then idle
-    const idle = await h.openSession({ port, user: alice, pass: PW })
-    const s = await h.openSession({ port, user: alice, pass: PW })
+    const idle = await openSession({ port, user: alice, pass: PW })
+    const s = await openSession({ port, user: alice, pass: PW })
 
     // bob sends all along
     const bobRun = (async () => {
-      const bs = await h.openSession({ port, user: bob, pass: PW })
-      const rs = []
+      const bs = await openSession({ port, user: bob, pass: PW })
+      const rs: SendResult[] = []
       for (let i = 1; i <= 10; i++) rs.push(await bs.send({ from: bob, to: [OUT], subject: `s1 bob ${i}` }))
       await bs.close()
       return rs
     })()
-    bobRun.catch(() => {}) // awaited below; no unhandled rejection if alice's part fails first
+    bobRun.catch(() => undefined) // awaited below; no unhandled rejection if alice's part fails first
 
     for (let i = 1; i <= 20; i++) {
       assert250(await s.send({ from: alice, to: [OUT], subject: `s1 alice ${i}` }), `alice message ${i}`)
@@ -136,24 +154,26 @@ describe('e2e: sending limits', function () {
     const r22 = await s.send({ from: alice, to: [OUT], subject: 's1 alice 22' })
     assert550(r22, 'mail', 'MAIL FROM in the session that went over')
     assert.match(r22.response, /is disabled/)
-    await h.waitUntil(() => s.closed, { timeoutMs: 3000, message: 'server did not close the session' })
+    await waitUntil(() => s.closed, { timeoutMs: 3000, message: 'server did not close the session' })
 
     // a session authenticated before the flag was set
     const r23 = await idle.send({ from: alice, to: [OUT], subject: 's1 alice 23' })
     assert550(r23, 'mail', 'MAIL FROM in a session authenticated before the disable')
     assert.match(r23.response, /is disabled/)
-    await h.waitUntil(() => idle.closed, { timeoutMs: 3000, message: 'server did not close the idle session' })
+    await waitUntil(() => idle.closed, { timeoutMs: 3000, message: 'server did not close the idle session' })
 
     // a new session (an auth path the AUTH gate cannot see): MAIL FROM 550 5.7.1 and hang-up
-    const fresh = await h.openSession({ port, name: preauthName(alice) })
+    const fresh = await openSession({ port, name: preauthName(alice) })
     const r24 = await fresh.send({ from: alice, to: [OUT], subject: 's1 alice 24' })
     assert550(r24, 'mail', 'MAIL FROM in a new session')
-    await h.waitUntil(() => fresh.closed, { timeoutMs: 3000, message: 'server did not close the new session' })
+    await waitUntil(() => fresh.closed, { timeoutMs: 3000, message: 'server did not close the new session' })
 
     // a fresh AUTH with the right password (bob sends meanwhile)
     const [auth, ...bobAfter] = await Promise.all([
-      h.tryAuth({ port, user: alice, pass: PW }),
-      ...[1, 2, 3].map((i) => h.sendOne({ port, user: bob, pass: PW, from: bob, to: [OUT], subject: `s1 bob after ${i}` })),
+      tryAuth({ port, user: alice, pass: PW }),
+      ...[1, 2, 3].map((i) =>
+        sendOne({ port, user: bob, pass: PW, from: bob, to: [OUT], subject: `s1 bob after ${i}` }),
+      ),
     ])
     assert535(auth, 'AUTH of the disabled account')
     for (const r of bobAfter) assert250(r, 'bob after the disable')
@@ -162,14 +182,16 @@ describe('e2e: sending limits', function () {
     assert.equal((await waitSubjects(sink, 's1 alice ', 20)).length, 20)
     assert.equal((await waitSubjects(sink, 's1 bob ', 13)).length, 13)
     await waitQueueEmpty(srv)
-    const aliceSubjects = bySubject(sink, 's1 alice ').map((m) => m.subject).sort()
+    const aliceSubjects = bySubject(sink, 's1 alice ')
+      .map((m) => m.subject)
+      .sort()
     assert.deepEqual(aliceSubjects, Array.from({ length: 20 }, (_, i) => `s1 alice ${i + 1}`).sort())
     assert.equal(bySubject(sink, 's1 bob ').length, 13)
 
     assert.equal(countMatches(srv.log(), disabledLine(alice)), 1, 'one ACCOUNT DISABLED line for alice')
     assert.equal(countMatches(srv.log(), /ACCOUNT DISABLED/), 1, 'no other account disabled')
-    assert.equal(await redis.command('EXISTS', disabledKey(alice)), 1)
-    assert.equal(await redis.command('EXISTS', disabledKey(bob)), 0)
+    assert.equal(await redis.command(['EXISTS', disabledKey(alice)]), 1)
+    assert.equal(await redis.command(['EXISTS', disabledKey(bob)]), 0)
     assert.ok(srv.alive())
   })
 
@@ -183,17 +205,23 @@ describe('e2e: sending limits', function () {
       pluginIni: pluginIni(redis.port, { limits: 'messages = 50/1m\nrecipients = 0' }),
     })
     await srv.start()
-    const sessions = await Promise.all(Array.from({ length: 20 }, () => h.openSession({ port: srv.port, user: carol, pass: PW })))
-    const results = (await Promise.all(sessions.map(async (s, n) => {
-      const rs = []
-      for (let i = 1; i <= 5 && !s.closed; i++) {
-        const r = await s.send({ from: carol, to: [OUT], subject: `s2 ${n}.${i}` })
-        rs.push(r)
-        if (r.stage === 'mail') break // refused at MAIL FROM: the server hangs up
-      }
-      await s.close()
-      return rs
-    }))).flat()
+    const sessions = await Promise.all(
+      Array.from({ length: 20 }, () => openSession({ port: srv.port, user: carol, pass: PW })),
+    )
+    const results = (
+      await Promise.all(
+        sessions.map(async (s, n) => {
+          const rs: SendResult[] = []
+          for (let i = 1; i <= 5 && !s.closed; i++) {
+            const r = await s.send({ from: carol, to: [OUT], subject: `s2 ${n}.${i}` })
+            rs.push(r)
+            if (r.stage === 'mail') break // refused at MAIL FROM: the server hangs up
+          }
+          await s.close()
+          return rs
+        }),
+      )
+    ).flat()
 
     const accepted = results.filter((r) => r.code === 250)
     const refused = results.filter((r) => r.code !== 250)
@@ -209,9 +237,8 @@ describe('e2e: sending limits', function () {
 
     await srv.waitForLog(disabledLine(carol))
     assert.equal(countMatches(srv.log(), disabledLine(carol)), 1, 'one ACCOUNT DISABLED line (one flip)')
-    assert.equal(await redis.command('EXISTS', `hijack-guard:{${carol}}:disabled`), 1)
-    const rec = await redis.command('HGETALL', `hijack-guard:{${carol}}:disabled`)
-    const fields = Object.fromEntries(Array.from({ length: rec.length / 2 }, (_, i) => [rec[2 * i], rec[2 * i + 1]]))
+    assert.equal(await redis.command(['EXISTS', `hijack-guard:{${carol}}:disabled`]), 1)
+    const fields = await (await redis.client()).hGetAll(`hijack-guard:{${carol}}:disabled`)
     assert.equal(fields.account, carol)
     assert.equal(fields.totals, '50')
 
@@ -231,11 +258,11 @@ describe('e2e: sending limits', function () {
     })
     await srv.start()
     const to = Array.from({ length: 10 }, (_, i) => `r${i}@outside.example`)
-    const s = await h.openSession({ port: srv.port, user: dave, pass: PW })
+    const s = await openSession({ port: srv.port, user: dave, pass: PW })
     for (let i = 1; i <= 3; i++) {
       const r = await s.send({ from: dave, to, subject: `s3 ${i}` })
       assert250(r, `message ${i}`)
-      assert.equal(r.accepted.length, 10)
+      assert.equal(r.accepted?.length, 10)
     }
     const r4 = await s.send({ from: dave, to, subject: 's3 4' })
     assert550(r4, 'data', 'the 4th message (recipients 31-40)')
@@ -244,10 +271,18 @@ describe('e2e: sending limits', function () {
 
     const msgs = await waitSubjects(sink, 's3 ', 3)
     await waitQueueEmpty(srv)
-    assert.deepEqual(bySubject(sink, 's3 ').map((m) => m.subject).sort(), ['s3 1', 's3 2', 's3 3'])
+    assert.deepEqual(
+      bySubject(sink, 's3 ')
+        .map((m) => m.subject)
+        .sort(),
+      ['s3 1', 's3 2', 's3 3'],
+    )
     for (const m of msgs) assert.deepEqual([...m.to].sort(), [...to].sort())
     assert.equal(countMatches(srv.log(), disabledLine(dave)), 1)
-    assert.match(srv.log(), /ACCOUNT DISABLED "dave@test\.example": reached recipients 30\/1m \(30 recipients in 1 minute\)/)
+    assert.match(
+      srv.log(),
+      /ACCOUNT DISABLED "dave@test\.example": reached recipients 30\/1m \(30 recipients in 1 minute\)/,
+    )
   })
 
   // DESIGN 3.2: every attempt that reaches queue_outbound counts, whatever a later plugin
@@ -256,24 +291,13 @@ describe('e2e: sending limits', function () {
   // the message (550 or 450), it may already have gone out to some recipients: it stays counted.
   it('a message refused by a later queue_outbound hook (550 or 450) still counts against the limit', async function () {
     const gina = 'gina@test.example'
-    const REFUSE_PLUGIN = `'use strict'
-// test-only: a queue_outbound hook after hijack-guard that refuses some messages, like a
-// smarthost forwarder whose upstream refuses them
-exports.hook_queue_outbound = function (next, connection) {
-  const subject = String(connection.transaction.header.get('Subject') || '')
-  if (subject.includes('refuse-perm')) return next(DENY, 'upstream refused it')
-  if (subject.includes('refuse-temp')) return next(DENYSOFT, 'upstream busy')
-  next()
-}
-`
     const srv = await haraka({
       users: { [gina]: PW },
-      testPlugins: { test_refuse_queue: REFUSE_PLUGIN },
-      extraPlugins: ['test_refuse_queue'],
+      extraPlugins: ['test_refuse_queue'], // support/haraka-plugins: refuses by subject
       pluginIni: pluginIni(redis.port, { limits: 'messages = 2/1m\nrecipients = 0' }),
     })
     await srv.start()
-    const s = await h.openSession({ port: srv.port, user: gina, pass: PW })
+    const s = await openSession({ port: srv.port, user: gina, pass: PW })
     const perm = await s.send({ from: gina, to: [OUT], subject: 's3b refuse-perm' })
     assert.equal(perm.code, 550, JSON.stringify(perm))
     assert.match(perm.response, /upstream refused it/)
@@ -297,7 +321,7 @@ exports.hook_queue_outbound = function (next, connection) {
   // -------------------------------------------------------------------------------------------
   // 4
 
-  for (const store of ['redis', 'memory']) {
+  for (const store of ['redis', 'memory'] as const) {
     it(`store = ${store}: a disabled account is still refused after Haraka restarts (AUTH 535 5.7.8, MAIL FROM 550 5.7.1)`, async function () {
       const erin = 'erin@test.example'
       const frank = 'frank@test.example'
@@ -305,19 +329,30 @@ exports.hook_queue_outbound = function (next, connection) {
       const ini = pluginIni(store === 'redis' ? redis.port : null, { store, limits })
       const srv = await haraka({ users: { [erin]: PW, [frank]: PW }, pluginIni: ini })
       await srv.start()
-      const s = await h.openSession({ port: srv.port, user: erin, pass: PW })
+      const s = await openSession({ port: srv.port, user: erin, pass: PW })
       assert250(await s.send({ from: erin, to: [OUT], subject: `s4 ${store} 1` }), 'message 1')
       assert250(await s.send({ from: erin, to: [OUT], subject: `s4 ${store} 2` }), 'message 2')
       assert550(await s.send({ from: erin, to: [OUT], subject: `s4 ${store} 3` }), 'data', 'message 3')
       await s.close()
-      assert250(await h.sendOne({ port: srv.port, user: frank, pass: PW, from: frank, to: [OUT], subject: `s4 ${store} frank before` }), 'frank')
+      assert250(
+        await sendOne({
+          port: srv.port,
+          user: frank,
+          pass: PW,
+          from: frank,
+          to: [OUT],
+          subject: `s4 ${store} frank before`,
+        }),
+        'frank',
+      )
 
       if (store === 'memory') {
         const file = path.join(srv.dir, 'hijack-guard.state.json')
         assert.ok(fs.existsSync(file), `${file} exists`)
-        assert.ok(Object.keys(JSON.parse(fs.readFileSync(file, 'utf8')).disabled).includes(erin), 'the state file holds erin')
+        const state = JSON.parse(fs.readFileSync(file, 'utf8')) as { disabled: Record<string, unknown> }
+        assert.ok(Object.keys(state.disabled).includes(erin), 'the state file holds erin')
       } else {
-        assert.equal(await redis.command('EXISTS', disabledKey(erin)), 1)
+        assert.equal(await redis.command(['EXISTS', disabledKey(erin)]), 1)
       }
 
       // delivered and gone from the outbound queue before the restart (a queue file left behind
@@ -331,14 +366,14 @@ exports.hook_queue_outbound = function (next, connection) {
       assert.ok(srv.log().slice(mark).includes('loading hijack-guard'))
 
       const [auth, mail, frankAfter] = await Promise.all([
-        h.tryAuth({ port: srv.port, user: erin, pass: PW }),
+        tryAuth({ port: srv.port, user: erin, pass: PW }),
         (async () => {
-          const fresh = await h.openSession({ port: srv.port, name: preauthName(erin) })
+          const fresh = await openSession({ port: srv.port, name: preauthName(erin) })
           const r = await fresh.send({ from: erin, to: [OUT], subject: `s4 ${store} after` })
-          await h.waitUntil(() => fresh.closed, { timeoutMs: 3000, message: 'server did not close the session' })
+          await waitUntil(() => fresh.closed, { timeoutMs: 3000, message: 'server did not close the session' })
           return r
         })(),
-        h.sendOne({ port: srv.port, user: frank, pass: PW, from: frank, to: [OUT], subject: `s4 ${store} frank after` }),
+        sendOne({ port: srv.port, user: frank, pass: PW, from: frank, to: [OUT], subject: `s4 ${store} frank after` }),
       ])
       assert535(auth, 'AUTH after the restart')
       assert550(mail, 'mail', 'MAIL FROM after the restart')
@@ -349,8 +384,12 @@ exports.hook_queue_outbound = function (next, connection) {
 
       await waitSubjects(sink, `s4 ${store} `, 4)
       await waitQueueEmpty(srv)
-      assert.deepEqual(bySubject(sink, `s4 ${store} `).map((m) => m.subject).sort(),
-        [`s4 ${store} 1`, `s4 ${store} 2`, `s4 ${store} frank after`, `s4 ${store} frank before`])
+      assert.deepEqual(
+        bySubject(sink, `s4 ${store} `)
+          .map((m) => m.subject)
+          .sort(),
+        [`s4 ${store} 1`, `s4 ${store} 2`, `s4 ${store} frank after`, `s4 ${store} frank before`],
+      )
     })
   }
 
@@ -362,43 +401,47 @@ exports.hook_queue_outbound = function (next, connection) {
     const shut = 'shut@test.example' // on_store_error = closed
     const users = { [fast]: PW, [shut]: PW }
     const BOUND_MS = 3000 // store_timeout 1 s plus margin
-    const ini = (port, policy, limits = 'messages = 5/1m\nrecipients = 0') =>
+    const ini = (port: number, policy: 'open' | 'closed', limits = 'messages = 5/1m\nrecipients = 0'): string =>
       pluginIni(port, { limits, main: `on_store_error = ${policy}\nstore_timeout = 1s` })
+    const sendFast = (port: number, subject: string): Promise<SendResult> =>
+      sendOne({ port, user: fast, pass: PW, from: fast, to: [OUT], subject })
+    const sendShut = (port: number, subject: string): Promise<SendResult> =>
+      sendOne({ port, user: shut, pass: PW, from: shut, to: [OUT], subject })
 
     it('stopped mid-run: open relays within store_timeout, closed answers 451 4.3.0, counting resumes when Redis returns', async function () {
       const own = await extraRedis()
-      const [open, closed] = [
-        await haraka({ users, pluginIni: ini(own.port, 'open') }),
-        await haraka({ users, pluginIni: ini(own.port, 'closed') }),
-      ]
+      const open = await haraka({ users, pluginIni: ini(own.port, 'open') })
+      const closed = await haraka({ users, pluginIni: ini(own.port, 'closed') })
       await Promise.all([open.start(), closed.start()])
 
-      assert250(await h.sendOne({ port: open.port, user: fast, pass: PW, from: fast, to: [OUT], subject: 's5a up 1' }), 'open, Redis up')
-      assert250(await h.sendOne({ port: open.port, user: fast, pass: PW, from: fast, to: [OUT], subject: 's5a up 2' }), 'open, Redis up')
-      assert250(await h.sendOne({ port: closed.port, user: shut, pass: PW, from: shut, to: [OUT], subject: 's5a up 3' }), 'closed, Redis up')
+      assert250(await sendFast(open.port, 's5a up 1'), 'open, Redis up')
+      assert250(await sendFast(open.port, 's5a up 2'), 'open, Redis up')
+      assert250(await sendShut(closed.port, 's5a up 3'), 'closed, Redis up')
       assert.equal(sum(await messageBuckets(own, fast, 2000)), 2, 'counted while Redis is up')
 
-      const marks = [open.logMark(), closed.logMark()]
+      const marks = [open.logMark(), closed.logMark()] as const
       await own.stop()
 
       // open: every message relayed, each within the bound (new session: connect, AUTH, MAIL, DATA)
-      const times = []
+      const times: number[] = []
       for (let i = 1; i <= 6; i++) {
-        const { value: r, ms } = await timed(() => h.sendOne({ port: open.port, user: fast, pass: PW, from: fast, to: [OUT], subject: `s5a down ${i}` }))
+        const { value: r, ms } = await timed(() => sendFast(open.port, `s5a down ${i}`))
         times.push(Math.round(ms))
         assert250(r, `open policy, Redis down, message ${i}`)
         assert.ok(ms < BOUND_MS, `message ${i} took ${ms} ms`)
       }
       // closed: 451 4.3.0 at MAIL FROM
-      const { value: r451, ms: ms451 } = await timed(() => h.sendOne({ port: closed.port, user: shut, pass: PW, from: shut, to: [OUT], subject: 's5a down closed' }))
+      const { value: r451, ms: ms451 } = await timed(() => sendShut(closed.port, 's5a down closed'))
       assert.equal(r451.stage, 'mail', JSON.stringify(r451))
       assert.equal(r451.code, 451, JSON.stringify(r451))
       assert.match(r451.response, /^451 4\.3\.0 /)
       assert.ok(ms451 < BOUND_MS, `451 took ${ms451} ms`)
-      console.log(`      [measured] Redis stopped: open-policy send times (connect+AUTH+MAIL+DATA) ms: ${times.join(', ')}; closed-policy 451 after ${Math.round(ms451)} ms`)
+      console.log(
+        `      [measured] Redis stopped: open-policy send times (connect+AUTH+MAIL+DATA) ms: ${times.join(', ')}; closed-policy 451 after ${Math.round(ms451)} ms`,
+      )
 
       assert.ok(open.alive() && closed.alive(), 'Haraka stays up')
-      assert.equal((await h.tryAuth({ port: open.port, user: fast, pass: PW })).code, 235, 'Haraka still answers')
+      assert.equal((await tryAuth({ port: open.port, user: fast, pass: PW })).code, 235, 'Haraka still answers')
       // the first failure of the outage is logged at ERROR, the rest are counted for a summary
       assert.equal(countMatches(open.log().slice(marks[0]), /\[ERROR\].*store unavailable/), 1)
       assert.match(closed.log().slice(marks[1]), /\[ERROR\].*store unavailable at /)
@@ -407,7 +450,7 @@ exports.hook_queue_outbound = function (next, connection) {
 
       // Redis back on the same port (empty: no persistence): counting resumes, no Haraka restart
       const pids = [open.pid, closed.pid]
-      const back = [open.logMark(), closed.logMark()]
+      const back = [open.logMark(), closed.logMark()] as const
       const t0 = Date.now()
       await own.start()
       await Promise.all([
@@ -417,13 +460,15 @@ exports.hook_queue_outbound = function (next, connection) {
       console.log(`      [measured] reconnected ${Date.now() - t0} ms after redis-server was started again`)
       assert.deepEqual([open.pid, closed.pid], pids)
 
-      assert250(await h.sendOne({ port: closed.port, user: shut, pass: PW, from: shut, to: [OUT], subject: 's5a back closed' }), 'closed policy, Redis back')
-      const s = await h.openSession({ port: open.port, user: fast, pass: PW })
-      for (let i = 1; i <= 5; i++) assert250(await s.send({ from: fast, to: [OUT], subject: `s5a back ${i}` }), `Redis back, message ${i}`)
+      assert250(await sendShut(closed.port, 's5a back closed'), 'closed policy, Redis back')
+      const s = await openSession({ port: open.port, user: fast, pass: PW })
+      for (let i = 1; i <= 5; i++) {
+        assert250(await s.send({ from: fast, to: [OUT], subject: `s5a back ${i}` }), `Redis back, message ${i}`)
+      }
       assert550(await s.send({ from: fast, to: [OUT], subject: 's5a back 6' }), 'data', 'Redis back, message 6')
       await s.close()
       assert.equal(countMatches(open.log(), disabledLine(fast)), 1)
-      assert.equal(await own.command('EXISTS', disabledKey(fast)), 1)
+      assert.equal(await own.command(['EXISTS', disabledKey(fast)]), 1)
     })
 
     it('frozen (SIGSTOP): open relays after one store_timeout and then fails fast; closed answers 451 4.3.0; counting resumes on thaw', async function () {
@@ -432,34 +477,39 @@ exports.hook_queue_outbound = function (next, connection) {
       const closed = await haraka({ users, pluginIni: ini(own.port, 'closed') })
       await Promise.all([open.start(), closed.start()])
       // already logged in when Redis freezes
-      const s = await h.openSession({ port: open.port, user: fast, pass: PW })
+      const s = await openSession({ port: open.port, user: fast, pass: PW })
       assert250(await s.send({ from: fast, to: [OUT], subject: 's5b up' }), 'Redis up')
 
-      process.kill(own.pid, 'SIGSTOP')
+      own.pause()
       try {
         // the closed-policy instance is checked side by side
-        const closedRun = timed(() => h.sendOne({ port: closed.port, user: shut, pass: PW, from: shut, to: [OUT], subject: 's5b frozen closed' }))
-        const inSession = []
+        const closedRun = timed(() => sendShut(closed.port, 's5b frozen closed'))
+        const inSession: number[] = []
         for (let i = 1; i <= 2; i++) {
-          const { value: r, ms } = await timed(() => s.send({ from: fast, to: [OUT], subject: `s5b frozen session ${i}` }))
+          const { value: r, ms } = await timed(() =>
+            s.send({ from: fast, to: [OUT], subject: `s5b frozen session ${i}` }),
+          )
           inSession.push(Math.round(ms))
           assert250(r, `frozen Redis, open session, message ${i}`)
         }
-        const { value: r1, ms: msNew } = await timed(() => h.sendOne({ port: open.port, user: fast, pass: PW, from: fast, to: [OUT], subject: 's5b frozen new' }))
+        const { value: r1, ms: msNew } = await timed(() => sendFast(open.port, 's5b frozen new'))
         assert250(r1, 'frozen Redis, new session')
         const { value: r451, ms: ms451 } = await closedRun
-        console.log(`      [measured] Redis frozen: open policy, message in an open session (MAIL+DATA) ms: ${inSession.join(', ')}; new session (AUTH+MAIL+DATA) ${Math.round(msNew)} ms; closed-policy 451 after ${Math.round(ms451)} ms`)
+        console.log(
+          `      [measured] Redis frozen: open policy, message in an open session (MAIL+DATA) ms: ${inSession.join(', ')}; new session (AUTH+MAIL+DATA) ${Math.round(msNew)} ms; closed-policy 451 after ${Math.round(ms451)} ms`,
+        )
         assert.equal(r451.code, 451, JSON.stringify(r451))
         assert.equal(r451.stage, 'mail')
         assert.match(r451.response, /^451 4\.3\.0 /)
-        for (const ms of inSession) assert.ok(ms < BOUND_MS, `a message took ${ms} ms with Redis frozen (bound ${BOUND_MS})`)
+        for (const ms of inSession)
+          assert.ok(ms < BOUND_MS, `a message took ${ms} ms with Redis frozen (bound ${BOUND_MS})`)
         assert.ok(ms451 < BOUND_MS, `451 took ${ms451} ms`)
         // the first call that timed out makes every later one fail at once: no further waits
         assert.ok(msNew < BOUND_MS, `new session took ${msNew} ms`)
         assert.match(open.log(), /no answer within 1000 ms/)
         assert.ok(open.alive() && closed.alive())
       } finally {
-        process.kill(own.pid, 'SIGCONT')
+        own.resume()
       }
       await s.close()
       // After the first call that timed out, the store fails fast until Redis answers a PING
@@ -468,20 +518,22 @@ exports.hook_queue_outbound = function (next, connection) {
       assert.equal(countMatches(open.log(), /failing fast until it answers a PING/), 1)
       await open.waitForLog(/answering again after \d+ ms/, { timeoutMs: 5000 })
       assert.equal(sum(await messageBuckets(own, fast, 2000)), 1)
-      const s2 = await h.openSession({ port: open.port, user: fast, pass: PW })
-      for (let i = 2; i <= 5; i++) assert250(await s2.send({ from: fast, to: [OUT], subject: `s5b thawed ${i}` }), `after the thaw, ${i} of 5`)
+      const s2 = await openSession({ port: open.port, user: fast, pass: PW })
+      for (let i = 2; i <= 5; i++) {
+        assert250(await s2.send({ from: fast, to: [OUT], subject: `s5b thawed ${i}` }), `after the thaw, ${i} of 5`)
+      }
       assert550(await s2.send({ from: fast, to: [OUT], subject: 's5b thawed 6' }), 'data', 'after the thaw, 6 of 5')
       await s2.close()
       assert.equal(countMatches(open.log(), disabledLine(fast)), 1)
     })
 
     it('Haraka started while Redis is down starts, answers and relays (open); when Redis starts, counting works', async function () {
-      const port = await h.freePort()
+      const port = await freePort()
       const srv = await haraka({ users, pluginIni: ini(port, 'open', 'messages = 3/1m\nrecipients = 0') })
       await srv.start()
       console.log(`      [measured] Haraka answered 220 ${srv.startMs} ms after spawn with Redis down`)
       assert.ok(srv.alive())
-      const { value: r, ms } = await timed(() => h.sendOne({ port: srv.port, user: fast, pass: PW, from: fast, to: [OUT], subject: 's5c down' }))
+      const { value: r, ms } = await timed(() => sendFast(srv.port, 's5c down'))
       assert250(r, 'relayed with Redis down')
       assert.ok(ms < BOUND_MS, `took ${ms} ms`)
       await waitSubjects(sink, 's5c down', 1)
@@ -492,11 +544,13 @@ exports.hook_queue_outbound = function (next, connection) {
       const t0 = Date.now()
       await srv.waitForLog(/connected again/, { since: mark, timeoutMs: 5000 })
       console.log(`      [measured] first connect ${Date.now() - t0} ms after redis-server answered PING`)
-      const s = await h.openSession({ port: srv.port, user: fast, pass: PW })
-      for (let i = 1; i <= 3; i++) assert250(await s.send({ from: fast, to: [OUT], subject: `s5c up ${i}` }), `Redis up, message ${i}`)
+      const s = await openSession({ port: srv.port, user: fast, pass: PW })
+      for (let i = 1; i <= 3; i++) {
+        assert250(await s.send({ from: fast, to: [OUT], subject: `s5c up ${i}` }), `Redis up, message ${i}`)
+      }
       assert550(await s.send({ from: fast, to: [OUT], subject: 's5c up 4' }), 'data', 'Redis up, message 4')
       await s.close()
-      assert.equal(await own.command('EXISTS', disabledKey(fast)), 1)
+      assert.equal(await own.command(['EXISTS', disabledKey(fast)]), 1)
       assert.ok(srv.alive())
     })
   })
@@ -517,13 +571,17 @@ exports.hook_queue_outbound = function (next, connection) {
     })
     await srv.start()
     const port = srv.port
-    const send = (user, subject) => h.sendOne({ port, user, pass: 'secret', from: 'odd@test.example', to: [OUT], subject })
+    const send = (user: string, subject: string): Promise<SendResult> =>
+      sendOne({ port, user, pass: 'secret', from: 'odd@test.example', to: [OUT], subject })
 
     // every login sends one
-    const first = await Promise.all([...odd, ...calm].map((u, i) => send(u, `s6 first ${i}`)))
-    first.forEach((r, i) => assert250(r, `first message of ${JSON.stringify([...odd, ...calm][i])}`))
+    const first = await Promise.all(
+      [...odd, ...calm].map(async (user, i) => ({ user, r: await send(user, `s6 first ${i}`) })),
+    )
+    for (const { user, r } of first) assert250(r, `first message of ${JSON.stringify(user)}`)
     // the odd ones send their second
-    for (const [i, u] of odd.entries()) assert250(await send(u, `s6 second ${i}`), `second message of ${JSON.stringify(u)}`)
+    for (const [i, u] of odd.entries())
+      assert250(await send(u, `s6 second ${i}`), `second message of ${JSON.stringify(u)}`)
     // one by one, each goes over on its own (the text says it reached its limit, not that it
     // was disabled already: no other login's disable reached it)
     for (const [i, u] of odd.entries()) {
@@ -537,13 +595,16 @@ exports.hook_queue_outbound = function (next, connection) {
     for (const [i, u] of calm.entries()) assert250(await send(u, `s6 calm ${i}`), `calm login ${JSON.stringify(u)}`)
 
     // AUTH: every odd login refused, every calm one accepted (side by side: 535 waits 1 s)
-    const auths = await Promise.all([...odd, ...calm].map((user) => h.tryAuth({ port, user, pass: 'secret' })))
-    odd.forEach((u, i) => assert535(auths[i], `AUTH ${JSON.stringify(u)}`))
-    calm.forEach((u, i) => assert.equal(auths[odd.length + i].code, 235, `AUTH ${JSON.stringify(u)}: ${auths[odd.length + i].response}`))
+    const auth = async (user: string) => ({ user, r: await tryAuth({ port, user, pass: 'secret' }) })
+    const [oddAuths, calmAuths] = await Promise.all([Promise.all(odd.map(auth)), Promise.all(calm.map(auth))])
+    for (const { user, r } of oddAuths) assert535(r, `AUTH ${JSON.stringify(user)}`)
+    for (const { user, r } of calmAuths) assert.equal(r.code, 235, `AUTH ${JSON.stringify(user)}: ${r.response}`)
 
-    for (const u of odd) assert.equal(countMatches(srv.log(), disabledLine(u)), 1, `one ACCOUNT DISABLED line for ${JSON.stringify(u)}`)
+    for (const u of odd) {
+      assert.equal(countMatches(srv.log(), disabledLine(u)), 1, `one ACCOUNT DISABLED line for ${JSON.stringify(u)}`)
+    }
     assert.equal(countMatches(srv.log(), /ACCOUNT DISABLED/), odd.length)
-    const keys = (await redis.keys('hijack-guard:*:disabled')).sort()
+    const keys = await redis.keys('hijack-guard:*:disabled')
     assert.deepEqual(keys, odd.map(disabledKey).sort())
     for (const u of calm) assert.equal(sum(await messageBuckets(redis, u, 2000)), 2, `counts of ${JSON.stringify(u)}`)
 
@@ -562,15 +623,19 @@ exports.hook_queue_outbound = function (next, connection) {
       pluginIni: pluginIni(redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }),
     })
     await srv.start()
-    const s = await h.openSession({ port: srv.port, user: login, pass: 'secret' })
+    const s = await openSession({ port: srv.port, user: login, pass: 'secret' })
     assert250(await s.send({ from: 'odd@test.example', to: [OUT], subject: 's6u 1' }), 'message 1')
     const over = await s.send({ from: 'odd@test.example', to: [OUT], subject: 's6u 2' })
     await s.close()
     assert550(over, 'data', 'message 2')
-    const auth = await h.tryAuth({ port: srv.port, user: login, pass: 'secret' })
+    const auth = await tryAuth({ port: srv.port, user: login, pass: 'secret' })
     assert535(auth, 'AUTH')
     // nodemailer decodes replies byte by byte ('binary'), so each char here is one byte on the wire
-    const nonAscii = (text) => [...text].filter((c) => c.charCodeAt(0) > 0x7e).map((c) => c.charCodeAt(0).toString(16)).join(' ')
+    const nonAscii = (text: string): string =>
+      [...text]
+        .filter((c) => c.charCodeAt(0) > 0x7e)
+        .map((c) => c.charCodeAt(0).toString(16))
+        .join(' ')
     assert.equal(nonAscii(over.response), '', `550 reply has 8-bit bytes: ${JSON.stringify(over.response)}`)
     assert.equal(nonAscii(auth.response), '', `535 reply has 8-bit bytes: ${JSON.stringify(auth.response)}`)
   })
@@ -588,9 +653,15 @@ exports.hook_queue_outbound = function (next, connection) {
     })
     await srv.start()
     const port = srv.port
-    const send = (user, subject) => h.sendOne({ port, user, pass: PW, from: user, to: [OUT], subject })
-    const bucketNow = async () => Math.floor(await redisNowMs(redis) / BUCKET)
-    const waitBucket = (n) => h.waitUntil(async () => (await bucketNow()) >= n, { timeoutMs: 10000, intervalMs: 20, message: `Redis clock in bucket ${n}` })
+    const send = (user: string, subject: string): Promise<SendResult> =>
+      sendOne({ port, user, pass: PW, from: user, to: [OUT], subject })
+    const bucketNow = async (): Promise<number> => Math.floor((await redisNowMs(redis)) / BUCKET)
+    const waitBucket = (n: number): Promise<true> =>
+      waitUntil(async () => (await bucketNow()) >= n, {
+        timeoutMs: 10000,
+        intervalMs: 20,
+        message: `Redis clock in bucket ${n}`,
+      })
 
     // the limit is live: a control account's 4th message in the window is refused
     const whole = (async () => {
@@ -610,7 +681,9 @@ exports.hook_queue_outbound = function (next, connection) {
       await waitBucket(b0 + 2)
       assert250(await send(gap, 's7 gap 2'), 'gap 2')
       assert250(await send(gap, 's7 gap 3'), 'gap 3')
-      const later = Object.keys(await messageBuckets(redis, gap, BUCKET)).map(Number).filter((b) => b !== b0)
+      const later = Object.keys(await messageBuckets(redis, gap, BUCKET))
+        .map(Number)
+        .filter((b) => b !== b0)
       const b1 = Math.min(...later)
       assert.ok(b1 >= b0 + 2, `later bucket ${b1} vs first ${b0}`)
       await waitBucket(b0 + 4)
@@ -643,18 +716,26 @@ exports.hook_queue_outbound = function (next, connection) {
       pluginIni: pluginIni(redis.port, { limits: 'messages = 3/1m\nrecipients = 0', main: 'mode = monitor' }),
     })
     await srv.start()
-    const s = await h.openSession({ port: srv.port, user: mon, pass: PW })
-    for (let i = 1; i <= 6; i++) assert250(await s.send({ from: mon, to: [OUT], subject: `s8 ${i}` }), `monitor message ${i}`)
+    const s = await openSession({ port: srv.port, user: mon, pass: PW })
+    for (let i = 1; i <= 6; i++) {
+      assert250(await s.send({ from: mon, to: [OUT], subject: `s8 ${i}` }), `monitor message ${i}`)
+    }
     await s.close()
-    assert.equal((await h.tryAuth({ port: srv.port, user: mon, pass: PW })).code, 235, 'AUTH still accepted')
-    assert250(await h.sendOne({ port: srv.port, user: mon, pass: PW, from: mon, to: [OUT], subject: 's8 7' }), 'a new session')
+    assert.equal((await tryAuth({ port: srv.port, user: mon, pass: PW })).code, 235, 'AUTH still accepted')
+    assert250(
+      await sendOne({ port: srv.port, user: mon, pass: PW, from: mon, to: [OUT], subject: 's8 7' }),
+      'a new session',
+    )
 
     assert.equal((await waitSubjects(sink, 's8 ', 7)).length, 7)
     await srv.waitForLog(/monitor mode/)
     assert.equal(countMatches(srv.log(), /monitor mode/), 1, 'one "monitor mode" line')
-    assert.match(srv.log(), /monitor mode: account "mon@test\.example" went over messages 3\/1m \(4 messages in 1 minute\)/)
+    assert.match(
+      srv.log(),
+      /monitor mode: account "mon@test\.example" went over messages 3\/1m \(4 messages in 1 minute\)/,
+    )
     assert.equal(countMatches(srv.log(), /ACCOUNT DISABLED/), 0)
-    assert.equal(await redis.command('EXISTS', disabledKey(mon)), 0)
+    assert.equal(await redis.command(['EXISTS', disabledKey(mon)]), 0)
     assert.equal(sum(await messageBuckets(redis, mon, 2000)), 7, 'every message counted')
   })
 
@@ -668,7 +749,10 @@ exports.hook_queue_outbound = function (next, connection) {
     assert.equal(srv.crashed, true)
     assert.notEqual(srv.exitCode, 0, `exit code ${srv.exitCode}`)
     assert.notEqual(srv.exitCode, null)
-    const line = srv.log().split('\n').find((l) => l.includes('limits.messages'))
+    const line = srv
+      .log()
+      .split('\n')
+      .find((l) => l.includes('limits.messages'))
     assert.ok(line, 'a log line names limits.messages')
     assert.match(line, /hijack-guard\.ini/)
     assert.match(line, /abc/)
@@ -681,7 +765,10 @@ exports.hook_queue_outbound = function (next, connection) {
     assert.ok(!srv.alive())
     assert.notEqual(srv.exitCode, 0, `exit code ${srv.exitCode}`)
     assert.notEqual(srv.exitCode, null)
-    const line = srv.log().split('\n').find((l) => l.includes('main.store'))
+    const line = srv
+      .log()
+      .split('\n')
+      .find((l) => l.includes('main.store'))
     assert.ok(line, 'a log line names main.store')
     assert.match(line, /hijack-guard\.ini/)
     assert.match(line, /memory/)
