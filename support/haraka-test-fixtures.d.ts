@@ -58,6 +58,7 @@ declare module 'haraka-test-fixtures' {
     fail: string[]
     skip: string[]
     err: string[]
+    msg: string[]
     [key: string]: unknown
   }
 
