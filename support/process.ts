@@ -69,7 +69,12 @@ function cleanupSync(): void {
     }
   }
   resources.clear()
-  if (tmpRoot && !KEEP) fs.rmSync(tmpRoot, { recursive: true, force: true })
+  try {
+    // a child killed just now (npm install on Ctrl-C) may still be writing into it
+    if (tmpRoot && !KEEP) fs.rmSync(tmpRoot, { recursive: true, force: true, maxRetries: 3 })
+  } catch {
+    // best effort at exit
+  }
   tmpRoot = null
 }
 
@@ -204,12 +209,17 @@ export function run(
     child.stdout.on('data', collect)
     child.stderr.on('data', collect)
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    // killed with the rest on Ctrl-C and at exit (npm install writes into the temporary root)
+    const resource: Resource = { stop: () => stopChild(child), killSync: () => void killPid(child.pid, 'SIGKILL') }
+    track(resource)
     child.on('error', (err) => {
       clearTimeout(timer)
+      untrack(resource)
       reject(err)
     })
     child.on('close', (code, signal) => {
       clearTimeout(timer)
+      untrack(resource)
       if (code === 0) resolve(out)
       else {
         const where = cwd ?? process.cwd()

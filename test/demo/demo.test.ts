@@ -1,29 +1,40 @@
-'use strict'
-
 // Smoke test of `npm run demo`: the demo's scenario, run non-interactively, and its outcome.
 
-const assert = require('node:assert/strict')
-const { execFile } = require('node:child_process')
-const path = require('node:path')
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import * as path from 'node:path'
 
-const DEMO = path.resolve(__dirname, '..', '..', 'demo', 'demo.js')
+const DEMO = path.resolve(__dirname, '..', '..', 'demo', 'demo.ts')
+const TSX = path.resolve(__dirname, '..', '..', 'node_modules', '.bin', 'tsx')
 
-function runDemo(env) {
+interface DemoRun {
+  readonly code: number | string
+  readonly stdout: string
+  readonly stderr: string
+}
+
+function runDemo(env: NodeJS.ProcessEnv): Promise<DemoRun> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [DEMO, '--fast'], { env: { ...process.env, ...env }, timeout: 120000 }, (err, stdout, stderr) => {
+    execFile(TSX, [DEMO, '--fast'], { env: { ...process.env, ...env }, timeout: 120_000 }, (err, stdout, stderr) => {
       resolve({ code: err ? (err.code ?? 1) : 0, stdout, stderr })
     })
   })
 }
 
-function assertStory(run) {
+function assertStory(run: DemoRun): void {
   assert.equal(run.code, 0, `demo exited ${run.code}\n${run.stdout}\n${run.stderr}`)
   const out = run.stdout
-  assert.match(out, /message 26 -> 550 5\.7\.1 Account alice@example\.com reached its limit of 25 messages in 10 minutes/)
+  assert.match(
+    out,
+    /message 26 -> 550 5\.7\.1 Account alice@example\.com reached its limit of 25 messages in 10 minutes/,
+  )
   assert.match(out, /same session tries again: MAIL FROM -> 550 5\.7\.1 Account alice@example\.com is disabled/)
   assert.match(out, /a new login with the right password -> 535 5\.7\.8 /)
   assert.match(out, /bob@example\.com is not affected -> 250 /)
-  assert.match(out, /Subject: Account alice@example\.com disabled: reached 25 messages in 10 minutes \[hg-[0-9a-f]{32}\]/)
+  assert.match(
+    out,
+    /Subject: Account alice@example\.com disabled: reached 25 messages in 10 minutes \[hg-[0-9a-f]{32}\]/,
+  )
   assert.match(out, /Reply-To: hijack-guard\+hg-[0-9a-f]{32}@mx\.example\.com/)
   assert.match(out, /logged in as postmaster@example\.com\) -> 250 /)
   assert.match(out, /confirmation: "Account alice@example\.com re-enabled"/)
@@ -32,7 +43,7 @@ function assertStory(run) {
 }
 
 describe('npm run demo', function () {
-  this.timeout(150000)
+  this.timeout(150_000)
 
   it('stops the hijack, alerts, and re-enables on the admin reply (Redis store)', async function () {
     const run = await runDemo({})
