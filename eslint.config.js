@@ -5,7 +5,7 @@
 const tseslint = require('typescript-eslint')
 
 module.exports = tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'test/**/*.js', 'demo/**/*.js', 'bench/**/*.js', '.tmp/**', 'eslint.config.js'] },
+  { ignores: ['dist/**', 'node_modules/**', 'test/**/*.js', '.tmp/**', 'eslint.config.js'] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: __dirname } },

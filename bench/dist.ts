@@ -5,8 +5,8 @@
 import * as path from 'node:path'
 import { REPO_ROOT } from '../support'
 import type * as ConfigModule from '../lib/config'
-import type * as KeysModule from '../lib/keys'
-import type * as RedisStoreModule from '../lib/redis-store'
+import type * as KeysModule from '../lib/store/keys'
+import type * as RedisStoreModule from '../lib/store/redis'
 
 export interface Dist {
   readonly createRedisStore: typeof RedisStoreModule.createRedisStore
@@ -19,9 +19,9 @@ export type RawIni = Parameters<typeof ConfigModule.parseConfig>[0]
 
 export async function loadDist(): Promise<Dist> {
   const lib = (name: string): string => path.join(REPO_ROOT, 'dist', 'lib', name)
-  const store = (await import(lib('redis-store'))) as typeof RedisStoreModule
+  const store = (await import(lib('store/redis'))) as typeof RedisStoreModule
   const config = (await import(lib('config'))) as typeof ConfigModule
-  const keys = (await import(lib('keys'))) as typeof KeysModule
+  const keys = (await import(lib('store/keys'))) as typeof KeysModule
   return { createRedisStore: store.createRedisStore, parseConfig: config.parseConfig, accountKeys: keys.accountKeys }
 }
 
