@@ -158,7 +158,10 @@ function undeclared(value: object, key: string): unknown {
   return (value as Record<string, unknown>)[key]
 }
 
-/** The clock-independent half of contract(); see the overloads. */
+/**
+ * Registers the contract suite for one store. A store with an injected clock is declared with
+ * { clock: 'injected' } and also runs the exact-instant tests; a real-clock store without options.
+ */
 export function contract(name: string, openStore: OpenStore<InjectedClockStore>, options: { clock: 'injected' }): void
 export function contract(name: string, openStore: OpenStore<RealClockStore>): void
 export function contract(
