@@ -397,8 +397,10 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
 
     async close(): Promise<void> {
       closed = true
+      // A graceful close waits for the replies still due: from a server that accepts and never
+      // answers (frozen, or not Redis) they never come, so the wait is bounded like any call.
       try {
-        if (client.isOpen) await client.close()
+        if (client.isOpen) await withTimeout(client.close(), timeoutMs, `${where}: close`)
       } catch {
         client.destroy()
       }
