@@ -12,10 +12,10 @@ import {
   assert250,
   disabledKey,
   pluginIni,
-  replyRaw,
   sendAndSettle,
   waitSubjects,
   e2eWorld,
+  replyToAlert,
 } from './helpers'
 
 const PW = 'pw'
@@ -54,13 +54,7 @@ describe('e2e: address-like config values', function () {
     assert.ok(alert)
     const to = alert.headers['reply-to']
     assert.ok(typeof to === 'string', `one Reply-To header: ${JSON.stringify(to)}`)
-    const r = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const r = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assert250(r, "the admin's reply")
     assert.match(r.log, /ACCOUNT RE-ENABLED "alice@test\.example" by reply from postmaster@test\.example/)
     assert.equal(await e2e.redis.command(['EXISTS', disabledKey(alice)]), 0)

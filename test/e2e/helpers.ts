@@ -445,3 +445,22 @@ export function e2eWorld(options: E2eWorldOptions = {}): E2eWorld {
     },
   }
 }
+
+/**
+ * `login` answers the alert as a mail client does (replyRaw: Re: subject, In-Reply-To, the alert
+ * quoted) to the alert's Reply-To, over an authenticated session; the settled result.
+ */
+export function replyToAlert(
+  srv: HarakaInstance,
+  alert: SinkMessage,
+  login: Credentials,
+  reply: Omit<ReplyOptions, 'from' | 'to' | 'alert'> = {},
+): Promise<SettledResult> {
+  const to = headerOf(alert, 'reply-to')
+  return sendAndSettle(srv, {
+    ...login,
+    from: login.user,
+    to: [to],
+    raw: replyRaw({ ...reply, from: login.user, to, alert }),
+  })
+}

@@ -21,12 +21,11 @@ import {
   pluginIni,
   preauthName,
   reenabledSubject,
-  replyRaw,
-  sendAndSettle,
   waitSubjects,
   e2eWorld,
   cliOk,
   headerOf,
+  replyToAlert,
 } from './helpers'
 
 const PW = 'pw'
@@ -128,13 +127,7 @@ describe('e2e: smaller leaks (issue 8)', function () {
     assert.ok(dump.includes('hijack-guard:token-sha256:'), dump)
     assert.ok(!dump.toLowerCase().includes(token), `the token is in clear in Redis:\n${dump}`)
 
-    const reply = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [replyTo],
-      raw: replyRaw({ from: ADMIN, to: replyTo, alert }),
-    })
+    const reply = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assert.equal(reply.code, 250, JSON.stringify(reply))
     await waitSubjects(e2e.sink, reenabledSubject(dave), 1)
     assert.equal(await e2e.redis.command(['EXISTS', disabledKey(dave)]), 0, 're-enabled')

@@ -28,15 +28,13 @@ import {
   countMatches,
   pluginIni,
   queueFiles,
-  replyRaw,
-  sendAndSettle,
   waitQueueEmpty,
   waitSubjects,
   e2eWorld,
   cliOk,
-  headerOf,
   at,
   type AuditEntry,
+  replyToAlert,
 } from './helpers'
 import { describeCli } from '../../support/cli'
 
@@ -181,24 +179,11 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     await waitAudit(srv, acct, (e) => e.action === 'disable', 'the automatic disable')
 
     // the admin answers the alert: re-enabled
-    const to = headerOf(alert, 'reply-to')
-    const ok = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const ok = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assert250(ok, "the admin's reply")
     assert.match(ok.log, /ACCOUNT RE-ENABLED "audited@test\.example" by reply from postmaster@test\.example/)
     // the same reply again: the token is spent, nothing changes (a failed reactivation)
-    const again = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const again = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assert250(again, 'the second reply')
     assert.match(again.log, /reply to alert not accepted from postmaster@test\.example for "audited@test\.example"/)
 
@@ -259,14 +244,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     await trip(srv, acct)
     const alert = at(await waitSubjects(e2e.sink, alertPrefix(acct), 1), 0, 'the alert')
     await waitAudit(srv, acct, (e) => e.action === 'disable', 'the automatic disable')
-    const to = headerOf(alert, 'reply-to')
-    const r = await sendAndSettle(srv, {
-      user: OTHER,
-      pass: PW,
-      from: OTHER,
-      to: [to],
-      raw: replyRaw({ from: OTHER, to, alert }),
-    })
+    const r = await replyToAlert(srv, alert, { user: OTHER, pass: PW })
     assert250(r, "the non-admin's reply is consumed")
     assert.match(r.log, /reply to alert not accepted from eve@test\.example/)
     assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'still disabled', { text: null })

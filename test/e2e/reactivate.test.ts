@@ -47,6 +47,7 @@ import {
   headerOf,
   at,
   type AuditEntry,
+  replyToAlert,
 } from './helpers'
 
 const PW = 'pw'
@@ -358,13 +359,7 @@ describe('e2e: alert and reactivation by reply', function () {
       await assertStillDisabled(srv, acct, 'after the unauthenticated replies')
 
       // the refused attempt did not spend the token
-      const ok = await sendAndSettle(srv, {
-        user: ADMIN,
-        pass: PW,
-        from: ADMIN,
-        to: [to],
-        raw: replyRaw({ from: ADMIN, to, alert }),
-      })
+      const ok = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
       assertConsumed(ok, 1, "the admin's reply after the refused one")
       assert.match(ok.log, /ACCOUNT RE-ENABLED "u1@test\.example"/)
       await waitSubjects(e2e.sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
@@ -379,14 +374,7 @@ describe('e2e: alert and reactivation by reply', function () {
       const acct = 'u2@test.example'
       const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
       const { alert } = await trip(srv, acct)
-      const to = headerOf(alert, 'reply-to')
-      const r = await sendAndSettle(srv, {
-        user: OTHER,
-        pass: PW,
-        from: OTHER,
-        to: [to],
-        raw: replyRaw({ from: OTHER, to, alert }),
-      })
+      const r = await replyToAlert(srv, alert, { user: OTHER, pass: PW })
       assertConsumed(r, 0, 'non-admin reply')
       assert.match(
         r.log,
@@ -529,7 +517,7 @@ describe('e2e: alert and reactivation by reply', function () {
       const first = await trip(srv, acct, { tag: 'u5a' })
       const to1 = headerOf(first.alert, 'reply-to')
       const replyTo = (to: string, alert: SinkMessage): Promise<SettledResult> =>
-        sendAndSettle(srv, { user: ADMIN, pass: PW, from: ADMIN, to: [to], raw: replyRaw({ from: ADMIN, to, alert }) })
+        replyToAlert(srv, alert, { user: ADMIN, pass: PW })
 
       // the same token twice, at the same time
       const mark0 = srv.logMark()
@@ -648,14 +636,7 @@ describe('e2e: alert and reactivation by reply', function () {
         message: 'Redis clock past token_expires',
       })
 
-      const to = headerOf(alert, 'reply-to')
-      const r = await sendAndSettle(srv, {
-        user: ADMIN,
-        pass: PW,
-        from: ADMIN,
-        to: [to],
-        raw: replyRaw({ from: ADMIN, to, alert }),
-      })
+      const r = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
       assertConsumed(r, 1, 'reply with the expired token')
       assert.match(r.log, /reply to alert not accepted from postmaster@test\.example.*expired/)
       const n = at(await waitSubjects(e2e.sink, NOT_ACCEPTED, 1, { rcpt: ADMIN }), 0, 'the notice')
@@ -862,14 +843,7 @@ describe('e2e: alert and reactivation by reply', function () {
     assert.deepEqual(alert.to, [ADMIN])
     // the admin answers through the instance that did NOT send the alert: the store is shared
     const other = sendsA === 1 ? b : a
-    const to = headerOf(alert, 'reply-to')
-    const r = await sendAndSettle(other, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const r = await replyToAlert(other, alert, { user: ADMIN, pass: PW })
     assertConsumed(r, 1, 'the reply through the other instance')
     assert.match(r.log, /ACCOUNT RE-ENABLED "carol@test\.example"/)
     const auths = await Promise.all([a, b].map((srv) => tryAuth({ port: srv.port, user: carol, pass: PW })))
@@ -1002,14 +976,7 @@ describe('e2e: alert and reactivation by reply', function () {
       const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(own.port) })
       const { alert } = await trip(srv, acct)
       await own.stop()
-      const to = headerOf(alert, 'reply-to')
-      const r = await sendAndSettle(srv, {
-        user: ADMIN,
-        pass: PW,
-        from: ADMIN,
-        to: [to],
-        raw: replyRaw({ from: ADMIN, to, alert }),
-      })
+      const r = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
       assert.equal(r.stage, 'data', JSON.stringify(r))
       assert.match(r.log, /reply not processed, store unavailable/)
       assert.equal(r.sendEmails, 0)
@@ -1031,14 +998,7 @@ describe('e2e: alert and reactivation by reply', function () {
     await waitQueueEmpty(srv)
     await srv.restart()
     assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'disabled after the restart')
-    const to = headerOf(alert, 'reply-to')
-    const r = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const r = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assertConsumed(r, 1, 'the reply after the restart')
     assert.match(r.log, /ACCOUNT RE-ENABLED "mem@test\.example"/)
     const s = await openSession({ port: srv.port, user: acct, pass: PW })
@@ -1084,14 +1044,7 @@ describe('e2e: alert and reactivation by reply', function () {
     assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 0)
     assert.equal((await tryAuth({ port: srv.port, user: acct, pass: PW })).code, 235)
     // a reply arriving after that changes nothing, and the admin is told so
-    const to = headerOf(alert, 'reply-to')
-    const r = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const r = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assertConsumed(r, 1, 'a reply after the command re-enabled the account')
     assert.match(r.log, /the account is not disabled/)
     const n = at(await waitSubjects(e2e.sink, NOT_ACCEPTED, 1, { rcpt: ADMIN }), 0, 'the notice')
