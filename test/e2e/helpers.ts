@@ -190,6 +190,21 @@ export async function redisNowMs(redis: RedisServer): Promise<number> {
 // -------------------------------------------------------------------------------------------
 // what the tests write: config and messages
 
+/**
+ * config/outbound.ini with which Haraka retries a temporary failure after 5 s (its smallest
+ * interval) for a long while, so mail the sink refuses with 451 stays in the queue; the support/
+ * default is no retry at all.
+ */
+export const RETRYING_OUTBOUND = [
+  '[main]',
+  'enable_tls=false',
+  'local_mx_ok=true',
+  'inet_prefer=v4',
+  'connect_timeout=5',
+  'temp_fail_intervals=5s*30',
+  '',
+].join('\n')
+
 export interface PluginIniOptions {
   readonly store?: 'redis' | 'memory'
   /** More [main] lines. */

@@ -35,6 +35,7 @@ import {
   at,
   type AuditEntry,
   replyToAlert,
+  RETRYING_OUTBOUND,
 } from './helpers'
 import { describeCli } from '../../support/cli'
 
@@ -46,18 +47,6 @@ const ACTOR = `cli:${os.userInfo().username}`
 
 // waitQueueEmpty in these tests: a longer bound (15 s) and a shorter poll (50 ms) than its default
 const QUEUE_WAIT = { timeoutMs: 15000, intervalMs: 50 }
-
-// Haraka retries a temporary failure after 5 s (its smallest interval) for a long while, so
-// mail the sink refuses with 451 stays in the queue; the support/ default is no retry at all.
-const RETRYING_OUTBOUND = [
-  '[main]',
-  'enable_tls=false',
-  'local_mx_ok=true',
-  'inet_prefer=v4',
-  'connect_timeout=5',
-  'temp_fail_intervals=5s*30',
-  '',
-].join('\n')
 
 // What `hijack-guard --json ...` prints, as far as these tests read it.
 
@@ -146,6 +135,14 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     return accepted
   }
 
+  // trip, then the alert and the audit entry of the automatic disable; returns the alert
+  async function tripAudited(srv: HarakaInstance, account: string): Promise<SinkMessage> {
+    await trip(srv, account)
+    const alert = at(await waitSubjects(e2e.sink, alertPrefix(account), 1), 0, 'the alert')
+    await waitAudit(srv, account, (e) => e.action === 'disable', 'the automatic disable')
+    return alert
+  }
+
   async function waitAudit(
     srv: HarakaInstance,
     account: string,
@@ -174,9 +171,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     const acct = 'audited@test.example'
     const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
 
-    await trip(srv, acct)
-    const alert = at(await waitSubjects(e2e.sink, alertPrefix(acct), 1), 0, 'the alert')
-    await waitAudit(srv, acct, (e) => e.action === 'disable', 'the automatic disable')
+    const alert = await tripAudited(srv, acct)
 
     // the admin answers the alert: re-enabled
     const ok = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
@@ -241,9 +236,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   it("a non-admin's reply to the alert leaves a reactivate-failed audit entry naming that login", async function () {
     const acct = 'forged@test.example'
     const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
-    await trip(srv, acct)
-    const alert = at(await waitSubjects(e2e.sink, alertPrefix(acct), 1), 0, 'the alert')
-    await waitAudit(srv, acct, (e) => e.action === 'disable', 'the automatic disable')
+    const alert = await tripAudited(srv, acct)
     const r = await replyToAlert(srv, alert, { user: OTHER, pass: PW })
     assert250(r, "the non-admin's reply is consumed")
     assert.match(r.log, /reply to alert not accepted from eve@test\.example/)

@@ -30,21 +30,11 @@ import {
   type PluginIniOptions,
   e2eWorld,
   cliOk,
+  RETRYING_OUTBOUND,
 } from './helpers'
 
 const PW = 'pw'
 const OUT = 'bob@outside.example'
-
-// Haraka retries a temporary failure after 5 s, so mail the sink refuses with 451 stays queued.
-const RETRYING_OUTBOUND = [
-  '[main]',
-  'enable_tls=false',
-  'local_mx_ok=true',
-  'inet_prefer=v4',
-  'connect_timeout=5',
-  'temp_fail_intervals=5s*30',
-  '',
-].join('\n')
 
 const REASSERTED = (account: string): RegExp =>
   new RegExp(`\\[WARN\\].*re-asserted disabled flag of ${escapeRegExp(JSON.stringify(account))} lost by Redis`)
