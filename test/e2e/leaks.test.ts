@@ -10,7 +10,7 @@
 
 import assert from 'node:assert/strict'
 import * as os from 'node:os'
-import { openSession, sendOne, tryAuth, type HarakaInstance, type RedisServer } from '../../support'
+import { dumpRedis, openSession, sendOne, tryAuth, type HarakaInstance } from '../../support'
 import {
   alertPrefix,
   assert250,
@@ -37,21 +37,6 @@ async function sendMany(srv: HarakaInstance, user: string, subjects: readonly st
   const s = await openSession({ port: srv.port, user, pass: PW })
   for (const subject of subjects) assert250(await s.send({ from: user, to: [OUT], subject }), subject)
   await s.close()
-}
-
-/** Every Redis key name and value, whatever its type, as one text. */
-async function redisDump(redis: RedisServer): Promise<string> {
-  const out: string[] = []
-  for (const key of await redis.keys('*')) {
-    out.push(key)
-    const type = String(await redis.command(['TYPE', key]))
-    if (type === 'string') out.push(String(await redis.command(['GET', key])))
-    else if (type === 'hash') out.push(JSON.stringify(await redis.command(['HGETALL', key])))
-    else if (type === 'list') out.push(JSON.stringify(await redis.command(['LRANGE', key, 0, -1])))
-    else if (type === 'set') out.push(JSON.stringify(await redis.command(['SMEMBERS', key])))
-    else out.push(`<${type}>`)
-  }
-  return out.join('\n')
 }
 
 describe('e2e: smaller leaks (issue 8)', function () {
@@ -123,7 +108,7 @@ describe('e2e: smaller leaks (issue 8)', function () {
     const replyTo = headerOf(alert, 'reply-to')
     const token = /^hijack-guard\+hg-([0-9a-f]{32})@/.exec(replyTo)?.[1]
     assert.ok(token, `a token in Reply-To: ${replyTo}`)
-    const dump = await redisDump(e2e.redis)
+    const dump = await dumpRedis(await e2e.redis.client())
     assert.ok(dump.includes('hijack-guard:token-sha256:'), dump)
     assert.ok(!dump.toLowerCase().includes(token), `the token is in clear in Redis:\n${dump}`)
 
@@ -131,7 +116,7 @@ describe('e2e: smaller leaks (issue 8)', function () {
     assert.equal(reply.code, 250, JSON.stringify(reply))
     await waitSubjects(e2e.sink, reenabledSubject(dave), 1)
     assert.equal(await e2e.redis.command(['EXISTS', disabledKey(dave)]), 0, 're-enabled')
-    assert.ok(!(await redisDump(e2e.redis)).toLowerCase().includes(token))
+    assert.ok(!(await dumpRedis(await e2e.redis.client())).toLowerCase().includes(token))
 
     // The plugin's own log lines never carry the token; Haraka's own lines at INFO do (the
     // hook result line of the accepted RCPT: see docs/security.md).
