@@ -251,6 +251,14 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   // -------------------------------------------------------------------------------------------
   // b, c. held mail
 
+  // An instance that looks at held mail every second and retries refused mail (RETRYING_OUTBOUND)
+  const heldRetrying = (acct: string): Promise<HarakaInstance> =>
+    haraka({
+      users: { [acct]: PW },
+      pluginIni: pluginIni(e2e.redis.port, { held: 'retry = 1s' }),
+      config: { 'outbound.ini': RETRYING_OUTBOUND },
+    })
+
   // The account queues mail while the sink answers 451 (Haraka keeps it, retrying every 5 s),
   // then goes over its limit. Once the retries find the account disabled they are held. The
   // sink then accepts again. Returns the subjects of the queued messages.
@@ -273,11 +281,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
 
   it('held mail: what a disabled account queued stays in the queue while the sink accepts again (list shows it held); enable releases it to the sink at the next retry', async function () {
     const acct = 'queued@test.example'
-    const srv = await haraka({
-      users: { [acct]: PW },
-      pluginIni: pluginIni(e2e.redis.port, { held: 'retry = 1s' }),
-      config: { 'outbound.ini': RETRYING_OUTBOUND },
-    })
+    const srv = await heldRetrying(acct)
     const queued = await queueThenHold(srv, acct)
 
     // several [held] retry intervals with the sink accepting: each retry holds it again
@@ -314,11 +318,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
 
   it('drop-held: the held messages never reach the sink, the queue empties without a bounce to anyone, and enabling afterwards does not bring them back', async function () {
     const acct = 'dropped@test.example'
-    const srv = await haraka({
-      users: { [acct]: PW },
-      pluginIni: pluginIni(e2e.redis.port, { held: 'retry = 1s' }),
-      config: { 'outbound.ini': RETRYING_OUTBOUND },
-    })
+    const srv = await heldRetrying(acct)
     const queued = await queueThenHold(srv, acct)
     const mark = srv.logMark()
 
@@ -358,11 +358,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   // Haraka restart the enabled account's messages go out and are no longer counted as held.
   it('held mail across a Haraka restart: enabled while Haraka is down, the messages go out at startup and are no longer counted as held', async function () {
     const acct = 'restarted@test.example'
-    const srv = await haraka({
-      users: { [acct]: PW },
-      pluginIni: pluginIni(e2e.redis.port, { held: 'retry = 1s' }),
-      config: { 'outbound.ini': RETRYING_OUTBOUND },
-    })
+    const srv = await heldRetrying(acct)
     const queued = await queueThenHold(srv, acct)
     await srv.stop()
     assert.equal(
