@@ -2,9 +2,8 @@
 // instance (DIR/node_modules/.bin/hijack-guard -c DIR), run as a process with a bound, its exit
 // code and output returned, never thrown. HARAKA is left out of its environment, so `-c` decides.
 
-import * as childProcess from 'node:child_process'
 import * as path from 'node:path'
-import { killPid, track, untrack } from './process'
+import { execBounded } from './process'
 
 export interface CliOptions {
   /** Killed with SIGKILL after this long (default 20000 ms). */
@@ -34,53 +33,21 @@ export function cliPath(instance: { readonly dir: string }): string {
 }
 
 /** Runs `hijack-guard -c DIR ...args` in the instance directory; resolves whatever it exits with. */
-export function runCli(
+export async function runCli(
   instance: { readonly dir: string },
   args: readonly string[],
   { timeoutMs = 20_000, uid, gid }: CliOptions = {},
 ): Promise<CliResult> {
   const env = { ...process.env }
   delete env.HARAKA
-  const t0 = Date.now()
-  return new Promise((resolve) => {
-    const child = childProcess.execFile(
-      cliPath(instance),
-      ['-c', instance.dir, ...args],
-      {
-        cwd: instance.dir,
-        env,
-        timeout: timeoutMs,
-        killSignal: 'SIGKILL',
-        ...(uid === undefined ? {} : { uid }),
-        ...(gid === undefined ? {} : { gid }),
-      },
-      (err, stdout, stderr) => {
-        untrack(resource)
-        const ms = Date.now() - t0
-        if (!err) return resolve({ args, code: 0, signal: null, stdout, stderr, ms })
-        const code = typeof err.code === 'number' ? err.code : null
-        const signal = (err.signal as NodeJS.Signals | null | undefined) ?? null
-        resolve({
-          args,
-          code,
-          signal,
-          stdout,
-          stderr,
-          ms,
-          ...(code === null && signal === null ? { error: err } : {}),
-        })
-      },
-    )
-    const resource = {
-      async stop(): Promise<void> {
-        killPid(child.pid, 'SIGKILL')
-      },
-      killSync(): void {
-        killPid(child.pid, 'SIGKILL')
-      },
-    }
-    track(resource)
+  const r = await execBounded(cliPath(instance), ['-c', instance.dir, ...args], {
+    cwd: instance.dir,
+    env,
+    timeoutMs,
+    ...(uid === undefined ? {} : { uid }),
+    ...(gid === undefined ? {} : { gid }),
   })
+  return { args, ...r }
 }
 
 /** A CliResult as text for an assertion message: the command, exit code, time and output. */

@@ -6,8 +6,10 @@
 import * as fs from 'node:fs'
 import { createRequire } from 'node:module'
 import * as path from 'node:path'
+import { Address } from '@haraka/email-address'
+import * as constants from 'haraka-constants'
 import * as fixtures from 'haraka-test-fixtures'
-import type { FixtureConnection, FixturePlugin, FixtureTransaction } from 'haraka-test-fixtures'
+import type { FixtureAddress, FixtureConnection, FixturePlugin, FixtureTransaction } from 'haraka-test-fixtures'
 import type { OutgoingMail } from '../lib/alert'
 import type { Config } from '../lib/config'
 import type { DSN, Next } from '../lib/haraka'
@@ -128,4 +130,65 @@ export function replyText(msg: HookOutcome['msg']): string {
 export function transactionOf(connection: FixtureConnection): FixtureTransaction {
   if (!connection.transaction) throw new Error('the connection has no transaction')
   return connection.transaction
+}
+
+/** The log methods of a Haraka connection. */
+export const LOG_LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+export interface FixtureSessionOptions {
+  /** The AUTH login (connection.notes.auth_user); none when undefined. */
+  readonly login?: string | undefined
+  /** The login XCLIENT gave (connection.remote.login). */
+  readonly xclient?: string | undefined
+  readonly relaying: boolean
+  readonly mailFrom: string
+  /** Recipients already in the transaction. */
+  readonly rcptTo?: readonly string[]
+  /** Default 192.0.2.7. */
+  readonly ip?: string
+  /** Headers added to the transaction, in order. */
+  readonly headers?: Readonly<Record<string, string>>
+  /** Where the connection's log lines go (default: nowhere). */
+  readonly log?: (level: LogLevel, msg: unknown) => void
+}
+
+/** A fixtures connection from 192.0.2.7 (EHLO client.example) in a transaction after MAIL FROM. */
+export function fixtureSession({
+  login,
+  xclient,
+  relaying,
+  mailFrom,
+  rcptTo,
+  ip = '192.0.2.7',
+  headers = {},
+  log = () => undefined,
+}: FixtureSessionOptions): FixtureConnection {
+  const connection = fixtures.makeConnection({
+    ip,
+    helo: 'client.example',
+    relaying,
+    notes: login === undefined ? {} : { auth_user: login },
+    mailFrom,
+    ...(rcptTo === undefined ? {} : { rcptTo }),
+    withTxn: true,
+  })
+  if (xclient !== undefined) connection.remote.login = xclient
+  for (const level of LOG_LEVELS) connection[level] = (_plugin: unknown, msg: unknown) => log(level, msg)
+  for (const [name, value] of Object.entries(headers)) transactionOf(connection).add_header(name, value)
+  return connection
+}
+
+/** RCPT TO as Haraka runs it: the recipient appended to `list` first, dropped again when refused. */
+export async function rcptTo(
+  plugin: FixturePlugin,
+  connection: FixtureConnection,
+  address: string,
+  list: FixtureAddress[] = transactionOf(connection).rcpt_to,
+): Promise<HookOutcome> {
+  const recipient = new Address(`<${address}>`)
+  list.push(recipient)
+  const answer = await callHook(plugin, 'check_rcpt', connection, [recipient, []])
+  if (answer.rc === constants.deny || answer.rc === constants.denysoft) list.pop()
+  return answer
 }

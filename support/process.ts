@@ -263,3 +263,71 @@ export async function stopChild(
   killPid(child.pid, 'SIGKILL')
   await waitExit(child, 2000)
 }
+
+export interface ExecOptions {
+  readonly cwd?: string
+  readonly env?: NodeJS.ProcessEnv
+  /** SIGKILL after this long (default 20000 ms). */
+  readonly timeoutMs?: number
+  /** Run as this user and group (needs root). */
+  readonly uid?: number
+  readonly gid?: number
+  /** Most bytes of stdout or stderr kept (Node's default when left out). */
+  readonly maxBuffer?: number
+}
+
+export interface ExecResult {
+  /** The exit code; null when it did not exit by itself (killed at the bound, or it could not start: see error). */
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+  readonly stdout: string
+  readonly stderr: string
+  /** How long it ran, in ms. */
+  readonly ms: number
+  /** Why it could not start, if it could not. */
+  readonly error?: Error
+}
+
+/**
+ * Runs `file ...args` as a process with a bound (SIGKILL after it), tracked so that stopAll()
+ * stops it if it is still going; resolves whatever it exits with, never rejects.
+ */
+export function execBounded(
+  file: string,
+  args: readonly string[],
+  { cwd, env, timeoutMs = 20_000, uid, gid, maxBuffer }: ExecOptions = {},
+): Promise<ExecResult> {
+  const t0 = Date.now()
+  return new Promise((resolve) => {
+    const child = childProcess.execFile(
+      file,
+      args,
+      {
+        ...(cwd === undefined ? {} : { cwd }),
+        ...(env === undefined ? {} : { env }),
+        timeout: timeoutMs,
+        killSignal: 'SIGKILL',
+        ...(uid === undefined ? {} : { uid }),
+        ...(gid === undefined ? {} : { gid }),
+        ...(maxBuffer === undefined ? {} : { maxBuffer }),
+      },
+      (err, stdout, stderr) => {
+        untrack(resource)
+        const ms = Date.now() - t0
+        if (!err) return resolve({ code: 0, signal: null, stdout, stderr, ms })
+        const code = typeof err.code === 'number' ? err.code : null
+        const signal = (err.signal as NodeJS.Signals | null | undefined) ?? null
+        resolve({ code, signal, stdout, stderr, ms, ...(code === null && signal === null ? { error: err } : {}) })
+      },
+    )
+    const resource: Resource = {
+      async stop(): Promise<void> {
+        killPid(child.pid, 'SIGKILL')
+      },
+      killSync(): void {
+        killPid(child.pid, 'SIGKILL')
+      },
+    }
+    track(resource)
+  })
+}

@@ -264,3 +264,18 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Redi
   await server.start()
   return server
 }
+
+/** Every key name and value in the client's database, whatever its type, as one text (one item a line). */
+export async function dumpRedis(client: RedisClient): Promise<string> {
+  const out: string[] = []
+  for (const key of await client.keys('*')) {
+    out.push(key)
+    const type = await client.type(key)
+    if (type === 'string') out.push((await client.get(key)) ?? '')
+    else if (type === 'hash') out.push(JSON.stringify(await client.hGetAll(key)))
+    else if (type === 'list') out.push(JSON.stringify(await client.lRange(key, 0, -1)))
+    else if (type === 'set') out.push(JSON.stringify(await client.sMembers(key)))
+    else out.push(`<${type}>`)
+  }
+  return out.join('\n')
+}

@@ -2,9 +2,8 @@
 // bound (SIGKILL after it), $HARAKA left out of its environment unless given, its exit code and
 // output returned, never thrown. Every run is stopped by stopAll() if it is still going.
 
-import * as childProcess from 'node:child_process'
 import * as path from 'node:path'
-import { REPO_ROOT, killPid, tmpDir, track, untrack } from '../../support'
+import { REPO_ROOT, execBounded, tmpDir } from '../../support'
 
 /** The built bin (`npm run build` first). */
 export const BIN = path.join(REPO_ROOT, 'dist', 'bin', 'hijack-guard.js')
@@ -37,34 +36,11 @@ export function runBin(
 ): Promise<CliRun> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...extra }
   if (!('HARAKA' in extra)) delete env.HARAKA
-  const t0 = Date.now()
-  return new Promise((resolve) => {
-    const child = childProcess.execFile(
-      process.execPath,
-      [BIN, ...args],
-      {
-        cwd: cwd ?? (defaultCwd ??= tmpDir('cli-cwd')),
-        env,
-        timeout: timeoutMs,
-        killSignal: 'SIGKILL',
-        maxBuffer: 64 * 1024 * 1024,
-      },
-      (err, stdout, stderr) => {
-        untrack(resource)
-        const code = err ? (typeof err.code === 'number' ? err.code : null) : 0
-        const signal = (err?.signal as NodeJS.Signals | null | undefined) ?? null
-        resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 })
-      },
-    )
-    const resource = {
-      async stop(): Promise<void> {
-        killPid(child.pid, 'SIGKILL')
-      },
-      killSync(): void {
-        killPid(child.pid, 'SIGKILL')
-      },
-    }
-    track(resource)
+  return execBounded(process.execPath, [BIN, ...args], {
+    cwd: cwd ?? (defaultCwd ??= tmpDir('cli-cwd')),
+    env,
+    timeoutMs,
+    maxBuffer: 64 * 1024 * 1024,
   })
 }
 

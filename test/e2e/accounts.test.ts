@@ -11,24 +11,15 @@ import * as net from 'node:net'
 import { SMTPServer } from 'smtp-server'
 import {
   HOST,
-  createHaraka,
-  dumpLogsIfFailed,
   freePort,
   openSession,
-  packPlugin,
   sendOne,
-  startRedis,
-  startSink,
-  stopAll,
   tryAuth,
   waitUntil,
   type HarakaInstance,
-  type HarakaOptions,
-  type RedisServer,
   type SendResult,
-  type Sink,
 } from '../../support'
-import { assert250, assert535, assert550, disabledKey, pluginIni } from './helpers'
+import { assert250, assert535, assert550, disabledKey, pluginIni, e2eWorld } from './helpers'
 
 const PW = 'pw'
 const OUT = 'bob@outside.example'
@@ -171,40 +162,8 @@ async function sendViaXclient(
 describe('e2e: one account whatever the login spelling ([accounts])', function () {
   this.timeout(90000)
 
-  let sink: Sink
-  let redis: RedisServer
-  /** What the current test started, stopped (newest first) after it. */
-  const cleanups: Array<() => Promise<void>> = []
-
-  async function haraka(opts: HarakaOptions): Promise<HarakaInstance> {
-    const inst = await createHaraka({ sink, ...opts })
-    cleanups.push(() => inst.destroy())
-    await inst.start()
-    return inst
-  }
-
-  before(async function () {
-    this.timeout(240000) // npm pack (build) + npm install, once per run
-    await packPlugin()
-    sink = await startSink()
-    redis = await startRedis()
-  })
-
-  after(async function () {
-    await redis.stop()
-    await sink.stop()
-    await stopAll()
-  })
-
-  beforeEach(async function () {
-    sink.clear()
-    await redis.flushall()
-  })
-
-  afterEach(async function () {
-    dumpLogsIfFailed(this)
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  })
+  const e2e = e2eWorld()
+  const { haraka } = e2e
 
   const send = (srv: HarakaInstance, user: string, subject: string): Promise<SendResult> =>
     sendOne({
@@ -217,7 +176,7 @@ describe('e2e: one account whatever the login spelling ([accounts])', function (
     })
 
   const outSubjects = (): string[] =>
-    sink.messages
+    e2e.sink.messages
       .filter((m) => m.to.includes(OUT))
       .map((m) => m.subject ?? '')
       .sort()
@@ -229,14 +188,14 @@ describe('e2e: one account whatever the login spelling ([accounts])', function (
       'ALICE@Alias.Example',
       'bob@alias.example',
     ])
-    cleanups.push(() => upstream.stop())
+    e2e.cleanup(() => upstream.stop())
     const srv = await haraka({
       auth: ['auth/auth_proxy'],
       beforePlugins: ['test_auth_caps'],
       config: {
         'auth_proxy.ini': `[domains]\nexample.com = ${HOST}:${upstream.port}\nalias.example = ${HOST}:${upstream.port}\n`,
       },
-      pluginIni: `${pluginIni(redis.port, { limits: LIMITS })}[accounts]\ndomain_aliases = alias.example:example.com\n`,
+      pluginIni: `${pluginIni(e2e.redis.port, { limits: LIMITS })}[accounts]\ndomain_aliases = alias.example:example.com\n`,
     })
     assert.match(srv.log(), /AUTH of disabled accounts refused in: .*auth\/auth_proxy/)
 
@@ -251,8 +210,8 @@ describe('e2e: one account whatever the login spelling ([accounts])', function (
       // the third message of the mailbox, whatever spelling, is over messages = 2/1m
       assert550(await send(srv, 'ALICE@Alias.Example', 'three'), 'data', 'message 3 (ALICE@Alias.Example)')
       await srv.waitForLog(/ACCOUNT DISABLED "alice@example\.com"/)
-      assert.equal(await redis.command(['EXISTS', disabledKey('alice@example.com')]), 1)
-      assert.deepEqual(await redis.keys('hijack-guard:{alice@alias.example}*'), [], 'no key of the alias spelling')
+      assert.equal(await e2e.redis.command(['EXISTS', disabledKey('alice@example.com')]), 1)
+      assert.deepEqual(await e2e.redis.keys('hijack-guard:{alice@alias.example}*'), [], 'no key of the alias spelling')
 
       // the session logged in before the disable cannot send
       assert550(
@@ -276,7 +235,7 @@ describe('e2e: one account whatever the login spelling ([accounts])', function (
     assert250(await send(srv, 'bob@alias.example', 'bob'), 'bob@alias.example')
     await waitUntil(() => outSubjects().length >= 3, {
       timeoutMs: 15000,
-      message: () => JSON.stringify(sink.messages.map((m) => m.subject)),
+      message: () => JSON.stringify(e2e.sink.messages.map((m) => m.subject)),
     })
     assert.deepEqual(outSubjects(), ['bob', 'one', 'two'], `delivered: ${JSON.stringify(outSubjects())}`)
   })
@@ -285,7 +244,7 @@ describe('e2e: one account whatever the login spelling ([accounts])', function (
     const spellings = ['carol@test.example', 'CAROL@TEST.EXAMPLE', 'Carol@Test.Example', 'carol']
     const srv = await haraka({
       users: Object.fromEntries([...spellings, 'dave@test.example'].map((u) => [u, PW])),
-      pluginIni: `${pluginIni(redis.port, { limits: LIMITS })}[accounts]\ndefault_domain = test.example\n`,
+      pluginIni: `${pluginIni(e2e.redis.port, { limits: LIMITS })}[accounts]\ndefault_domain = test.example\n`,
     })
     assert250(await send(srv, 'carol', 'one'), 'carol')
     assert250(await send(srv, 'CAROL@TEST.EXAMPLE', 'two'), 'CAROL@TEST.EXAMPLE')
@@ -295,7 +254,7 @@ describe('e2e: one account whatever the login spelling ([accounts])', function (
       'Carol@Test.Example, the third message of the mailbox',
     )
     for (const user of spellings) assert535(await tryAuth({ port: srv.port, user, pass: PW }), `AUTH ${user}`)
-    assert.equal(await redis.command(['EXISTS', disabledKey('carol@test.example')]), 1)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey('carol@test.example')]), 1)
     assert250(await send(srv, 'dave@test.example', 'dave'), 'another mailbox')
   })
 
@@ -303,7 +262,7 @@ describe('e2e: one account whatever the login spelling ([accounts])', function (
   // a key): support's test_auth_any stands in for a backend that matches logins
   // case-insensitively and by Unicode collation (SQL, LDAP), accepting every spelling.
   it('a backend that accepts fullwidth and NFD/NFC spellings: tripped with one, every other spelling gets 535 5.7.8 at AUTH', async function () {
-    const srv = await haraka({ auth: 'any', pluginIni: pluginIni(redis.port, { limits: LIMITS }) })
+    const srv = await haraka({ auth: 'any', pluginIni: pluginIni(e2e.redis.port, { limits: LIMITS }) })
     const send2 = (user: string, subject: string): Promise<SendResult> =>
       sendOne({ port: srv.port, user, pass: 'secret', from: 'x@test.example', to: [OUT], subject })
     const auth = (user: string) => tryAuth({ port: srv.port, user, pass: 'secret' })
@@ -326,15 +285,15 @@ describe('e2e: one account whatever the login spelling ([accounts])', function (
     assert250(await send2(nfc, 'n2'), 'NFC')
     assert550(await send2(forms[2], 'n3'), 'data', 'upper-case NFD')
     for (const user of forms) assert535(await auth(user), `AUTH ${JSON.stringify(user)}`)
-    assert.equal(await redis.command(['EXISTS', disabledKey(nfc)]), 1, 'the account is the NFC form')
-    assert.equal(await redis.command(['EXISTS', disabledKey('erin@test.example')]), 1)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(nfc)]), 1, 'the account is the NFC form')
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey('erin@test.example')]), 1)
   })
 
   it('xclient_login = true: an XCLIENT LOGIN counts as that login (its spellings folded) once a relay policy lets the session relay; without one, Haraka refuses its outside mail at RCPT', async function () {
     const srv = await haraka({
       users: { 'carol@test.example': PW },
       beforePlugins: ['xclient', 'test_xclient_relay'],
-      pluginIni: `${pluginIni(redis.port, { limits: LIMITS })}[accounts]\ndefault_domain = test.example\nxclient_login = true\n`,
+      pluginIni: `${pluginIni(e2e.redis.port, { limits: LIMITS })}[accounts]\ndefault_domain = test.example\nxclient_login = true\n`,
     })
     // Haraka's xclient plugin resets relaying: without a relay policy the mail never reaches
     // queue_outbound (where counting happens), it is refused as relaying at RCPT

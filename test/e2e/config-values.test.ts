@@ -6,22 +6,17 @@
 // vanish into the reply address. See test/e2e/README.md.
 
 import assert from 'node:assert/strict'
+import { sendOne, tryAuth, waitUntil } from '../../support'
 import {
-  createHaraka,
-  dumpLogsIfFailed,
-  packPlugin,
-  sendOne,
-  startRedis,
-  startSink,
-  stopAll,
-  tryAuth,
-  waitUntil,
-  type HarakaInstance,
-  type HarakaOptions,
-  type RedisServer,
-  type Sink,
-} from '../../support'
-import { alertPrefix, assert250, disabledKey, pluginIni, replyRaw, sendAndSettle, waitSubjects } from './helpers'
+  alertPrefix,
+  assert250,
+  disabledKey,
+  pluginIni,
+  sendAndSettle,
+  waitSubjects,
+  e2eWorld,
+  replyToAlert,
+} from './helpers'
 
 const PW = 'pw'
 const ADMIN = 'postmaster@test.example'
@@ -30,44 +25,14 @@ const OUT = 'bob@outside.example'
 describe('e2e: address-like config values', function () {
   this.timeout(60000)
 
-  let sink: Sink
-  let redis: RedisServer
-  const started: HarakaInstance[] = []
-
-  /** A Haraka instance, started unless start is false. */
-  async function haraka(opts: HarakaOptions, { start = true }: { start?: boolean } = {}): Promise<HarakaInstance> {
-    const inst = await createHaraka({ sink, ...opts })
-    started.push(inst)
-    if (start) await inst.start()
-    return inst
-  }
-
-  before(async function () {
-    this.timeout(240000) // npm pack (build) + npm install, once per run
-    await packPlugin()
-    sink = await startSink()
-    redis = await startRedis()
-  })
-
-  after(async function () {
-    await stopAll()
-  })
-
-  beforeEach(async function () {
-    sink.clear()
-    await redis.flushall()
-  })
-
-  afterEach(async function () {
-    dumpLogsIfFailed(this)
-    for (const s of started.splice(0).reverse()) await s.destroy()
-  })
+  const e2e = e2eWorld()
+  const { haraka } = e2e
 
   it('item 9: with the README\'s old "admins =              ; default: the [alert] to addresses" the startup line names the real admins and Redis, and the admin\'s reply re-enables the account', async function () {
     const alice = 'alice@test.example'
     const srv = await haraka({
       users: { [alice]: PW, [ADMIN]: PW },
-      pluginIni: pluginIni(redis.port, {
+      pluginIni: pluginIni(e2e.redis.port, {
         limits: 'messages = 1/1m\nrecipients = 0',
         reactivate: 'admins =              ; default: the [alert] to addresses',
       }),
@@ -75,7 +40,7 @@ describe('e2e: address-like config values', function () {
     assert.match(
       srv.log(),
       new RegExp(
-        `\\[hijack-guard\\] mode=enforce store=redis redis=127\\.0\\.0\\.1:${redis.port}/0 .* admins=postmaster@test\\.example reply_address=hijack-guard@mx\\.test\\.example`,
+        `\\[hijack-guard\\] mode=enforce store=redis redis=127\\.0\\.0\\.1:${e2e.redis.port}/0 .* admins=postmaster@test\\.example reply_address=hijack-guard@mx\\.test\\.example`,
       ),
     )
 
@@ -85,26 +50,23 @@ describe('e2e: address-like config values', function () {
     )
     const over = await sendOne({ port: srv.port, user: alice, pass: PW, from: alice, to: [OUT], subject: 'two' })
     assert.equal(over.code, 550, JSON.stringify(over))
-    const [alert] = await waitSubjects(sink, alertPrefix(alice), 1)
+    const [alert] = await waitSubjects(e2e.sink, alertPrefix(alice), 1)
     assert.ok(alert)
     const to = alert.headers['reply-to']
     assert.ok(typeof to === 'string', `one Reply-To header: ${JSON.stringify(to)}`)
-    const r = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const r = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assert250(r, "the admin's reply")
     assert.match(r.log, /ACCOUNT RE-ENABLED "alice@test\.example" by reply from postmaster@test\.example/)
-    assert.equal(await redis.command(['EXISTS', disabledKey(alice)]), 0)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(alice)]), 0)
     assert.equal((await tryAuth({ port: srv.port, user: alice, pass: PW })).code, 235)
   })
 
   it('item 9: a login with a space in [reactivate] admins stops Haraka at startup, naming the file, key and value', async function () {
     const srv = await haraka(
-      { users: {}, pluginIni: pluginIni(redis.port, { reactivate: 'admins = postmaster@test.example root admin' }) },
+      {
+        users: {},
+        pluginIni: pluginIni(e2e.redis.port, { reactivate: 'admins = postmaster@test.example root admin' }),
+      },
       { start: false },
     )
     await assert.rejects(srv.start({ timeoutMs: 10000 }), /haraka exited during startup/)
@@ -124,7 +86,7 @@ describe('e2e: address-like config values', function () {
     const alice = 'alice@test.example'
     const srv = await haraka({
       users: { [alice]: PW, [ADMIN]: PW },
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }).replace(
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }).replace(
         '[alert]\n',
         '[alert]\nfrom = security@test.example\n',
       ),
@@ -138,10 +100,12 @@ describe('e2e: address-like config values', function () {
     }
     await waitUntil(
       () =>
-        ['security@test.example', 'security+x@test.example'].every((a) => sink.messages.some((m) => m.to.includes(a))),
+        ['security@test.example', 'security+x@test.example'].every((a) =>
+          e2e.sink.messages.some((m) => m.to.includes(a)),
+        ),
       {
         timeoutMs: 15000,
-        message: () => JSON.stringify(sink.messages.map((m) => [m.to, m.subject])),
+        message: () => JSON.stringify(e2e.sink.messages.map((m) => [m.to, m.subject])),
       },
     )
     // the alert: from security@, Reply-To hijack-guard+hg-TOKEN@<me>
@@ -153,7 +117,7 @@ describe('e2e: address-like config values', function () {
       (await sendOne({ port: srv.port, user: alice, pass: PW, from: alice, to: [OUT], subject: 'two' })).code,
       550,
     )
-    const [alert] = await waitSubjects(sink, alertPrefix(alice), 1)
+    const [alert] = await waitSubjects(e2e.sink, alertPrefix(alice), 1)
     assert.ok(alert)
     assert.match(String(alert.headers.from), /<security@test\.example>/)
     assert.match(String(alert.headers['reply-to']), /^hijack-guard\+hg-[0-9a-f]{32}@mx\.test\.example$/)

@@ -10,24 +10,8 @@
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
-import {
-  HOST,
-  createHaraka,
-  dumpLogsIfFailed,
-  openSession,
-  packPlugin,
-  startRedis,
-  startSink,
-  stopAll,
-  tryAuth,
-  type HarakaInstance,
-  type HarakaOptions,
-  type RedisServer,
-  type SendResult,
-  type Sink,
-  type SinkOptions,
-} from '../../support'
-import { assert535, assert550, bySubject, countsKey, disabledKey, pluginIni, waitSubjects } from './helpers'
+import { HOST, openSession, tryAuth, type RedisServer, type SendResult } from '../../support'
+import { assert535, assert550, bySubject, countsKey, disabledKey, pluginIni, waitSubjects, e2eWorld } from './helpers'
 
 const PW = 'pw'
 const ME = 'mx.test.example'
@@ -123,52 +107,19 @@ function rcptFlood(port: number, { from, rcpt, count, timeoutMs = 60000 }: Flood
 describe('e2e: counting and the reply address (issue 8, items 1 and 3)', function () {
   this.timeout(90000)
 
-  let redis: RedisServer
-  const started: (HarakaInstance | Sink)[] = [] // Haraka instances and sinks of the current test
-
-  /** A Haraka instance, started. */
-  async function haraka(opts: HarakaOptions): Promise<HarakaInstance> {
-    const inst = await createHaraka(opts)
-    started.push(inst)
-    await inst.start()
-    return inst
-  }
-
-  async function sinkWith(opts?: SinkOptions): Promise<Sink> {
-    const sink = await startSink(opts)
-    started.push(sink)
-    return sink
-  }
-
-  before(async function () {
-    this.timeout(240000) // npm pack (build) + npm install, once per run
-    await packPlugin()
-    redis = await startRedis()
-  })
-
-  after(async function () {
-    await stopAll()
-  })
-
-  beforeEach(async function () {
-    await redis.flushall()
-  })
-
-  afterEach(async function () {
-    dumpLogsIfFailed(this)
-    for (const r of started.splice(0).reverse()) await ('destroy' in r ? r.destroy() : r.stop())
-  })
+  const e2e = e2eWorld({ sink: false })
+  const { haraka, extraSink } = e2e
 
   // -------------------------------------------------------------------------------------------
   // item 1
 
   it('smtp_forward one_message_per_rcpt: messages to [deliverable, refused] all count; the account is disabled at exactly the limit', async function () {
-    const sink = await sinkWith({ refuseRcpt: [NOSUCH] })
+    const sink = await extraSink({ refuseRcpt: [NOSUCH] })
     const mallory = 'mallory@test.example'
     const srv = await haraka({
       sink,
       users: { [mallory]: PW },
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 3/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 3/1m\nrecipients = 0' }),
       config: {
         // the smarthost route: authenticated (relayed) mail is forwarded to the sink, one
         // message per recipient
@@ -198,14 +149,14 @@ describe('e2e: counting and the reply address (issue 8, items 1 and 3)', functio
       delivered.map((m) => m.to),
       [[VICTIM], [VICTIM], [VICTIM]],
     )
-    assert.equal(await messageCount(redis, mallory), 3, 'the three refused-after-delivery messages count')
+    assert.equal(await messageCount(e2e.redis, mallory), 3, 'the three refused-after-delivery messages count')
 
     // the 4th message is over the limit: refused by the plugin, never forwarded
     const fourth = await s.send({ from: mallory, to: [VICTIM, NOSUCH], subject: 'c1 4' })
     await s.close()
     assert550(fourth, 'data', 'the 4th message')
     assert.match(fourth.response, /reached its limit of 3 messages in 1 minute/)
-    assert.equal(await redis.command(['HGET', disabledKey(mallory), 'by']), 'limit')
+    assert.equal(await e2e.redis.command(['HGET', disabledKey(mallory), 'by']), 'limit')
     assert535(await tryAuth({ port: srv.port, user: mallory, pass: PW }), 'AUTH after the disable')
     assert.deepEqual(
       bySubject(sink, 'c1 ').map((m) => m.subject),
@@ -214,14 +165,14 @@ describe('e2e: counting and the reply address (issue 8, items 1 and 3)', functio
   })
 
   it('a later queue_outbound plugin that answers DENY, DENYSOFT or times out takes nothing back', async function () {
-    const sink = await sinkWith()
+    const sink = await extraSink()
     const gina = 'gina@test.example'
     const srv = await haraka({
       sink,
       users: { [gina]: PW },
       // support/haraka-plugins: refuses or never answers by subject; its timeout is 1 s
       extraPlugins: ['test_refuse_queue'],
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 4/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 4/1m\nrecipients = 0' }),
       config: { 'test_refuse_queue.timeout': '1\n' },
     })
     const s = await openSession({ port: srv.port, user: gina, pass: PW })
@@ -236,7 +187,7 @@ describe('e2e: counting and the reply address (issue 8, items 1 and 3)', functio
       `a plugin timeout is a temporary refusal: ${JSON.stringify(hang)}`,
     )
     assert.match(hang.response, /timeout/i)
-    assert.equal(await messageCount(redis, gina), 3)
+    assert.equal(await messageCount(e2e.redis, gina), 3)
     const ok = await s.send({ from: gina, to: [VICTIM], subject: 'c2 ok' })
     assert.equal(ok.code, 250, JSON.stringify(ok))
     const over = await s.send({ from: gina, to: [VICTIM], subject: 'c2 over' })
@@ -254,8 +205,8 @@ describe('e2e: counting and the reply address (issue 8, items 1 and 3)', functio
   // item 3
 
   it('2,000 pipelined RCPTs to the reply address in one session: exactly one 250, the rest 452 4.5.3, at linear cost', async function () {
-    const sink = await sinkWith()
-    const srv = await haraka({ sink, pluginIni: pluginIni(redis.port, { limits: 'messages = 3/1m' }) })
+    const sink = await extraSink()
+    const srv = await haraka({ sink, pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 3/1m' }) })
     const rcpt = `hijack-guard+hg-${'0'.repeat(32)}@${ME}`
     const flood = async (count: number): Promise<{ codes: string[]; ticks: number; ms: number }> => {
       const before = cpuTicks(srv.pid)
@@ -287,9 +238,9 @@ describe('e2e: counting and the reply address (issue 8, items 1 and 3)', functio
   })
 
   it('a reply shares its transaction with no other recipient, in either order', async function () {
-    const sink = await sinkWith()
+    const sink = await extraSink()
     const admin = 'postmaster@test.example'
-    const srv = await haraka({ sink, users: { [admin]: PW }, pluginIni: pluginIni(redis.port) })
+    const srv = await haraka({ sink, users: { [admin]: PW }, pluginIni: pluginIni(e2e.redis.port) })
     const reply = `hijack-guard+hg-${'1'.repeat(32)}@${ME}`
     const s = await openSession({ port: srv.port, user: admin, pass: PW })
     const first = await s.send({ from: admin, to: [reply, VICTIM, `hijack-guard@${ME}`], subject: 'c4 a' })

@@ -8,19 +8,29 @@ import { randomBytes } from 'node:crypto'
 import { readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import {
+  createHaraka,
+  dumpLogsIfFailed,
   escapeRegExp,
+  packPlugin,
   sendOne,
+  startRedis,
+  startSink,
+  stopAll,
   waitUntil,
   type ConnectOptions,
   type Credentials,
   type HarakaInstance,
+  type HarakaOptions,
   type MessageSpec,
   type RedisServer,
+  type RedisServerOptions,
   type SendResult,
   type Sink,
   type SinkMessage,
+  type SinkOptions,
   type SmtpResult,
 } from '../../support'
+import { describeCli, runCli, type CliOptions, type CliResult } from '../../support/cli'
 
 export { preauthName } from '../../support'
 
@@ -180,6 +190,21 @@ export async function redisNowMs(redis: RedisServer): Promise<number> {
 // -------------------------------------------------------------------------------------------
 // what the tests write: config and messages
 
+/**
+ * config/outbound.ini with which Haraka retries a temporary failure after 5 s (its smallest
+ * interval) for a long while, so mail the sink refuses with 451 stays in the queue; the support/
+ * default is no retry at all.
+ */
+export const RETRYING_OUTBOUND = [
+  '[main]',
+  'enable_tls=false',
+  'local_mx_ok=true',
+  'inet_prefer=v4',
+  'connect_timeout=5',
+  'temp_fail_intervals=5s*30',
+  '',
+].join('\n')
+
 export interface PluginIniOptions {
   readonly store?: 'redis' | 'memory'
   /** More [main] lines. */
@@ -282,4 +307,175 @@ export function replyRaw({
   )
   if (alert) lines.push(`On ${header(alert, 'date') ?? ''}, Hijack Guard wrote:`, ...quoted, '')
   return lines.join('\r\n')
+}
+
+/** The value of a header the message has exactly once. */
+export function headerOf(message: SinkMessage, name: string): string {
+  const value = message.headers[name]
+  assert.ok(typeof value === 'string', `${name} of ${JSON.stringify(message.subject)}: ${JSON.stringify(value)}`)
+  return value
+}
+
+/** The element at `index`; fails the test when there is none. */
+export function at<T>(list: readonly T[], index: number, what: string): T {
+  const value = list[index]
+  assert.ok(value !== undefined, `${what}: no element ${index} in a list of ${list.length}`)
+  return value
+}
+
+/**
+ * An audit entry as the store writes it to the Redis list (docs/store.md) and `hijack-guard
+ * --json audit` prints it (newest first).
+ */
+export interface AuditEntry {
+  /** Milliseconds since the epoch. */
+  readonly at: number
+  readonly account: string
+  readonly action: string
+  readonly actor: string
+  readonly how: string
+  readonly reason?: string
+}
+
+// -------------------------------------------------------------------------------------------
+// the CLI
+
+/** Runs the CLI the package installed into the instance (support/cli.ts runCli); asserts its exit code. */
+export async function cliOk(
+  instance: { readonly dir: string },
+  args: readonly string[],
+  { code = 0, ...opts }: CliOptions & { code?: number } = {},
+): Promise<CliResult> {
+  const r = await runCli(instance, args, opts)
+  assert.equal(r.code, code, describeCli(r))
+  return r
+}
+
+// -------------------------------------------------------------------------------------------
+// the set-up every suite shares
+
+export interface E2eWorldOptions {
+  /** Start one sink for the suite (default true); false: tests start their own (extraSink). */
+  readonly sink?: boolean
+  /** Start one redis-server for the suite (default true). */
+  readonly redis?: boolean
+  /** Logins every haraka() instance has besides its own users ({ login: password }). */
+  readonly users?: Readonly<Record<string, string>>
+  /** Plugins placed before the auth plugin of every haraka() instance, before its own. */
+  readonly beforePlugins?: readonly string[]
+  /** Whether haraka() starts the instance unless told otherwise (default true). */
+  readonly start?: boolean
+}
+
+export interface E2eWorld {
+  /** The suite's sink (cleared and accepting mail at the start of every test). */
+  readonly sink: Sink
+  /** The suite's redis-server (running and flushed at the start of every test). */
+  readonly redis: RedisServer
+  /**
+   * A Haraka instance with the packed plugin that delivers to the suite's sink and the suite's
+   * users and beforePlugins; destroyed after the test; started unless start is false.
+   */
+  readonly haraka: (opts?: HarakaOptions, options?: { start?: boolean }) => Promise<HarakaInstance>
+  /** Another redis-server, stopped after the test (stop() also resumes a frozen one). */
+  readonly extraRedis: (opts?: RedisServerOptions) => Promise<RedisServer>
+  /** Another sink, stopped after the test. */
+  readonly extraSink: (opts?: SinkOptions) => Promise<Sink>
+  /** Runs fn after the current test (newest first, with the instances above). */
+  readonly cleanup: (fn: () => Promise<void>) => void
+}
+
+/**
+ * Registers the mocha hooks every e2e suite shares and returns what they set up. Call it at the
+ * top of a describe(): before (packPlugin with its long timeout, the sink, redis-server),
+ * beforeEach (the sink accepts mail again and forgets it, Redis runs and is flushed), afterEach
+ * (Haraka's log if the test failed; whatever the test started is stopped, newest first), after
+ * (stopAll).
+ */
+export function e2eWorld(options: E2eWorldOptions = {}): E2eWorld {
+  const { users = {}, beforePlugins = [], start: startByDefault = true } = options
+  let sink: Sink | undefined
+  let redis: RedisServer | undefined
+  const cleanups: Array<() => Promise<void>> = []
+
+  before(async function () {
+    this.timeout(240000) // npm pack (build) + npm install, once per run
+    await packPlugin()
+    if (options.sink !== false) sink = await startSink()
+    if (options.redis !== false) redis = await startRedis()
+  })
+
+  after(async function () {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+    await stopAll() // redis, the sink, anything left
+  })
+
+  beforeEach(async function () {
+    sink?.accept()
+    sink?.clear()
+    if (redis) {
+      if (!redis.alive()) await redis.start()
+      await redis.flushall()
+    }
+  })
+
+  afterEach(async function () {
+    dumpLogsIfFailed(this)
+    sink?.accept()
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  })
+
+  return {
+    get sink(): Sink {
+      assert.ok(sink, 'e2eWorld: no suite sink (sink: false, or before() has not run)')
+      return sink
+    },
+    get redis(): RedisServer {
+      assert.ok(redis, 'e2eWorld: no suite redis-server (redis: false, or before() has not run)')
+      return redis
+    },
+    async haraka(opts: HarakaOptions = {}, { start = startByDefault }: { start?: boolean } = {}) {
+      const inst = await createHaraka({
+        ...(sink ? { sink } : {}),
+        ...opts,
+        users: { ...users, ...opts.users },
+        beforePlugins: [...beforePlugins, ...(opts.beforePlugins ?? [])],
+      })
+      cleanups.push(() => inst.destroy())
+      if (start) await inst.start()
+      return inst
+    },
+    async extraRedis(opts?: RedisServerOptions) {
+      const r = await startRedis(opts)
+      cleanups.push(() => r.stop())
+      return r
+    },
+    async extraSink(opts?: SinkOptions) {
+      const s = await startSink(opts)
+      cleanups.push(() => s.stop())
+      return s
+    },
+    cleanup(fn: () => Promise<void>): void {
+      cleanups.push(fn)
+    },
+  }
+}
+
+/**
+ * `login` answers the alert as a mail client does (replyRaw: Re: subject, In-Reply-To, the alert
+ * quoted) to the alert's Reply-To, over an authenticated session; the settled result.
+ */
+export function replyToAlert(
+  srv: HarakaInstance,
+  alert: SinkMessage,
+  login: Credentials,
+  reply: Omit<ReplyOptions, 'from' | 'to' | 'alert'> = {},
+): Promise<SettledResult> {
+  const to = headerOf(alert, 'reply-to')
+  return sendAndSettle(srv, {
+    ...login,
+    from: login.user,
+    to: [to],
+    raw: replyRaw({ ...reply, from: login.user, to, alert }),
+  })
 }

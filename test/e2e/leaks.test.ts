@@ -9,25 +9,8 @@
 // - monitor mode's report carries the stored evidence.
 
 import assert from 'node:assert/strict'
-import * as childProcess from 'node:child_process'
 import * as os from 'node:os'
-import * as path from 'node:path'
-import {
-  createHaraka,
-  dumpLogsIfFailed,
-  openSession,
-  packPlugin,
-  sendOne,
-  startRedis,
-  startSink,
-  stopAll,
-  tryAuth,
-  type HarakaInstance,
-  type HarakaOptions,
-  type RedisServer,
-  type Sink,
-  type SinkMessage,
-} from '../../support'
+import { dumpRedis, openSession, sendOne, tryAuth, type HarakaInstance } from '../../support'
 import {
   alertPrefix,
   assert250,
@@ -38,39 +21,16 @@ import {
   pluginIni,
   preauthName,
   reenabledSubject,
-  replyRaw,
-  sendAndSettle,
   waitSubjects,
+  e2eWorld,
+  cliOk,
+  headerOf,
+  replyToAlert,
 } from './helpers'
 
 const PW = 'pw'
 const ADMIN = 'postmaster@test.example' // a login listed in [alert] to (so an admin)
 const OUT = 'bob@outside.example'
-
-interface CliResult {
-  /** The exit code; null when it was killed or could not start. */
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** The CLI the package installed into the Haraka directory, run with a bound; never rejects. */
-function cli(srv: HarakaInstance, args: readonly string[]): Promise<CliResult> {
-  const bin = path.join(srv.dir, 'node_modules', '.bin', 'hijack-guard')
-  const env = { ...process.env }
-  delete env.HARAKA
-  return new Promise((resolve) => {
-    childProcess.execFile(
-      bin,
-      ['-c', srv.dir, ...args],
-      { cwd: srv.dir, env, timeout: 20000, killSignal: 'SIGKILL' },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : null) : 0
-        resolve({ code, stdout, stderr })
-      },
-    )
-  })
-}
 
 /** Sends one message of `user` per subject (one session); asserts each answer is 250. */
 async function sendMany(srv: HarakaInstance, user: string, subjects: readonly string[]): Promise<void> {
@@ -79,74 +39,18 @@ async function sendMany(srv: HarakaInstance, user: string, subjects: readonly st
   await s.close()
 }
 
-/** Every Redis key name and value, whatever its type, as one text. */
-async function redisDump(redis: RedisServer): Promise<string> {
-  const out: string[] = []
-  for (const key of await redis.keys('*')) {
-    out.push(key)
-    const type = String(await redis.command(['TYPE', key]))
-    if (type === 'string') out.push(String(await redis.command(['GET', key])))
-    else if (type === 'hash') out.push(JSON.stringify(await redis.command(['HGETALL', key])))
-    else if (type === 'list') out.push(JSON.stringify(await redis.command(['LRANGE', key, 0, -1])))
-    else if (type === 'set') out.push(JSON.stringify(await redis.command(['SMEMBERS', key])))
-    else out.push(`<${type}>`)
-  }
-  return out.join('\n')
-}
-
-/** The one value of a header of a sink message. */
-function headerOf(message: SinkMessage, name: string): string {
-  const value = message.headers[name]
-  assert.ok(typeof value === 'string', `one ${name} header: ${JSON.stringify(value)}`)
-  return value
-}
-
 describe('e2e: smaller leaks (issue 8)', function () {
   this.timeout(90000)
 
-  let sink: Sink
-  let redis: RedisServer
-  const started: HarakaInstance[] = []
-
-  /** A Haraka instance with the admin's login and test_preauth before the auth plugin, started. */
-  async function haraka(opts: HarakaOptions): Promise<HarakaInstance> {
-    const inst = await createHaraka({
-      sink,
-      ...opts,
-      users: { [ADMIN]: PW, ...opts.users },
-      beforePlugins: ['test_preauth'],
-    })
-    started.push(inst)
-    await inst.start()
-    return inst
-  }
-
-  before(async function () {
-    this.timeout(240000) // npm pack (build) + npm install, once per run
-    await packPlugin()
-    sink = await startSink()
-    redis = await startRedis()
-  })
-
-  after(async function () {
-    await stopAll()
-  })
-
-  beforeEach(async function () {
-    sink.clear()
-    await redis.flushall()
-  })
-
-  afterEach(async function () {
-    dumpLogsIfFailed(this)
-    for (const r of started.splice(0).reverse()) await r.destroy()
-  })
+  // every instance: the admin's login, test_preauth before the auth plugin; started
+  const e2e = e2eWorld({ users: { [ADMIN]: PW }, beforePlugins: ['test_preauth'] })
+  const { haraka } = e2e
 
   it('AUTH of a disabled account: the right and a wrong password get the identical 535 5.7.8 "is disabled" answer', async function () {
     const alice = 'alice@test.example'
     const srv = await haraka({
       users: { [alice]: PW },
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }),
     })
     await sendMany(srv, alice, ['o1 1'])
     const over = await sendOne({ port: srv.port, user: alice, pass: PW, from: alice, to: [OUT], subject: 'o1 over' })
@@ -172,10 +76,9 @@ describe('e2e: smaller leaks (issue 8)', function () {
 
   it('a CLI disable says "disabled by the postmaster" at AUTH and MAIL FROM, not "after unusual sending"', async function () {
     const carol = 'carol@test.example'
-    const srv = await haraka({ users: { [carol]: PW }, pluginIni: pluginIni(redis.port) })
-    const r = await cli(srv, ['disable', carol, '--reason', 'laptop stolen'])
-    assert.equal(r.code, 0, `${r.stdout}${r.stderr}`)
-    assert.equal(await redis.command(['HGET', disabledKey(carol), 'by']), `cli:${os.userInfo().username}`)
+    const srv = await haraka({ users: { [carol]: PW }, pluginIni: pluginIni(e2e.redis.port) })
+    await cliOk(srv, ['disable', carol, '--reason', 'laptop stolen'])
+    assert.equal(await e2e.redis.command(['HGET', disabledKey(carol), 'by']), `cli:${os.userInfo().username}`)
     const auth = await tryAuth({ port: srv.port, user: carol, pass: PW })
     assert535(auth, 'AUTH', { text: /Account carol@test\.example is disabled by the postmaster; contact / })
     assert.doesNotMatch(auth.response, /unusual sending|laptop/)
@@ -192,7 +95,7 @@ describe('e2e: smaller leaks (issue 8)', function () {
     const dave = 'dave@test.example'
     const srv = await haraka({
       users: { [dave]: PW },
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }),
     })
     await sendMany(srv, dave, ['o3 1'])
     assert550(
@@ -200,26 +103,20 @@ describe('e2e: smaller leaks (issue 8)', function () {
       'data',
       'over',
     )
-    const [alert] = await waitSubjects(sink, alertPrefix(dave), 1)
+    const [alert] = await waitSubjects(e2e.sink, alertPrefix(dave), 1)
     assert.ok(alert)
     const replyTo = headerOf(alert, 'reply-to')
     const token = /^hijack-guard\+hg-([0-9a-f]{32})@/.exec(replyTo)?.[1]
     assert.ok(token, `a token in Reply-To: ${replyTo}`)
-    const dump = await redisDump(redis)
+    const dump = await dumpRedis(await e2e.redis.client())
     assert.ok(dump.includes('hijack-guard:token-sha256:'), dump)
     assert.ok(!dump.toLowerCase().includes(token), `the token is in clear in Redis:\n${dump}`)
 
-    const reply = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [replyTo],
-      raw: replyRaw({ from: ADMIN, to: replyTo, alert }),
-    })
+    const reply = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assert.equal(reply.code, 250, JSON.stringify(reply))
-    await waitSubjects(sink, reenabledSubject(dave), 1)
-    assert.equal(await redis.command(['EXISTS', disabledKey(dave)]), 0, 're-enabled')
-    assert.ok(!(await redisDump(redis)).toLowerCase().includes(token))
+    await waitSubjects(e2e.sink, reenabledSubject(dave), 1)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(dave)]), 0, 're-enabled')
+    assert.ok(!(await dumpRedis(await e2e.redis.client())).toLowerCase().includes(token))
 
     // The plugin's own log lines never carry the token; Haraka's own lines at INFO do (the
     // hook result line of the accepted RCPT: see docs/security.md).
@@ -241,21 +138,21 @@ describe('e2e: smaller leaks (issue 8)', function () {
     const erin = 'erin@test.example'
     const srv = await haraka({
       users: { [erin]: PW },
-      pluginIni: pluginIni(redis.port, { main: 'mode = monitor', limits: 'messages = 2/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { main: 'mode = monitor', limits: 'messages = 2/1m\nrecipients = 0' }),
     })
     await sendMany(srv, erin, ['o4 first', 'o4 second', 'o4 third', 'o4 fourth'])
-    const [report] = await waitSubjects(sink, `Monitor: account ${erin} `, 1)
+    const [report] = await waitSubjects(e2e.sink, `Monitor: account ${erin} `, 1)
     assert.ok(report)
     assert.match(report.body, /Evidence from its last 3 messages:/)
     for (const subject of ['o4 first', 'o4 second', 'o4 third']) {
       assert.ok(report.body.includes(JSON.stringify(subject)), `${subject} in\n${report.body}`)
     }
-    await waitSubjects(sink, 'o4 ', 4)
+    await waitSubjects(e2e.sink, 'o4 ', 4)
     assert.equal(
-      sink.messages.filter((m) => m.subject?.startsWith(`Monitor: account ${erin} `)).length,
+      e2e.sink.messages.filter((m) => m.subject?.startsWith(`Monitor: account ${erin} `)).length,
       1,
       'one report per window',
     )
-    assert.equal(await redis.command(['EXISTS', disabledKey(erin)]), 0, 'monitor mode never disables')
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(erin)]), 0, 'monitor mode never disables')
   })
 })

@@ -7,24 +7,14 @@ import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {
-  createHaraka,
-  dumpLogsIfFailed,
   escapeRegExp,
   freePort,
   openSession,
-  packPlugin,
   sendOne,
-  startRedis,
-  startSink,
-  stopAll,
   tryAuth,
   waitUntil,
-  type HarakaInstance,
-  type HarakaOptions,
   type RedisServer,
-  type RedisServerOptions,
   type SendResult,
-  type Sink,
 } from '../../support'
 import {
   assert250,
@@ -39,6 +29,7 @@ import {
   redisNowMs,
   waitQueueEmpty,
   waitSubjects,
+  e2eWorld,
 } from './helpers'
 
 const PW = 'pw'
@@ -70,48 +61,10 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number }>
 describe('e2e: sending limits', function () {
   this.timeout(60000)
 
-  let sink: Sink
-  let redis: RedisServer // shared; tests that stop Redis start their own
-  const started: (HarakaInstance | RedisServer)[] = [] // Haraka instances and extra Redis servers of the current test
-
-  /** A Haraka instance with test_preauth before the auth plugin (not started). */
-  async function haraka(opts: HarakaOptions): Promise<HarakaInstance> {
-    const inst = await createHaraka({
-      sink,
-      ...opts,
-      beforePlugins: ['test_preauth', ...(opts.beforePlugins ?? [])],
-    })
-    started.push(inst)
-    return inst
-  }
-
-  async function extraRedis(opts?: RedisServerOptions): Promise<RedisServer> {
-    const r = await startRedis(opts)
-    started.push(r)
-    return r
-  }
-
-  before(async function () {
-    this.timeout(240000) // npm pack (build) + npm install, once per run
-    await packPlugin()
-    sink = await startSink()
-    redis = await startRedis()
-  })
-
-  after(async function () {
-    await stopAll()
-  })
-
-  beforeEach(async function () {
-    sink.clear()
-    await redis.flushall()
-  })
-
-  afterEach(async function () {
-    dumpLogsIfFailed(this)
-    // a Redis a test froze with SIGSTOP is resumed by stop()
-    for (const r of started.splice(0).reverse()) await ('destroy' in r ? r.destroy() : r.stop())
-  })
+  // every instance: test_preauth before the auth plugin; not started (the tests start it).
+  // The suite's Redis is shared; tests that stop Redis start their own (extraRedis).
+  const e2e = e2eWorld({ beforePlugins: ['test_preauth'], start: false })
+  const { haraka, extraRedis } = e2e
 
   // -------------------------------------------------------------------------------------------
   // 1
@@ -121,7 +74,7 @@ describe('e2e: sending limits', function () {
     const bob = 'bob@test.example'
     const srv = await haraka({
       users: { [alice]: PW, [bob]: PW },
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 20/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 20/1m\nrecipients = 0' }),
     })
     await srv.start()
     const port = srv.port
@@ -179,19 +132,19 @@ describe('e2e: sending limits', function () {
     for (const r of bobAfter) assert250(r, 'bob after the disable')
 
     // the sink: alice's 20 and bob's 13, nothing else from alice
-    assert.equal((await waitSubjects(sink, 's1 alice ', 20)).length, 20)
-    assert.equal((await waitSubjects(sink, 's1 bob ', 13)).length, 13)
+    assert.equal((await waitSubjects(e2e.sink, 's1 alice ', 20)).length, 20)
+    assert.equal((await waitSubjects(e2e.sink, 's1 bob ', 13)).length, 13)
     await waitQueueEmpty(srv)
-    const aliceSubjects = bySubject(sink, 's1 alice ')
+    const aliceSubjects = bySubject(e2e.sink, 's1 alice ')
       .map((m) => m.subject)
       .sort()
     assert.deepEqual(aliceSubjects, Array.from({ length: 20 }, (_, i) => `s1 alice ${i + 1}`).sort())
-    assert.equal(bySubject(sink, 's1 bob ').length, 13)
+    assert.equal(bySubject(e2e.sink, 's1 bob ').length, 13)
 
     assert.equal(countMatches(srv.log(), disabledLine(alice)), 1, 'one ACCOUNT DISABLED line for alice')
     assert.equal(countMatches(srv.log(), /ACCOUNT DISABLED/), 1, 'no other account disabled')
-    assert.equal(await redis.command(['EXISTS', disabledKey(alice)]), 1)
-    assert.equal(await redis.command(['EXISTS', disabledKey(bob)]), 0)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(alice)]), 1)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(bob)]), 0)
     assert.ok(srv.alive())
   })
 
@@ -202,7 +155,7 @@ describe('e2e: sending limits', function () {
     const carol = 'carol@test.example'
     const srv = await haraka({
       users: { [carol]: PW },
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 50/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 50/1m\nrecipients = 0' }),
     })
     await srv.start()
     const sessions = await Promise.all(
@@ -237,14 +190,14 @@ describe('e2e: sending limits', function () {
 
     await srv.waitForLog(disabledLine(carol))
     assert.equal(countMatches(srv.log(), disabledLine(carol)), 1, 'one ACCOUNT DISABLED line (one flip)')
-    assert.equal(await redis.command(['EXISTS', `hijack-guard:{${carol}}:disabled`]), 1)
-    const fields = await (await redis.client()).hGetAll(`hijack-guard:{${carol}}:disabled`)
+    assert.equal(await e2e.redis.command(['EXISTS', `hijack-guard:{${carol}}:disabled`]), 1)
+    const fields = await (await e2e.redis.client()).hGetAll(`hijack-guard:{${carol}}:disabled`)
     assert.equal(fields.account, carol)
     assert.equal(fields.totals, '50')
 
-    assert.equal((await waitSubjects(sink, 's2 ', 50)).length, 50)
+    assert.equal((await waitSubjects(e2e.sink, 's2 ', 50)).length, 50)
     await waitQueueEmpty(srv)
-    assert.equal(bySubject(sink, 's2 ').length, 50)
+    assert.equal(bySubject(e2e.sink, 's2 ').length, 50)
   })
 
   // -------------------------------------------------------------------------------------------
@@ -254,7 +207,7 @@ describe('e2e: sending limits', function () {
     const dave = 'dave@test.example'
     const srv = await haraka({
       users: { [dave]: PW },
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 0\nrecipients = 30/1m' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 0\nrecipients = 30/1m' }),
     })
     await srv.start()
     const to = Array.from({ length: 10 }, (_, i) => `r${i}@outside.example`)
@@ -269,10 +222,10 @@ describe('e2e: sending limits', function () {
     assert.match(r4.response, /reached its limit of 30 recipients in 1 minute/)
     await s.close()
 
-    const msgs = await waitSubjects(sink, 's3 ', 3)
+    const msgs = await waitSubjects(e2e.sink, 's3 ', 3)
     await waitQueueEmpty(srv)
     assert.deepEqual(
-      bySubject(sink, 's3 ')
+      bySubject(e2e.sink, 's3 ')
         .map((m) => m.subject)
         .sort(),
       ['s3 1', 's3 2', 's3 3'],
@@ -294,7 +247,7 @@ describe('e2e: sending limits', function () {
     const srv = await haraka({
       users: { [gina]: PW },
       extraPlugins: ['test_refuse_queue'], // support/haraka-plugins: refuses by subject
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 2/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 2/1m\nrecipients = 0' }),
     })
     await srv.start()
     const s = await openSession({ port: srv.port, user: gina, pass: PW })
@@ -304,7 +257,7 @@ describe('e2e: sending limits', function () {
     const temp = await s.send({ from: gina, to: [OUT], subject: 's3b refuse-temp' })
     assert.equal(temp.code, 450, JSON.stringify(temp))
     assert.match(temp.response, /upstream busy/)
-    const counted = sum(await messageBuckets(redis, gina, 2000))
+    const counted = sum(await messageBuckets(e2e.redis, gina, 2000))
     // the two refused messages used up the window: the next one goes over the limit
     const next = await s.send({ from: gina, to: [OUT], subject: 's3b 1' })
     await s.close()
@@ -315,7 +268,7 @@ describe('e2e: sending limits', function () {
     )
     assert.match(next.response, /reached its limit of 2 messages/)
     assert.equal(countMatches(srv.log(), disabledLine(gina)), 1)
-    assert.deepEqual(bySubject(sink, 's3b '), [])
+    assert.deepEqual(bySubject(e2e.sink, 's3b '), [])
   })
 
   // -------------------------------------------------------------------------------------------
@@ -326,7 +279,7 @@ describe('e2e: sending limits', function () {
       const erin = 'erin@test.example'
       const frank = 'frank@test.example'
       const limits = 'messages = 2/1m\nrecipients = 0'
-      const ini = pluginIni(store === 'redis' ? redis.port : null, { store, limits })
+      const ini = pluginIni(store === 'redis' ? e2e.redis.port : null, { store, limits })
       const srv = await haraka({ users: { [erin]: PW, [frank]: PW }, pluginIni: ini })
       await srv.start()
       const s = await openSession({ port: srv.port, user: erin, pass: PW })
@@ -352,12 +305,12 @@ describe('e2e: sending limits', function () {
         const state = JSON.parse(fs.readFileSync(file, 'utf8')) as { disabled: Record<string, unknown> }
         assert.ok(Object.keys(state.disabled).includes(erin), 'the state file holds erin')
       } else {
-        assert.equal(await redis.command(['EXISTS', disabledKey(erin)]), 1)
+        assert.equal(await e2e.redis.command(['EXISTS', disabledKey(erin)]), 1)
       }
 
       // delivered and gone from the outbound queue before the restart (a queue file left behind
       // would be delivered again after it)
-      await waitSubjects(sink, `s4 ${store} `, 3)
+      await waitSubjects(e2e.sink, `s4 ${store} `, 3)
       await waitQueueEmpty(srv)
       const pid1 = srv.pid
       const mark = srv.logMark()
@@ -382,10 +335,10 @@ describe('e2e: sending limits', function () {
       assert.match(srv.log().slice(mark), /refusing AUTH of disabled account "erin@test\.example"/)
       assert.match(srv.log().slice(mark), /refusing MAIL FROM of disabled account "erin@test\.example"/)
 
-      await waitSubjects(sink, `s4 ${store} `, 4)
+      await waitSubjects(e2e.sink, `s4 ${store} `, 4)
       await waitQueueEmpty(srv)
       assert.deepEqual(
-        bySubject(sink, `s4 ${store} `)
+        bySubject(e2e.sink, `s4 ${store} `)
           .map((m) => m.subject)
           .sort(),
         [`s4 ${store} 1`, `s4 ${store} 2`, `s4 ${store} frank after`, `s4 ${store} frank before`],
@@ -446,7 +399,7 @@ describe('e2e: sending limits', function () {
       assert.equal(countMatches(open.log().slice(marks[0]), /\[ERROR\].*store unavailable/), 1)
       assert.match(closed.log().slice(marks[1]), /\[ERROR\].*store unavailable at /)
       assert.doesNotMatch(open.log() + closed.log(), /Unhandled|unhandledRejection|Caught exception/)
-      await waitSubjects(sink, 's5a down ', 6)
+      await waitSubjects(e2e.sink, 's5a down ', 6)
 
       // Redis back on the same port (empty: no persistence): counting resumes, no Haraka restart
       const pids = [open.pid, closed.pid]
@@ -536,7 +489,7 @@ describe('e2e: sending limits', function () {
       const { value: r, ms } = await timed(() => sendFast(srv.port, 's5c down'))
       assert250(r, 'relayed with Redis down')
       assert.ok(ms < BOUND_MS, `took ${ms} ms`)
-      await waitSubjects(sink, 's5c down', 1)
+      await waitSubjects(e2e.sink, 's5c down', 1)
       assert.match(srv.log(), /\[ERROR\].*store unavailable at /)
 
       const mark = srv.logMark()
@@ -567,7 +520,7 @@ describe('e2e: sending limits', function () {
     const srv = await haraka({
       auth: 'any',
       lineLength: 4096,
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 2/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 2/1m\nrecipients = 0' }),
     })
     await srv.start()
     const port = srv.port
@@ -604,13 +557,14 @@ describe('e2e: sending limits', function () {
       assert.equal(countMatches(srv.log(), disabledLine(u)), 1, `one ACCOUNT DISABLED line for ${JSON.stringify(u)}`)
     }
     assert.equal(countMatches(srv.log(), /ACCOUNT DISABLED/), odd.length)
-    const keys = await redis.keys('hijack-guard:*:disabled')
+    const keys = await e2e.redis.keys('hijack-guard:*:disabled')
     assert.deepEqual(keys, odd.map(disabledKey).sort())
-    for (const u of calm) assert.equal(sum(await messageBuckets(redis, u, 2000)), 2, `counts of ${JSON.stringify(u)}`)
+    for (const u of calm)
+      assert.equal(sum(await messageBuckets(e2e.redis, u, 2000)), 2, `counts of ${JSON.stringify(u)}`)
 
-    await waitSubjects(sink, 's6 ', 2 * (odd.length + calm.length))
+    await waitSubjects(e2e.sink, 's6 ', 2 * (odd.length + calm.length))
     await waitQueueEmpty(srv)
-    assert.equal(bySubject(sink, 's6 third').length, 0)
+    assert.equal(bySubject(e2e.sink, 's6 third').length, 0)
     assert.ok(srv.alive())
   })
 
@@ -620,7 +574,7 @@ describe('e2e: sending limits', function () {
     const login = 'jürgen@test.example'
     const srv = await haraka({
       auth: 'any',
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 1/1m\nrecipients = 0' }),
     })
     await srv.start()
     const s = await openSession({ port: srv.port, user: login, pass: 'secret' })
@@ -649,13 +603,13 @@ describe('e2e: sending limits', function () {
     const [slide, gap, ctl] = ['slide@test.example', 'gap@test.example', 'ctl@test.example']
     const srv = await haraka({
       users: { [slide]: PW, [gap]: PW, [ctl]: PW },
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 3/4s\nrecipients = 0\nbuckets = 4' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 3/4s\nrecipients = 0\nbuckets = 4' }),
     })
     await srv.start()
     const port = srv.port
     const send = (user: string, subject: string): Promise<SendResult> =>
       sendOne({ port, user, pass: PW, from: user, to: [OUT], subject })
-    const bucketNow = async (): Promise<number> => Math.floor((await redisNowMs(redis)) / BUCKET)
+    const bucketNow = async (): Promise<number> => Math.floor((await redisNowMs(e2e.redis)) / BUCKET)
     const waitBucket = (n: number): Promise<true> =>
       waitUntil(async () => (await bucketNow()) >= n, {
         timeoutMs: 10000,
@@ -666,7 +620,7 @@ describe('e2e: sending limits', function () {
     // the limit is live: a control account's 4th message in the window is refused
     const whole = (async () => {
       for (let i = 1; i <= 3; i++) assert250(await send(slide, `s7 slide ${i}`), `slide ${i}`)
-      const b = await messageBuckets(redis, slide, BUCKET)
+      const b = await messageBuckets(e2e.redis, slide, BUCKET)
       assert.equal(sum(b), 3, `counted in 1 s buckets: ${JSON.stringify(b)}`)
       // wait (bounded) until every bucket holding them has left the window
       await waitBucket(Math.max(...Object.keys(b).map(Number)) + 4)
@@ -677,11 +631,11 @@ describe('e2e: sending limits', function () {
     // not, exactly one more fits (a fixed window that resets would take 3, no sliding none)
     const partial = (async () => {
       assert250(await send(gap, 's7 gap 1'), 'gap 1')
-      const b0 = Number(Object.keys(await messageBuckets(redis, gap, BUCKET))[0])
+      const b0 = Number(Object.keys(await messageBuckets(e2e.redis, gap, BUCKET))[0])
       await waitBucket(b0 + 2)
       assert250(await send(gap, 's7 gap 2'), 'gap 2')
       assert250(await send(gap, 's7 gap 3'), 'gap 3')
-      const later = Object.keys(await messageBuckets(redis, gap, BUCKET))
+      const later = Object.keys(await messageBuckets(e2e.redis, gap, BUCKET))
         .map(Number)
         .filter((b) => b !== b0)
       const b1 = Math.min(...later)
@@ -713,7 +667,7 @@ describe('e2e: sending limits', function () {
     const mon = 'mon@test.example'
     const srv = await haraka({
       users: { [mon]: PW },
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 3/1m\nrecipients = 0', main: 'mode = monitor' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 3/1m\nrecipients = 0', main: 'mode = monitor' }),
     })
     await srv.start()
     const s = await openSession({ port: srv.port, user: mon, pass: PW })
@@ -727,7 +681,7 @@ describe('e2e: sending limits', function () {
       'a new session',
     )
 
-    assert.equal((await waitSubjects(sink, 's8 ', 7)).length, 7)
+    assert.equal((await waitSubjects(e2e.sink, 's8 ', 7)).length, 7)
     await srv.waitForLog(/monitor mode/)
     assert.equal(countMatches(srv.log(), /monitor mode/), 1, 'one "monitor mode" line')
     assert.match(
@@ -735,15 +689,15 @@ describe('e2e: sending limits', function () {
       /monitor mode: account "mon@test\.example" went over messages 3\/1m \(4 messages in 1 minute\)/,
     )
     assert.equal(countMatches(srv.log(), /ACCOUNT DISABLED/), 0)
-    assert.equal(await redis.command(['EXISTS', disabledKey(mon)]), 0)
-    assert.equal(sum(await messageBuckets(redis, mon, 2000)), 7, 'every message counted')
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(mon)]), 0)
+    assert.equal(sum(await messageBuckets(e2e.redis, mon, 2000)), 7, 'every message counted')
   })
 
   // -------------------------------------------------------------------------------------------
   // 9
 
   it('a bad value (messages = abc) stops Haraka at startup, naming the file, the key and the value', async function () {
-    const srv = await haraka({ users: {}, pluginIni: pluginIni(redis.port, { limits: 'messages = abc' }) })
+    const srv = await haraka({ users: {}, pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = abc' }) })
     await assert.rejects(srv.start({ timeoutMs: 10000 }), /haraka exited during startup/)
     assert.ok(!srv.alive())
     assert.equal(srv.crashed, true)

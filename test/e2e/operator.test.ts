@@ -6,27 +6,17 @@
 // incident handled with the CLI alone. See test/e2e/README.md.
 
 import assert from 'node:assert/strict'
-import * as childProcess from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import {
-  createHaraka,
-  dumpLogsIfFailed,
   escapeRegExp,
-  killPid,
   openSession,
-  packPlugin,
   sendOne,
-  startRedis,
-  startSink,
-  stopAll,
   tail,
   tryAuth,
   waitUntil,
   type HarakaInstance,
-  type HarakaOptions,
-  type RedisServer,
   type Sink,
   type SinkMessage,
 } from '../../support'
@@ -38,11 +28,16 @@ import {
   countMatches,
   pluginIni,
   queueFiles,
-  replyRaw,
-  sendAndSettle,
   waitQueueEmpty,
   waitSubjects,
+  e2eWorld,
+  cliOk,
+  at,
+  type AuditEntry,
+  replyToAlert,
+  RETRYING_OUTBOUND,
 } from './helpers'
+import { describeCli } from '../../support/cli'
 
 const PW = 'pw'
 const ADMIN = 'postmaster@test.example' // a flat_file login listed in [alert] to: an admin
@@ -53,30 +48,7 @@ const ACTOR = `cli:${os.userInfo().username}`
 // waitQueueEmpty in these tests: a longer bound (15 s) and a shorter poll (50 ms) than its default
 const QUEUE_WAIT = { timeoutMs: 15000, intervalMs: 50 }
 
-// Haraka retries a temporary failure after 5 s (its smallest interval) for a long while, so
-// mail the sink refuses with 451 stays in the queue; the support/ default is no retry at all.
-const RETRYING_OUTBOUND = [
-  '[main]',
-  'enable_tls=false',
-  'local_mx_ok=true',
-  'inet_prefer=v4',
-  'connect_timeout=5',
-  'temp_fail_intervals=5s*30',
-  '',
-].join('\n')
-
 // What `hijack-guard --json ...` prints, as far as these tests read it.
-
-/** `audit`: one entry, newest first. */
-interface AuditEntry {
-  /** Milliseconds since the epoch. */
-  readonly at: number
-  readonly account: string
-  readonly action: string
-  readonly actor: string
-  readonly how: string
-  readonly reason?: string
-}
 
 /** `list`: one disabled account. */
 interface ListRow {
@@ -94,70 +66,15 @@ interface ShowResult {
   readonly evidence: readonly { readonly helo: string; readonly ip: string }[]
 }
 
-/** The element at `index`; fails the test when there is none. */
-function at<T>(list: readonly T[], index: number, what: string): T {
-  const value = list[index]
-  assert.ok(value !== undefined, `${what}: no element ${index} in a list of ${list.length}`)
-  return value
-}
-
-/** The value of a header the message has exactly once. */
-function headerOf(message: SinkMessage, name: string): string {
-  const value = message.headers[name]
-  assert.ok(typeof value === 'string', `${name} of ${JSON.stringify(message.subject)}: ${JSON.stringify(value)}`)
-  return value
-}
-
 // bounces: mail from the null sender
 const bounces = (sink: Sink): SinkMessage[] => sink.messages.filter((m) => !m.from)
 
-interface CliRun {
-  /** The exit code; a string (the spawn error's code) or null when it did not exit normally. */
-  readonly code: number | string | null
-  readonly stdout: string
-  readonly stderr: string
-  readonly ms: number
-  readonly args: readonly string[]
-}
-
-// Runs the CLI the package installed into the Haraka directory; never rejects.
-const running = new Set<childProcess.ChildProcess>()
-function hg(srv: HarakaInstance, args: readonly string[], { timeoutMs = 20000 } = {}): Promise<CliRun> {
-  const bin = path.join(srv.dir, 'node_modules', '.bin', 'hijack-guard')
-  const env = { ...process.env }
-  delete env.HARAKA
-  return new Promise((resolve) => {
-    const t0 = Date.now()
-    const child = childProcess.execFile(
-      bin,
-      ['-c', srv.dir, ...args],
-      { cwd: srv.dir, env, timeout: timeoutMs, killSignal: 'SIGKILL' },
-      (err, stdout, stderr) => {
-        running.delete(child)
-        const code = err ? (typeof err.code === 'number' ? err.code : err.code || null) : 0
-        resolve({ code, stdout, stderr, ms: Date.now() - t0, args })
-      },
-    )
-    running.add(child)
-  })
-}
-
-function explain(r: CliRun): string {
-  return `hijack-guard ${r.args.join(' ')}: exit ${String(r.code)} after ${r.ms} ms\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`
-}
-
-async function hgOk(srv: HarakaInstance, args: readonly string[], code = 0): Promise<CliRun> {
-  const r = await hg(srv, args)
-  assert.equal(r.code, code, explain(r))
-  return r
-}
-
 async function hgJson(srv: HarakaInstance, args: readonly string[]): Promise<unknown> {
-  const r = await hgOk(srv, ['--json', ...args])
+  const r = await cliOk(srv, ['--json', ...args])
   try {
     return JSON.parse(r.stdout) as unknown
   } catch (err) {
-    assert.fail(`${explain(r)}\nnot JSON: ${err instanceof Error ? err.message : String(err)}`)
+    assert.fail(`${describeCli(r)}\nnot JSON: ${err instanceof Error ? err.message : String(err)}`)
   }
 }
 
@@ -190,20 +107,9 @@ async function listedHeld(srv: HarakaInstance, account: string): Promise<number 
 describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   this.timeout(60000)
 
-  let sink: Sink
-  let redis: RedisServer
-  const started: HarakaInstance[] = [] // Haraka instances of the current test
-
-  async function haraka(opts: HarakaOptions): Promise<HarakaInstance> {
-    const inst = await createHaraka({
-      sink,
-      ...opts,
-      users: { [ADMIN]: PW, [OTHER]: PW, ...(opts.users ?? {}) },
-    })
-    started.push(inst)
-    await inst.start()
-    return inst
-  }
+  // every instance: an admin's and another user's login; started
+  const e2e = e2eWorld({ users: { [ADMIN]: PW, [OTHER]: PW } })
+  const { haraka } = e2e
 
   // Sends `max` messages from account (250), then one more (550 5.7.1, the account is now
   // disabled). Returns the subjects of the accepted ones.
@@ -229,6 +135,14 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     return accepted
   }
 
+  // trip, then the alert and the audit entry of the automatic disable; returns the alert
+  async function tripAudited(srv: HarakaInstance, account: string): Promise<SinkMessage> {
+    await trip(srv, account)
+    const alert = at(await waitSubjects(e2e.sink, alertPrefix(account), 1), 0, 'the alert')
+    await waitAudit(srv, account, (e) => e.action === 'disable', 'the automatic disable')
+    return alert
+  }
+
   async function waitAudit(
     srv: HarakaInstance,
     account: string,
@@ -250,70 +164,29 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     return entries
   }
 
-  before(async function () {
-    this.timeout(240000) // npm pack (build) + npm install, once per run
-    await packPlugin()
-    sink = await startSink()
-    redis = await startRedis()
-  })
-
-  after(async function () {
-    for (const r of started.splice(0)) await r.destroy()
-    await stopAll() // redis, the sink, anything left
-  })
-
-  beforeEach(async function () {
-    sink.accept()
-    sink.clear()
-    await redis.flushall()
-  })
-
-  afterEach(async function () {
-    dumpLogsIfFailed(this)
-    for (const child of running) killPid(child.pid, 'SIGKILL')
-    running.clear()
-    sink.accept()
-    for (const r of started.splice(0).reverse()) await r.destroy()
-  })
-
   // -------------------------------------------------------------------------------------------
   // a. the audit trail
 
   it("the audit trail records every path with its actor: disable by the limit, enable by the admin's reply, a failed reply, CLI disable / reset / drop-held / enable by cli:<os user>", async function () {
     const acct = 'audited@test.example'
-    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
 
-    await trip(srv, acct)
-    const alert = at(await waitSubjects(sink, alertPrefix(acct), 1), 0, 'the alert')
-    await waitAudit(srv, acct, (e) => e.action === 'disable', 'the automatic disable')
+    const alert = await tripAudited(srv, acct)
 
     // the admin answers the alert: re-enabled
-    const to = headerOf(alert, 'reply-to')
-    const ok = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const ok = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assert250(ok, "the admin's reply")
     assert.match(ok.log, /ACCOUNT RE-ENABLED "audited@test\.example" by reply from postmaster@test\.example/)
     // the same reply again: the token is spent, nothing changes (a failed reactivation)
-    const again = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const again = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assert250(again, 'the second reply')
     assert.match(again.log, /reply to alert not accepted from postmaster@test\.example for "audited@test\.example"/)
 
     // the CLI, with the login written differently each time
-    await hgOk(srv, ['disable', 'Audited@Test.Example', '--reason', 'ticket 4711'])
-    await hgOk(srv, ['reset', 'AUDITED@test.example'])
-    await hgOk(srv, ['drop-held', acct])
-    await hgOk(srv, ['enable', 'audited@TEST.example'])
+    await cliOk(srv, ['disable', 'Audited@Test.Example', '--reason', 'ticket 4711'])
+    await cliOk(srv, ['reset', 'AUDITED@test.example'])
+    await cliOk(srv, ['drop-held', acct])
+    await cliOk(srv, ['enable', 'audited@TEST.example'])
 
     const entries = await hgAudit(srv, [acct])
     assert.deepEqual(
@@ -338,7 +211,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     assert.equal(at(entries, 1, 'audit').reason, '0 held')
 
     // the text form names the actor and the way of each line
-    const text = await hgOk(srv, ['audit', acct])
+    const text = await cliOk(srv, ['audit', acct])
     const [storeLine, ...lines] = text.stdout.trim().split('\n')
     assert.match(String(storeLine), /^store: redis 127\.0\.0\.1:\d+\/0$/)
     assert.equal(lines.length, 7, text.stdout)
@@ -354,7 +227,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
       await sendOne({ port: srv.port, user: acct, pass: PW, from: acct, to: [OUT], subject: 'after the audit' }),
       'after the CLI enable',
     )
-    await waitSubjects(sink, 'after the audit', 1)
+    await waitSubjects(e2e.sink, 'after the audit', 1)
   })
 
   // A refused reply whose token names an account is audited as reactivate-failed with the
@@ -362,18 +235,9 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   // token.
   it("a non-admin's reply to the alert leaves a reactivate-failed audit entry naming that login", async function () {
     const acct = 'forged@test.example'
-    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
-    await trip(srv, acct)
-    const alert = at(await waitSubjects(sink, alertPrefix(acct), 1), 0, 'the alert')
-    await waitAudit(srv, acct, (e) => e.action === 'disable', 'the automatic disable')
-    const to = headerOf(alert, 'reply-to')
-    const r = await sendAndSettle(srv, {
-      user: OTHER,
-      pass: PW,
-      from: OTHER,
-      to: [to],
-      raw: replyRaw({ from: OTHER, to, alert }),
-    })
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
+    const alert = await tripAudited(srv, acct)
+    const r = await replyToAlert(srv, alert, { user: OTHER, pass: PW })
     assert250(r, "the non-admin's reply is consumed")
     assert.match(r.log, /reply to alert not accepted from eve@test\.example/)
     assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'still disabled', { text: null })
@@ -387,11 +251,19 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   // -------------------------------------------------------------------------------------------
   // b, c. held mail
 
+  // An instance that looks at held mail every second and retries refused mail (RETRYING_OUTBOUND)
+  const heldRetrying = (acct: string): Promise<HarakaInstance> =>
+    haraka({
+      users: { [acct]: PW },
+      pluginIni: pluginIni(e2e.redis.port, { held: 'retry = 1s' }),
+      config: { 'outbound.ini': RETRYING_OUTBOUND },
+    })
+
   // The account queues mail while the sink answers 451 (Haraka keeps it, retrying every 5 s),
   // then goes over its limit. Once the retries find the account disabled they are held. The
   // sink then accepts again. Returns the subjects of the queued messages.
   async function queueThenHold(srv: HarakaInstance, acct: string): Promise<string[]> {
-    sink.refuse(451)
+    e2e.sink.refuse(451)
     const queued = await trip(srv, acct, { tag: 'held' })
     await waitUntil(async () => (await listedHeld(srv, acct)) === queued.length, {
       timeoutMs: 20000,
@@ -399,21 +271,17 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
       message: () =>
         `held count of ${acct} in hijack-guard list did not reach ${queued.length}\n${tail(srv.log(), 30)}`,
     })
-    assert.ok(sink.refused >= queued.length, `the sink refused the first attempts (${sink.refused})`)
-    assert.equal(bySubject(sink, `held ${acct}`).length, 0)
-    sink.accept()
+    assert.ok(e2e.sink.refused >= queued.length, `the sink refused the first attempts (${e2e.sink.refused})`)
+    assert.equal(bySubject(e2e.sink, `held ${acct}`).length, 0)
+    e2e.sink.accept()
     // the alert was refused too; it goes out at its next retry, which proves the sink is back
-    await waitSubjects(sink, alertPrefix(acct), 1, { timeoutMs: 15000 })
+    await waitSubjects(e2e.sink, alertPrefix(acct), 1, { timeoutMs: 15000 })
     return queued
   }
 
   it('held mail: what a disabled account queued stays in the queue while the sink accepts again (list shows it held); enable releases it to the sink at the next retry', async function () {
     const acct = 'queued@test.example'
-    const srv = await haraka({
-      users: { [acct]: PW },
-      pluginIni: pluginIni(redis.port, { held: 'retry = 1s' }),
-      config: { 'outbound.ini': RETRYING_OUTBOUND },
-    })
+    const srv = await heldRetrying(acct)
     const queued = await queueThenHold(srv, acct)
 
     // several [held] retry intervals with the sink accepting: each retry holds it again
@@ -423,42 +291,38 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
       since: mark,
       timeoutMs: 15000,
     })
-    assert.equal(bySubject(sink, `held ${acct}`).length, 0, 'none of the held messages reached the sink')
+    assert.equal(bySubject(e2e.sink, `held ${acct}`).length, 0, 'none of the held messages reached the sink')
     assert.equal(queueFiles(srv).length, queued.length, `queue: ${JSON.stringify(queueFiles(srv))}`)
-    const list = await hgOk(srv, ['list'])
+    const list = await cliOk(srv, ['list'])
     assert.match(list.stdout, /^queued@test\.example$/m)
     assert.match(list.stdout, /^ {2}held mail 3; incident /m)
     assert.equal((await hgShow(srv, acct)).held, 3)
 
-    const enabled = await hgOk(srv, ['enable', acct])
+    const enabled = await cliOk(srv, ['enable', acct])
     assert.match(enabled.stdout, /3 held messages go out at the next delivery attempt \(within 1 second\)/)
-    const delivered = await waitSubjects(sink, `held ${acct}`, queued.length, { timeoutMs: 10000 })
+    const delivered = await waitSubjects(e2e.sink, `held ${acct}`, queued.length, { timeoutMs: 10000 })
     await waitQueueEmpty(srv, QUEUE_WAIT)
     assert.deepEqual(
       delivered.map((m) => m.subject).sort(),
       [...queued].sort(),
       'each held message delivered exactly once',
     )
-    assert.equal(bySubject(sink, `held ${acct}`).length, queued.length)
+    assert.equal(bySubject(e2e.sink, `held ${acct}`).length, queued.length)
     assert.equal(
       countMatches(srv.log(), /releasing held mail of "queued@test\.example": the account is enabled/),
       queued.length,
     )
     assert.equal((await hgShow(srv, acct)).held, 0, 'nothing held any more')
-    assert.deepEqual(bounces(sink), [])
+    assert.deepEqual(bounces(e2e.sink), [])
   })
 
   it('drop-held: the held messages never reach the sink, the queue empties without a bounce to anyone, and enabling afterwards does not bring them back', async function () {
     const acct = 'dropped@test.example'
-    const srv = await haraka({
-      users: { [acct]: PW },
-      pluginIni: pluginIni(redis.port, { held: 'retry = 1s' }),
-      config: { 'outbound.ini': RETRYING_OUTBOUND },
-    })
+    const srv = await heldRetrying(acct)
     const queued = await queueThenHold(srv, acct)
     const mark = srv.logMark()
 
-    const dropped = await hgOk(srv, ['drop-held', acct])
+    const dropped = await cliOk(srv, ['drop-held', acct])
     assert.match(dropped.stdout, /^dropped@test\.example: 3 held messages .* without bounces$/m)
     await waitQueueEmpty(srv, QUEUE_WAIT)
     await srv.waitForLog(/discarded queued mail without a bounce: dropped by an operator/, {
@@ -471,17 +335,17 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
     assert.equal((await hgShow(srv, acct)).held, 0)
 
     // enabled again: the dropped messages are gone for good, new mail flows
-    await hgOk(srv, ['enable', acct])
+    await cliOk(srv, ['enable', acct])
     assert250(
       await sendOne({ port: srv.port, user: acct, pass: PW, from: acct, to: [OUT], subject: 'after drop-held' }),
       'new mail after the enable',
     )
-    await waitSubjects(sink, 'after drop-held', 1)
+    await waitSubjects(e2e.sink, 'after drop-held', 1)
     await waitQueueEmpty(srv, QUEUE_WAIT)
-    assert.equal(bySubject(sink, `held ${acct}`).length, 0, 'no dropped message reached the sink')
-    assert.deepEqual(bounces(sink), [], 'no bounce reached the sink')
+    assert.equal(bySubject(e2e.sink, `held ${acct}`).length, 0, 'no dropped message reached the sink')
+    assert.deepEqual(bounces(e2e.sink), [], 'no bounce reached the sink')
     assert.deepEqual(
-      sink.messages.filter((m) => m.to.includes(acct)),
+      e2e.sink.messages.filter((m) => m.to.includes(acct)),
       [],
       'nothing was sent to the account',
     )
@@ -494,11 +358,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
   // Haraka restart the enabled account's messages go out and are no longer counted as held.
   it('held mail across a Haraka restart: enabled while Haraka is down, the messages go out at startup and are no longer counted as held', async function () {
     const acct = 'restarted@test.example'
-    const srv = await haraka({
-      users: { [acct]: PW },
-      pluginIni: pluginIni(redis.port, { held: 'retry = 1s' }),
-      config: { 'outbound.ini': RETRYING_OUTBOUND },
-    })
+    const srv = await heldRetrying(acct)
     const queued = await queueThenHold(srv, acct)
     await srv.stop()
     assert.equal(
@@ -506,12 +366,12 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
       queued.length,
       `the held messages stay in the queue directory: ${JSON.stringify(queueFiles(srv))}`,
     )
-    const enabled = await hgOk(srv, ['enable', acct])
+    const enabled = await cliOk(srv, ['enable', acct])
     assert.match(enabled.stdout, /3 held messages go out/)
     await srv.start()
-    await waitSubjects(sink, `held ${acct}`, queued.length, { timeoutMs: 15000 })
+    await waitSubjects(e2e.sink, `held ${acct}`, queued.length, { timeoutMs: 15000 })
     await waitQueueEmpty(srv, QUEUE_WAIT)
-    assert.equal(bySubject(sink, `held ${acct}`).length, queued.length, 'each delivered once')
+    assert.equal(bySubject(e2e.sink, `held ${acct}`).length, queued.length, 'each delivered once')
     const shown = await hgShow(srv, acct)
     assert.equal(shown.state, 'active')
     assert.equal(
@@ -526,14 +386,14 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
 
   it('a postmaster runs an incident with the CLI alone: list shows the account with its limit and counts, show the evidence, enable lets it send again', async function () {
     const acct = 'incident@test.example'
-    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
-    const empty = await hgOk(srv, ['list'])
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
+    const empty = await cliOk(srv, ['list'])
     assert.equal(empty.stdout.trim().split('\n').pop(), '0 disabled accounts')
 
     await trip(srv, acct, { helo: 'laptop-9.incident.example', tag: 'spam' })
     assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'AUTH of the tripped account', { text: null })
 
-    const list = await hgOk(srv, ['list'])
+    const list = await cliOk(srv, ['list'])
     assert.match(list.stdout, /^1 disabled account$/m)
     assert.match(list.stdout, /^incident@test\.example$/m)
     assert.match(
@@ -552,7 +412,7 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
       ],
     )
 
-    const shown = await hgOk(srv, ['show', acct])
+    const shown = await cliOk(srv, ['show', acct])
     const out = shown.stdout
     assert.match(out, /^State +disabled since .* by limit: reached 3 messages in 1 minute$/m)
     assert.match(out, /^Evidence from its last 4 messages:$/m)
@@ -569,15 +429,15 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
       JSON.stringify(js.evidence),
     )
 
-    const enabled = await hgOk(srv, ['enable', acct])
+    const enabled = await cliOk(srv, ['enable', acct])
     assert.match(enabled.stdout, /^incident@test\.example enabled: flag and counters cleared\.$/m)
-    assert.equal((await hgOk(srv, ['list'])).stdout.trim().split('\n').pop(), '0 disabled accounts')
+    assert.equal((await cliOk(srv, ['list'])).stdout.trim().split('\n').pop(), '0 disabled accounts')
     // it sends again, with fresh counters: three messages are fine
     const s = await openSession({ port: srv.port, user: acct, pass: PW })
     for (let i = 1; i <= 3; i++)
       assert250(await s.send({ from: acct, to: [OUT], subject: `after enable ${i}` }), `message ${i} after the enable`)
     await s.close()
-    await waitSubjects(sink, 'after enable ', 3)
+    await waitSubjects(e2e.sink, 'after enable ', 3)
     assert.equal((await hgShow(srv, acct)).state, 'active')
   })
 
@@ -586,18 +446,18 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
 
   it('store = memory: the CLI enables and disables accounts of a running Haraka through DIR/hijack-guard.state.json', async function () {
     const acct = 'memory@test.example'
-    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port, { store: 'memory' }) })
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port, { store: 'memory' }) })
     await trip(srv, acct)
     assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'tripped', { text: null })
     await waitAudit(srv, acct, (e) => e.action === 'disable' && e.actor === 'limit', 'the automatic disable')
     const row = at(await hgList(srv), 0, 'list --json')
     assert.equal(row.account, acct)
     assert.equal(row.limit, 'messages 3/1m')
-    const shown = await hgOk(srv, ['show', acct])
+    const shown = await cliOk(srv, ['show', acct])
     assert.match(shown.stdout, /live counts are kept inside the Haraka process with store = memory/)
     assert.ok(fs.existsSync(path.join(srv.dir, 'hijack-guard.state.json')))
 
-    await hgOk(srv, ['enable', 'MEMORY@test.example'])
+    await cliOk(srv, ['enable', 'MEMORY@test.example'])
     const s = await openSession({ port: srv.port, user: acct, pass: PW })
     for (let i = 1; i <= 3; i++)
       assert250(
@@ -605,9 +465,9 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
         `message ${i} after the enable`,
       )
     await s.close()
-    await waitSubjects(sink, 'mem after enable ', 3)
+    await waitSubjects(e2e.sink, 'mem after enable ', 3)
 
-    await hgOk(srv, ['disable', acct, '--reason', 'by hand'])
+    await cliOk(srv, ['disable', acct, '--reason', 'by hand'])
     assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'disabled by the CLI', { text: null })
     const entries = await hgAudit(srv, [acct])
     assert.deepEqual(

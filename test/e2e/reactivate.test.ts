@@ -9,20 +9,14 @@ import * as childProcess from 'node:child_process'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {
-  createHaraka,
-  dumpLogsIfFailed,
   escapeRegExp,
   openSession,
-  packPlugin,
   sendOne,
   startRedis,
-  startSink,
-  stopAll,
   tmpDir,
   tryAuth,
   waitUntil,
   type HarakaInstance,
-  type HarakaOptions,
   type RedisServer,
   type SendResult,
   type Sink,
@@ -49,6 +43,11 @@ import {
   waitQueueEmpty,
   waitSubjects,
   type SettledResult,
+  e2eWorld,
+  headerOf,
+  at,
+  type AuditEntry,
+  replyToAlert,
 } from './helpers'
 
 const PW = 'pw'
@@ -59,38 +58,14 @@ const ADMIN2 = 'security@example.net' // the second [alert] to address (no login
 const OTHER = 'eve@test.example' // a login that is not an admin
 const OUT = 'bob@outside.example'
 
-/** An audit entry as the store writes it to the Redis list (docs/store.md). */
-interface AuditEntry {
-  readonly at: number
-  readonly account: string
-  readonly action: string
-  readonly actor: string
-  readonly how: string
-  readonly reason?: string
-}
-
 // the sink messages that went to the reply address (with any +detail): must never happen
 const deliveredToReplyAddress = (sink: Sink): SinkMessage[] =>
   sink.messages.filter((m) => m.to.some((a) => /^hijack-guard(\+[^@]*)?@/i.test(a)))
-
-/** The value of a header the message has exactly once. */
-function headerOf(message: SinkMessage, name: string): string {
-  const value = message.headers[name]
-  assert.ok(typeof value === 'string', `${name} of ${JSON.stringify(message.subject)}: ${JSON.stringify(value)}`)
-  return value
-}
 
 /** The first group of `regex` in `text`; fails the test when it does not match. */
 function capture(regex: RegExp, text: string, what: string): string {
   const value = regex.exec(text)?.[1]
   assert.ok(value !== undefined, `${what}: no ${String(regex)} in:\n${text}`)
-  return value
-}
-
-/** The element at `index`; fails the test when there is none. */
-function at<T>(list: readonly T[], index: number, what: string): T {
-  const value = list[index]
-  assert.ok(value !== undefined, `${what}: no element ${index} in a list of ${list.length}`)
   return value
 }
 
@@ -134,21 +109,9 @@ interface Trip {
 describe('e2e: alert and reactivation by reply', function () {
   this.timeout(60000)
 
-  let sink: Sink
-  let redis: RedisServer
-  const started: HarakaInstance[] = [] // Haraka instances of the current test
-
-  async function haraka(opts: HarakaOptions): Promise<HarakaInstance> {
-    const inst = await createHaraka({
-      sink,
-      ...opts,
-      users: { [ADMIN]: PW, [OTHER]: PW, ...(opts.users ?? {}) },
-      beforePlugins: ['test_preauth', ...(opts.beforePlugins ?? [])],
-    })
-    started.push(inst)
-    await inst.start()
-    return inst
-  }
+  // every instance: an admin's and another user's login, test_preauth before the auth plugin; started
+  const e2e = e2eWorld({ users: { [ADMIN]: PW, [OTHER]: PW }, beforePlugins: ['test_preauth'] })
+  const { haraka } = e2e
 
   // Sends max messages from account (all 250), then one more (550 5.7.1, the account is
   // disabled), and waits for the alert (one sink message per [alert] to domain). Returns the
@@ -163,8 +126,8 @@ describe('e2e: alert and reactivation by reply', function () {
       alertCopies = 1,
     }: { max?: number; helo?: string; tag?: string; alertCopies?: number } = {},
   ): Promise<Trip> {
-    const before = bySubject(sink, alertPrefix(account)).length
-    const deliveredBefore = bySubject(sink, `${tag} message `).length
+    const before = bySubject(e2e.sink, alertPrefix(account)).length
+    const deliveredBefore = bySubject(e2e.sink, `${tag} message `).length
     const s = await openSession({ port: srv.port, user: account, pass: PW, name: helo })
     const sent: Trip['sent'] = []
     for (let i = 1; i <= max + 1; i++) {
@@ -174,7 +137,7 @@ describe('e2e: alert and reactivation by reply', function () {
         subject: `${tag} message ${i}`,
       }
       // the accepted ones leave before the disable, so none of them is held (lib/hooks/held.ts)
-      if (i === max + 1) await waitSubjects(sink, `${tag} message `, deliveredBefore + max)
+      if (i === max + 1) await waitSubjects(e2e.sink, `${tag} message `, deliveredBefore + max)
       const r = await s.send(msg)
       if (i <= max) {
         assert250(r, `${account} message ${i}`)
@@ -185,13 +148,17 @@ describe('e2e: alert and reactivation by reply', function () {
       sent.push(msg)
     }
     await s.close()
-    const alerts = (await waitSubjects(sink, alertPrefix(account), before + alertCopies)).slice(before)
+    const alerts = (await waitSubjects(e2e.sink, alertPrefix(account), before + alertCopies)).slice(before)
     const alert = alerts.find((m) => m.to.includes(ADMIN)) ?? at(alerts, 0, `the alert for ${account}`)
     return { alert, alerts, token: tokenOf(alert), sent }
   }
 
   async function assertStillDisabled(srv: HarakaInstance, account: string, what: string): Promise<void> {
-    assert.equal(await redis.command(['EXISTS', disabledKey(account)]), 1, `${what}: the disable record is still there`)
+    assert.equal(
+      await e2e.redis.command(['EXISTS', disabledKey(account)]),
+      1,
+      `${what}: the disable record is still there`,
+    )
     assert535(await tryAuth({ port: srv.port, user: account, pass: PW }), `${what}: AUTH of ${account}`)
   }
 
@@ -202,30 +169,8 @@ describe('e2e: alert and reactivation by reply', function () {
     assert.match(r.response, /Reply received by hijack-guard/, `${what}: consumed, not queued: ${r.response}`)
     assert.doesNotMatch(r.response, /Message Queued/, what)
     assert.equal(r.sendEmails, notices, `${what}: mails the plugin queued while handling the reply (notices)\n${r.log}`)
-    assert.deepEqual(deliveredToReplyAddress(sink), [], `${what}: nothing delivered to the reply address`)
+    assert.deepEqual(deliveredToReplyAddress(e2e.sink), [], `${what}: nothing delivered to the reply address`)
   }
-
-  before(async function () {
-    this.timeout(240000) // npm pack (build) + npm install, once per run
-    await packPlugin()
-    sink = await startSink()
-    redis = await startRedis()
-  })
-
-  after(async function () {
-    for (const r of started.splice(0)) await r.destroy()
-    await stopAll() // redis, the sink, anything left
-  })
-
-  beforeEach(async function () {
-    sink.clear()
-    await redis.flushall()
-  })
-
-  afterEach(async function () {
-    dumpLogsIfFailed(this)
-    for (const r of started.splice(0).reverse()) await r.destroy()
-  })
 
   // -------------------------------------------------------------------------------------------
   // 1
@@ -234,7 +179,7 @@ describe('e2e: alert and reactivation by reply', function () {
     const alice = 'alice@test.example'
     const srv = await haraka({
       users: { [alice]: PW },
-      pluginIni: pluginIni(redis.port, { to: `${ADMIN}, ${ADMIN2}` }),
+      pluginIni: pluginIni(e2e.redis.port, { to: `${ADMIN}, ${ADMIN2}` }),
     })
     const t0 = Date.now()
     const helo = 'laptop-7.alice.example'
@@ -245,18 +190,18 @@ describe('e2e: alert and reactivation by reply', function () {
       { to: ['a4@first.example'], subject: 's1 payment due' },
     ]
     for (const m of sent) assert250(await s.send({ from: alice, ...m }), m.subject)
-    await waitSubjects(sink, 's1 invoice', 3) // delivered before the disable: nothing held
-    await waitSubjects(sink, 's1 payment due', 1)
+    await waitSubjects(e2e.sink, 's1 invoice', 3) // delivered before the disable: nothing held
+    await waitSubjects(e2e.sink, 's1 payment due', 1)
     const over = await s.send({ from: alice, to: ['a5@fourth.example'], subject: 's1 over' })
     assert.equal(over.code, 550, JSON.stringify(over))
     assert.match(over.response, /^550 5\.7\.1 Account alice@test\.example reached its limit of 3 messages in 1 minute/)
     await s.close()
 
     // one copy for each [alert] to address, one for each domain
-    const alerts = await waitSubjects(sink, alertPrefix(alice), 2)
+    const alerts = await waitSubjects(e2e.sink, alertPrefix(alice), 2)
     await waitQueueEmpty(srv)
     const t1 = Date.now()
-    assert.equal(bySubject(sink, alertPrefix(alice)).length, 2, 'exactly two alert deliveries')
+    assert.equal(bySubject(e2e.sink, alertPrefix(alice)).length, 2, 'exactly two alert deliveries')
     assert.deepEqual(
       alerts.flatMap((m) => m.to).sort(),
       [ADMIN, ADMIN2].sort(),
@@ -346,7 +291,7 @@ describe('e2e: alert and reactivation by reply', function () {
     assert.match(r.log, /ACCOUNT RE-ENABLED "alice@test\.example" by reply from postmaster@test\.example/)
 
     // the confirmation, to the reply's envelope sender
-    const confirm = at(await waitSubjects(sink, reenabledSubject(alice), 1), 0, 'the confirmation')
+    const confirm = at(await waitSubjects(e2e.sink, reenabledSubject(alice), 1), 0, 'the confirmation')
     assert.deepEqual(confirm.to, [ADMIN])
     assert.equal(confirm.from, REPLY_BASE)
     assert.match(headerOf(confirm, 'auto-submitted'), /^auto-/)
@@ -357,32 +302,32 @@ describe('e2e: alert and reactivation by reply', function () {
       'the confirmation threads under the reply',
     )
     await waitQueueEmpty(srv)
-    assert.deepEqual(deliveredToReplyAddress(sink), [], 'the reply itself never reached the sink')
-    assert.equal(bySubject(sink, 'Re: ').length, 0, "no message with the reply's subject reached the sink")
-    assert.equal(await redis.command(['EXISTS', countsKey(ADMIN)]), 0, 'the reply was not counted for the admin')
-    const audit = await auditRange(redis, 0, -1)
+    assert.deepEqual(deliveredToReplyAddress(e2e.sink), [], 'the reply itself never reached the sink')
+    assert.equal(bySubject(e2e.sink, 'Re: ').length, 0, "no message with the reply's subject reached the sink")
+    assert.equal(await e2e.redis.command(['EXISTS', countsKey(ADMIN)]), 0, 'the reply was not counted for the admin')
+    const audit = await auditRange(e2e.redis, 0, -1)
     assert.ok(
       audit.some((e) => e.account === alice && e.action === 'enable' && e.actor === ADMIN && e.how === 'reply'),
       `audit: ${JSON.stringify(audit)}`,
     )
 
     // the account works again, with fresh counters: 3 more, then the 4th is refused
-    assert.equal(await redis.command(['EXISTS', disabledKey(alice)]), 0)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(alice)]), 0)
     const s2 = await openSession({ port: srv.port, user: alice, pass: PW })
     assert.equal(s2.auth?.code, 235)
     for (let i = 1; i <= 3; i++)
       assert250(await s2.send({ from: alice, to: [OUT], subject: `s1 after ${i}` }), `message ${i} after the reply`)
-    await waitSubjects(sink, 's1 after ', 3)
+    await waitSubjects(e2e.sink, 's1 after ', 3)
     const again = await s2.send({ from: alice, to: [OUT], subject: 's1 after 4' })
     assert.equal(again.code, 550, JSON.stringify(again))
     assert.match(again.response, /^550 5\.7\.1 .*reached its limit of 3 messages/)
     await s2.close()
-    assert.equal((await waitSubjects(sink, 's1 after ', 3)).length, 3)
+    assert.equal((await waitSubjects(e2e.sink, 's1 after ', 3)).length, 3)
     // a new incident: a new alert with a new token
-    const second = await waitSubjects(sink, alertPrefix(alice), 4)
+    const second = await waitSubjects(e2e.sink, alertPrefix(alice), 4)
     assert.notEqual(tokenOf(at(second, 3, 'the alerts')), token, 'a new incident has a new token')
     await waitQueueEmpty(srv)
-    assert.equal(bySubject(sink, 's1 after ').length, 3)
+    assert.equal(bySubject(e2e.sink, 's1 after ').length, 3)
   })
 
   // -------------------------------------------------------------------------------------------
@@ -391,7 +336,7 @@ describe('e2e: alert and reactivation by reply', function () {
   describe('replies that must not re-enable the account', function () {
     it('an unauthenticated reply with the right token (policy = admin): 250, consumed, no notice, still disabled; the token still works for the admin afterwards', async function () {
       const acct = 'u1@test.example'
-      const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+      const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
       const { alert } = await trip(srv, acct)
       const to = headerOf(alert, 'reply-to')
 
@@ -414,52 +359,43 @@ describe('e2e: alert and reactivation by reply', function () {
       await assertStillDisabled(srv, acct, 'after the unauthenticated replies')
 
       // the refused attempt did not spend the token
-      const ok = await sendAndSettle(srv, {
-        user: ADMIN,
-        pass: PW,
-        from: ADMIN,
-        to: [to],
-        raw: replyRaw({ from: ADMIN, to, alert }),
-      })
+      const ok = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
       assertConsumed(ok, 1, "the admin's reply after the refused one")
       assert.match(ok.log, /ACCOUNT RE-ENABLED "u1@test\.example"/)
-      await waitSubjects(sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
+      await waitSubjects(e2e.sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
       assert.equal((await tryAuth({ port: srv.port, user: acct, pass: PW })).code, 235)
       await waitQueueEmpty(srv)
-      assert.equal(bySubject(sink, NOT_ACCEPTED).length, 0, 'no notice went anywhere (no backscatter)')
-      assert.deepEqual(deliveredToReplyAddress(sink), [])
-      assert.equal(sink.messages.filter((m) => m.to.includes('someone@elsewhere.example')).length, 0)
+      assert.equal(bySubject(e2e.sink, NOT_ACCEPTED).length, 0, 'no notice went anywhere (no backscatter)')
+      assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
+      assert.equal(e2e.sink.messages.filter((m) => m.to.includes('someone@elsewhere.example')).length, 0)
     })
 
     it('a reply from a login that is not an admin: 250, consumed, not counted, no notice, still disabled', async function () {
       const acct = 'u2@test.example'
-      const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+      const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
       const { alert } = await trip(srv, acct)
-      const to = headerOf(alert, 'reply-to')
-      const r = await sendAndSettle(srv, {
-        user: OTHER,
-        pass: PW,
-        from: OTHER,
-        to: [to],
-        raw: replyRaw({ from: OTHER, to, alert }),
-      })
+      const r = await replyToAlert(srv, alert, { user: OTHER, pass: PW })
       assertConsumed(r, 0, 'non-admin reply')
       assert.match(
         r.log,
         /reply to alert not accepted from eve@test\.example for "u2@test\.example": login "eve@test\.example" is not in \[reactivate\] admins/,
       )
-      assert.equal(await redis.command(['EXISTS', countsKey(OTHER)]), 0, 'the reply was not counted for the non-admin')
+      assert.equal(
+        await e2e.redis.command(['EXISTS', countsKey(OTHER)]),
+        0,
+        'the reply was not counted for the non-admin',
+      )
       await assertStillDisabled(srv, acct, 'after the non-admin reply')
       await waitQueueEmpty(srv)
-      assert.equal(bySubject(sink, NOT_ACCEPTED).length, 0)
-      assert.deepEqual(deliveredToReplyAddress(sink), [])
+      assert.equal(bySubject(e2e.sink, NOT_ACCEPTED).length, 0)
+      assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
     })
 
     it('the disabled account itself, even when listed in [reactivate] admins, cannot reply: AUTH 535 5.7.8, and a session logged in another way is refused at MAIL FROM', async function () {
       const acct = 'selfadmin@test.example'
       const srv = await haraka({
         users: { [acct]: PW },
-        pluginIni: pluginIni(redis.port, { reactivate: `admins = ${ADMIN}, ${acct}` }),
+        pluginIni: pluginIni(e2e.redis.port, { reactivate: `admins = ${ADMIN}, ${acct}` }),
       })
       const { alert } = await trip(srv, acct)
       const to = headerOf(alert, 'reply-to')
@@ -477,14 +413,14 @@ describe('e2e: alert and reactivation by reply', function () {
       assert.equal(r.code, 550)
       assert.match(r.response, /^550 5\.7\.1 .*is disabled/)
       assert.doesNotMatch(srv.log().slice(mark), /ACCOUNT RE-ENABLED|Reply received/)
-      assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 1)
+      assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 1)
       await waitQueueEmpty(srv)
-      assert.deepEqual(deliveredToReplyAddress(sink), [])
+      assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
     })
 
     it('automatic replies from an authenticated admin (Auto-Submitted: auto-replied, X-Autoreply, Precedence: auto_reply|bulk|junk, null sender): consumed, no notice, still disabled', async function () {
       const acct = 'u3@test.example'
-      const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+      const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
       const { alert } = await trip(srv, acct)
       const to = headerOf(alert, 'reply-to')
       const cases: { what: string; from?: string; headers: Record<string, string>; reason: RegExp }[] = [
@@ -518,18 +454,18 @@ describe('e2e: alert and reactivation by reply', function () {
         })
         assertConsumed(r, 0, c.what)
         assert.match(r.log, c.reason, c.what)
-        assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 1, `${c.what}: still disabled`)
+        assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 1, `${c.what}: still disabled`)
       }
       await assertStillDisabled(srv, acct, 'after the automatic replies')
       await waitQueueEmpty(srv)
-      assert.equal(bySubject(sink, NOT_ACCEPTED).length, 0, 'automatic replies are never answered')
-      assert.equal(bySubject(sink, reenabledSubject(acct)).length, 0)
-      assert.deepEqual(deliveredToReplyAddress(sink), [])
+      assert.equal(bySubject(e2e.sink, NOT_ACCEPTED).length, 0, 'automatic replies are never answered')
+      assert.equal(bySubject(e2e.sink, reenabledSubject(acct)).length, 0)
+      assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
     })
 
     it('a made-up token, or none, from an authenticated admin: consumed, the admin gets a "not accepted" notice, still disabled', async function () {
       const acct = 'u4@test.example'
-      const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+      const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
       const { token } = await trip(srv, acct)
       let fake = randomHex()
       while (fake === token) fake = randomHex()
@@ -550,7 +486,7 @@ describe('e2e: alert and reactivation by reply', function () {
       })
       assertConsumed(r1, 1, 'made-up token')
       assert.match(r1.log, /reply to alert not accepted from postmaster@test\.example: unknown or expired token/)
-      const n1 = at(await waitSubjects(sink, NOT_ACCEPTED, 1, { rcpt: ADMIN }), 0, 'the notice')
+      const n1 = at(await waitSubjects(e2e.sink, NOT_ACCEPTED, 1, { rcpt: ADMIN }), 0, 'the notice')
       assert.deepEqual(n1.to, [ADMIN])
       assert.match(n1.body, /unknown or expired token/)
       assert.match(headerOf(n1, 'auto-submitted'), /^auto-/)
@@ -565,23 +501,23 @@ describe('e2e: alert and reactivation by reply', function () {
       })
       assertConsumed(r2, 1, 'no token at all')
       assert.match(r2.log, /no incident token found/)
-      const notices = await waitSubjects(sink, NOT_ACCEPTED, 2, { rcpt: ADMIN })
+      const notices = await waitSubjects(e2e.sink, NOT_ACCEPTED, 2, { rcpt: ADMIN })
       assert.match(at(notices, 1, 'the notices').body, /no incident token found/)
 
       await assertStillDisabled(srv, acct, 'after the forged replies')
       await waitQueueEmpty(srv)
-      assert.equal(bySubject(sink, NOT_ACCEPTED).length, 2)
-      assert.equal(bySubject(sink, reenabledSubject(acct)).length, 0)
-      assert.deepEqual(deliveredToReplyAddress(sink), [])
+      assert.equal(bySubject(e2e.sink, NOT_ACCEPTED).length, 2)
+      assert.equal(bySubject(e2e.sink, reenabledSubject(acct)).length, 0)
+      assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
     })
 
     it('a token is single use: two replies at once with one token re-enable once; after a new incident the old token is refused and the new one works once', async function () {
       const acct = 'u5@test.example'
-      const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+      const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
       const first = await trip(srv, acct, { tag: 'u5a' })
       const to1 = headerOf(first.alert, 'reply-to')
       const replyTo = (to: string, alert: SinkMessage): Promise<SettledResult> =>
-        sendAndSettle(srv, { user: ADMIN, pass: PW, from: ADMIN, to: [to], raw: replyRaw({ from: ADMIN, to, alert }) })
+        replyToAlert(srv, alert, { user: ADMIN, pass: PW })
 
       // the same token twice, at the same time
       const mark0 = srv.logMark()
@@ -598,8 +534,8 @@ describe('e2e: alert and reactivation by reply', function () {
         1,
         'the other reply refused',
       )
-      await waitSubjects(sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
-      await waitSubjects(sink, NOT_ACCEPTED, 1, { rcpt: ADMIN })
+      await waitSubjects(e2e.sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
+      await waitSubjects(e2e.sink, NOT_ACCEPTED, 1, { rcpt: ADMIN })
 
       // a new incident
       const second = await trip(srv, acct, { tag: 'u5b' })
@@ -611,11 +547,11 @@ describe('e2e: alert and reactivation by reply', function () {
         old.log,
         /reply to alert not accepted from postmaster@test\.example for "u5@test\.example": the token is not the one of the current incident/,
       )
-      const notices = await waitSubjects(sink, NOT_ACCEPTED, 2, { rcpt: ADMIN })
+      const notices = await waitSubjects(e2e.sink, NOT_ACCEPTED, 2, { rcpt: ADMIN })
       assert.match(at(notices, 1, 'the notices').body, /not the one of the current incident/)
       await assertStillDisabled(srv, acct, 'after the old token')
       assert.doesNotMatch(srv.log().slice(mark), /ACCOUNT RE-ENABLED/)
-      const last = at(await auditRange(redis, 0, 0), 0, 'the newest audit entry')
+      const last = at(await auditRange(e2e.redis, 0, 0), 0, 'the newest audit entry')
       assert.equal(last.account, acct)
       assert.equal(last.action, 'reactivate-failed')
       assert.equal(last.actor, ADMIN)
@@ -634,17 +570,17 @@ describe('e2e: alert and reactivation by reply', function () {
         235,
         'enabled by the new token, and a second use changed nothing',
       )
-      await waitSubjects(sink, reenabledSubject(acct), 2, { rcpt: ADMIN })
-      await waitSubjects(sink, NOT_ACCEPTED, 3, { rcpt: ADMIN })
+      await waitSubjects(e2e.sink, reenabledSubject(acct), 2, { rcpt: ADMIN })
+      await waitSubjects(e2e.sink, NOT_ACCEPTED, 3, { rcpt: ADMIN })
       await waitQueueEmpty(srv)
-      assert.equal(bySubject(sink, reenabledSubject(acct)).length, 2)
-      assert.equal(bySubject(sink, NOT_ACCEPTED).length, 3)
-      assert.deepEqual(deliveredToReplyAddress(sink), [])
+      assert.equal(bySubject(e2e.sink, reenabledSubject(acct)).length, 2)
+      assert.equal(bySubject(e2e.sink, NOT_ACCEPTED).length, 3)
+      assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
     })
 
     it("a token is bound to its account: A's token re-enables A only, even in a reply that names B; B stays disabled", async function () {
       const [va, vb] = ['va@test.example', 'vb@test.example']
-      const srv = await haraka({ users: { [va]: PW, [vb]: PW }, pluginIni: pluginIni(redis.port) })
+      const srv = await haraka({ users: { [va]: PW, [vb]: PW }, pluginIni: pluginIni(e2e.redis.port) })
       const A = await trip(srv, va)
       const B = await trip(srv, vb)
       const to = headerOf(A.alert, 'reply-to')
@@ -677,40 +613,33 @@ describe('e2e: alert and reactivation by reply', function () {
       )
       await assertStillDisabled(srv, vb, "B after replies carrying A's token")
       assert.equal((await tryAuth({ port: srv.port, user: va, pass: PW })).code, 235)
-      await waitSubjects(sink, reenabledSubject(va), 1, { rcpt: ADMIN })
-      await waitSubjects(sink, NOT_ACCEPTED, 1, { rcpt: ADMIN })
+      await waitSubjects(e2e.sink, reenabledSubject(va), 1, { rcpt: ADMIN })
+      await waitSubjects(e2e.sink, NOT_ACCEPTED, 1, { rcpt: ADMIN })
       await waitQueueEmpty(srv)
-      assert.equal(bySubject(sink, reenabledSubject(vb)).length, 0)
-      assert.deepEqual(deliveredToReplyAddress(sink), [])
+      assert.equal(bySubject(e2e.sink, reenabledSubject(vb)).length, 0)
+      assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
     })
 
     it('an expired token (token_ttl = 2s): consumed, the admin is told it expired, still disabled', async function () {
       const acct = 'u6@test.example'
       const srv = await haraka({
         users: { [acct]: PW },
-        pluginIni: pluginIni(redis.port, { reactivate: 'token_ttl = 2s' }),
+        pluginIni: pluginIni(e2e.redis.port, { reactivate: 'token_ttl = 2s' }),
       })
       const { alert } = await trip(srv, acct)
       assert.match(alert.body, /Replying works once, until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(2 seconds\)/)
-      const expires = Number(await redis.command(['HGET', disabledKey(acct), 'token_expires']))
+      const expires = Number(await e2e.redis.command(['HGET', disabledKey(acct), 'token_expires']))
       assert.ok(expires > 0, 'the disable record has token_expires')
-      await waitUntil(async () => (await redisNowMs(redis)) > expires + 50, {
+      await waitUntil(async () => (await redisNowMs(e2e.redis)) > expires + 50, {
         timeoutMs: 5000,
         intervalMs: 50,
         message: 'Redis clock past token_expires',
       })
 
-      const to = headerOf(alert, 'reply-to')
-      const r = await sendAndSettle(srv, {
-        user: ADMIN,
-        pass: PW,
-        from: ADMIN,
-        to: [to],
-        raw: replyRaw({ from: ADMIN, to, alert }),
-      })
+      const r = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
       assertConsumed(r, 1, 'reply with the expired token')
       assert.match(r.log, /reply to alert not accepted from postmaster@test\.example.*expired/)
-      const n = at(await waitSubjects(sink, NOT_ACCEPTED, 1, { rcpt: ADMIN }), 0, 'the notice')
+      const n = at(await waitSubjects(e2e.sink, NOT_ACCEPTED, 1, { rcpt: ADMIN }), 0, 'the notice')
       assert.match(n.body, /expired/)
       assert.ok(
         n.body.includes(`${srv.dir}/node_modules/.bin/hijack-guard -c ${srv.dir} enable`),
@@ -718,7 +647,7 @@ describe('e2e: alert and reactivation by reply', function () {
       )
       await assertStillDisabled(srv, acct, 'after the expired token')
       await waitQueueEmpty(srv)
-      assert.deepEqual(deliveredToReplyAddress(sink), [])
+      assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
     })
   })
 
@@ -730,7 +659,7 @@ describe('e2e: alert and reactivation by reply', function () {
     const stranger = 'someone@elsewhere.example'
     const srv = await haraka({
       users: { [acct]: PW },
-      pluginIni: pluginIni(redis.port, { reactivate: 'policy = token' }),
+      pluginIni: pluginIni(e2e.redis.port, { reactivate: 'policy = token' }),
     })
     const { alert } = await trip(srv, acct)
     const to = headerOf(alert, 'reply-to')
@@ -741,7 +670,7 @@ describe('e2e: alert and reactivation by reply', function () {
       raw: replyRaw({ from: stranger, to, alert, headers: { 'Auto-Submitted': 'auto-replied' } }),
     })
     assertConsumed(auto, 0, 'automatic unauthenticated reply')
-    assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 1)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 1)
 
     const r = await sendAndSettle(srv, { from: stranger, to: [to], raw: replyRaw({ from: stranger, to, alert }) })
     assertConsumed(r, 1, 'unauthenticated reply with the token')
@@ -749,21 +678,21 @@ describe('e2e: alert and reactivation by reply', function () {
       r.log,
       /ACCOUNT RE-ENABLED "tok@test\.example" by reply from unauthenticated:someone@elsewhere\.example/,
     )
-    const confirm = at(await waitSubjects(sink, reenabledSubject(acct), 1), 0, 'the confirmation')
+    const confirm = at(await waitSubjects(e2e.sink, reenabledSubject(acct), 1), 0, 'the confirmation')
     assert.deepEqual(confirm.to, [ADMIN])
-    assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 0)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 0)
     const s = await openSession({ port: srv.port, user: acct, pass: PW })
     assert.equal(s.auth?.code, 235)
     assert250(await s.send({ from: acct, to: [OUT], subject: 's3 after' }), 'sending after the reply')
     await s.close()
-    await waitSubjects(sink, 's3 after', 1)
+    await waitSubjects(e2e.sink, 's3 after', 1)
     await waitQueueEmpty(srv)
     assert.equal(
-      sink.messages.filter((m) => m.to.includes(stranger)).length,
+      e2e.sink.messages.filter((m) => m.to.includes(stranger)).length,
       0,
       'nothing to the unauthenticated sender',
     )
-    assert.deepEqual(deliveredToReplyAddress(sink), [])
+    assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
   })
 
   // -------------------------------------------------------------------------------------------
@@ -773,7 +702,7 @@ describe('e2e: alert and reactivation by reply', function () {
     const accts = ['k1@test.example', 'k2@test.example', 'k3@test.example', 'k4@test.example', 'k5@test.example']
     const srv = await haraka({
       users: Object.fromEntries(accts.map((a) => [a, PW])),
-      pluginIni: pluginIni(redis.port),
+      pluginIni: pluginIni(e2e.redis.port),
     })
     const incidents: Trip[] = []
     for (const a of accts) incidents.push(await trip(srv, a))
@@ -842,16 +771,16 @@ describe('e2e: alert and reactivation by reply', function () {
         new RegExp(`ACCOUNT RE-ENABLED "${escapeRegExp(acct)}" by reply from postmaster@test\\.example`),
         v.what,
       )
-      assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 0, `${v.what}: enabled`)
+      assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 0, `${v.what}: enabled`)
       for (const other of accts.slice(i + 1))
-        assert.equal(await redis.command(['EXISTS', disabledKey(other)]), 1, `${v.what}: ${other} still disabled`)
+        assert.equal(await e2e.redis.command(['EXISTS', disabledKey(other)]), 1, `${v.what}: ${other} still disabled`)
     }
     const auths = await Promise.all(accts.map((a) => tryAuth({ port: srv.port, user: a, pass: PW })))
     for (const [i, a] of auths.entries()) assert.equal(a.code, 235, `${accts[i]}: ${JSON.stringify(a)}`)
-    for (const a of accts) await waitSubjects(sink, reenabledSubject(a), 1, { rcpt: ADMIN })
+    for (const a of accts) await waitSubjects(e2e.sink, reenabledSubject(a), 1, { rcpt: ADMIN })
     await waitQueueEmpty(srv)
-    assert.equal(bySubject(sink, NOT_ACCEPTED).length, 0)
-    assert.deepEqual(deliveredToReplyAddress(sink), [])
+    assert.equal(bySubject(e2e.sink, NOT_ACCEPTED).length, 0)
+    assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
   })
 
   // -------------------------------------------------------------------------------------------
@@ -862,7 +791,7 @@ describe('e2e: alert and reactivation by reply', function () {
     const marker = 'marker@test.example'
     const opts = {
       users: { [carol]: PW, [marker]: PW },
-      pluginIni: pluginIni(redis.port, { limits: 'messages = 10/1m\nrecipients = 0' }),
+      pluginIni: pluginIni(e2e.redis.port, { limits: 'messages = 10/1m\nrecipients = 0' }),
     }
     const [a, b] = await Promise.all([haraka(opts), haraka(opts)])
     const run = async (srv: HarakaInstance, n: number): Promise<(SendResult & { subject: string })[]> => {
@@ -906,22 +835,15 @@ describe('e2e: alert and reactivation by reply', function () {
     const sends = [a, b].map((srv) => countMatches(srv.log(), SEND_EMAIL))
     const [sendsA = 0, sendsB = 0] = sends
     assert.equal(sendsA + sendsB, 1, `alert sends per instance: ${sends.join(',')}`)
-    await waitSubjects(sink, alertPrefix(carol), 1)
-    await waitSubjects(sink, 's5 marker', 2)
+    await waitSubjects(e2e.sink, alertPrefix(carol), 1)
+    await waitSubjects(e2e.sink, 's5 marker', 2)
     await Promise.all([waitQueueEmpty(a), waitQueueEmpty(b)])
-    assert.equal(bySubject(sink, alertPrefix(carol)).length, 1, 'exactly one alert')
-    const alert = at(bySubject(sink, alertPrefix(carol)), 0, 'the alert')
+    assert.equal(bySubject(e2e.sink, alertPrefix(carol)).length, 1, 'exactly one alert')
+    const alert = at(bySubject(e2e.sink, alertPrefix(carol)), 0, 'the alert')
     assert.deepEqual(alert.to, [ADMIN])
     // the admin answers through the instance that did NOT send the alert: the store is shared
     const other = sendsA === 1 ? b : a
-    const to = headerOf(alert, 'reply-to')
-    const r = await sendAndSettle(other, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const r = await replyToAlert(other, alert, { user: ADMIN, pass: PW })
     assertConsumed(r, 1, 'the reply through the other instance')
     assert.match(r.log, /ACCOUNT RE-ENABLED "carol@test\.example"/)
     const auths = await Promise.all([a, b].map((srv) => tryAuth({ port: srv.port, user: carol, pass: PW })))
@@ -930,11 +852,11 @@ describe('e2e: alert and reactivation by reply', function () {
       [235, 235],
       'carol can log in on both instances again',
     )
-    await waitSubjects(sink, reenabledSubject(carol), 1, { rcpt: ADMIN })
+    await waitSubjects(e2e.sink, reenabledSubject(carol), 1, { rcpt: ADMIN })
     await Promise.all([waitQueueEmpty(a), waitQueueEmpty(b)])
-    assert.equal(bySubject(sink, alertPrefix(carol)).length, 1, 'still exactly one alert')
+    assert.equal(bySubject(e2e.sink, alertPrefix(carol)).length, 1, 'still exactly one alert')
 
-    const delivered = sink.messages.filter((m) => /^s5 \d+\.\d\.\d$/.test(m.subject ?? ''))
+    const delivered = e2e.sink.messages.filter((m) => /^s5 \d+\.\d\.\d$/.test(m.subject ?? ''))
     assert.equal(delivered.length, 10, 'exactly 10 messages reached the sink')
     assert.deepEqual(
       delivered.map((m) => m.subject).sort(),
@@ -952,7 +874,7 @@ describe('e2e: alert and reactivation by reply', function () {
 
   it('a reply must travel alone: with another recipient in the transaction the second RCPT gets 452 4.5.3, in either order; nothing is delivered for the reply address', async function () {
     const acct = 'alone@test.example'
-    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
     const { alert } = await trip(srv, acct)
     const to = headerOf(alert, 'reply-to')
     const cc = 'colleague@outside.example'
@@ -974,9 +896,13 @@ describe('e2e: alert and reactivation by reply', function () {
     assert.match(String(r1.rejectedErrors?.[0]?.response), /^452 4\.5\.3 /)
     assert.equal(r1.sendEmails, 0)
     assert.doesNotMatch(r1.log, /ACCOUNT RE-ENABLED|reply to alert/)
-    const delivered = at(await waitSubjects(sink, 's6 cc first', 1), 0, 's6 cc first')
+    const delivered = at(await waitSubjects(e2e.sink, 's6 cc first', 1), 0, 's6 cc first')
     assert.deepEqual(delivered.to, [cc])
-    assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 1, 'still disabled: the reply never went through')
+    assert.equal(
+      await e2e.redis.command(['EXISTS', disabledKey(acct)]),
+      1,
+      'still disabled: the reply never went through',
+    )
 
     // the reply address first, then another recipient: the other one is refused, the reply
     // travels alone and is consumed
@@ -993,11 +919,11 @@ describe('e2e: alert and reactivation by reply', function () {
     assert.equal(r2.rejectedErrors?.[0]?.code, 452)
     assert.match(String(r2.rejectedErrors?.[0]?.response), /^452 4\.5\.3 /)
     assert.match(r2.log, /ACCOUNT RE-ENABLED "alone@test\.example"/)
-    await waitSubjects(sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
+    await waitSubjects(e2e.sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
     await waitQueueEmpty(srv)
-    assert.equal(bySubject(sink, 's6 reply first').length, 0, 'the reply reached nobody')
-    assert.equal(bySubject(sink, 's6 cc first').length, 1)
-    assert.deepEqual(deliveredToReplyAddress(sink), [])
+    assert.equal(bySubject(e2e.sink, 's6 reply first').length, 0, 'the reply reached nobody')
+    assert.equal(bySubject(e2e.sink, 's6 cc first').length, 1)
+    assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
   })
 
   // -------------------------------------------------------------------------------------------
@@ -1032,10 +958,10 @@ describe('e2e: alert and reactivation by reply', function () {
       assertConsumed(again, 1, 'the same reply once Redis answers')
       assert.match(again.log, /ACCOUNT RE-ENABLED "frozen@test\.example"/)
       assert.equal(await own.command(['EXISTS', disabledKey(acct)]), 0)
-      await waitSubjects(sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
+      await waitSubjects(e2e.sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
       await waitQueueEmpty(srv)
-      assert.equal(bySubject(sink, NOT_ACCEPTED).length, 0, 'the retry was not told "not accepted"')
-      assert.deepEqual(deliveredToReplyAddress(sink), [])
+      assert.equal(bySubject(e2e.sink, NOT_ACCEPTED).length, 0, 'the retry was not told "not accepted"')
+      assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
     } finally {
       await own.stop()
     }
@@ -1050,14 +976,7 @@ describe('e2e: alert and reactivation by reply', function () {
       const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(own.port) })
       const { alert } = await trip(srv, acct)
       await own.stop()
-      const to = headerOf(alert, 'reply-to')
-      const r = await sendAndSettle(srv, {
-        user: ADMIN,
-        pass: PW,
-        from: ADMIN,
-        to: [to],
-        raw: replyRaw({ from: ADMIN, to, alert }),
-      })
+      const r = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
       assert.equal(r.stage, 'data', JSON.stringify(r))
       assert.match(r.log, /reply not processed, store unavailable/)
       assert.equal(r.sendEmails, 0)
@@ -1079,27 +998,20 @@ describe('e2e: alert and reactivation by reply', function () {
     await waitQueueEmpty(srv)
     await srv.restart()
     assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'disabled after the restart')
-    const to = headerOf(alert, 'reply-to')
-    const r = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const r = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assertConsumed(r, 1, 'the reply after the restart')
     assert.match(r.log, /ACCOUNT RE-ENABLED "mem@test\.example"/)
     const s = await openSession({ port: srv.port, user: acct, pass: PW })
     for (let i = 1; i <= 3; i++)
       assert250(await s.send({ from: acct, to: [OUT], subject: `s7 mem ${i}` }), `message ${i} after the reply`)
-    await waitSubjects(sink, 's7 mem ', 3)
+    await waitSubjects(e2e.sink, 's7 mem ', 3)
     const over = await s.send({ from: acct, to: [OUT], subject: 's7 mem 4' })
     assert.equal(over.code, 550, 'counters were reset: the 4th is refused again')
     await s.close()
-    await waitSubjects(sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
-    await waitSubjects(sink, alertPrefix(acct), 2)
+    await waitSubjects(e2e.sink, reenabledSubject(acct), 1, { rcpt: ADMIN })
+    await waitSubjects(e2e.sink, alertPrefix(acct), 2)
     await waitQueueEmpty(srv)
-    assert.deepEqual(deliveredToReplyAddress(sink), [])
+    assert.deepEqual(deliveredToReplyAddress(e2e.sink), [])
   })
 
   // -------------------------------------------------------------------------------------------
@@ -1107,7 +1019,7 @@ describe('e2e: alert and reactivation by reply', function () {
 
   it('the re-enable command the alert prints (DIR/node_modules/.bin/hijack-guard -c DIR enable ACCOUNT) works from any directory', async function () {
     const acct = 'cli@test.example'
-    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(redis.port) })
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: pluginIni(e2e.redis.port) })
     const { alert } = await trip(srv, acct)
     const m = /^ +(\S+) (-c .+)$/m.exec(alert.body)
     assert.ok(m?.[1] && m[2], `the alert names the command:\n${alert.body}`)
@@ -1128,26 +1040,19 @@ describe('e2e: alert and reactivation by reply', function () {
       timeout: 20000,
     })
     assert.equal(out.status, 0, `${command} ${args}: ${out.stdout}${out.stderr}`)
-    assert.match(out.stdout, new RegExp(`^store: redis 127\\.0\\.0\\.1:${redis.port}/0$`, 'm'))
-    assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 0)
+    assert.match(out.stdout, new RegExp(`^store: redis 127\\.0\\.0\\.1:${e2e.redis.port}/0$`, 'm'))
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 0)
     assert.equal((await tryAuth({ port: srv.port, user: acct, pass: PW })).code, 235)
     // a reply arriving after that changes nothing, and the admin is told so
-    const to = headerOf(alert, 'reply-to')
-    const r = await sendAndSettle(srv, {
-      user: ADMIN,
-      pass: PW,
-      from: ADMIN,
-      to: [to],
-      raw: replyRaw({ from: ADMIN, to, alert }),
-    })
+    const r = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assertConsumed(r, 1, 'a reply after the command re-enabled the account')
     assert.match(r.log, /the account is not disabled/)
-    const n = at(await waitSubjects(sink, NOT_ACCEPTED, 1, { rcpt: ADMIN }), 0, 'the notice')
+    const n = at(await waitSubjects(e2e.sink, NOT_ACCEPTED, 1, { rcpt: ADMIN }), 0, 'the notice')
     assert.match(n.body, /not disabled/)
   })
 
   it('the shipped config/hijack-guard.ini documents the [reactivate] keys (policy, admins, token_ttl) and says that [alert] to receives the alert', async function () {
-    const srv = await haraka({ users: {}, pluginIni: pluginIni(redis.port) })
+    const srv = await haraka({ users: {}, pluginIni: pluginIni(e2e.redis.port) })
     const ini = fs.readFileSync(
       path.join(srv.dir, 'node_modules', 'haraka-plugin-hijack-guard', 'config', 'hijack-guard.ini'),
       'utf8',

@@ -8,23 +8,14 @@ import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import {
-  createHaraka,
-  dumpLogsIfFailed,
   escapeRegExp,
   openSession,
-  packPlugin,
   sendOne,
-  startRedis,
-  startSink,
-  stopAll,
   tryAuth,
   waitUntil,
   type HarakaInstance,
-  type HarakaOptions,
   type RedisServer,
-  type Sink,
 } from '../../support'
-import { describeCli, runCli } from '../../support/cli'
 import {
   assert250,
   assert535,
@@ -37,21 +28,13 @@ import {
   preauthName,
   waitSubjects,
   type PluginIniOptions,
+  e2eWorld,
+  cliOk,
+  RETRYING_OUTBOUND,
 } from './helpers'
 
 const PW = 'pw'
 const OUT = 'bob@outside.example'
-
-// Haraka retries a temporary failure after 5 s, so mail the sink refuses with 451 stays queued.
-const RETRYING_OUTBOUND = [
-  '[main]',
-  'enable_tls=false',
-  'local_mx_ok=true',
-  'inet_prefer=v4',
-  'connect_timeout=5',
-  'temp_fail_intervals=5s*30',
-  '',
-].join('\n')
 
 const REASSERTED = (account: string): RegExp =>
   new RegExp(`\\[WARN\\].*re-asserted disabled flag of ${escapeRegExp(JSON.stringify(account))} lost by Redis`)
@@ -89,17 +72,10 @@ function journalAccounts(srv: HarakaInstance): string[] {
 describe('e2e: a Redis that loses its data', function () {
   this.timeout(60000)
 
-  let sink: Sink
-  let redis: RedisServer
-  /** What the current test started, stopped (newest first) after it. */
-  const cleanups: Array<() => Promise<void>> = []
-
-  async function haraka(opts: HarakaOptions): Promise<HarakaInstance> {
-    const inst = await createHaraka({ sink, ...opts, beforePlugins: ['test_preauth'] })
-    cleanups.push(() => inst.destroy())
-    await inst.start()
-    return inst
-  }
+  // every instance: test_preauth before the auth plugin; started. The suite's Redis has no
+  // persistence; a test that stopped it finds it started again in the next test.
+  const e2e = e2eWorld({ beforePlugins: ['test_preauth'] })
+  const { haraka } = e2e
 
   // Sends 3 messages (250) and a 4th (550 5.7.1): the account is disabled. -> accepted subjects
   async function trip(srv: HarakaInstance, account: string, tag = 'm'): Promise<string[]> {
@@ -116,7 +92,7 @@ describe('e2e: a Redis that loses its data', function () {
       }
     }
     await s.close()
-    assert.equal(await redis.command(['EXISTS', disabledKey(account)]), 1)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(account)]), 1)
     return accepted
   }
 
@@ -132,105 +108,72 @@ describe('e2e: a Redis that loses its data', function () {
     await s.close()
   }
 
-  /** `hijack-guard enable account` with the CLI the package installed; asserts exit 0. */
-  async function cliEnable(srv: HarakaInstance, account: string): Promise<void> {
-    const r = await runCli(srv, ['enable', account])
-    assert.equal(r.code, 0, describeCli(r))
-  }
-
-  before(async function () {
-    this.timeout(240000) // npm pack (build) + npm install, once per run
-    await packPlugin()
-    sink = await startSink()
-    redis = await startRedis()
-  })
-
-  after(async function () {
-    for (const cleanup of cleanups.splice(0)) await cleanup()
-    await redis.stop()
-    await sink.stop()
-    await stopAll()
-  })
-
-  beforeEach(async function () {
-    sink.accept()
-    sink.clear()
-    if (!redis.alive()) await redis.start()
-    await redis.flushall()
-  })
-
-  afterEach(async function () {
-    dumpLogsIfFailed(this)
-    sink.accept()
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  })
-
   it('a restart of redis-server without persistence: the account is still refused at AUTH (535) and MAIL FROM (550), and the flag is back in Redis', async function () {
     const acct = 'restart@test.example'
-    const srv = await haraka({ users: { [acct]: PW }, pluginIni: lossIni(redis.port) })
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: lossIni(e2e.redis.port) })
     await trip(srv, acct)
     assert.deepEqual(journalAccounts(srv), [acct], 'the journal holds the disable')
-    assert.equal(await redis.command(['EXISTS', countsKey(acct)]), 1, 'the counts are in Redis before the restart')
-    const runIdBefore = await redisRunId(redis)
-    await redis.restart()
+    assert.equal(await e2e.redis.command(['EXISTS', countsKey(acct)]), 1, 'the counts are in Redis before the restart')
+    const runIdBefore = await redisRunId(e2e.redis)
+    await e2e.redis.restart()
     // The plugin reconnects and re-asserts at once, so DBSIZE may not be 0 even now: the loss shows
     // as a new server process and the counts (which no journal restores) gone.
-    assert.notEqual(await redisRunId(redis), runIdBefore, 'a new redis-server process')
-    assert.equal(await redis.command(['EXISTS', countsKey(acct)]), 0, 'the restart lost the counts')
+    assert.notEqual(await redisRunId(e2e.redis), runIdBefore, 'a new redis-server process')
+    assert.equal(await e2e.redis.command(['EXISTS', countsKey(acct)]), 0, 'the restart lost the counts')
     await srv.waitForLog(REASSERTED(acct), { timeoutMs: 10000 })
-    assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 1, 'the flag is back in Redis')
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 1, 'the flag is back in Redis')
     await assertRefused(srv, acct, 'after the restart')
     assert.match(srv.log(), /run_id \w+ -> \w+/)
-    assert.equal(bySubject(sink, 'after the restart').length, 0)
+    assert.equal(bySubject(e2e.sink, 'after the restart').length, 0)
     assert.ok(srv.alive())
   })
 
   it('FLUSHALL: the next AUTH finds the account disabled again (535), MAIL FROM 550, the flag is back', async function () {
     const acct = 'flush@test.example'
-    const srv = await haraka({ users: { [acct]: PW }, pluginIni: lossIni(redis.port) })
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: lossIni(e2e.redis.port) })
     await trip(srv, acct)
-    await redis.flushall()
-    assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 0)
+    await e2e.redis.flushall()
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 0)
     // no reconnect and no timer (journal_check 60 s): the AUTH's own lookup re-asserts
     assert535(await tryAuth({ port: srv.port, user: acct, pass: PW }), 'AUTH after FLUSHALL')
-    assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 1, 'the flag is back in Redis')
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 1, 'the flag is back in Redis')
     assert.equal(countMatches(srv.log(), REASSERTED(acct)), 1)
     await assertRefused(srv, acct, 'after FLUSHALL')
-    assert.equal(bySubject(sink, 'after FLUSHALL').length, 0)
+    assert.equal(bySubject(e2e.sink, 'after FLUSHALL').length, 0)
   })
 
   it('held mail stays held through FLUSHALL and goes out only after an enable', async function () {
     const acct = 'held@test.example'
     const srv = await haraka({
       users: { [acct]: PW },
-      pluginIni: lossIni(redis.port, { held: 'retry = 1s' }),
+      pluginIni: lossIni(e2e.redis.port, { held: 'retry = 1s' }),
       config: { 'outbound.ini': RETRYING_OUTBOUND },
     })
-    sink.refuse(451)
+    e2e.sink.refuse(451)
     const queued = await trip(srv, acct, 'held')
     const holding = /holding queued mail of disabled account "held@test\.example"/
     await srv.waitForLog(holding, { count: queued.length, timeoutMs: 20000 })
-    sink.accept()
-    await redis.flushall()
+    e2e.sink.accept()
+    await e2e.redis.flushall()
     const mark = srv.logMark()
     // several retries after the loss: each one holds it again
     await srv.waitForLog(holding, { count: 3 * queued.length, since: mark, timeoutMs: 15000 })
-    assert.equal(bySubject(sink, `held ${acct}`).length, 0, 'no held message left through the loss')
-    assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 1)
-    await cliEnable(srv, acct)
-    const delivered = await waitSubjects(sink, `held ${acct}`, queued.length, { timeoutMs: 15000 })
+    assert.equal(bySubject(e2e.sink, `held ${acct}`).length, 0, 'no held message left through the loss')
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 1)
+    await cliOk(srv, ['enable', acct])
+    const delivered = await waitSubjects(e2e.sink, `held ${acct}`, queued.length, { timeoutMs: 15000 })
     assert.deepEqual(delivered.map((m) => m.subject).sort(), [...queued].sort())
   })
 
   it('an admin enable with the CLI before the loss: after the loss the account stays enabled and sends', async function () {
     const acct = 'enabled@test.example'
-    const srv = await haraka({ users: { [acct]: PW }, pluginIni: lossIni(redis.port, { journalCheck: '1s' }) })
+    const srv = await haraka({ users: { [acct]: PW }, pluginIni: lossIni(e2e.redis.port, { journalCheck: '1s' }) })
     await trip(srv, acct)
-    await cliEnable(srv, acct)
+    await cliOk(srv, ['enable', acct])
     // no mail in between: the periodic check finds the tombstone of the enable and forgets it
     await srv.waitForLog(/journal: "enabled@test\.example" was enabled since incident/, { timeoutMs: 10000 })
     assert.deepEqual(journalAccounts(srv), [])
-    await redis.restart()
+    await e2e.redis.restart()
     await srv.waitForLog(/run_id \w+ -> \w+/, { timeoutMs: 10000 })
     await waitUntil(
       async () => {
@@ -246,33 +189,32 @@ describe('e2e: a Redis that loses its data', function () {
       },
       { timeoutMs: 10000, intervalMs: 200, message: 'the enabled account cannot send after the loss' },
     )
-    assert.equal(await redis.command(['EXISTS', disabledKey(acct)]), 0)
+    assert.equal(await e2e.redis.command(['EXISTS', disabledKey(acct)]), 0)
     assert.equal(countMatches(srv.log(), REASSERTED(acct)), 0)
-    await waitSubjects(sink, 'enabled after the loss', 1)
+    await waitSubjects(e2e.sink, 'enabled after the loss', 1)
   })
 
   it('a second Haraka on the same Redis that never saw the disable refuses the account after the loss: the first re-asserted it', async function () {
     const acct = 'shared@test.example'
-    const ini = lossIni(redis.port)
+    const ini = lossIni(e2e.redis.port)
     const first = await haraka({ users: { [acct]: PW }, pluginIni: ini })
     const second = await haraka({ users: { [acct]: PW }, pluginIni: ini })
     await trip(first, acct)
     assert.deepEqual(journalAccounts(second), [], 'the second never saw it')
-    await redis.restart()
+    await e2e.redis.restart()
     await first.waitForLog(REASSERTED(acct), { timeoutMs: 10000 })
     await assertRefused(second, acct, 'second server')
     assert.equal(countMatches(second.log(), REASSERTED(acct)), 0, 'the second had nothing to re-assert')
-    assert.equal(bySubject(sink, 'second server').length, 0)
+    assert.equal(bySubject(e2e.sink, 'second server').length, 0)
   })
 
   it('logs a WARN at startup naming the risk of a Redis that keeps nothing on disk', async function () {
-    const srv = await haraka({ users: {}, pluginIni: lossIni(redis.port) })
+    const srv = await haraka({ users: {}, pluginIni: lossIni(e2e.redis.port) })
     await srv.waitForLog(
       /\[WARN\].*Redis keeps nothing on disk \(appendonly no, save ""\): a restart loses every disabled flag/,
       { timeoutMs: 10000 },
     )
-    const evicting = await startRedis({ args: ['--maxmemory-policy', 'allkeys-lru'] })
-    cleanups.push(() => evicting.stop())
+    const evicting = await e2e.extraRedis({ args: ['--maxmemory-policy', 'allkeys-lru'] })
     const other = await haraka({ users: {}, pluginIni: lossIni(evicting.port) })
     await other.waitForLog(/\[WARN\].*maxmemory-policy allkeys-lru lets Redis evict disabled flags/, {
       timeoutMs: 10000,

@@ -4,22 +4,18 @@
 // awaited on Haraka's log ("hijack-guard.ini reloaded", about 5 s after the file changes).
 
 import assert from 'node:assert/strict'
+import { openSession, tryAuth, type HarakaInstance, type Session } from '../../support'
 import {
-  createHaraka,
-  dumpLogsIfFailed,
-  openSession,
-  packPlugin,
-  startRedis,
-  startSink,
-  stopAll,
-  tryAuth,
-  type HarakaInstance,
-  type RedisServer,
-  type Session,
-  type Sink,
-} from '../../support'
-import { describeCli, runCli } from '../../support/cli'
-import { assert250, assert535, assert550, countMatches, disabledKey, pluginIni, waitSubjects } from './helpers'
+  assert250,
+  assert535,
+  assert550,
+  countMatches,
+  disabledKey,
+  pluginIni,
+  waitSubjects,
+  e2eWorld,
+  cliOk,
+} from './helpers'
 
 const PW = 'pw'
 const OUT = 'bob@outside.example'
@@ -44,43 +40,14 @@ function isShownCount(value: unknown): value is ShownCount {
 describe('e2e: a reload that changes the windows keeps the counts', function () {
   this.timeout(90000)
 
-  let sink: Sink
-  let redis: RedisServer
-  const started: HarakaInstance[] = []
-
-  before(async function () {
-    this.timeout(240000) // npm pack (build) + npm install, once per run
-    await packPlugin()
-    sink = await startSink()
-    redis = await startRedis()
-  })
-
-  after(async function () {
-    for (const r of started.splice(0)) await r.destroy()
-    await redis.stop()
-    await sink.stop()
-    await stopAll()
-  })
-
-  beforeEach(async function () {
-    sink.clear()
-    await redis.flushall()
-  })
-
-  afterEach(async function () {
-    dumpLogsIfFailed(this)
-    for (const r of started.splice(0).reverse()) await r.destroy()
-  })
+  const e2e = e2eWorld()
 
   const iniFor = (store: StoreKind, limits: string): string =>
-    pluginIni(store === 'redis' ? redis.port : null, { store, limits })
+    pluginIni(store === 'redis' ? e2e.redis.port : null, { store, limits })
 
-  async function haraka(store: StoreKind, limits: string, users: Record<string, string>): Promise<HarakaInstance> {
-    const srv = await createHaraka({ sink, users, pluginIni: iniFor(store, limits) })
-    started.push(srv)
-    await srv.start()
-    return srv
-  }
+  /** A Haraka instance of the given store and limits, started. */
+  const haraka = (store: StoreKind, limits: string, users: Record<string, string>): Promise<HarakaInstance> =>
+    e2e.haraka({ users, pluginIni: iniFor(store, limits) })
 
   /** Rewrites config/hijack-guard.ini and waits (bounded) until the plugin logs the reload. */
   async function reload(srv: HarakaInstance, store: StoreKind, limits: string): Promise<void> {
@@ -92,8 +59,7 @@ describe('e2e: a reload that changes the windows keeps the counts', function () 
 
   /** The live message count `hijack-guard --json show` reports ("19 of 20/2m"), by the CLI the package installed. */
   async function cliCount(srv: HarakaInstance, account: string): Promise<string> {
-    const r = await runCli(srv, ['--json', 'show', account])
-    assert.equal(r.code, 0, describeCli(r))
+    const r = await cliOk(srv, ['--json', 'show', account])
     const shown: unknown = JSON.parse(r.stdout)
     const counts: unknown = shown !== null && typeof shown === 'object' && 'counts' in shown ? shown.counts : undefined
     assert.ok(Array.isArray(counts), `no counts in ${r.stdout}`)
@@ -114,7 +80,7 @@ describe('e2e: a reload that changes the windows keeps the counts', function () 
     assert550(over, 'data', 'the message over the limit after the reload')
     assert.match(over.response, /reached its limit of 20 messages/)
     assert.equal(countMatches(srv.log(), /ACCOUNT DISABLED/), 1)
-    if (store === 'redis') assert.equal(await redis.command(['EXISTS', disabledKey(account)]), 1)
+    if (store === 'redis') assert.equal(await e2e.redis.command(['EXISTS', disabledKey(account)]), 1)
     assert535(await tryAuth({ port: srv.port, user: account, pass: PW }), 'AUTH of the disabled account')
   }
 
@@ -139,7 +105,7 @@ describe('e2e: a reload that changes the windows keeps the counts', function () 
       )
       await assertRefusedAndDisabled(srv, s, store, alice, `rw-${store} 21`)
       await s.close()
-      assert.equal((await waitSubjects(sink, `rw-${store} `, 20)).length, 20)
+      assert.equal((await waitSubjects(e2e.sink, `rw-${store} `, 20)).length, 20)
       assert.ok(srv.alive())
     })
 

@@ -8,36 +8,15 @@ import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import {
-  createHaraka,
-  dumpLogsIfFailed,
-  escapeRegExp,
-  openSession,
-  packPlugin,
-  sendOne,
-  startRedis,
-  startSink,
-  stopAll,
-  tryAuth,
-  type HarakaInstance,
-  type SendResult,
-  type Sink,
-} from '../../support'
-import { describeCli, runCli, type CliResult } from '../../support/cli'
-import { assert250, assert535, assert550, countMatches, pluginIni, preauthName } from './helpers'
+import { escapeRegExp, openSession, sendOne, tryAuth, type HarakaInstance, type SendResult } from '../../support'
+import { describeCli, runCli } from '../../support/cli'
+import { assert250, assert535, assert550, countMatches, pluginIni, preauthName, e2eWorld, cliOk } from './helpers'
 
 const PW = 'pw'
 const OUT = 'rcpt@outside.example'
 const NOBODY = 65534
 const asRoot = process.getuid?.() === 0
 const STATE = 'hijack-guard.state.json'
-
-/** Runs the CLI the package installed into the Haraka directory, as this process's user; asserts exit 0. */
-async function hgOk(srv: HarakaInstance, args: readonly string[]): Promise<CliResult> {
-  const r = await runCli(srv, args)
-  assert.equal(r.code, 0, describeCli(r))
-  return r
-}
 
 /** The state file's owner, group and mode. */
 function ownerOf(file: string): { uid: number; gid: number; mode: number } {
@@ -57,25 +36,8 @@ function disabledInStateFile(file: string): string[] {
 describe('e2e: startup checks, the CLI as root, hot reload and store-unavailable lines (issue 8, items 4, 5, 7)', function () {
   this.timeout(60000)
 
-  let sink: Sink
-  const started: HarakaInstance[] = []
-
-  before(async function () {
-    this.timeout(240000) // npm pack (build) + npm install, once per run
-    await packPlugin()
-    sink = await startSink()
-  })
-
-  after(async function () {
-    for (const r of started.splice(0)) await r.destroy()
-    await sink.stop()
-    await stopAll()
-  })
-
-  afterEach(async function () {
-    dumpLogsIfFailed(this)
-    for (const r of started.splice(0).reverse()) await r.destroy()
-  })
+  // no suite Redis: the tests that need one start their own (extraRedis)
+  const e2e = e2eWorld({ redis: false, beforePlugins: ['test_preauth'], start: false })
 
   /**
    * A Haraka instance (not started) with the preauth test plugin; `asNobody` drops privileges to
@@ -91,8 +53,7 @@ describe('e2e: startup checks, the CLI as root, hot reload and store-unavailable
     ini: string
     asNobody?: boolean
   }): Promise<HarakaInstance> {
-    const srv = await createHaraka({ sink, users, pluginIni: ini, beforePlugins: ['test_preauth'] })
-    started.push(srv)
+    const srv = await e2e.haraka({ users, pluginIni: ini })
     if (asNobody) {
       for (let d = path.dirname(srv.dir); d.startsWith(os.tmpdir()) && d !== os.tmpdir(); d = path.dirname(d)) {
         fs.chmodSync(d, fs.statSync(d).mode | 0o111)
@@ -200,7 +161,7 @@ describe('e2e: startup checks, the CLI as root, hot reload and store-unavailable
       )
       assert250(await mailFrom(srv, bob), 'bob before the disable')
 
-      await hgOk(srv, ['disable', bob, '--reason', 'phished'])
+      await cliOk(srv, ['disable', bob, '--reason', 'phished'])
       assert.deepEqual(ownerOf(file), { uid: NOBODY, gid: NOBODY, mode: 0o600 }, 'the CLI kept the owner and mode')
       assert.deepEqual(
         fs.readdirSync(srv.dir).filter((f) => f.startsWith(STATE)),
@@ -252,7 +213,7 @@ describe('e2e: startup checks, the CLI as root, hot reload and store-unavailable
       ini: pluginIni(null, { store: 'memory', limits: 'messages = 3/1m\nrecipients = 0' }),
     })
     await srv.start()
-    await hgOk(srv, ['disable', bob])
+    await cliOk(srv, ['disable', bob])
     assert535(await tryAuth({ port: srv.port, user: bob, pass: PW }), 'bob before the reload')
 
     const bad = path.join(srv.dir, 'bad.json')
@@ -284,44 +245,40 @@ describe('e2e: startup checks, the CLI as root, hot reload and store-unavailable
 
   it('Redis down, on_store_error = open, 50 messages in 5 sessions: all relayed, at most two "store unavailable" ERROR lines', async function () {
     const fast = 'fast@test.example'
-    const redis = await startRedis()
+    const redis = await e2e.extraRedis()
     const ini = pluginIni(redis.port, {
       main: 'on_store_error = open\nstore_timeout = 1s',
       limits: 'messages = 500/1m\nrecipients = 0',
     })
     const srv = await instance({ users: { [fast]: PW }, ini })
-    try {
-      await srv.start()
-      assert250(
-        await sendOne({ port: srv.port, user: fast, pass: PW, from: fast, to: [OUT], subject: 'flood up' }),
-        'Redis up',
-      )
-      await redis.stop()
-      const mark = srv.logMark()
-      for (let session = 0; session < 5; session++) {
-        const s = await openSession({ port: srv.port, user: fast, pass: PW })
-        for (let i = 0; i < 10; i++) {
-          assert250(
-            await s.send({ from: fast, to: [OUT], subject: `flood down ${session}.${i}` }),
-            `message ${session}.${i}`,
-          )
-        }
-        await s.close()
+    await srv.start()
+    assert250(
+      await sendOne({ port: srv.port, user: fast, pass: PW, from: fast, to: [OUT], subject: 'flood up' }),
+      'Redis up',
+    )
+    await redis.stop()
+    const mark = srv.logMark()
+    for (let session = 0; session < 5; session++) {
+      const s = await openSession({ port: srv.port, user: fast, pass: PW })
+      for (let i = 0; i < 10; i++) {
+        assert250(
+          await s.send({ from: fast, to: [OUT], subject: `flood down ${session}.${i}` }),
+          `message ${session}.${i}`,
+        )
       }
-      const log = srv.log().slice(mark)
-      const lines = countMatches(log, /\[ERROR\].*store unavailable/)
-      assert.ok(
-        lines >= 1 && lines <= 2,
-        `${lines} "store unavailable" ERROR lines:\n${log
-          .split('\n')
-          .filter((l) => /store unavailable/.test(l))
-          .slice(0, 10)
-          .join('\n')}`,
-      )
-      assert.doesNotMatch(log, /Unhandled|unhandledRejection|Caught exception/)
-      assert.ok(srv.alive())
-    } finally {
-      await redis.stop()
+      await s.close()
     }
+    const log = srv.log().slice(mark)
+    const lines = countMatches(log, /\[ERROR\].*store unavailable/)
+    assert.ok(
+      lines >= 1 && lines <= 2,
+      `${lines} "store unavailable" ERROR lines:\n${log
+        .split('\n')
+        .filter((l) => /store unavailable/.test(l))
+        .slice(0, 10)
+        .join('\n')}`,
+    )
+    assert.doesNotMatch(log, /Unhandled|unhandledRejection|Caught exception/)
+    assert.ok(srv.alive())
   })
 })

@@ -3,13 +3,17 @@
 // summary names admins and the store) and 10 (the reply address never swallows [alert] from).
 
 import assert from 'node:assert/strict'
-import { Address } from '@haraka/email-address'
 import * as constants from 'haraka-constants'
-import * as fixtures from 'haraka-test-fixtures'
 import type { FixtureConnection, FixturePlugin } from 'haraka-test-fixtures'
-import { callHook, makeGuard, replyText, transactionOf, type HookOutcome } from '../../support/plugin'
-
-const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug'] as const
+import {
+  callHook,
+  makeGuard,
+  replyText,
+  transactionOf,
+  type HookOutcome,
+  fixtureSession,
+  rcptTo,
+} from '../../support/plugin'
 
 interface SessionOptions {
   /** The AUTH login (connection.notes.auth_user). */
@@ -26,28 +30,10 @@ function session({
   relaying = true,
   mailFrom = 'someone@example.com',
 }: SessionOptions = {}): FixtureConnection {
-  const connection = fixtures.makeConnection({
-    ip: '192.0.2.7',
-    helo: 'client.example',
-    relaying,
-    notes: login === undefined ? {} : { auth_user: login },
-    mailFrom,
-    withTxn: true,
-  })
-  if (xclient !== undefined) connection.remote.login = xclient
-  for (const level of LEVELS) connection[level] = () => undefined
-  transactionOf(connection).add_header('Subject', 'hello')
-  return connection
+  return fixtureSession({ login, xclient, relaying, mailFrom, headers: { Subject: 'hello' } })
 }
 
-async function rcpt(plugin: FixturePlugin, connection: FixtureConnection, address: string): Promise<HookOutcome> {
-  const recipient = new Address(`<${address}>`)
-  const list = transactionOf(connection).rcpt_to
-  list.push(recipient)
-  const answer = await callHook(plugin, 'check_rcpt', connection, [recipient, []])
-  if (answer.rc === constants.deny || answer.rc === constants.denysoft) list.pop()
-  return answer
-}
+const rcpt = rcptTo
 
 async function send(plugin: FixturePlugin, opts: SessionOptions): Promise<HookOutcome> {
   const c = session(opts)

@@ -19,9 +19,8 @@ import {
   transactionOf,
   type GuardPlugin,
   type HookOutcome,
+  fixtureSession,
 } from '../../support/plugin'
-
-const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug'] as const
 
 /** A fixtures connection whose log lines ([level, text]) are kept in hgLogs. */
 type LoggedConnection = FixtureConnection & { hgLogs: Array<[string, string]> }
@@ -37,20 +36,18 @@ function connectionFor(
   { rcpts = ['bob@example.net'], subject = 'hello', ip = '192.0.2.7' }: SessionOptions = {},
 ): LoggedConnection {
   const logs: Array<[string, string]> = []
-  const connection = Object.assign(
-    fixtures.makeConnection({
-      ip,
-      helo: 'client.example',
+  return Object.assign(
+    fixtureSession({
+      login,
       relaying: true,
-      notes: login === undefined ? {} : { auth_user: login },
       mailFrom: 'alice@example.com',
       rcptTo: rcpts,
+      ip,
+      headers: { Subject: subject },
+      log: (level, msg) => logs.push([level, String(msg)]),
     }),
     { hgLogs: logs },
   )
-  for (const level of LEVELS) connection[level] = (_plugin: unknown, msg: unknown) => logs.push([level, String(msg)])
-  transactionOf(connection).add_header('Subject', subject)
-  return connection
 }
 
 const mail = (plugin: FixturePlugin, c: FixtureConnection): Promise<HookOutcome> =>

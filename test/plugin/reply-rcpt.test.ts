@@ -3,26 +3,15 @@
 // transaction, and constant work per RCPT (the recipient list is never scanned).
 
 import assert from 'node:assert/strict'
-import { Address } from '@haraka/email-address'
 import * as constants from 'haraka-constants'
-import * as fixtures from 'haraka-test-fixtures'
-import type { FixtureAddress, FixtureConnection, FixturePlugin } from 'haraka-test-fixtures'
-import { callHook, makeGuard, replyText, transactionOf, type HookOutcome } from '../../support/plugin'
+import type { FixtureAddress, FixtureConnection } from 'haraka-test-fixtures'
+import { makeGuard, replyText, transactionOf, fixtureSession, rcptTo } from '../../support/plugin'
 
 const INI = '[limits]\nmessages=1/1m\n[alert]\nto=postmaster@example.com\n'
 const REPLY = (token: string): string => `hijack-guard+hg-${token.repeat(32)}@mx.test.example`
-const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug'] as const
 
 function session(): FixtureConnection {
-  const connection = fixtures.makeConnection({
-    ip: '192.0.2.7',
-    helo: 'client.example',
-    relaying: false,
-    mailFrom: 'someone@elsewhere.example',
-    withTxn: true,
-  })
-  for (const level of LEVELS) connection[level] = () => undefined
-  return connection
+  return fixtureSession({ relaying: false, mailFrom: 'someone@elsewhere.example' })
 }
 
 /**
@@ -41,22 +30,9 @@ function watchedList(): { proxy: FixtureAddress[]; list: FixtureAddress[]; reads
   return { proxy, list, reads }
 }
 
-/**
- * RCPT TO as Haraka runs it: appended first, dropped again when refused (on the list behind a
- * watched one, so that Haraka's own work is not counted as the plugin's).
- */
-async function rcpt(
-  plugin: FixturePlugin,
-  connection: FixtureConnection,
-  address: string,
-  list: FixtureAddress[] = transactionOf(connection).rcpt_to,
-): Promise<HookOutcome> {
-  const recipient = new Address(`<${address}>`)
-  list.push(recipient)
-  const answer = await callHook(plugin, 'check_rcpt', connection, [recipient, []])
-  if (answer.rc === constants.deny || answer.rc === constants.denysoft) list.pop()
-  return answer
-}
+// RCPT TO as Haraka runs it (rcptTo), on the list behind a watched one where given, so that
+// Haraka's own work is not counted as the plugin's
+const rcpt = rcptTo
 
 describe('plugin: one reply-address recipient per transaction', function () {
   it('accepts the first reply-address recipient and answers 452 4.5.3 to a second, whatever its token or case', async function () {

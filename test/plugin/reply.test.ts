@@ -21,13 +21,14 @@ import {
   type Guard,
   type GuardOptions,
   type HookOutcome,
+  fixtureSession,
+  rcptTo,
 } from '../../support/plugin'
 
 const ADMIN = 'postmaster@example.com'
 const ALICE = 'alice@example.com'
 const REPLY_ADDRESS = 'hijack-guard@mx.test.example'
 const INI = `[limits]\nmessages=1/1m\nrecipients=0\n[alert]\nto=${ADMIN}\n`
-const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug'] as const
 
 /** The shared plugin set-up, with this file's default config. */
 const makeGuard = (ini = INI, opts?: GuardOptions): Guard => makeShared(ini, opts)
@@ -46,30 +47,10 @@ function session({
   mailFrom = login ?? 'someone@elsewhere.example',
   headers = {},
 }: SessionOptions = {}): FixtureConnection {
-  const connection = fixtures.makeConnection({
-    ip: '192.0.2.7',
-    helo: 'client.example',
-    relaying,
-    notes: login === undefined ? {} : { auth_user: login },
-    mailFrom,
-    withTxn: true,
-  })
-  for (const level of LEVELS) connection[level] = () => undefined
-  for (const [name, value] of Object.entries({ Subject: 'hello', ...headers })) {
-    transactionOf(connection).add_header(name, value)
-  }
-  return connection
+  return fixtureSession({ login, relaying, mailFrom, headers: { Subject: 'hello', ...headers } })
 }
 
-/** RCPT TO as Haraka runs it: appended first, dropped again when refused. */
-async function rcpt(plugin: FixturePlugin, connection: FixtureConnection, address: string): Promise<HookOutcome> {
-  const recipient = new Address(`<${address}>`)
-  const list = transactionOf(connection).rcpt_to
-  list.push(recipient)
-  const answer = await callHook(plugin, 'check_rcpt', connection, [recipient, []])
-  if (answer.rc === constants.deny || answer.rc === constants.denysoft) list.pop()
-  return answer
-}
+const rcpt = rcptTo
 
 type Hook = (plugin: FixturePlugin, c: FixtureConnection) => Promise<HookOutcome>
 const mail: Hook = (plugin, c) => callHook(plugin, 'hook_mail', c, [transactionOf(c).mail_from, {}])

@@ -8,26 +8,27 @@ import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as constants from 'haraka-constants'
-import * as fixtures from 'haraka-test-fixtures'
 import type { FixtureConnection, FixturePlugin } from 'haraka-test-fixtures'
 import type { PasswdCallback } from '../../lib/haraka'
 import { waitUntil } from '../../support'
-import { callHook, distMemoryStore, makeGuard, replyText, transactionOf, type HookOutcome } from '../../support/plugin'
-
-const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug'] as const
+import {
+  callHook,
+  distMemoryStore,
+  makeGuard,
+  replyText,
+  transactionOf,
+  type HookOutcome,
+  fixtureSession,
+} from '../../support/plugin'
 
 function connectionFor(login: string | undefined): FixtureConnection {
-  const connection = fixtures.makeConnection({
-    ip: '192.0.2.7',
-    helo: 'client.example',
+  return fixtureSession({
+    login,
     relaying: true,
-    notes: login === undefined ? {} : { auth_user: login },
     mailFrom: 'alice@example.com',
     rcptTo: ['bob@example.net'],
+    headers: { Subject: 'hello' },
   })
-  for (const level of LEVELS) connection[level] = () => undefined
-  transactionOf(connection).add_header('Subject', 'hello')
-  return connection
 }
 
 /** Notes whose auth_user cannot be read: an exception before any store call. */

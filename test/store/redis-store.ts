@@ -1,10 +1,12 @@
 // The Redis store as the store tests open it: on a loopback redis-server from support/redis.ts,
 // with a logger that keeps its lines for the assertions.
 
+import * as assert from 'node:assert/strict'
 import type { RedisConfig } from '../../lib/config'
 import type { Store } from '../../lib/store'
 import { createRedisStore, type Logger, type RedisStore } from '../../lib/store/redis'
 import { HOST, waitUntil } from '../../support/process'
+import { startRedis, type RedisClient, type RedisServer } from '../../support/redis'
 
 /** A Logger that keeps what it is told, as 'level message'. */
 export interface KeptLog extends Logger {
@@ -48,4 +50,36 @@ export async function untilAnswers(store: Store): Promise<void> {
     ignoreErrors: true,
     message: 'the store answers',
   })
+}
+
+/** What redisServerHooks() sets up: valid inside the describe's tests and hooks. */
+export interface SuiteRedis {
+  /** The suite's redis-server. */
+  readonly server: RedisServer
+  /** A client of it, for the assertions (closed with the server). */
+  readonly admin: RedisClient
+}
+
+/** Registers before/after hooks that start one redis-server for the describe() and stop it. */
+export function redisServerHooks(): SuiteRedis {
+  let server: RedisServer | undefined
+  let admin: RedisClient | undefined
+  before(async function () {
+    server = await startRedis()
+    admin = await server.client()
+  })
+  after(async function () {
+    // also closes admin, its client
+    await server?.stop()
+  })
+  return {
+    get server(): RedisServer {
+      assert.ok(server, 'redisServerHooks: before() has not run')
+      return server
+    },
+    get admin(): RedisClient {
+      assert.ok(admin, 'redisServerHooks: before() has not run')
+      return admin
+    },
+  }
 }

@@ -8,7 +8,7 @@ import { SCRIPTS } from '../../lib/store/redis/scripts'
 import { freePort, HOST, waitUntil } from '../../support/process'
 import { startRedis, type RedisClient, type RedisServer } from '../../support/redis'
 import { contract, ODD_ACCOUNTS, recordInput, rules, summary, type RealClockStore } from './contract'
-import { openRedisStore, quietLog, untilAnswers, type OpenRedisOptions } from './redis-store'
+import { openRedisStore, quietLog, redisServerHooks, untilAnswers, type OpenRedisOptions } from './redis-store'
 
 // Stores a test opened, closed after it even when it fails (an open client keeps mocha alive).
 const opened = new Set<Store>()
@@ -66,27 +66,16 @@ function onceRedisAnswers<T>(retry: () => Promise<T>, what: string): Promise<Exc
 describe('redis store', function () {
   this.timeout(20_000)
 
-  let server: RedisServer
-  let admin: RedisClient
-
-  before(async function () {
-    server = await startRedis()
-    admin = await server.client()
-  })
+  const db = redisServerHooks()
 
   afterEach(async function () {
     await Promise.all([...opened].map((store) => store.close()))
     opened.clear()
   })
 
-  after(async function () {
-    // also closes admin, its client
-    await server?.stop()
-  })
-
   contract('redis', async (): Promise<RealClockStore> => {
-    await admin.flushAll()
-    const store = newStore(server.port)
+    await db.admin.flushAll()
+    const store = newStore(db.server.port)
     await untilAnswers(store)
     return { store, clock: 'real', cleanup: () => store.close() }
   })
@@ -95,8 +84,8 @@ describe('redis store', function () {
     let store: RedisStore
 
     beforeEach(async function () {
-      await admin.flushAll()
-      store = newStore(server.port)
+      await db.admin.flushAll()
+      store = newStore(db.server.port)
       await untilAnswers(store)
     })
 
@@ -107,27 +96,27 @@ describe('redis store', function () {
     it('has, for every Lua script, the sha that SCRIPT LOAD returns for its source', async function () {
       const names = SCRIPTS.map((s) => s.name)
       for (const name of ['record', 'disable', 'enable']) assert.ok(names.includes(name), `${name} is in SCRIPTS`)
-      for (const script of SCRIPTS) assert.equal(await admin.scriptLoad(script.source), script.sha, script.name)
+      for (const script of SCRIPTS) assert.equal(await db.admin.scriptLoad(script.source), script.sha, script.name)
     })
 
     it('keeps working after SCRIPT FLUSH (EVALSHA falls back to EVAL on NOSCRIPT)', async function () {
       const r = rules({ messages: '100/1h' })
       const input = recordInput('alice', r, { recipients: 2, summary: summary(1) })
       assert.equal((await store.record(input)).counts[0]?.count, 1)
-      await admin.scriptFlush()
+      await db.admin.scriptFlush()
       assert.deepEqual(
-        await admin.scriptExists(SCRIPTS.map((s) => s.sha)),
+        await db.admin.scriptExists(SCRIPTS.map((s) => s.sha)),
         SCRIPTS.map(() => 0),
       )
       assert.equal((await store.record(input)).counts[0]?.count, 2)
-      await admin.scriptFlush()
+      await db.admin.scriptFlush()
       assert.equal(await store.disable({ account: 'alice', reason: 'manual', by: 'test', incident: 'i' }), true)
-      await admin.scriptFlush()
+      await db.admin.scriptFlush()
       assert.equal(await store.enable('alice'), true)
       assert.equal(await store.getDisabled('alice'), null)
       const token = '0'.repeat(32)
       assert.equal((await trip(store, 'bob', { token })).status, 'refused')
-      await admin.scriptFlush()
+      await db.admin.scriptFlush()
       assert.equal(await store.redeem('bob', token), 'ok')
     })
 
@@ -138,13 +127,13 @@ describe('redis store', function () {
       await store.record(recordInput('alice', r, { mode: 'monitor', summary: summary(2) }))
       const ttl = countersTtlMs(r)
       for (const key of [k.counts, k.evidence]) {
-        const pttl = await admin.pTTL(key)
+        const pttl = await db.admin.pTTL(key)
         assert.ok(pttl > ttl - 10_000 && pttl <= ttl, `${key} expires after the longest window and a bucket (${pttl})`)
       }
-      const monitored = await admin.pTTL(k.monitored)
+      const monitored = await db.admin.pTTL(k.monitored)
       assert.ok(monitored > 0 && monitored <= 3_600_000, `the monitor marker lives one window (${monitored})`)
       await store.record(recordInput('alice', r, { summary: summary(3) }))
-      assert.equal(await admin.pTTL(k.disabled), -1)
+      assert.equal(await db.admin.pTTL(k.disabled), -1)
     })
 
     it('counts exactly the buckets inside the window, by Redis TIME, and drops the ones that left it', async function () {
@@ -155,18 +144,18 @@ describe('redis store', function () {
       assert.ok(bucketMs !== undefined)
       const k = accountKeys('alice')
       const index = async (): Promise<number> => {
-        const [s, us] = await admin.time()
+        const [s, us] = await db.admin.time()
         return Math.floor((Number(s) * 1000 + Math.floor(Number(us) / 1000)) / bucketMs)
       }
       for (let attempt = 0; ; attempt++) {
-        await admin.del(k.counts)
+        await db.admin.del(k.counts)
         const cur = await index()
         const start = (cur - 9) * bucketMs
         // Buckets of 999 ms left over from another configuration: one inside the window, one
         // that ends right at its start.
         const leftoverIn = `999.${Math.floor((cur * bucketMs) / 999)}.m`
         const leftoverOut = `999.${Math.floor(start / 999) - 1}.m`
-        await admin.hSet(k.counts, {
+        await db.admin.hSet(k.counts, {
           [`${bucketMs}.${cur - 9}.m`]: '2',
           [`${bucketMs}.${cur - 10}.m`]: '30',
           [`${bucketMs}.${cur}.r`]: '5000',
@@ -184,7 +173,7 @@ describe('redis store', function () {
         )
         assert.deepEqual(counted, res.counts)
         assert.deepEqual(
-          (await admin.hKeys(k.counts)).sort(),
+          (await db.admin.hKeys(k.counts)).sort(),
           [`${bucketMs}.${cur - 9}.m`, `${bucketMs}.${cur}.m`, leftoverIn].sort(),
         )
         break
@@ -194,7 +183,7 @@ describe('redis store', function () {
     it('lists disabled accounts by their disable records, odd names decoded, and not once enabled', async function () {
       await trip(store, 'a b')
       await store.disable({ account: 'ü:{x}', reason: 'manual', by: 'test', incident: 'i' })
-      await admin.set(`${PREFIX}:{decoy}:disabledx`, '1')
+      await db.admin.set(`${PREFIX}:{decoy}:disabledx`, '1')
       assert.deepEqual((await store.listDisabled()).map((x) => x.account).sort(), ['a b', 'ü:{x}'].sort())
       await store.enable('a b')
       await store.enable('ü:{x}')
@@ -204,7 +193,7 @@ describe('redis store', function () {
     it('leaves out of listDisabled() an index entry whose disable record is gone', async function () {
       await trip(store, 'alice')
       await trip(store, 'bob')
-      await admin.del(accountKeys('bob').disabled)
+      await db.admin.del(accountKeys('bob').disabled)
       assert.deepEqual(
         (await store.listDisabled()).map((x) => x.account),
         ['alice'],
@@ -212,7 +201,12 @@ describe('redis store', function () {
     })
 
     it('shares counts, limits and the disabled flag between several stores on one Redis (several servers)', async function () {
-      const others = [newStore(server.port), newStore(server.port), newStore(server.port), newStore(server.port)]
+      const others = [
+        newStore(db.server.port),
+        newStore(db.server.port),
+        newStore(db.server.port),
+        newStore(db.server.port),
+      ]
       const stores = [store, ...others]
       try {
         await Promise.all(others.map(untilAnswers))

@@ -11,9 +11,9 @@ import * as path from 'node:path'
 import { EVIDENCE_CAP, type RecordResult, type Store } from '../../lib/store'
 import { createMemoryStore } from '../../lib/store/memory'
 import { tmpDir } from '../../support/process'
-import { startRedis, type RedisClient, type RedisServer } from '../../support/redis'
+import { dumpRedis } from '../../support/redis'
 import { recordInput, rules, summary } from './contract'
-import { openRedisStore, untilAnswers } from './redis-store'
+import { openRedisStore, redisServerHooks, untilAnswers } from './redis-store'
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex')
 
@@ -153,39 +153,16 @@ describe('memory store: a state file with a token in clear (written before token
 
 describe('redis server for the secrets tests', function () {
   this.timeout(20_000)
-  let server: RedisServer
-  let admin: RedisClient
-
-  before(async function () {
-    server = await startRedis()
-    admin = await server.client()
-  })
-
-  after(async function () {
-    // also closes admin, its client
-    await server?.stop()
-  })
+  const db = redisServerHooks()
 
   secretsContract('redis', async () => {
-    await admin.flushAll()
-    const store = openRedisStore(server.port, { timeoutMs: 1000 })
+    await db.admin.flushAll()
+    const store = openRedisStore(db.server.port, { timeoutMs: 1000 })
     await untilAnswers(store)
     return {
       store,
       // every key name and every value, whatever its type
-      async dump() {
-        const out: string[] = []
-        for (const key of await admin.keys('*')) {
-          out.push(key)
-          const type = await admin.type(key)
-          if (type === 'string') out.push((await admin.get(key)) ?? '')
-          else if (type === 'hash') out.push(JSON.stringify(await admin.hGetAll(key)))
-          else if (type === 'list') out.push(JSON.stringify(await admin.lRange(key, 0, -1)))
-          else if (type === 'set') out.push(JSON.stringify(await admin.sMembers(key)))
-          else out.push(`<${type}>`)
-        }
-        return out.join('\n')
-      },
+      dump: () => dumpRedis(db.admin),
       cleanup: () => store.close(),
     }
   })
