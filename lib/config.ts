@@ -26,7 +26,7 @@ export interface RedisConfig {
   readonly db: number
   readonly username?: string
   readonly password?: string
-  /** The journal of disable records this server has seen (lib/store/journal.ts), relative to the Haraka directory. */
+  /** The journal of disable records this server has seen (lib/store/journal/), relative to the Haraka directory. */
   readonly journal: string
   /** How often every journaled record is checked against Redis. */
   readonly journalCheckMs: number
