@@ -83,7 +83,7 @@ function clearCounters(p: Parts, d: Durable, account: string): void {
 /** Counting messages against the limits, and the counters and evidence that come of it. */
 function countingMethods(p: Parts): Pick<Store, 'record' | 'reset' | 'counts' | 'evidence'> {
   return {
-    record: (input) => record(p, input),
+    record: (input) => recordMessage(p, input),
 
     async reset(account: string): Promise<void> {
       await p.state.change((d) => clearCounters(p, d, account))
@@ -103,7 +103,8 @@ function countingMethods(p: Parts): Pick<Store, 'record' | 'reset' | 'counts' | 
   }
 }
 
-async function record(p: Parts, input: RecordInput): Promise<RecordResult> {
+/** Counts one message and checks the limits (see RecordResult); only a disable waits for the file. */
+async function recordMessage(p: Parts, input: RecordInput): Promise<RecordResult> {
   const disabled = input.mode === 'enforce' ? p.state.refresh().disabled.get(input.account) : undefined
   if (disabled) return { status: 'disabled', counts: [], flipped: false, by: disabled.by }
   const t = p.now()

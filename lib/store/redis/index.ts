@@ -79,7 +79,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
 /** Counting messages against the limits, and the counters and evidence that come of it. */
 function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'reset' | 'counts' | 'evidence'> {
   return {
-    record: (input) => record(redis, input),
+    record: (input) => recordMessage(redis, input),
 
     async reset(account: string): Promise<void> {
       const k = accountKeys(account)
@@ -101,7 +101,8 @@ function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'r
   }
 }
 
-async function record(redis: RedisConnection, input: RecordInput): Promise<RecordResult> {
+/** Counts one message and checks the limits in one RECORD script (see RecordResult). */
+async function recordMessage(redis: RedisConnection, input: RecordInput): Promise<RecordResult> {
   const k = accountKeys(input.account)
   const reply = await redis.evalScript(RECORD, [k.counts, k.evidence, k.disabled, k.monitored], recordArgs(input))
   if (!Array.isArray(reply) || reply.length < 4) throw new StoreError(`record: unexpected reply ${JSON.stringify(reply)}`, { failure: 'reply' })
