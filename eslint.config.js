@@ -1,5 +1,7 @@
 'use strict'
 
+// JavaScript because ESLint 9 loads a TypeScript config only through an extra loader (jiti).
+
 // Type-checked lint of the TypeScript sources: no-floating-promises catches a forgotten await
 // in a hook, which Haraka would not survive.
 const tseslint = require('typescript-eslint')

@@ -14,7 +14,8 @@ declare module 'haraka-test-fixtures' {
   interface FixtureAddress {
     user: string | null
     host: string | null
-    address(): string
+    /** user@host (a getter of @haraka/email-address's Address) */
+    readonly address: string
   }
 
   interface FixtureTransaction {
@@ -31,7 +32,7 @@ declare module 'haraka-test-fixtures' {
   interface FixtureConnection {
     uuid: string
     notes: Record<string, unknown>
-    remote: { ip?: string; host?: string }
+    remote: { ip?: string; host?: string; login?: string }
     hello: { host?: string; verb?: string }
     relaying: boolean
     transaction: FixtureTransaction | null

@@ -7,12 +7,14 @@ import * as fs from 'node:fs'
 import { createRequire } from 'node:module'
 import * as path from 'node:path'
 import * as fixtures from 'haraka-test-fixtures'
-import type { FixturePlugin } from 'haraka-test-fixtures'
+import type { FixtureConnection, FixturePlugin, FixtureTransaction } from 'haraka-test-fixtures'
 import type { OutgoingMail } from '../lib/alert'
 import type { Config } from '../lib/config'
 import type { DSN, Next } from '../lib/haraka'
 import type * as memoryStore from '../lib/store/memory'
+import type * as storeModule from '../lib/store'
 import type { Store } from '../lib/store'
+import { fakeStore } from './fake-store'
 import { REPO_ROOT, tmpDir } from './process'
 
 /** The plugin's seams, as index.ts keeps them on the plugin object. */
@@ -48,8 +50,33 @@ const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit'] as con
 
 // The compiled code, loaded at run time: the plugin's own StoreError must be the one its store throws.
 const loadDist = createRequire(__filename)
-const distMemoryStore = (): typeof memoryStore =>
+/** The compiled memory store module (dist/lib/store/memory). */
+export const distMemoryStore = (): typeof memoryStore =>
   loadDist(path.join(REPO_ROOT, 'dist', 'lib', 'store', 'memory')) as typeof memoryStore
+/** The compiled store module (dist/lib/store): its StoreError is the one the plugin takes for a store failure. */
+export const distStore = (): typeof storeModule =>
+  loadDist(path.join(REPO_ROOT, 'dist', 'lib', 'store')) as typeof storeModule
+
+/**
+ * A store that is down: every member rejects with the compiled StoreError(`message`), except
+ * close(), which resolves.
+ */
+export function failingStore(message = 'connection refused', kind: Store['kind'] = 'redis'): Store {
+  const { StoreError } = distStore()
+  const fail = (): Promise<never> => Promise.reject(new StoreError(message))
+  const members = Object.entries(fakeStore({ kind })).map(([name, value]: [string, unknown]): [string, unknown] => [
+    name,
+    typeof value === 'function' && name !== 'close' ? fail : value,
+  ])
+  return { ...(Object.fromEntries(members) as unknown as Store), close: async () => undefined }
+}
+
+/** The store at the plugin's store seam (makeGuard always fills it). */
+export function guardStore(plugin: GuardPlugin): Store {
+  const store = plugin.guard.store
+  if (!store) throw new Error('the plugin has no store at its seam')
+  return store
+}
 
 /** A registered plugin reading `ini` as config/hijack-guard.ini. Throws what register() throws (a bad config). */
 export function makeGuard(
@@ -95,4 +122,10 @@ export function callHook(plugin: FixturePlugin, method: string, ...args: unknown
 /** The SMTP reply Haraka writes for a hook's message (a DSN: "code text"). */
 export function replyText(msg: HookOutcome['msg']): string {
   return msg !== null && typeof msg === 'object' ? `${msg.code} ${msg.reply}` : String(msg)
+}
+
+/** A fixtures connection's transaction (made with mailFrom, rcptTo or withTxn); throws when it has none. */
+export function transactionOf(connection: FixtureConnection): FixtureTransaction {
+  if (!connection.transaction) throw new Error('the connection has no transaction')
+  return connection.transaction
 }

@@ -2,7 +2,7 @@
 // the packed plugin, the CLI the package installs, a real Redis, real SMTP sessions on
 // loopback. The tests that run Haraka as `nobody` (smtp.ini user/group) need root and are
 // skipped otherwise. An internal exception under on_store_error = closed cannot be provoked
-// from outside a real Haraka: test/plugin/store-failure.test.js covers it at plugin level.
+// from outside a real Haraka: test/plugin/store-failure.test.ts covers it at plugin level.
 
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'

@@ -106,8 +106,10 @@ export function connectRedis(options: RedisConnectionOptions): RedisConnection {
     },
     async close(): Promise<void> {
       stuck.close()
+      // A graceful close waits for the replies still due: from a server that accepts and never
+      // answers (frozen, or not Redis) they never come, so the wait is bounded like any call.
       try {
-        if (client.isOpen) await client.close()
+        if (client.isOpen) await withTimeout(client.close(), timeoutMs, `${where}: close`)
       } catch {
         client.destroy()
       }

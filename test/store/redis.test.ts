@@ -1,57 +1,38 @@
-'use strict'
+import * as assert from 'node:assert/strict'
 
-const assert = require('node:assert/strict')
-const { createClient } = require('redis')
-
-const { createRedisStore } = require('../../dist/lib/store/redis')
-const { SCRIPTS } = require('../../dist/lib/store/redis/scripts')
-const { accountKeys, encodeAccount, PREFIX } = require('../../dist/lib/store/keys')
-const { countersTtlMs } = require('../../dist/lib/store/buckets')
-const { StoreError } = require('../../dist/lib/store')
-const { contract, rules, summary, recordInput, ODD_ACCOUNTS } = require('./contract')
-const { startRedis, freePort, waitFor, HOST } = require('./redis-server')
-
-function quietLog() {
-  const lines = []
-  return {
-    lines,
-    info: (m) => lines.push(`info ${m}`),
-    warn: (m) => lines.push(`warn ${m}`),
-    error: (m) => lines.push(`error ${m}`),
-  }
-}
+import { StoreError, type RecordInput, type RecordResult, type Store } from '../../lib/store'
+import { countersTtlMs } from '../../lib/store/buckets'
+import { accountKeys, encodeAccount, PREFIX } from '../../lib/store/keys'
+import type { RedisStore } from '../../lib/store/redis'
+import { SCRIPTS } from '../../lib/store/redis/scripts'
+import { freePort, HOST, waitUntil } from '../../support/process'
+import { startRedis, type RedisClient, type RedisServer } from '../../support/redis'
+import { contract, ODD_ACCOUNTS, recordInput, rules, summary, type RealClockStore } from './contract'
+import { openRedisStore, quietLog, untilAnswers, type OpenRedisOptions } from './redis-store'
 
 // Stores a test opened, closed after it even when it fails (an open client keeps mocha alive).
-const opened = new Set()
+const opened = new Set<Store>()
 
-function newStore(port, { timeoutMs = 1000, log = quietLog(), track = true } = {}) {
-  const store = createRedisStore({ redis: { host: HOST, port, db: 0 }, timeoutMs, log })
+function newStore(port: number, { track = true, ...options }: OpenRedisOptions & { track?: boolean } = {}): RedisStore {
+  const store = openRedisStore(port, options)
   if (track) opened.add(store)
   return store
 }
 
-/** Resolves once the store answers (it connects in the background). */
-function ready(store) {
-  return waitFor(async () => (await store.getDisabled('ready-probe')) === null, 5000, 'the store answers')
-}
-
-async function adminClient(port) {
-  const client = createClient({ socket: { host: HOST, port, reconnectStrategy: false } })
-  client.on('error', () => {})
-  await client.connect()
-  return client
-}
-
-function trip(store, account, extra = {}) {
+/** Sends the same message twice under 1 message per hour: the second is refused. */
+async function trip(store: Store, account: string, extra: Partial<RecordInput> = {}): Promise<RecordResult> {
   const r = rules({ messages: '1/1h' })
   const input = { ...recordInput(account, r, { summary: summary(1) }), ...extra }
-  return store.record(input).then(() => store.record(input))
+  await store.record(input)
+  return store.record(input)
 }
 
 /** Collects unhandled rejections while `fn` runs. */
-async function noUnhandledRejections(fn) {
-  const seen = []
-  const onRejection = (reason) => seen.push(reason)
+async function noUnhandledRejections(fn: () => Promise<void>): Promise<void> {
+  const seen: unknown[] = []
+  const onRejection = (reason: unknown): void => {
+    seen.push(reason)
+  }
   process.on('unhandledRejection', onRejection)
   try {
     await fn()
@@ -63,15 +44,34 @@ async function noUnhandledRejections(fn) {
   assert.deepEqual(seen, [], 'no unhandled rejections')
 }
 
+/** A redis reply that must be text (CLUSTER INFO, CLUSTER KEYSLOT as the tests read it). */
+function text(reply: unknown): string {
+  assert.ok(typeof reply === 'string' || typeof reply === 'number', `a text reply, got ${JSON.stringify(reply)}`)
+  return String(reply)
+}
+
+/** Resolves what `retry` resolves once it no longer rejects with StoreError (within 5 s). */
+function onceRedisAnswers<T>(retry: () => Promise<T>, what: string): Promise<Exclude<T, null>> {
+  const attempt = async (): Promise<T | null> => {
+    try {
+      return await retry()
+    } catch (err) {
+      if (err instanceof StoreError) return null
+      throw err
+    }
+  }
+  return waitUntil(attempt, { timeoutMs: 5000, message: what }) as Promise<Exclude<T, null>>
+}
+
 describe('redis store', function () {
   this.timeout(20_000)
 
-  let server
-  let admin
+  let server: RedisServer
+  let admin: RedisClient
 
   before(async function () {
     server = await startRedis()
-    admin = await adminClient(server.port)
+    admin = await server.client()
   })
 
   afterEach(async function () {
@@ -80,36 +80,24 @@ describe('redis store', function () {
   })
 
   after(async function () {
-    if (admin) await admin.close()
-    if (server) await server.stop()
+    // also closes admin, its client
+    await server?.stop()
   })
 
-  contract('redis', async () => {
+  contract('redis', async (): Promise<RealClockStore> => {
     await admin.flushAll()
     const store = newStore(server.port)
-    await ready(store)
-    return {
-      store,
-      clock: 'real',
-      advance() {
-        throw new Error('Redis TIME cannot be moved')
-      },
-      now() {
-        throw new Error('Redis TIME is read inside the scripts')
-      },
-      async cleanup() {
-        await store.close()
-      },
-    }
+    await untilAnswers(store)
+    return { store, clock: 'real', cleanup: () => store.close() }
   })
 
   describe('redis store: scripts', function () {
-    let store
+    let store: RedisStore
 
     beforeEach(async function () {
       await admin.flushAll()
       store = newStore(server.port)
-      await ready(store)
+      await untilAnswers(store)
     })
 
     afterEach(async function () {
@@ -125,13 +113,13 @@ describe('redis store', function () {
     it('keeps working after SCRIPT FLUSH (EVALSHA falls back to EVAL on NOSCRIPT)', async function () {
       const r = rules({ messages: '100/1h' })
       const input = recordInput('alice', r, { recipients: 2, summary: summary(1) })
-      assert.equal((await store.record(input)).counts[0].count, 1)
+      assert.equal((await store.record(input)).counts[0]?.count, 1)
       await admin.scriptFlush()
       assert.deepEqual(
         await admin.scriptExists(SCRIPTS.map((s) => s.sha)),
         SCRIPTS.map(() => 0),
       )
-      assert.equal((await store.record(input)).counts[0].count, 2)
+      assert.equal((await store.record(input)).counts[0]?.count, 2)
       await admin.scriptFlush()
       assert.equal(await store.disable({ account: 'alice', reason: 'manual', by: 'test', incident: 'i' }), true)
       await admin.scriptFlush()
@@ -163,9 +151,10 @@ describe('redis store', function () {
       // 10 buckets of 6 minutes: a boundary falls between TIME and the script once in hours;
       // should it happen, the bucket index moves and the test is run again.
       const r = rules({ messages: '100/1h', buckets: 10 })
-      const bucketMs = r[0].bucketMs
+      const bucketMs = r[0]?.bucketMs
+      assert.ok(bucketMs !== undefined)
       const k = accountKeys('alice')
-      const index = async () => {
+      const index = async (): Promise<number> => {
         const [s, us] = await admin.time()
         return Math.floor((Number(s) * 1000 + Math.floor(Number(us) / 1000)) / bucketMs)
       }
@@ -188,9 +177,16 @@ describe('redis store', function () {
         const res = await store.record(recordInput('alice', r, { summary: summary(1) }))
         const counted = await store.counts('alice', r)
         if ((await index()) !== cur && attempt < 3) continue
-        assert.equal(res.counts[0].count, 43, 'the oldest bucket inside the window, the leftover inside it and this message')
+        assert.equal(
+          res.counts[0]?.count,
+          43,
+          'the oldest bucket inside the window, the leftover inside it and this message',
+        )
         assert.deepEqual(counted, res.counts)
-        assert.deepEqual((await admin.hKeys(k.counts)).sort(), [`${bucketMs}.${cur - 9}.m`, `${bucketMs}.${cur}.m`, leftoverIn].sort())
+        assert.deepEqual(
+          (await admin.hKeys(k.counts)).sort(),
+          [`${bucketMs}.${cur - 9}.m`, `${bucketMs}.${cur}.m`, leftoverIn].sort(),
+        )
         break
       }
     })
@@ -219,7 +215,7 @@ describe('redis store', function () {
       const others = [newStore(server.port), newStore(server.port), newStore(server.port), newStore(server.port)]
       const stores = [store, ...others]
       try {
-        await Promise.all(others.map(ready))
+        await Promise.all(others.map(untilAnswers))
         const r = rules({ messages: '20/1h' })
         const results = await Promise.all(
           stores.flatMap((s, i) =>
@@ -229,8 +225,8 @@ describe('redis store', function () {
         assert.equal(results.filter((x) => x.status === 'ok').length, 20)
         assert.equal(results.filter((x) => x.status === 'refused').length, 1)
         assert.equal(results.filter((x) => x.flipped).length, 1)
-        for (const s of stores) assert.equal((await s.getDisabled('alice')).by, 'limit')
-        assert.equal(await others[1].enable('alice'), true)
+        for (const s of stores) assert.equal((await s.getDisabled('alice'))?.by, 'limit')
+        assert.equal(await others[1]?.enable('alice'), true)
         for (const s of stores) assert.equal(await s.getDisabled('alice'), null)
       } finally {
         await Promise.all(others.map((s) => s.close()))
@@ -239,26 +235,30 @@ describe('redis store', function () {
   })
 
   describe('redis store: one Cluster slot per account', function () {
-    let node
-    let nodeAdmin
-    let store
+    let node: RedisServer
+    let nodeAdmin: RedisClient
+    let store: RedisStore | undefined
 
     before(async function () {
       node = await startRedis({ args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'] })
-      nodeAdmin = await adminClient(node.port)
+      nodeAdmin = await node.client()
       await nodeAdmin.sendCommand(['CLUSTER', 'ADDSLOTSRANGE', '0', '16383'])
-      await waitFor(async () => /cluster_state:ok/.test(await nodeAdmin.sendCommand(['CLUSTER', 'INFO'])), 5000, 'the one-node cluster is up')
+      await waitUntil(async () => /cluster_state:ok/.test(text(await nodeAdmin.sendCommand(['CLUSTER', 'INFO']))), {
+        timeoutMs: 5000,
+        ignoreErrors: true,
+        message: 'the one-node cluster is up',
+      })
       store = newStore(node.port, { track: false })
-      await ready(store)
+      await untilAnswers(store)
     })
 
     after(async function () {
-      if (store) await store.close()
-      if (nodeAdmin) await nodeAdmin.close()
-      if (node) await node.stop()
+      await store?.close()
+      // also closes nodeAdmin, its client
+      await node?.stop()
     })
 
-    function hashTag(key) {
+    function hashTag(key: string): string | null {
       const open = key.indexOf('{')
       const close = key.indexOf('}', open + 1)
       return open >= 0 && close > open + 1 ? key.slice(open + 1, close) : null
@@ -269,7 +269,8 @@ describe('redis store', function () {
     })
 
     it('puts every key of an account in one slot, under the account hash tag, and shares no key between accounts', async function () {
-      const owner = new Map()
+      assert.ok(store)
+      const owner = new Map<string, string>()
       const r = rules({ messages: '1/1h', recipients: '10/1h' })
       for (const account of ODD_ACCOUNTS) {
         await nodeAdmin.flushAll()
@@ -278,17 +279,17 @@ describe('redis store', function () {
         assert.equal((await store.record(input)).flipped, true)
         assert.equal(await store.disable({ account, reason: 'manual', by: 'test', incident: 'i' }), true)
         const keys = (await nodeAdmin.keys('*')).sort()
-        const own = Object.values(accountKeys(account))
+        const own = Object.values({ ...accountKeys(account) })
         for (const key of keys) assert.ok(own.includes(key), `${key} is not one of the account's keys`)
         assert.ok(keys.includes(accountKeys(account).disabled) && keys.includes(accountKeys(account).counts))
-        const slots = new Set()
+        const slots = new Set<string>()
         for (const key of keys) {
-          slots.add(await nodeAdmin.sendCommand(['CLUSTER', 'KEYSLOT', key]))
+          slots.add(text(await nodeAdmin.sendCommand(['CLUSTER', 'KEYSLOT', key])))
           assert.equal(hashTag(key), encodeAccount(account))
           assert.ok(!owner.has(key), `${key} belongs to ${JSON.stringify(owner.get(key))} as well`)
           owner.set(key, account)
         }
-        assert.equal(slots.size, 1, `${JSON.stringify(account.slice(0, 20))} spans slots ${[...slots]}`)
+        assert.equal(slots.size, 1, `${JSON.stringify(account.slice(0, 20))} spans slots ${[...slots].join(', ')}`)
         // Every operation runs on the cluster node without a CROSSSLOT error.
         assert.equal(await store.enable(account), true)
         const token = 'f'.repeat(32)
@@ -301,7 +302,7 @@ describe('redis store', function () {
           [0, 0],
         )
         assert.deepEqual(await store.evidence(account), [])
-        assert.equal((await store.getDisabled(account)).account, account)
+        assert.equal((await store.getDisabled(account))?.account, account)
         assert.deepEqual(
           (await store.listDisabled()).map((x) => x.account),
           [account],
@@ -314,23 +315,35 @@ describe('redis store', function () {
   describe('redis store: when Redis fails', function () {
     const timeoutMs = 300
     const marginMs = 400
-    let down
+    let down: RedisServer | null = null
 
     afterEach(async function () {
-      if (down) await down.stop()
+      await down?.stop()
       down = null
     })
 
-    async function settlesWithin(work, ms) {
+    interface Settled {
+      readonly value?: unknown
+      readonly error?: unknown
+      readonly elapsed: number
+    }
+
+    async function settlesWithin(work: Promise<unknown>): Promise<Settled> {
       const started = Date.now()
       const outcome = await work.then(
         (value) => ({ value }),
-        (error) => ({ error }),
+        (error: unknown) => ({ error }),
       )
-      return { ...outcome, elapsed: Date.now() - started, ms }
+      return { ...outcome, elapsed: Date.now() - started }
     }
 
-    function everyCall(store) {
+    /** What a call settled with, for a failure message. */
+    function settledWith(o: Settled): string {
+      if (o.error === undefined) return `the value ${JSON.stringify(o.value)}`
+      return o.error instanceof Error ? `${o.error.name}: ${o.error.message}` : JSON.stringify(o.error)
+    }
+
+    function everyCall(store: Store): Record<string, () => Promise<unknown>> {
       const r = rules({ messages: '100/1h' })
       return {
         record: () => store.record(recordInput('alice', r, { summary: summary(1) })),
@@ -344,23 +357,25 @@ describe('redis store', function () {
       }
     }
 
-    async function expectAllFail(store, limitMs) {
-      const calls = everyCall(store)
-      const outcomes = await Promise.all(Object.values(calls).map((call) => settlesWithin(call(), limitMs)))
-      Object.keys(calls).forEach((name, i) => {
+    async function expectAllFail(store: Store, limitMs: number): Promise<void> {
+      const calls = Object.entries(everyCall(store))
+      const outcomes = await Promise.all(calls.map(([, call]) => settlesWithin(call())))
+      calls.forEach(([name], i) => {
         const o = outcomes[i]
-        assert.ok(o.error instanceof StoreError, `${name} rejects with StoreError, got ${o.error ?? JSON.stringify(o.value)}`)
+        assert.ok(o)
+        assert.ok(o.error instanceof StoreError, `${name} rejects with StoreError, got ${settledWith(o)}`)
         assert.ok(o.elapsed <= limitMs, `${name} answered in ${o.elapsed} ms, more than ${limitMs} ms`)
       })
     }
 
     it(`rejects every call with StoreError within the timeout (${timeoutMs} ms) while Redis hangs`, async function () {
-      down = await startRedis()
+      const hung = await startRedis()
+      down = hung
       const log = quietLog()
-      const store = newStore(down.port, { timeoutMs, log })
+      const store = newStore(hung.port, { timeoutMs, log })
       await noUnhandledRejections(async () => {
-        await ready(store)
-        down.pause()
+        await untilAnswers(store)
+        hung.pause()
         try {
           const started = Date.now()
           await expectAllFail(store, timeoutMs + marginMs)
@@ -369,11 +384,10 @@ describe('redis store', function () {
           // Still hung: a later call waits no longer than the timeout either.
           await expectAllFail(store, timeoutMs + marginMs)
         } finally {
-          down.resume()
+          hung.resume()
         }
-        const res = await waitFor(
-          () => store.record(recordInput('carol', rules({ messages: '100/1h' }))).catch((err) => (err instanceof StoreError ? null : Promise.reject(err))),
-          5000,
+        const res = await onceRedisAnswers(
+          () => store.record(recordInput('carol', rules({ messages: '100/1h' }))),
           'record works again once Redis answers',
         )
         assert.equal(res.status, 'ok')
@@ -382,18 +396,19 @@ describe('redis store', function () {
     })
 
     it('rejects with StoreError within the timeout when Redis stops, and works again on the same store when it restarts', async function () {
-      down = await startRedis()
+      const redis = await startRedis()
+      down = redis
       const log = quietLog()
-      const store = newStore(down.port, { timeoutMs, log })
+      const store = newStore(redis.port, { timeoutMs, log })
       const r = rules({ messages: '100/1h' })
       const input = recordInput('alice', r, { summary: summary(1) })
       await noUnhandledRejections(async () => {
-        await ready(store)
+        await untilAnswers(store)
         assert.equal((await store.record(input)).status, 'ok')
-        const port = down.port
-        await down.stop()
-        const o = await settlesWithin(store.record(input), timeoutMs + marginMs)
-        assert.ok(o.error instanceof StoreError, `record rejects with StoreError, got ${o.error ?? JSON.stringify(o.value)}`)
+        const port = redis.port
+        await redis.stop()
+        const o = await settlesWithin(store.record(input))
+        assert.ok(o.error instanceof StoreError, `record rejects with StoreError, got ${settledWith(o)}`)
         assert.ok(o.elapsed <= timeoutMs + marginMs, `record answered in ${o.elapsed} ms`)
         await expectAllFail(store, timeoutMs + marginMs)
         assert.ok(
@@ -401,14 +416,11 @@ describe('redis store', function () {
           `the failure is logged: ${log.lines.join(' | ')}`,
         )
 
-        down = await startRedis({ port })
-        const res = await waitFor(
-          () => store.record(input).catch((err) => (err instanceof StoreError ? null : Promise.reject(err))),
-          5000,
-          'record works again after Redis restarts',
-        )
+        // the same port: a new redis-server without persistence
+        await redis.start()
+        const res = await onceRedisAnswers(() => store.record(input), 'record works again after Redis restarts')
         assert.equal(res.status, 'ok')
-        assert.equal(res.counts[0].count, 1, 'a restarted Redis without persistence starts from zero')
+        assert.equal(res.counts[0]?.count, 1, 'a restarted Redis without persistence starts from zero')
         await store.close()
       })
     })
@@ -421,23 +433,19 @@ describe('redis store', function () {
         const closed = newStore(port, { timeoutMs })
         assert.ok(Date.now() - started < 100, `the factory returned in ${Date.now() - started} ms`)
         await expectAllFail(store, timeoutMs + marginMs)
-        const o = await settlesWithin(closed.close(), 1000)
+        const o = await settlesWithin(closed.close())
         assert.equal(o.error, undefined)
         assert.ok(o.elapsed < 1000, `close() while Redis is down took ${o.elapsed} ms`)
 
         down = await startRedis({ port })
         const r = rules({ messages: '100/1h' })
-        const res = await waitFor(
-          () =>
-            store
-              .record(recordInput('alice', r, { summary: summary(1) }))
-              .catch((err) => (err instanceof StoreError ? null : Promise.reject(err))),
-          5000,
+        const res = await onceRedisAnswers(
+          () => store.record(recordInput('alice', r, { summary: summary(1) })),
           'record works once Redis is up',
         )
         assert.equal(res.status, 'ok')
         assert.equal(await store.disable({ account: 'bob', reason: 'manual', by: 'test', incident: 'i' }), true)
-        assert.equal((await store.listDisabled())[0].account, 'bob')
+        assert.equal((await store.listDisabled())[0]?.account, 'bob')
         await store.close()
       })
     })

@@ -1,32 +1,22 @@
-'use strict'
-
 // Issue 8, items 4 and 7 at the plugin level: no exception inside a hook passes a message under
 // on_store_error = closed, a state file that cannot open stops startup (init_master answers
 // DENY, which makes Haraka exit), and a reload to a store that cannot open keeps the old one.
 // An unexpected internal exception cannot be provoked from outside a real Haraka, so the seams
 // here (a transaction without recipients, notes that throw) stand for one.
 
-const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const path = require('node:path')
+import assert from 'node:assert/strict'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import * as constants from 'haraka-constants'
+import * as fixtures from 'haraka-test-fixtures'
+import type { FixtureConnection, FixturePlugin } from 'haraka-test-fixtures'
+import type { PasswdCallback } from '../../lib/haraka'
+import { waitUntil } from '../../support'
+import { callHook, distMemoryStore, makeGuard, replyText, transactionOf, type HookOutcome } from '../../support/plugin'
 
-const fixtures = require('haraka-test-fixtures')
-const constants = require('haraka-constants')
+const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug'] as const
 
-const helpers = require('./helpers')
-
-const { call, reply } = helpers
-const dirs = []
-function makeGuard(...args) {
-  const guard = helpers.makeGuard(...args)
-  dirs.push(guard.dir)
-  return guard
-}
-after(function () {
-  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true })
-})
-
-function connectionFor(login) {
+function connectionFor(login: string | undefined): FixtureConnection {
   const connection = fixtures.makeConnection({
     ip: '192.0.2.7',
     helo: 'client.example',
@@ -35,13 +25,13 @@ function connectionFor(login) {
     mailFrom: 'alice@example.com',
     rcptTo: ['bob@example.net'],
   })
-  for (const level of ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug']) connection[level] = () => undefined
-  connection.transaction.add_header('Subject', 'hello')
+  for (const level of LEVELS) connection[level] = () => undefined
+  transactionOf(connection).add_header('Subject', 'hello')
   return connection
 }
 
 /** Notes whose auth_user cannot be read: an exception before any store call. */
-function throwingNotes(connection) {
+function throwingNotes(connection: FixtureConnection): FixtureConnection {
   Object.defineProperty(connection, 'notes', {
     value: Object.defineProperty({}, 'auth_user', {
       get() {
@@ -52,17 +42,11 @@ function throwingNotes(connection) {
   return connection
 }
 
-const mail = (plugin, c) => call(plugin, 'hook_mail', c, [c.transaction.mail_from, {}])
-const queue = (plugin, c) => call(plugin, 'count_message', c)
-const init = (plugin) => new Promise((resolve) => plugin.hook_init_master((rc, msg) => resolve({ rc, msg }), {}))
-
-async function waitUntil(fn, timeoutMs) {
-  const end = Date.now() + timeoutMs
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
+const mail = (plugin: FixturePlugin, c: FixtureConnection): Promise<HookOutcome> =>
+  callHook(plugin, 'hook_mail', c, [transactionOf(c).mail_from, {}])
+const queue = (plugin: FixturePlugin, c: FixtureConnection): Promise<HookOutcome> =>
+  callHook(plugin, 'count_message', c)
+const init = (plugin: FixturePlugin): Promise<HookOutcome> => callHook(plugin, 'hook_init_master', {})
 
 describe('plugin: an unexpected exception inside a hook (issue 8, item 4)', function () {
   const CLOSED = '[main]\non_store_error=closed\n[limits]\nmessages=3/1m\n[alert]\nto=pm@example.com\n'
@@ -70,23 +54,27 @@ describe('plugin: an unexpected exception inside a hook (issue 8, item 4)', func
   it('on_store_error = closed: an exception while counting answers 451 4.3.0, not CONT', async function () {
     const { plugin, logs } = makeGuard(CLOSED)
     const c = connectionFor('a')
-    c.transaction.rcpt_to = null
+    Reflect.set(transactionOf(c), 'rcpt_to', null)
     const q = await queue(plugin, c)
     assert.equal(q.rc, constants.denysoft)
-    assert.match(reply(q.msg), /^451 4\.3\.0 /)
-    assert.equal(logs.filter(([level, m]) => level === 'logcrit' && /unexpected error, answering DENYSOFT/.test(m)).length, 1)
+    assert.match(replyText(q.msg), /^451 4\.3\.0 /)
+    assert.equal(
+      logs.filter(([level, m]) => level === 'logcrit' && /unexpected error, answering DENYSOFT/.test(m)).length,
+      1,
+    )
   })
 
   it('on_store_error = closed: an exception at MAIL FROM answers 451 4.3.0, not CONT', async function () {
     const { plugin } = makeGuard(CLOSED)
     const m = await mail(plugin, throwingNotes(connectionFor('a')))
     assert.equal(m.rc, constants.denysoft)
-    assert.match(reply(m.msg), /^451 4\.3\.0 .*contact pm@example\.com/)
+    assert.match(replyText(m.msg), /^451 4\.3\.0 .*contact pm@example\.com/)
   })
 
   it('on_store_error = closed: an exception thrown synchronously (not a rejection) answers 451 too', async function () {
     const { plugin } = makeGuard(CLOSED)
-    delete plugin.guard.config
+    // a plugin without its config stands for a synchronous failure inside the hook
+    Reflect.deleteProperty(plugin.guard, 'config')
     const m = await mail(plugin, connectionFor('a'))
     assert.equal(m.rc, constants.denysoft)
   })
@@ -95,7 +83,7 @@ describe('plugin: an unexpected exception inside a hook (issue 8, item 4)', func
     const { plugin, dir } = makeGuard(CLOSED)
     const auth = {
       name: 'auth/flat_file',
-      check_plain_passwd(connection, user, passwd, cb) {
+      check_plain_passwd(_connection: unknown, _user: string, passwd: string, cb: PasswdCallback): void {
         cb(passwd === 'right')
       },
     }
@@ -107,12 +95,14 @@ describe('plugin: an unexpected exception inside a hook (issue 8, item 4)', func
     delete plugin.guard.store
     plugin.guard.config = { ...plugin.guard.config, store: 'memory', stateFile: damaged }
     const c = connectionFor(undefined)
-    const valid = await new Promise((resolve) => auth.check_plain_passwd(c, 'alice', 'right', (v) => resolve(v)))
+    const valid = await new Promise<boolean>((resolve) =>
+      auth.check_plain_passwd(c, 'alice', 'right', (v) => resolve(v)),
+    )
     assert.equal(valid, true, 'the login is accepted: MAIL FROM decides')
     c.notes.auth_user = 'alice'
     const m = await mail(plugin, c)
     assert.equal(m.rc, constants.denysoft)
-    assert.match(reply(m.msg), /^451 4\.3\.0 /)
+    assert.match(replyText(m.msg), /^451 4\.3\.0 /)
   })
 
   it('on_store_error = open: the same exception lets the message pass (the documented open policy)', async function () {
@@ -130,7 +120,7 @@ describe('plugin: a memory store that cannot open at startup (issue 8, item 4)',
     delete plugin.guard.store
     const r = await init(plugin)
     assert.equal(r.rc, constants.deny)
-    assert.ok(String(r.msg).includes(file), String(r.msg))
+    assert.ok(replyText(r.msg).includes(file), replyText(r.msg))
     assert.ok(logs.some(([level, m]) => level === 'logcrit' && m.includes(file)))
     assert.equal(fs.readFileSync(file, 'utf8'), '{"disabled": ')
   })
@@ -154,15 +144,19 @@ describe('plugin: a hot reload to a store that cannot open (issue 8, item 7)', f
     const bad = path.join(base, 'bad.json')
     const { plugin, dir, logs } = makeGuard(`[main]\nstore=memory\nstate_file=${good}\n[limits]\nmessages=3/1m\n`)
     const ini = path.join(dir, 'config', 'hijack-guard.ini')
-    plugin.guard.store = require('../../dist/lib/store/memory').createMemoryStore({ stateFile: good })
-    const store = plugin.guard.store
+    const store = distMemoryStore().createMemoryStore({ stateFile: good })
+    plugin.guard.store = store
     await store.disable({ account: 'bob', reason: 'test', by: 'test', incident: 'x' })
     fs.writeFileSync(bad, 'this is not JSON')
     fs.writeFileSync(ini, `[main]\nstore=memory\nstate_file=${bad}\n[limits]\nmessages=9/1m\n`)
-    await waitUntil(() => logs.some(([level, m]) => level === 'logerror' && m.includes(bad)), 20000)
+    await waitUntil(() => logs.some(([level, m]) => level === 'logerror' && m.includes(bad)), {
+      timeoutMs: 20000,
+      intervalMs: 50,
+      message: 'the reload to a store that cannot open is logged at ERROR',
+    })
     assert.equal(plugin.guard.store, store, 'the old store stays')
     assert.equal(plugin.guard.config.stateFile, good, 'the old config stays')
-    assert.equal(plugin.guard.config.rules[0].max, 3)
+    assert.equal(plugin.guard.config.rules[0]?.max, 3)
     const m = await mail(plugin, connectionFor('bob'))
     assert.equal(m.rc, constants.denydisconnect, 'bob is still refused')
   })

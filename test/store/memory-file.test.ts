@@ -1,49 +1,63 @@
-'use strict'
-
 // The memory store's state file as the operating system sees it: the lock never blocks the
 // event loop, held-mail marks do not rewrite the file per message, the file keeps its owner and
 // mode whoever writes it, and the startup check names the file and what to do.
 
-const assert = require('node:assert/strict')
-const childProcess = require('node:child_process')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
+import * as assert from 'node:assert/strict'
+import * as childProcess from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 
-const { createMemoryStore, checkStateFile } = require('../../dist/lib/store/memory')
-const { StoreError } = require('../../dist/lib/store')
+import { StoreError } from '../../lib/store'
+import { checkStateFile, createMemoryStore } from '../../lib/store/memory'
+import { REPO_ROOT, tempRoot, tmpDir, waitUntil } from '../../support/process'
+import { readStateFile } from './state-file'
 
 const NOBODY = 65534
 const asRoot = typeof process.getuid === 'function' && process.getuid() === 0
 const DISABLE = { reason: 'manual', by: 'test', incident: 'i' }
 
-async function waitFor(check, ms, what) {
-  const deadline = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
+/** The memory store's source: a child loads it through tsx, as this process does. */
+const MEMORY_STORE = path.join(REPO_ROOT, 'lib', 'store', 'memory')
+
+/**
+ * Runs `code` (with `mod` = the memory store module, loaded from lib/ source through tsx) in a
+ * child process as uid/gid nobody; `tmp` is a directory nobody can write (tsx's cache).
+ */
+function runAsNobody(tmp: string, code: string, ...args: string[]): childProcess.SpawnSyncReturns<string> {
+  const src = `const mod = require(${JSON.stringify(MEMORY_STORE)});(async () => { ${code} })().then(() => process.exit(0), (e) => { process.stdout.write(String(e.message)); process.exit(2) })`
+  return childProcess.spawnSync(process.execPath, ['-r', require.resolve('tsx/cjs'), '-e', src, ...args], {
+    uid: NOBODY,
+    gid: NOBODY,
+    cwd: tmp,
+    env: { ...process.env, TMPDIR: tmp },
+    encoding: 'utf8',
+    timeout: 20000,
+  })
 }
 
-/** Runs `code` (with `mod` = the memory store module) in a child process as uid/gid nobody. */
-function runAsNobody(code, ...args) {
-  const mod = path.resolve(__dirname, '..', '..', 'dist', 'lib', 'store', 'memory')
-  const src = `const mod = require(${JSON.stringify(mod)});(async () => { ${code} })().then(() => process.exit(0), (e) => { process.stdout.write(String(e.message)); process.exit(2) })`
-  return childProcess.spawnSync(process.execPath, ['-e', src, ...args], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 20000 })
+/** The text of a state file. */
+function state(file: string): string {
+  return fs.readFileSync(file, 'utf8')
 }
 
 describe('memory store: the state file on disk', function () {
-  let root
-  let dir
-  let file
+  let root: string
+  let dir: string
+  let file: string
+  let nobodyTmp: string
 
   beforeEach(function () {
-    // World-traversable, so a child running as nobody can reach files inside.
-    root = fs.mkdtempSync(path.join(os.tmpdir(), 'hijack-guard-memfile-'))
+    // World-traversable, so a child running as nobody can reach files inside: the temporary
+    // root may be passed through (not listed), this test's directory is 0755.
+    root = tmpDir('memfile')
+    fs.chmodSync(tempRoot() ?? path.dirname(root), 0o711)
     fs.chmodSync(root, 0o755)
     dir = path.join(root, 'haraka')
     fs.mkdirSync(dir)
     file = path.join(dir, 'hijack-guard.state.json')
+    nobodyTmp = path.join(root, 'tmp')
+    fs.mkdirSync(nobodyTmp)
+    if (asRoot) fs.chownSync(nobodyTmp, NOBODY, NOBODY)
   })
 
   afterEach(function () {
@@ -58,7 +72,11 @@ describe('memory store: the state file on disk', function () {
     let settled = false
     const done = store.disable({ account: 'alice', ...DISABLE }).finally(() => (settled = true))
     try {
-      await waitFor(() => ticks >= 10, 2000, 'timers to fire while the lock is held')
+      await waitUntil(() => ticks >= 10, {
+        timeoutMs: 2000,
+        intervalMs: 10,
+        message: 'timers to fire while the lock is held',
+      })
       assert.equal(settled, false, 'the disable waits for the lock')
       assert.equal(fs.existsSync(file), false)
       fs.unlinkSync(`${file}.lock`)
@@ -66,7 +84,7 @@ describe('memory store: the state file on disk', function () {
     } finally {
       clearInterval(timer)
     }
-    assert.ok(JSON.parse(fs.readFileSync(file, 'utf8')).disabled.alice)
+    assert.ok(readStateFile(file).disabled.alice)
     assert.equal(fs.existsSync(`${file}.lock`), false)
     await store.close()
   })
@@ -77,7 +95,7 @@ describe('memory store: the state file on disk', function () {
     const old = new Date(Date.now() - 60_000)
     fs.utimesSync(`${file}.lock`, old, old)
     await store.disable({ account: 'alice', ...DISABLE })
-    assert.ok(JSON.parse(fs.readFileSync(file, 'utf8')).disabled.alice)
+    assert.ok(readStateFile(file).disabled.alice)
     await store.close()
   })
 
@@ -95,13 +113,17 @@ describe('memory store: the state file on disk', function () {
     for (let i = 0; i < 200; i++) await store.hold('spam', `q${i}.1`, 600_000)
     assert.equal(fs.statSync(file).ino, ino, 'no rewrite while holding')
     assert.equal(await store.heldCount('spam'), 200, 'this process counts them at once')
-    await waitFor(() => Object.keys(JSON.parse(fs.readFileSync(file, 'utf8')).held.spam ?? {}).length === 200, 1500, 'the held marks in the file')
+    await waitUntil(() => Object.keys(readStateFile(file).held?.spam ?? {}).length === 200, {
+      timeoutMs: 1500,
+      intervalMs: 10,
+      message: 'the held marks in the file',
+    })
     for (let i = 0; i < 100; i++) assert.equal(await store.release('spam', `q${i}.1`), true)
     assert.equal(await store.release('spam', 'q0.1'), false, 'a second release finds nothing')
     await store.disable({ account: 'bob', ...DISABLE })
-    const state = JSON.parse(fs.readFileSync(file, 'utf8'))
-    assert.ok(state.disabled.bob, 'the disable is in the file when it resolves')
-    assert.equal(Object.keys(state.held.spam).length, 100, 'the releases went out with it')
+    const written = readStateFile(file)
+    assert.ok(written.disabled.bob, 'the disable is in the file when it resolves')
+    assert.equal(Object.keys(written.held?.spam ?? {}).length, 100, 'the releases went out with it')
     // Another process (the CLI) sees the same counts.
     const cli = createMemoryStore({ stateFile: file })
     assert.equal(await cli.heldCount('spam'), 100)
@@ -113,7 +135,7 @@ describe('memory store: the state file on disk', function () {
     const store = createMemoryStore({ stateFile: file })
     await store.hold('spam', 'q1.1', 600_000)
     await store.close()
-    assert.ok(JSON.parse(fs.readFileSync(file, 'utf8')).held.spam['q1.1'])
+    assert.ok(readStateFile(file).held?.spam?.['q1.1'])
   })
 
   it('held marks noted here survive a change written by another process in between', async function () {
@@ -121,11 +143,11 @@ describe('memory store: the state file on disk', function () {
     await haraka.hold('spam', 'q1.1', 600_000)
     const cli = createMemoryStore({ stateFile: file })
     await cli.disable({ account: 'bob', ...DISABLE })
-    assert.equal(await haraka.heldCount('spam'), 1, 'the pending mark is replayed over the CLI\'s file')
+    assert.equal(await haraka.heldCount('spam'), 1, "the pending mark is replayed over the CLI's file")
     assert.notEqual(await haraka.getDisabled('bob'), null)
     await haraka.close()
-    const state = JSON.parse(fs.readFileSync(file, 'utf8'))
-    assert.ok(state.disabled.bob && state.held.spam['q1.1'], fs.readFileSync(file, 'utf8'))
+    const written = readStateFile(file)
+    assert.ok(written.disabled.bob && written.held?.spam?.['q1.1'], state(file))
     await cli.close()
   })
 
@@ -154,9 +176,13 @@ describe('memory store: the state file on disk', function () {
       assert.deepEqual(fs.readdirSync(dir), ['hijack-guard.state.json'])
       await store.close()
       // nobody can still read and change it.
-      const r = runAsNobody(`const s = mod.createMemoryStore({ stateFile: process.argv[1] }); if (!(await s.getDisabled('bob'))) throw new Error('bob not disabled'); await s.disable({ account: 'carol', reason: 'x', by: 'y', incident: 'z' }); await s.close()`, file)
+      const r = runAsNobody(
+        nobodyTmp,
+        `const s = mod.createMemoryStore({ stateFile: process.argv[1] }); if (!(await s.getDisabled('bob'))) throw new Error('bob not disabled'); await s.disable({ account: 'carol', reason: 'x', by: 'y', incident: 'z' }); await s.close()`,
+        file,
+      )
       assert.equal(r.status, 0, `${r.stdout} ${r.stderr}`)
-      assert.ok(JSON.parse(fs.readFileSync(file, 'utf8')).disabled.carol)
+      assert.ok(readStateFile(file).disabled.carol)
     })
 
     it('a new state file created by root in a directory of nobody belongs to nobody', async function () {
@@ -171,17 +197,21 @@ describe('memory store: the state file on disk', function () {
       fs.chmodSync(dir, 0o777)
       const before = '{"version":1,"disabled":{}}\n'
       fs.writeFileSync(file, before, { mode: 0o644 })
-      const r = runAsNobody(`const s = mod.createMemoryStore({ stateFile: process.argv[1] }); await s.disable({ account: 'bob', reason: 'x', by: 'y', incident: 'z' })`, file)
+      const r = runAsNobody(
+        nobodyTmp,
+        `const s = mod.createMemoryStore({ stateFile: process.argv[1] }); await s.disable({ account: 'bob', reason: 'x', by: 'y', incident: 'z' })`,
+        file,
+      )
       assert.equal(r.status, 2, `${r.stdout} ${r.stderr}`)
       assert.ok(r.stdout.includes(file) && /cannot keep the owner/.test(r.stdout), r.stdout)
-      assert.equal(fs.readFileSync(file, 'utf8'), before)
+      assert.equal(state(file), before)
       assert.equal(fs.statSync(file).uid, 0)
       assert.deepEqual(fs.readdirSync(dir), ['hijack-guard.state.json'], 'no temporary or lock file left')
     })
 
     it('checkStateFile run as nobody: a root-owned 0600 file is refused, naming the file and the fix', function () {
       fs.writeFileSync(file, '{"version":1,"disabled":{}}\n', { mode: 0o600 })
-      const r = runAsNobody('await mod.checkStateFile(process.argv[1])', file)
+      const r = runAsNobody(nobodyTmp, 'await mod.checkStateFile(process.argv[1])', file)
       assert.equal(r.status, 2, `${r.stdout} ${r.stderr}`)
       assert.ok(r.stdout.includes(file), r.stdout)
       assert.match(r.stdout, /uid 65534.*state_file/)
@@ -190,7 +220,7 @@ describe('memory store: the state file on disk', function () {
     it('checkStateFile run as nobody: a directory nobody cannot write is refused even when the file is readable', function () {
       fs.writeFileSync(file, '{"version":1,"disabled":{}}\n', { mode: 0o666 })
       fs.chmodSync(file, 0o666)
-      const r = runAsNobody('await mod.checkStateFile(process.argv[1])', file)
+      const r = runAsNobody(nobodyTmp, 'await mod.checkStateFile(process.argv[1])', file)
       assert.equal(r.status, 2, `${r.stdout} ${r.stderr}`)
       assert.match(r.stdout, /directory of .* is not writable/)
     })
@@ -199,13 +229,13 @@ describe('memory store: the state file on disk', function () {
   it('checkStateFile creates a missing state file (and its directory)', async function () {
     const nested = path.join(dir, 'var', 'state.json')
     await checkStateFile(nested)
-    assert.deepEqual(JSON.parse(fs.readFileSync(nested, 'utf8')).disabled, {})
+    assert.deepEqual(readStateFile(nested).disabled, {})
     await checkStateFile(nested)
   })
 
   it('checkStateFile rejects a damaged state file with StoreError naming it, leaving it as it was', async function () {
     fs.writeFileSync(file, '{"disabled": ')
     await assert.rejects(checkStateFile(file), (err) => err instanceof StoreError && err.message.includes(file))
-    assert.equal(fs.readFileSync(file, 'utf8'), '{"disabled": ')
+    assert.equal(state(file), '{"disabled": ')
   })
 })

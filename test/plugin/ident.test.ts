@@ -1,18 +1,31 @@
-'use strict'
-
 // Who an account is, through the compiled plugin (haraka-test-fixtures, memory store, a mail
 // seam): issue 8 items 2 (one account whatever the spelling, XCLIENT logins), 9 (the startup
 // summary names admins and the store) and 10 (the reply address never swallows [alert] from).
 
-const assert = require('node:assert/strict')
+import assert from 'node:assert/strict'
+import { Address } from '@haraka/email-address'
+import * as constants from 'haraka-constants'
+import * as fixtures from 'haraka-test-fixtures'
+import type { FixtureConnection, FixturePlugin } from 'haraka-test-fixtures'
+import { callHook, makeGuard, replyText, transactionOf, type HookOutcome } from '../../support/plugin'
 
-const fixtures = require('haraka-test-fixtures')
-const constants = require('haraka-constants')
-const { Address } = require('@haraka/email-address')
+const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug'] as const
 
-const { makeGuard, call, reply } = require('./helpers')
+interface SessionOptions {
+  /** The AUTH login (connection.notes.auth_user). */
+  readonly login?: string
+  /** The login XCLIENT gave (connection.remote.login). */
+  readonly xclient?: string
+  readonly relaying?: boolean
+  readonly mailFrom?: string
+}
 
-function session({ login, xclient, relaying = true, mailFrom = 'someone@example.com' } = {}) {
+function session({
+  login,
+  xclient,
+  relaying = true,
+  mailFrom = 'someone@example.com',
+}: SessionOptions = {}): FixtureConnection {
   const connection = fixtures.makeConnection({
     ip: '192.0.2.7',
     helo: 'client.example',
@@ -22,32 +35,34 @@ function session({ login, xclient, relaying = true, mailFrom = 'someone@example.
     withTxn: true,
   })
   if (xclient !== undefined) connection.remote.login = xclient
-  for (const level of ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug']) connection[level] = () => {}
-  connection.transaction.add_header('Subject', 'hello')
+  for (const level of LEVELS) connection[level] = () => undefined
+  transactionOf(connection).add_header('Subject', 'hello')
   return connection
 }
 
-async function rcpt(plugin, connection, address) {
+async function rcpt(plugin: FixturePlugin, connection: FixtureConnection, address: string): Promise<HookOutcome> {
   const recipient = new Address(`<${address}>`)
-  connection.transaction.rcpt_to.push(recipient)
-  const answer = await call(plugin, 'check_rcpt', connection, [recipient, []])
-  if (answer.rc === constants.deny || answer.rc === constants.denysoft) connection.transaction.rcpt_to.pop()
+  const list = transactionOf(connection).rcpt_to
+  list.push(recipient)
+  const answer = await callHook(plugin, 'check_rcpt', connection, [recipient, []])
+  if (answer.rc === constants.deny || answer.rc === constants.denysoft) list.pop()
   return answer
 }
 
-async function send(plugin, opts) {
+async function send(plugin: FixturePlugin, opts: SessionOptions): Promise<HookOutcome> {
   const c = session(opts)
   await rcpt(plugin, c, 'bob@example.net')
-  return call(plugin, 'count_message', c)
+  return callHook(plugin, 'count_message', c)
 }
 
-const mailFrom = (plugin, opts) => {
+const mailFrom = (plugin: FixturePlugin, opts: SessionOptions): Promise<HookOutcome> => {
   const c = session(opts)
-  return call(plugin, 'hook_mail', c, [c.transaction.mail_from, {}])
+  return callHook(plugin, 'hook_mail', c, [transactionOf(c).mail_from, {}])
 }
 
 describe('plugin: one account whatever the login spelling ([accounts])', function () {
-  const INI = '[limits]\nmessages = 2/1m\nrecipients = 0\n[alert]\nto = pm@example.com\n[accounts]\ndefault_domain = example.com\ndomain_aliases = alias.example:example.com\n'
+  const INI =
+    '[limits]\nmessages = 2/1m\nrecipients = 0\n[alert]\nto = pm@example.com\n[accounts]\ndefault_domain = example.com\ndomain_aliases = alias.example:example.com\n'
 
   it('counts alice, ALICE@Alias.Example and ａｌｉｃｅ@example.com as one account: the third message is refused and every spelling is then refused at MAIL FROM', async function () {
     const { plugin } = makeGuard(INI)
@@ -55,8 +70,14 @@ describe('plugin: one account whatever the login spelling ([accounts])', functio
     assert.equal((await send(plugin, { login: 'ALICE@Alias.Example' })).rc, undefined)
     const over = await send(plugin, { login: 'ａｌｉｃｅ@example.com' })
     assert.equal(over.rc, constants.deny)
-    assert.match(reply(over.msg), /^550 5\.7\.1 Account alice@example\.com /)
-    for (const login of ['alice', 'Alice@EXAMPLE.com', 'alice@alias.example', 'ＡＬＩＣＥ', 'alice\u200b@example.com']) {
+    assert.match(replyText(over.msg), /^550 5\.7\.1 Account alice@example\.com /)
+    for (const login of [
+      'alice',
+      'Alice@EXAMPLE.com',
+      'alice@alias.example',
+      'ＡＬＩＣＥ',
+      'alice\u200b@example.com',
+    ]) {
       const r = await mailFrom(plugin, { login })
       assert.equal(r.rc, constants.denydisconnect, `MAIL FROM of ${JSON.stringify(login)}: ${JSON.stringify(r)}`)
     }
@@ -65,7 +86,9 @@ describe('plugin: one account whatever the login spelling ([accounts])', functio
 
   it('exempts and overrides by canonical account: [exempt] accounts = Scanner exempts scanner@alias.example', async function () {
     const { plugin } = makeGuard(`${INI}[exempt]\naccounts = Scanner\n[account:BULK@alias.example]\nmessages = 3/1m\n`)
-    for (let i = 0; i < 5; i++) assert.equal((await send(plugin, { login: 'scanner@alias.example' })).rc, undefined, `exempt message ${i}`)
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await send(plugin, { login: 'scanner@alias.example' })).rc, undefined, `exempt message ${i}`)
+    }
     for (let i = 0; i < 3; i++) assert.equal((await send(plugin, { login: 'bulk' })).rc, undefined, `bulk message ${i}`)
     assert.equal((await send(plugin, { login: 'Bulk@Example.com' })).rc, constants.deny)
   })
@@ -74,18 +97,34 @@ describe('plugin: one account whatever the login spelling ([accounts])', functio
     const on = makeGuard(`${INI}xclient_login = true\n`).plugin
     assert.equal((await send(on, { xclient: 'carol' })).rc, undefined)
     assert.equal((await send(on, { xclient: 'carol@example.com' })).rc, undefined)
-    assert.equal((await send(on, { login: 'CAROL' })).rc, constants.deny, 'an AUTH login of the same account is over the limit')
+    assert.equal(
+      (await send(on, { login: 'CAROL' })).rc,
+      constants.deny,
+      'an AUTH login of the same account is over the limit',
+    )
     assert.equal((await mailFrom(on, { xclient: 'carol@alias.example' })).rc, constants.denydisconnect)
-    assert.equal((await mailFrom(on, { login: 'dave', xclient: 'carol' })).rc, undefined, 'an AUTH login wins over the XCLIENT login')
+    assert.equal(
+      (await mailFrom(on, { login: 'dave', xclient: 'carol' })).rc,
+      undefined,
+      'an AUTH login wins over the XCLIENT login',
+    )
 
     const off = makeGuard(INI).plugin
-    for (let i = 0; i < 4; i++) assert.equal((await send(off, { xclient: 'carol' })).rc, undefined, `message ${i} of an XCLIENT session without xclient_login`)
+    for (let i = 0; i < 4; i++) {
+      assert.equal(
+        (await send(off, { xclient: 'carol' })).rc,
+        undefined,
+        `message ${i} of an XCLIENT session without xclient_login`,
+      )
+    }
   })
 })
 
 describe('plugin: the startup summary (item 9)', function () {
   it('names the effective admins, the Redis address host:port/db and the reply address', function () {
-    const { logs } = makeGuard('[main]\nstore = redis\n[redis]\nhost = 127.0.0.1\nport = 6390\ndb = 4\n[alert]\nto = pm@example.com, sec@example.com\n[reactivate]\nadmins =   ; default: the [alert] to addresses\n')
+    const { logs } = makeGuard(
+      '[main]\nstore = redis\n[redis]\nhost = 127.0.0.1\nport = 6390\ndb = 4\n[alert]\nto = pm@example.com, sec@example.com\n[reactivate]\nadmins =   ; default: the [alert] to addresses\n',
+    )
     const line = logs.find(([level, text]) => level === 'loginfo' && /mode=enforce/.test(text))
     assert.ok(line, JSON.stringify(logs))
     assert.match(line[1], /store=redis redis=127\.0\.0\.1:6390\/4 /)
@@ -103,7 +142,7 @@ describe('plugin: the reply address and [alert] from (item 10)', function () {
       const c = session({ relaying: false })
       const r = await rcpt(plugin, c, to)
       assert.equal(r.rc, undefined, `RCPT TO ${to}: ${JSON.stringify(r)}`)
-      const q = await call(plugin, 'consume_reply', c)
+      const q = await callHook(plugin, 'consume_reply', c)
       assert.equal(q.rc, undefined, `queue of a message to ${to} is left to Haraka: ${JSON.stringify(q)}`)
     }
     const c = session({ relaying: false })
@@ -120,6 +159,10 @@ describe('plugin: the reply address and [alert] from (item 10)', function () {
     assert.ok(alert, 'an alert was queued')
     assert.equal(alert.from, 'security@example.com')
     assert.match(alert.message, /^Reply-To: hijack-guard\+hg-[0-9a-f]{32}@mx\.test\.example\r$/m)
-    assert.match(alert.message, /^ +\S*node_modules\/\.bin\/hijack-guard -c \S+ enable alice@example\.com\r$/m, 'the command works from any directory')
+    assert.match(
+      alert.message,
+      /^ +\S*node_modules\/\.bin\/hijack-guard -c \S+ enable alice@example\.com\r$/m,
+      'the command works from any directory',
+    )
   })
 })

@@ -1,23 +1,27 @@
-'use strict'
-
 // RCPT TO and the reply address through the compiled plugin (haraka-test-fixtures), issue 8
 // item 3: at most one reply-address recipient per transaction, a reply alone in its
 // transaction, and constant work per RCPT (the recipient list is never scanned).
 
-const assert = require('node:assert/strict')
-
-const fixtures = require('haraka-test-fixtures')
-const constants = require('haraka-constants')
-const { Address } = require('@haraka/email-address')
-
-const { makeGuard, call, reply } = require('./helpers')
+import assert from 'node:assert/strict'
+import { Address } from '@haraka/email-address'
+import * as constants from 'haraka-constants'
+import * as fixtures from 'haraka-test-fixtures'
+import type { FixtureAddress, FixtureConnection, FixturePlugin } from 'haraka-test-fixtures'
+import { callHook, makeGuard, replyText, transactionOf, type HookOutcome } from '../../support/plugin'
 
 const INI = '[limits]\nmessages=1/1m\n[alert]\nto=postmaster@example.com\n'
-const REPLY = (token) => `hijack-guard+hg-${token.repeat(32)}@mx.test.example`
+const REPLY = (token: string): string => `hijack-guard+hg-${token.repeat(32)}@mx.test.example`
+const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug'] as const
 
-function session() {
-  const connection = fixtures.makeConnection({ ip: '192.0.2.7', helo: 'client.example', relaying: false, mailFrom: 'someone@elsewhere.example', withTxn: true })
-  for (const level of ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug']) connection[level] = () => {}
+function session(): FixtureConnection {
+  const connection = fixtures.makeConnection({
+    ip: '192.0.2.7',
+    helo: 'client.example',
+    relaying: false,
+    mailFrom: 'someone@elsewhere.example',
+    withTxn: true,
+  })
+  for (const level of LEVELS) connection[level] = () => undefined
   return connection
 }
 
@@ -25,11 +29,11 @@ function session() {
  * A recipient list that counts every read other than its length: any scan of it by the plugin
  * shows up as reads.
  */
-function watchedList() {
-  const list = []
+function watchedList(): { proxy: FixtureAddress[]; list: FixtureAddress[]; reads: { count: number } } {
+  const list: FixtureAddress[] = []
   const reads = { count: 0 }
   const proxy = new Proxy(list, {
-    get(target, prop, receiver) {
+    get(target, prop, receiver): unknown {
       if (prop !== 'length') reads.count++
       return Reflect.get(target, prop, receiver)
     },
@@ -41,10 +45,15 @@ function watchedList() {
  * RCPT TO as Haraka runs it: appended first, dropped again when refused (on the list behind a
  * watched one, so that Haraka's own work is not counted as the plugin's).
  */
-async function rcpt(plugin, connection, address, list = connection.transaction.rcpt_to) {
+async function rcpt(
+  plugin: FixturePlugin,
+  connection: FixtureConnection,
+  address: string,
+  list: FixtureAddress[] = transactionOf(connection).rcpt_to,
+): Promise<HookOutcome> {
   const recipient = new Address(`<${address}>`)
   list.push(recipient)
-  const answer = await call(plugin, 'check_rcpt', connection, [recipient, []])
+  const answer = await callHook(plugin, 'check_rcpt', connection, [recipient, []])
   if (answer.rc === constants.deny || answer.rc === constants.denysoft) list.pop()
   return answer
 }
@@ -55,14 +64,17 @@ describe('plugin: one reply-address recipient per transaction', function () {
     const c = session()
     const first = await rcpt(plugin, c, REPLY('a'))
     assert.equal(first.rc, constants.ok)
-    assert.match(reply(first.msg), /^250 /)
+    assert.match(replyText(first.msg), /^250 /)
     for (const address of [REPLY('a'), REPLY('b'), 'hijack-guard@mx.test.example', 'HIJACK-GUARD+x@MX.test.example']) {
       const again = await rcpt(plugin, c, address)
       assert.equal(again.rc, constants.denysoft, address)
-      assert.match(reply(again.msg), /^452 4\.5\.3 one reply-address recipient per message/, address)
+      assert.match(replyText(again.msg), /^452 4\.5\.3 one reply-address recipient per message/, address)
     }
-    assert.equal(c.transaction.rcpt_to.length, 1)
-    assert.deepEqual(c.transaction.notes.hijack_guard_reply, [{ local: `hijack-guard+hg-${'a'.repeat(32)}`, domain: 'mx.test.example' }])
+    const tx = transactionOf(c)
+    assert.equal(tx.rcpt_to.length, 1)
+    assert.deepEqual(tx.notes.hijack_guard_reply, [
+      { local: `hijack-guard+hg-${'a'.repeat(32)}`, domain: 'mx.test.example' },
+    ])
   })
 
   it('refuses other recipients beside a reply in either order, and accepts a reply after another recipient was refused', async function () {
@@ -71,19 +83,22 @@ describe('plugin: one reply-address recipient per transaction', function () {
     assert.equal((await rcpt(plugin, c, REPLY('a'))).rc, constants.ok)
     const other = await rcpt(plugin, c, 'bob@example.net')
     assert.equal(other.rc, constants.denysoft)
-    assert.match(reply(other.msg), /^452 4\.5\.3 send the reply to hijack-guard@mx\.test\.example in a message of its own/)
+    assert.match(
+      replyText(other.msg),
+      /^452 4\.5\.3 send the reply to hijack-guard@mx\.test\.example in a message of its own/,
+    )
 
     const d = session()
     assert.equal((await rcpt(plugin, d, 'bob@example.net')).rc, undefined)
     const late = await rcpt(plugin, d, REPLY('a'))
     assert.equal(late.rc, constants.denysoft)
-    assert.match(reply(late.msg), /^452 4\.5\.3 .*in a message of its own/)
-    assert.equal(d.transaction.notes.hijack_guard_reply, undefined)
+    assert.match(replyText(late.msg), /^452 4\.5\.3 .*in a message of its own/)
+    assert.equal(transactionOf(d).notes.hijack_guard_reply, undefined)
 
     // a recipient a later rcpt plugin refused is gone from rcpt_to (Haraka pops it): not a mix
     const e = session()
     assert.equal((await rcpt(plugin, e, 'nobody@example.net')).rc, undefined)
-    e.transaction.rcpt_to.pop()
+    transactionOf(e).rcpt_to.pop()
     assert.equal((await rcpt(plugin, e, REPLY('a'))).rc, constants.ok)
   })
 
@@ -92,7 +107,7 @@ describe('plugin: one reply-address recipient per transaction', function () {
     for (const first of [REPLY('c'), 'bob@example.net']) {
       const c = session()
       const { proxy, list, reads } = watchedList()
-      c.transaction.rcpt_to = proxy
+      transactionOf(c).rcpt_to = proxy
       const answers = { ok: 0, cont: 0, denysoft: 0 }
       for (let i = 0; i < 10000; i++) {
         const answer = await rcpt(plugin, c, i === 0 ? first : i % 2 ? REPLY('d') : 'carol@example.net', list)

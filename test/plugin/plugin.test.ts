@@ -1,60 +1,72 @@
-'use strict'
-
 // The compiled plugin as Haraka loads it (through haraka-test-fixtures), with the memory store
 // or a failing store at the store seam. Asserts what Haraka would answer.
 
-const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const path = require('node:path')
+import assert from 'node:assert/strict'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import * as constants from 'haraka-constants'
+import * as fixtures from 'haraka-test-fixtures'
+import type { FixtureConnection, FixturePlugin } from 'haraka-test-fixtures'
+import type { PasswdCallback } from '../../lib/haraka'
+import type { Store } from '../../lib/store'
+import { waitUntil } from '../../support'
+import {
+  callHook,
+  failingStore,
+  guardStore,
+  makeGuard,
+  replyText,
+  transactionOf,
+  type GuardPlugin,
+  type HookOutcome,
+} from '../../support/plugin'
 
-const fixtures = require('haraka-test-fixtures')
-const constants = require('haraka-constants')
+const LEVELS = ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug'] as const
 
-const { StoreError } = require('../../dist/lib/store')
+/** A fixtures connection whose log lines ([level, text]) are kept in hgLogs. */
+type LoggedConnection = FixtureConnection & { hgLogs: Array<[string, string]> }
 
-const { makeGuard, call, reply } = require('./helpers')
+interface SessionOptions {
+  readonly rcpts?: readonly string[]
+  readonly subject?: string
+  readonly ip?: string
+}
 
-function connectionFor(login, { rcpts = ['bob@example.net'], subject = 'hello', ip = '192.0.2.7' } = {}) {
-  const connection = fixtures.makeConnection({
-    ip,
-    helo: 'client.example',
-    relaying: true,
-    notes: login === undefined ? {} : { auth_user: login },
-    mailFrom: 'alice@example.com',
-    rcptTo: rcpts,
-  })
-  const logs = []
-  for (const level of ['loginfo', 'lognotice', 'logwarn', 'logerror', 'logcrit', 'logdebug']) {
-    connection[level] = (plugin, msg) => logs.push([level, String(msg)])
-  }
-  connection.transaction.add_header('Subject', subject)
-  connection.hgLogs = logs
+function connectionFor(
+  login: string | undefined,
+  { rcpts = ['bob@example.net'], subject = 'hello', ip = '192.0.2.7' }: SessionOptions = {},
+): LoggedConnection {
+  const logs: Array<[string, string]> = []
+  const connection = Object.assign(
+    fixtures.makeConnection({
+      ip,
+      helo: 'client.example',
+      relaying: true,
+      notes: login === undefined ? {} : { auth_user: login },
+      mailFrom: 'alice@example.com',
+      rcptTo: rcpts,
+    }),
+    { hgLogs: logs },
+  )
+  for (const level of LEVELS) connection[level] = (_plugin: unknown, msg: unknown) => logs.push([level, String(msg)])
+  transactionOf(connection).add_header('Subject', subject)
   return connection
 }
 
-const mail = (plugin, c) => call(plugin, 'hook_mail', c, [c.transaction.mail_from, {}])
-const queue = (plugin, c) => call(plugin, 'count_message', c)
+const mail = (plugin: FixturePlugin, c: FixtureConnection): Promise<HookOutcome> =>
+  callHook(plugin, 'hook_mail', c, [transactionOf(c).mail_from, {}])
+const queue = (plugin: FixturePlugin, c: FixtureConnection): Promise<HookOutcome> =>
+  callHook(plugin, 'count_message', c)
 
-function failingStore(message = 'connection refused') {
-  const fail = () => Promise.reject(new StoreError(message))
-  return {
-    kind: 'redis',
-    record: fail,
-    getDisabled: fail,
-    disable: fail,
-    enable: fail,
-    reset: fail,
-    counts: fail,
-    evidence: fail,
-    listDisabled: fail,
-    close: async () => {},
-  }
-}
+/** The max of the plugin's first rule. */
+const firstMax = (plugin: GuardPlugin): number | undefined => plugin.guard.config.rules[0]?.max
 
 describe('plugin: registration and config', function () {
   it('registers its rcpt, queue, queue_outbound and get_mx hooks ahead of other plugins (priority -100)', function () {
-    const registered = []
-    const { plugin } = makeGuard('[limits]\nmessages=3/1m\n', { onRegisterHook: (...args) => registered.push(args) })
+    const registered: Array<[string, string, number | undefined]> = []
+    const { plugin } = makeGuard('[limits]\nmessages=3/1m\n', {
+      onRegisterHook: (hook, method, priority) => registered.push([hook, method, priority]),
+    })
     assert.deepEqual(registered, [
       ['rcpt', 'check_rcpt', -100],
       ['queue', 'consume_reply', -100],
@@ -67,17 +79,24 @@ describe('plugin: registration and config', function () {
   })
 
   it('refuses to start on a bad value, naming the file, key and value', function () {
-    assert.throws(() => makeGuard('[limits]\nmessages=abc\n'), (err) => {
-      assert.match(err.message, /hijack-guard\.ini/)
-      assert.match(err.message, /limits\.messages/)
-      assert.match(err.message, /"abc"/)
-      return true
-    })
+    assert.throws(
+      () => makeGuard('[limits]\nmessages=abc\n'),
+      (err: unknown) => {
+        assert.ok(err instanceof Error)
+        assert.match(err.message, /hijack-guard\.ini/)
+        assert.match(err.message, /limits\.messages/)
+        assert.match(err.message, /"abc"/)
+        return true
+      },
+    )
     assert.throws(() => makeGuard('[main]\nmode=panic\n'), /main\.mode = "panic"/)
   })
 
   it('refuses the memory store when Haraka runs several workers', function () {
-    assert.throws(() => makeGuard('[main]\nstore=memory\n', { smtpIni: '[main]\nnodes=4\n' }), /nodes = 4.*use store = redis/)
+    assert.throws(
+      () => makeGuard('[main]\nstore=memory\n', { smtpIni: '[main]\nnodes=4\n' }),
+      /nodes = 4.*use store = redis/,
+    )
     assert.doesNotThrow(() => makeGuard('[main]\nstore=memory\n', { smtpIni: '[main]\nnodes=0\n' }))
   })
 
@@ -99,10 +118,18 @@ describe('plugin: registration and config', function () {
     const { plugin, dir, logs } = makeGuard('[limits]\nmessages=3/1m\n')
     const file = path.join(dir, 'config', 'hijack-guard.ini')
     fs.writeFileSync(file, '[limits]\nmessages=zero/1m\n')
-    await waitUntil(() => logs.some(([, m]) => /keeping the previous configuration/.test(m)), 20000)
-    assert.equal(plugin.guard.config.rules[0].max, 3)
+    await waitUntil(() => logs.some(([, m]) => /keeping the previous configuration/.test(m)), {
+      timeoutMs: 20000,
+      intervalMs: 100,
+      message: 'the reload of a bad file is logged',
+    })
+    assert.equal(firstMax(plugin), 3)
     fs.writeFileSync(file, '[limits]\nmessages=7/1m\n')
-    await waitUntil(() => plugin.guard.config.rules[0].max === 7, 20000)
+    await waitUntil(() => firstMax(plugin) === 7, {
+      timeoutMs: 20000,
+      intervalMs: 100,
+      message: () => `messages = 7/1m is applied (max is ${firstMax(plugin)})`,
+    })
   })
 })
 
@@ -117,16 +144,21 @@ describe('plugin: counting at queue_outbound', function () {
     const c = connectionFor('alice@example.com')
     const over = await queue(plugin, c)
     assert.equal(over.rc, constants.deny)
-    assert.match(reply(over.msg), /^550 5\.7\.1 Account alice@example\.com reached its limit of 3 messages in 1 minute .*contact postmaster@example\.com/)
-    const disabledLog = c.hgLogs.filter(([level, m]) => level === 'logwarn' && /ACCOUNT DISABLED "alice@example.com"/.test(m))
+    assert.match(
+      replyText(over.msg),
+      /^550 5\.7\.1 Account alice@example\.com reached its limit of 3 messages in 1 minute .*contact postmaster@example\.com/,
+    )
+    const disabledLog = c.hgLogs.filter(
+      ([level, m]) => level === 'logwarn' && /ACCOUNT DISABLED "alice@example.com"/.test(m),
+    )
     assert.equal(disabledLog.length, 1)
-    assert.match(disabledLog[0][1], /ips 192\.0\.2\.7/)
-    assert.match(disabledLog[0][1], /subjects "hello"/)
+    assert.match(disabledLog[0]?.[1] ?? '', /ips 192\.0\.2\.7/)
+    assert.match(disabledLog[0]?.[1] ?? '', /subjects "hello"/)
 
     const next = connectionFor('alice@example.com')
     const m = await mail(plugin, next)
     assert.equal(m.rc, constants.denydisconnect)
-    assert.match(reply(m.msg), /^550 5\.7\.1 Account alice@example\.com is disabled/)
+    assert.match(replyText(m.msg), /^550 5\.7\.1 Account alice@example\.com is disabled/)
     assert.deepEqual(fixtures.getResult(next, plugin).fail, ['disabled'])
   })
 
@@ -144,7 +176,7 @@ describe('plugin: counting at queue_outbound', function () {
     for (let i = 0; i < 3; i++) assert.equal((await queue(plugin, connectionFor('a', { rcpts }))).rc, undefined)
     const over = await queue(plugin, connectionFor('a', { rcpts }))
     assert.equal(over.rc, constants.deny)
-    assert.match(reply(over.msg), /limit of 30 recipients in 1 minute/)
+    assert.match(replyText(over.msg), /limit of 30 recipients in 1 minute/)
   })
 
   it('does not count sessions that did not authenticate', async function () {
@@ -154,11 +186,13 @@ describe('plugin: counting at queue_outbound', function () {
   })
 
   it('never counts an exempt account, and applies per-account overrides', async function () {
-    const { plugin } = makeGuard('[limits]\nmessages=1/1m\n[exempt]\naccounts=Relay@Example.com\n[account:news@example.com]\nmessages=3/1m\n')
+    const { plugin } = makeGuard(
+      '[limits]\nmessages=1/1m\n[exempt]\naccounts=Relay@Example.com\n[account:news@example.com]\nmessages=3/1m\n',
+    )
     for (let i = 0; i < 5; i++) {
       const c = connectionFor('relay@example.com')
       assert.equal((await queue(plugin, c)).rc, undefined)
-      assert.deepEqual(fixtures.getResult(c.transaction, plugin).skip, ['exempt'])
+      assert.deepEqual(fixtures.getResult(transactionOf(c), plugin).skip, ['exempt'])
     }
     for (let i = 0; i < 3; i++) assert.equal((await queue(plugin, connectionFor('news@example.com'))).rc, undefined)
     assert.equal((await queue(plugin, connectionFor('news@example.com'))).rc, constants.deny)
@@ -166,7 +200,7 @@ describe('plugin: counting at queue_outbound', function () {
 
   it('in monitor mode neither refuses nor disables, and logs the overrun once', async function () {
     const { plugin } = makeGuard('[main]\nmode=monitor\n[limits]\nmessages=2/1m\n')
-    const logs = []
+    const logs: Array<[string, string]> = []
     for (let i = 0; i < 5; i++) {
       const c = connectionFor('a')
       assert.equal((await queue(plugin, c)).rc, undefined)
@@ -174,9 +208,18 @@ describe('plugin: counting at queue_outbound', function () {
       logs.push(...c.hgLogs)
     }
     assert.equal(logs.filter(([, m]) => /monitor mode: account "a" went over messages 2\/1m/.test(m)).length, 1)
-    assert.equal(await plugin.guard.store.getDisabled('a'), null)
+    assert.equal(await guardStore(plugin).getDisabled('a'), null)
   })
 })
+
+/** `value` as a string array (what haraka-results keeps under a key such as msg). */
+function strings(value: unknown, what: string): string[] {
+  assert.ok(Array.isArray(value), `${what}: ${JSON.stringify(value)}`)
+  return value.map((v: unknown) => {
+    assert.equal(typeof v, 'string', `${what}: ${JSON.stringify(value)}`)
+    return String(v)
+  })
+}
 
 describe('plugin: when the store fails', function () {
   it('on_store_error = open lets mail through and records the error; only the first failure of the outage is logged at ERROR', async function () {
@@ -184,103 +227,154 @@ describe('plugin: when the store fails', function () {
     const c = connectionFor('a')
     assert.equal((await mail(plugin, c)).rc, undefined)
     assert.equal((await queue(plugin, c)).rc, undefined)
-    const msgs = fixtures.getResult(c, plugin).msg
+    const msgs = strings(fixtures.getResult(c, plugin).msg, 'the msg results')
     assert.equal(msgs.length, 2)
-    assert.match(msgs[0], /store unavailable at MAIL FROM.*connection refused/)
+    assert.match(msgs[0] ?? '', /store unavailable at MAIL FROM.*connection refused/)
     assert.deepEqual(fixtures.getResult(c, plugin).err, [], 'no err result: haraka-results would log each at ERROR')
     const errors = c.hgLogs.filter(([level]) => level === 'logerror')
     assert.equal(errors.length, 1)
-    assert.match(errors[0][1], /store unavailable at MAIL FROM \(on_store_error=open\): connection refused/)
+    assert.match(errors[0]?.[1] ?? '', /store unavailable at MAIL FROM \(on_store_error=open\): connection refused/)
   })
 
   it('on_store_error = closed answers 451 4.3.0 to authenticated senders only', async function () {
-    const { plugin } = makeGuard('[main]\non_store_error=closed\n[alert]\nto=pm@example.com\n', { store: failingStore() })
+    const { plugin } = makeGuard('[main]\non_store_error=closed\n[alert]\nto=pm@example.com\n', {
+      store: failingStore(),
+    })
     const m = await mail(plugin, connectionFor('a'))
     assert.equal(m.rc, constants.denysoft)
-    assert.match(reply(m.msg), /^451 4\.3\.0 .*contact pm@example\.com/)
+    assert.match(replyText(m.msg), /^451 4\.3\.0 .*contact pm@example\.com/)
     const q = await queue(plugin, connectionFor('a'))
     assert.equal(q.rc, constants.denysoft)
-    assert.match(reply(q.msg), /^451 4\.3\.0/)
+    assert.match(replyText(q.msg), /^451 4\.3\.0/)
     assert.equal((await mail(plugin, connectionFor(undefined))).rc, undefined)
   })
 
   it('answers CONT and logs when a hook fails unexpectedly (no unhandled rejection)', async function () {
     const { plugin, logs } = makeGuard('[limits]\nmessages=3/1m\n')
     const c = connectionFor('a')
-    c.transaction.rcpt_to = null
+    // a transaction without a recipient list stands for an internal failure
+    Reflect.set(transactionOf(c), 'rcpt_to', null)
     const q = await queue(plugin, c)
     assert.equal(q.rc, undefined)
-    assert.equal(logs.filter(([level, m]) => level === 'logcrit' && /unexpected error, letting the message pass/.test(m)).length, 1)
+    assert.equal(
+      logs.filter(([level, m]) => level === 'logcrit' && /unexpected error, letting the message pass/.test(m)).length,
+      1,
+    )
   })
 })
 
 describe('plugin: AUTH of a disabled account', function () {
-  function fakeAuthPlugin(passwords) {
-    return {
+  type PasswdCheckMethod = 'check_plain_passwd' | 'check_cram_md5_passwd'
+  type Check = (connection: unknown, user: string, passwd: string, cb: PasswdCallback) => void
+
+  /** An auth plugin as the guard sees it in Haraka's registered plugins. */
+  interface FakeAuth {
+    name: string
+    checks: number
+    check_plain_passwd: Check
+    check_cram_md5_passwd: Check
+  }
+
+  /** What an auth check answered. */
+  interface CheckAnswer {
+    valid: boolean
+    opts: Parameters<PasswdCallback>[1]
+  }
+
+  function fakeAuthPlugin(passwords: Record<string, string>): FakeAuth {
+    const auth: FakeAuth = {
       name: 'auth/flat_file',
       // Logins are case-insensitive here, as in most directories.
       checks: 0,
-      check_plain_passwd(connection, user, passwd, cb) {
-        this.checks++
+      check_plain_passwd(_connection, user, passwd, cb) {
+        auth.checks++
         cb(passwords[user.toLowerCase()] === passwd)
       },
-      check_cram_md5_passwd(connection, user, passwd, cb) {
-        this.checks++
+      check_cram_md5_passwd(_connection, user, passwd, cb) {
+        auth.checks++
         cb(passwords[user.toLowerCase()] === passwd)
       },
     }
+    return auth
   }
 
-  function withAuth(ini, passwords = { alice: 'right', bob: 'right' }) {
+  function withAuth(ini: string, passwords: Record<string, string> = { alice: 'right', bob: 'right' }) {
     const guard = makeGuard(ini)
     const auth = fakeAuthPlugin(passwords)
-    guard.plugin.haraka_require = (name) => {
+    guard.plugin.haraka_require = (name: string) => {
       assert.equal(name, 'plugins')
       return { registered_plugins: { 'auth/flat_file': auth, 'hijack-guard': guard.plugin } }
     }
     return { ...guard, auth }
   }
 
-  const init = (plugin) => new Promise((resolve) => plugin.hook_init_master(resolve, {}))
-  const check = (auth, user, pass, method = 'check_plain_passwd') =>
-    new Promise((resolve) => auth[method](connectionFor(undefined), user, pass, (valid, opts) => resolve({ valid, opts })))
+  const init = (plugin: FixturePlugin): Promise<HookOutcome> => callHook(plugin, 'hook_init_master', {})
+  const check = (
+    auth: FakeAuth,
+    user: string,
+    pass: string,
+    method: PasswdCheckMethod = 'check_plain_passwd',
+  ): Promise<CheckAnswer> =>
+    new Promise((resolve) =>
+      auth[method](connectionFor(undefined), user, pass, (valid, opts) => resolve({ valid, opts })),
+    )
+  /** The 535 an AUTH refusal carries. */
+  const refusal = (answer: CheckAnswer): { code: number; message: string } => {
+    const { opts } = answer
+    assert.ok(opts !== undefined && typeof opts === 'object', `a refusal with a code: ${JSON.stringify(answer)}`)
+    return opts
+  }
+  /** The guard's store with getDisabled counted in lookups.count. */
+  const countingLookups = (store: Store, lookups: { count: number }): Store => ({
+    ...store,
+    kind: store.kind,
+    getDisabled: (a) => {
+      lookups.count++
+      return store.getDisabled(a)
+    },
+    record: (i) => store.record(i),
+  })
+  const disable = (plugin: GuardPlugin, account: string): Promise<boolean> =>
+    guardStore(plugin).disable({ account, reason: 'test', by: 'test', incident: 'x' })
 
   it('answers 535 5.7.8 for the right password of a disabled account', async function () {
     const { plugin, auth } = withAuth('[limits]\nmessages=3/1m\n')
     await init(plugin)
-    await plugin.guard.store.disable({ account: 'alice', reason: 'test', by: 'test', incident: 'x' })
-    for (const method of ['check_plain_passwd', 'check_cram_md5_passwd']) {
+    await disable(plugin, 'alice')
+    for (const method of ['check_plain_passwd', 'check_cram_md5_passwd'] as const) {
       const r = await check(auth, 'Alice', 'right', method)
       assert.equal(r.valid, false)
-      assert.equal(r.opts.code, 535)
-      assert.match(r.opts.message, /^5\.7\.8 Account alice is disabled/)
+      assert.equal(refusal(r).code, 535)
+      assert.match(refusal(r).message, /^5\.7\.8 Account alice is disabled/)
     }
   })
 
   it('answers a disabled account the same whatever the password, without checking it, and checks other accounts as usual', async function () {
     const { plugin, auth } = withAuth('')
     await init(plugin)
-    await plugin.guard.store.disable({ account: 'alice', reason: 'test', by: 'test', incident: 'x' })
+    await disable(plugin, 'alice')
     const right = await check(auth, 'alice', 'right')
     const wrong = await check(auth, 'alice', 'wrong')
     assert.deepEqual(right, wrong)
     assert.equal(right.valid, false)
-    assert.equal(right.opts.code, 535)
-    assert.match(right.opts.message, /^5\.7\.8 Account alice is disabled by the postmaster; /)
+    assert.equal(refusal(right).code, 535)
+    assert.match(refusal(right).message, /^5\.7\.8 Account alice is disabled by the postmaster; /)
     assert.equal(auth.checks, 0, 'the password of a disabled account is never checked')
     assert.deepEqual(await check(auth, 'bob', 'wrong'), { valid: false, opts: undefined })
     assert.deepEqual(await check(auth, 'bob', 'right'), { valid: true, opts: undefined })
     assert.equal(auth.checks, 2)
   })
 
-  it('answers a failed login, and Haraka keeps running, when the auth plugin\'s check throws', async function () {
+  it("answers a failed login, and Haraka keeps running, when the auth plugin's check throws", async function () {
     const { plugin, auth } = withAuth('')
     auth.check_plain_passwd = function () {
       throw new Error('directory exploded')
     }
     await init(plugin)
-    const rejections = []
-    const onRejection = (reason) => rejections.push(reason)
+    const rejections: unknown[] = []
+    const onRejection = (reason: unknown): void => {
+      rejections.push(reason)
+    }
     process.on('unhandledRejection', onRejection)
     try {
       assert.deepEqual(await check(auth, 'alice', 'right'), { valid: false, opts: undefined })
@@ -294,7 +388,11 @@ describe('plugin: AUTH of a disabled account', function () {
   it('gives up the AUTH lookup after store_timeout and checks the password as usual', async function () {
     const { plugin, auth } = withAuth('[main]\nstore_timeout=200ms\n')
     await init(plugin)
-    const hanging = { ...plugin.guard.store, kind: 'memory', getDisabled: () => new Promise(() => {}) }
+    const hanging: Store = {
+      ...guardStore(plugin),
+      kind: 'memory',
+      getDisabled: () => new Promise<never>(() => undefined),
+    }
     plugin.guard.store = hanging
     const t0 = Date.now()
     assert.deepEqual(await check(auth, 'alice', 'right'), { valid: true, opts: undefined })
@@ -319,57 +417,52 @@ describe('plugin: AUTH of a disabled account', function () {
   it('lets the AUTH lookup stand in for the first MAIL FROM (one store round trip per message), and still catches a disable at queue time', async function () {
     const { plugin, auth } = withAuth('[limits]\nmessages=3/1m\n')
     await init(plugin)
-    const store = plugin.guard.store
-    let lookups = 0
-    plugin.guard.store = { ...store, kind: store.kind, getDisabled: (a) => { lookups++; return store.getDisabled(a) }, record: (i) => store.record(i) }
+    const store = guardStore(plugin)
+    const lookups = { count: 0 }
+    plugin.guard.store = countingLookups(store, lookups)
     const c = connectionFor(undefined)
-    const valid = await new Promise((resolve) => auth.check_plain_passwd(c, 'alice', 'right', (v) => resolve(v)))
+    const valid = await new Promise<boolean>((resolve) =>
+      auth.check_plain_passwd(c, 'alice', 'right', (v) => resolve(v)),
+    )
     assert.equal(valid, true)
-    assert.equal(lookups, 1, 'AUTH looked the account up')
+    assert.equal(lookups.count, 1, 'AUTH looked the account up')
     c.notes.auth_user = 'alice'
     assert.equal((await mail(plugin, c)).rc, undefined)
-    assert.equal(lookups, 1, 'the first MAIL FROM right after AUTH did not look it up again')
+    assert.equal(lookups.count, 1, 'the first MAIL FROM right after AUTH did not look it up again')
     // disabled between AUTH and the end of DATA: the counting script refuses the message
     await store.disable({ account: 'alice', reason: 'test', by: 'test', incident: 'x' })
     const q = await queue(plugin, c)
     assert.equal(q.rc, constants.deny)
-    assert.match(reply(q.msg), /^550 5\.7\.1 Account alice is disabled/)
+    assert.match(replyText(q.msg), /^550 5\.7\.1 Account alice is disabled/)
     // the next transaction's MAIL FROM looks it up and closes the session
     const m = await mail(plugin, c)
-    assert.equal(lookups, 2)
+    assert.equal(lookups.count, 2)
     assert.equal(m.rc, constants.denydisconnect)
   })
 
   it('looks the account up at MAIL FROM after all when this process disabled an account since the AUTH', async function () {
     const { plugin, auth } = withAuth('[limits]\nmessages=1/1m\n', { alice: 'right', bob: 'right', carol: 'right' })
     await init(plugin)
-    const store = plugin.guard.store
-    let lookups = 0
-    plugin.guard.store = { ...store, kind: store.kind, getDisabled: (a) => { lookups++; return store.getDisabled(a) }, record: (i) => store.record(i) }
+    const lookups = { count: 0 }
+    plugin.guard.store = countingLookups(guardStore(plugin), lookups)
     const c = connectionFor(undefined)
-    assert.equal(await new Promise((resolve) => auth.check_plain_passwd(c, 'alice', 'right', (v) => resolve(v))), true)
+    assert.equal(
+      await new Promise<boolean>((resolve) => auth.check_plain_passwd(c, 'alice', 'right', (v) => resolve(v))),
+      true,
+    )
     // meanwhile another session of this process trips carol
     assert.equal((await queue(plugin, connectionFor('carol'))).rc, undefined)
     assert.equal((await queue(plugin, connectionFor('carol'))).rc, constants.deny)
-    const before = lookups
+    const before = lookups.count
     c.notes.auth_user = 'alice'
     assert.equal((await mail(plugin, c)).rc, undefined)
-    assert.equal(lookups, before + 1, 'MAIL FROM looked alice up again')
+    assert.equal(lookups.count, before + 1, 'MAIL FROM looked alice up again')
   })
 
   it('does not refuse AUTH in monitor mode', async function () {
     const { plugin, auth } = withAuth('[main]\nmode=monitor\n')
     await init(plugin)
-    await plugin.guard.store.disable({ account: 'alice', reason: 'test', by: 'test', incident: 'x' })
+    await disable(plugin, 'alice')
     assert.equal((await check(auth, 'alice', 'right')).valid, true)
   })
 })
-
-async function waitUntil(fn, timeoutMs, intervalMs = 100) {
-  const end = Date.now() + timeoutMs
-  while (Date.now() < end) {
-    if (await fn()) return
-    await new Promise((r) => setTimeout(r, intervalMs))
-  }
-  throw new Error(`condition not met within ${timeoutMs} ms`)
-}
