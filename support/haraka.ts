@@ -319,6 +319,7 @@ class HarakaProcess implements HarakaInstance {
     if (this.pid !== null) throw new Error(`haraka on ${this.port} is already running (pid ${this.pid})`)
     this.#stopping = false
     this.#append(`\n==== harness: starting haraka -c ${this.dir} ====\n`)
+    const mark = this.logMark()
     const child = this.#spawn()
     this.#child = child
     let spawnError: Error | null = null
@@ -348,6 +349,14 @@ class HarakaProcess implements HarakaInstance {
       throw error
     }
     this.startMs = Date.now() - t0
+    // Haraka answers 220 before its outbound queue is loaded, and loading it deletes every
+    // temporary queue file it finds: a message relayed in that moment fails "550 Queue error".
+    // Wait for the load (or an exit, which the caller sees), never longer than the bound.
+    await waitUntil(() => !isRunning(child) || /files in my temp fail queue/.test(this.log().slice(mark)), {
+      timeoutMs,
+      intervalMs: 25,
+      message: `haraka on ${this.port} did not load its outbound queue`,
+    }).catch(() => undefined)
   }
 
   async stop({ timeoutMs = 8000 }: { timeoutMs?: number } = {}): Promise<void> {
