@@ -115,7 +115,7 @@ function state(plugin: GuardPlugin): GuardState {
 function openStore(plugin: GuardPlugin, config: Config): Store {
   if (config.store === 'memory') return createMemoryStore({ stateFile: stateFilePath(config) })
   const log = { info: (m: string) => plugin.loginfo(m), warn: (m: string) => plugin.logwarn(m), error: (m: string) => plugin.logerror(m) }
-  // The journal keeps disabled flags through a Redis that loses its data (lib/store/journal.ts).
+  // The journal keeps disabled flags through a Redis that loses its data (lib/store/journal/).
   const redis = createRedisStore({ redis: config.redis, timeoutMs: config.storeTimeoutMs, log, checkDurability: true })
   const journal = createJournalFile(resolve(process.env.HARAKA ?? process.cwd(), config.redis.journal), log)
   return withJournal(redis, { file: journal, log, checkMs: config.redis.journalCheckMs })

@@ -26,7 +26,7 @@ export interface RedisConfig {
   readonly db: number
   readonly username?: string
   readonly password?: string
-  /** The journal of disable records this server has seen (lib/store/journal.ts), relative to the Haraka directory. */
+  /** The journal of disable records this server has seen (lib/store/journal/), relative to the Haraka directory. */
   readonly journal: string
   /** How often every journaled record is checked against Redis. */
   readonly journalCheckMs: number
@@ -280,86 +280,16 @@ function mailDomain(me: string): string {
  * `me` is this server's name (config/me), used for default addresses. Throws ConfigError.
  */
 export function parseConfig(raw: RawIni, me = 'localhost'): Config {
-  const warnings: string[] = []
-  for (const [name, sect] of Object.entries(raw)) {
-    if (!sect || typeof sect !== 'object') continue
-    if (name.startsWith('account:')) {
-      for (const key of Object.keys(sect)) {
-        if (!(KNOWN_KEYS.limits ?? []).includes(key)) warnings.push(`unknown key [${name}] ${key} ignored`)
-      }
-      continue
-    }
-    const known = KNOWN_KEYS[name]
-    if (!known) {
-      warnings.push(`unknown section [${name}] ignored`)
-      continue
-    }
-    for (const key of Object.keys(sect)) {
-      if (!known.includes(key)) warnings.push(`unknown key [${name}] ${key} ignored`)
-    }
-  }
-
+  const warnings = unknownKeyWarnings(raw)
   const main = section(raw, 'main')
   const accounts = parseAccounts(raw, warnings)
   const norm = (s: string): string => canonicalAccount(s, accounts)
   const limits = section(raw, 'limits')
   const rules = rulesFor('limits', limits)
-
-  const accountRules = new Map<string, Rule[]>()
-  for (const [name, sect] of Object.entries(raw)) {
-    if (!name.startsWith('account:') || !sect) continue
-    const account = norm(name.slice('account:'.length))
-    const login = name.slice('account:'.length).trim()
-    if (!LOGIN.test(login) || account === '') throw new ConfigError(`${name}`, login, 'the section names no login (a login has no spaces or control characters)')
-    if (accountRules.has(account)) {
-      // Which limits apply must not depend on the order of the sections.
-      const first = [...Object.keys(raw)].find((n) => n !== name && n.startsWith('account:') && norm(n.slice('account:'.length)) === account) ?? ''
-      throw new ConfigError(`${name}`, login, `names the same account as [${first}] (${JSON.stringify(account)} under [accounts]); keep one section`)
-    }
-    accountRules.set(account, rulesFor(`account:${name.slice(8)}`, sect, limits))
-  }
-
-  const alertSect = section(raw, 'alert')
-  const ownAddress = `hijack-guard@${mailDomain(me)}`
-  const from = text(alertSect.from) || ownAddress
-  checkAddress('alert.from', alertSect.from, from)
-  let to = parseList(alertSect.to)
-  for (const address of to) checkAddress('alert.to', alertSect.to, address)
-  if (to.length === 0) {
-    to = [`postmaster@${mailDomain(me)}`]
-    warnings.push(`[alert] to is empty: alerts go to ${to[0]}`)
-  }
-  // Never [alert] from by default: from may be a real mailbox (security@...), and every message
-  // to the reply address is consumed.
-  const replyAddress = text(alertSect.reply_address) || ownAddress
-  checkAddress('alert.reply_address', alertSect.reply_address, replyAddress)
-  const mailbox = (a: string): string => {
-    const at = a.lastIndexOf('@')
-    return `${(a.slice(0, at).split('+')[0] ?? '').toLowerCase()}@${a.slice(at + 1).toLowerCase()}`
-  }
-  const replyLocal = mailbox(replyAddress).split('@')[0] ?? ''
-  const replyTaken =
-    ['postmaster', 'abuse'].includes(replyLocal) ||
-    to.some((t) => mailbox(t) === mailbox(replyAddress)) ||
-    // An explicit from is a mailbox someone may read: the reply address must not swallow it.
-    (text(alertSect.from) !== '' && text(alertSect.reply_address) !== '' && mailbox(from) === mailbox(replyAddress))
-  if (replyTaken) {
-    // Mail to the reply address (any +detail) is consumed, never delivered: it must be an
-    // address of its own, or real mail to it would vanish.
-    throw new ConfigError(
-      'alert.reply_address',
-      replyAddress,
-      'the reply address takes every message sent to it; give it an address of its own (e.g. hijack-guard@your.domain), not postmaster, abuse, an [alert] to address or the [alert] from address',
-    )
-  }
-  const contact = text(alertSect.contact) || to[0] || `postmaster@${mailDomain(me)}`
-  checkAddress('alert.contact', alertSect.contact, contact)
+  const accountRules = parseAccountRules(raw, limits, norm)
+  const { to, from, replyAddress, contact } = parseAlert(section(raw, 'alert'), me, warnings)
   const reactivateSect = section(raw, 'reactivate')
   const admins = parseLogins('reactivate.admins', reactivateSect.admins, norm)
-  const redisSect = section(raw, 'redis')
-  const username = text(redisSect.username)
-  // A password may contain " ;": taken verbatim, without inline-comment stripping.
-  const password = typeof redisSect.password === 'string' || typeof redisSect.password === 'number' ? String(redisSect.password).trim() : ''
 
   const config: Config = {
     mode: parseChoice('main.mode', main.mode, ['enforce', 'monitor'], DEFAULTS.main.mode),
@@ -383,18 +313,113 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
       maxHoldMs: parseDuration('held.max_hold', valueOr(section(raw, 'held'), 'held', 'max_hold')),
     },
     me: mailDomain(me),
-    redis: {
-      host: text(valueOr(redisSect, 'redis', 'host')),
-      port: parseInteger('redis.port', valueOr(redisSect, 'redis', 'port'), 1, 65535),
-      db: parseInteger('redis.db', valueOr(redisSect, 'redis', 'db'), 0, 1_000_000),
-      ...(username ? { username } : {}),
-      ...(password ? { password } : {}),
-      journal: text(valueOr(redisSect, 'redis', 'journal')),
-      journalCheckMs: parseDuration('redis.journal_check', valueOr(redisSect, 'redis', 'journal_check')),
-    },
+    redis: parseRedis(section(raw, 'redis')),
     warnings,
   }
   return deepFreeze(config)
+}
+
+/** A warning for each section and key hijack-guard.ini does not know (see DEFAULTS). */
+function unknownKeyWarnings(raw: RawIni): string[] {
+  const warnings: string[] = []
+  for (const [name, sect] of Object.entries(raw)) {
+    if (!sect || typeof sect !== 'object') continue
+    if (name.startsWith('account:')) {
+      for (const key of Object.keys(sect)) {
+        if (!(KNOWN_KEYS.limits ?? []).includes(key)) warnings.push(`unknown key [${name}] ${key} ignored`)
+      }
+      continue
+    }
+    const known = KNOWN_KEYS[name]
+    if (!known) {
+      warnings.push(`unknown section [${name}] ignored`)
+      continue
+    }
+    for (const key of Object.keys(sect)) {
+      if (!known.includes(key)) warnings.push(`unknown key [${name}] ${key} ignored`)
+    }
+  }
+  return warnings
+}
+
+/** The [account:LOGIN] sections: per canonical account, its rules over [limits]. */
+function parseAccountRules(raw: RawIni, limits: Section, norm: (login: string) => string): Map<string, Rule[]> {
+  const accountRules = new Map<string, Rule[]>()
+  for (const [name, sect] of Object.entries(raw)) {
+    if (!name.startsWith('account:') || !sect) continue
+    const account = norm(name.slice('account:'.length))
+    const login = name.slice('account:'.length).trim()
+    if (!LOGIN.test(login) || account === '') throw new ConfigError(`${name}`, login, 'the section names no login (a login has no spaces or control characters)')
+    if (accountRules.has(account)) {
+      // Which limits apply must not depend on the order of the sections.
+      const first = [...Object.keys(raw)].find((n) => n !== name && n.startsWith('account:') && norm(n.slice('account:'.length)) === account) ?? ''
+      throw new ConfigError(`${name}`, login, `names the same account as [${first}] (${JSON.stringify(account)} under [accounts]); keep one section`)
+    }
+    accountRules.set(account, rulesFor(`account:${name.slice(8)}`, sect, limits))
+  }
+  return accountRules
+}
+
+/** [alert]: who gets alerts, who they are from, the reply address and the contact in notices. */
+function parseAlert(alertSect: Section, me: string, warnings: string[]): Config['alert'] & { readonly contact: string } {
+  const ownAddress = `hijack-guard@${mailDomain(me)}`
+  const from = text(alertSect.from) || ownAddress
+  checkAddress('alert.from', alertSect.from, from)
+  let to = parseList(alertSect.to)
+  for (const address of to) checkAddress('alert.to', alertSect.to, address)
+  if (to.length === 0) {
+    to = [`postmaster@${mailDomain(me)}`]
+    warnings.push(`[alert] to is empty: alerts go to ${to[0]}`)
+  }
+  // Never [alert] from by default: from may be a real mailbox (security@...), and every message
+  // to the reply address is consumed.
+  const replyAddress = text(alertSect.reply_address) || ownAddress
+  checkAddress('alert.reply_address', alertSect.reply_address, replyAddress)
+  checkReplyAddress(alertSect, to, from, replyAddress)
+  const contact = text(alertSect.contact) || to[0] || `postmaster@${mailDomain(me)}`
+  checkAddress('alert.contact', alertSect.contact, contact)
+  return { to, from, replyAddress, contact }
+}
+
+/** Throws ConfigError when the reply address is a mailbox someone reads (see below). */
+function checkReplyAddress(alertSect: Section, to: readonly string[], from: string, replyAddress: string): void {
+  const replyLocal = mailbox(replyAddress).split('@')[0] ?? ''
+  const replyTaken =
+    ['postmaster', 'abuse'].includes(replyLocal) ||
+    to.some((t) => mailbox(t) === mailbox(replyAddress)) ||
+    // An explicit from is a mailbox someone may read: the reply address must not swallow it.
+    (text(alertSect.from) !== '' && text(alertSect.reply_address) !== '' && mailbox(from) === mailbox(replyAddress))
+  if (replyTaken) {
+    // Mail to the reply address (any +detail) is consumed, never delivered: it must be an
+    // address of its own, or real mail to it would vanish.
+    throw new ConfigError(
+      'alert.reply_address',
+      replyAddress,
+      'the reply address takes every message sent to it; give it an address of its own (e.g. hijack-guard@your.domain), not postmaster, abuse, an [alert] to address or the [alert] from address',
+    )
+  }
+}
+
+/** The mailbox an address delivers to: lowercase, without a +detail. */
+function mailbox(a: string): string {
+  const at = a.lastIndexOf('@')
+  return `${(a.slice(0, at).split('+')[0] ?? '').toLowerCase()}@${a.slice(at + 1).toLowerCase()}`
+}
+
+/** [redis], config/redis.ini already merged under it (withRedisIni). */
+function parseRedis(redisSect: Section): RedisConfig {
+  const username = text(redisSect.username)
+  // A password may contain " ;": taken verbatim, without inline-comment stripping.
+  const password = typeof redisSect.password === 'string' || typeof redisSect.password === 'number' ? String(redisSect.password).trim() : ''
+  return {
+    host: text(valueOr(redisSect, 'redis', 'host')),
+    port: parseInteger('redis.port', valueOr(redisSect, 'redis', 'port'), 1, 65535),
+    db: parseInteger('redis.db', valueOr(redisSect, 'redis', 'db'), 0, 1_000_000),
+    ...(username ? { username } : {}),
+    ...(password ? { password } : {}),
+    journal: text(valueOr(redisSect, 'redis', 'journal')),
+    journalCheckMs: parseDuration('redis.journal_check', valueOr(redisSect, 'redis', 'journal_check')),
+  }
 }
 
 /** The rules that apply to an account: its [account:LOGIN] override, else [limits]. */

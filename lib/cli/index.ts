@@ -12,7 +12,7 @@ import { errorText } from '../messages'
 import type { Store } from '../store'
 import { createMemoryStore } from '../store/memory'
 import { createRedisStore } from '../store/redis'
-import { COMMANDS, EXIT, UsageError, type Command } from './commands'
+import { COMMANDS, EXIT, UsageError, type Command, type Context } from './commands'
 
 export { EXIT } from './commands'
 
@@ -137,21 +137,26 @@ function openStore(config: Config, harakaDir: string): Store {
   return createRedisStore({ redis: config.redis, timeoutMs: config.storeTimeoutMs, log: { info: quiet, warn: quiet, error: quiet } })
 }
 
+/** The command line as node:util parseArgs reads it; throws on an unknown or malformed option. */
+function parseCommandLine(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      json: { type: 'boolean' },
+      reason: { type: 'string' },
+      limit: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
+}
+
 /** Runs one command; resolves with the exit code. Never rejects. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   let parsed
   try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      options: {
-        config: { type: 'string', short: 'c' },
-        json: { type: 'boolean' },
-        reason: { type: 'string' },
-        limit: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    })
+    parsed = parseCommandLine(argv)
   } catch (err) {
     io.err(`hijack-guard: ${(err as Error).message}\nTry: hijack-guard --help`)
     return EXIT.usage
@@ -186,6 +191,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.err(`hijack-guard: ${(err as Error).message} (Haraka directory ${harakaDir})`)
     return EXIT.config
   }
+  return runOnStore(run, { config, harakaDir, args, values }, values.json === true, io)
+}
+
+/** Opens the store, runs the command on it and closes the store; resolves with the exit code. */
+async function runOnStore(run: Command, ctx: Omit<Context, 'store' | 'print'>, json: boolean, io: CliIo): Promise<number> {
+  const { config, harakaDir } = ctx
   let store: Store | undefined
   try {
     store = openStore(config, harakaDir)
@@ -194,8 +205,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const name = storeName(config, harakaDir)
     // Text names the store first; a JSON object gets a "store" field (lists stay plain arrays).
     const print = (data: unknown, text: string): void =>
-      io.out(values.json === true ? JSON.stringify(data && typeof data === 'object' && !Array.isArray(data) ? { ...data, store: name } : data, null, 2) : `store: ${name}\n${text}`)
-    return await run.run({ config, store: opened, harakaDir, args, values, print })
+      io.out(json ? JSON.stringify(data && typeof data === 'object' && !Array.isArray(data) ? { ...data, store: name } : data, null, 2) : `store: ${name}\n${text}`)
+    return await run.run({ ...ctx, store: opened, print })
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`hijack-guard: ${err.message}\nTry: hijack-guard --help`)

@@ -2,7 +2,7 @@
  * The store (this folder): the one interface both implementations keep, its result types and
  * errors (here), the Redis key layout (keys.ts), the time buckets (buckets.ts), the Redis store
  * and its Lua scripts (redis/), the embedded memory store (memory/), and the journal that keeps
- * disabled flags through a Redis that loses its data (journal.ts).
+ * disabled flags through a Redis that loses its data (journal/).
  */
 import type { LimitKind, Mode, Rule } from '../config'
 

@@ -209,7 +209,7 @@ return redis.call('SCARD', KEYS[2])
 
 /**
  * reassert: put back a disable record that Redis lost, unless an enable removed it.
- * A journal (lib/store/journal.ts) calls it for a record it holds and Redis no longer has.
+ * A journal (lib/store/journal/) calls it for a record it holds and Redis no longer has.
  */
 export const REASSERT = script(
   'reassert',
