@@ -22,7 +22,17 @@ import {
   type ProcessState,
   type QueuedMail,
 } from './lib/hooks'
-import { asHook, DENY, outboundSender, registeredPlugins, type Address, type Connection, type HarakaPlugin, type Next, type Verdict } from './lib/haraka'
+import {
+  asHook,
+  DENY,
+  outboundSender,
+  registeredPlugins,
+  type Address,
+  type Connection,
+  type HarakaPlugin,
+  type Next,
+  type Verdict,
+} from './lib/haraka'
 import { createJournalFile, withJournal } from './lib/store/journal'
 import { errorText } from './lib/messages'
 import { checkStateFile, createMemoryStore } from './lib/store/memory'
@@ -114,7 +124,11 @@ function state(plugin: GuardPlugin): GuardState {
 
 function openStore(plugin: GuardPlugin, config: Config): Store {
   if (config.store === 'memory') return createMemoryStore({ stateFile: stateFilePath(config) })
-  const log = { info: (m: string) => plugin.loginfo(m), warn: (m: string) => plugin.logwarn(m), error: (m: string) => plugin.logerror(m) }
+  const log = {
+    info: (m: string) => plugin.loginfo(m),
+    warn: (m: string) => plugin.logwarn(m),
+    error: (m: string) => plugin.logerror(m),
+  }
   // The journal keeps disabled flags through a Redis that loses its data (lib/store/journal/).
   const redis = createRedisStore({ redis: config.redis, timeoutMs: config.storeTimeoutMs, log, checkDurability: true })
   const journal = createJournalFile(resolve(process.env.HARAKA ?? process.cwd(), config.redis.journal), log)
@@ -148,8 +162,14 @@ async function startInProcess(plugin: GuardPlugin): Promise<void> {
   if (config.store === 'memory') await checkStateFile(stateFilePath(config))
   state(plugin)
   // async: even a synchronous throw becomes a rejection, which the wrapper turns into "MAIL FROM decides".
-  const wrapped = wrapAuthPlugins(plugin, registeredPlugins(plugin), async (connection, user) => authRefusal(plugin, connection, user, state(plugin)))
-  plugin.loginfo(wrapped.length ? `AUTH of disabled accounts refused in: ${wrapped.join(', ')}` : 'no auth plugin found to guard; MAIL FROM still refuses disabled accounts')
+  const wrapped = wrapAuthPlugins(plugin, registeredPlugins(plugin), async (connection, user) =>
+    authRefusal(plugin, connection, user, state(plugin)),
+  )
+  plugin.loginfo(
+    wrapped.length
+      ? `AUTH of disabled accounts refused in: ${wrapped.join(', ')}`
+      : 'no auth plugin found to guard; MAIL FROM still refuses disabled accounts',
+  )
 }
 
 function stateFilePath(config: Config): string {
@@ -190,7 +210,9 @@ async function reload(plugin: GuardPlugin, current: () => boolean): Promise<void
     return
   }
   const before = plugin.guard.config
-  const storeChanged = JSON.stringify([before.store, before.redis, before.stateFile, before.storeTimeoutMs]) !== JSON.stringify([config.store, config.redis, config.stateFile, config.storeTimeoutMs])
+  const storeChanged =
+    JSON.stringify([before.store, before.redis, before.stateFile, before.storeTimeoutMs]) !==
+    JSON.stringify([config.store, config.redis, config.stateFile, config.storeTimeoutMs])
   if (storeChanged && config.store === 'memory' && before.store !== 'memory') {
     plugin.logerror(`${CONFIG_FILE}: switching to store = memory needs a restart; keeping the previous configuration`)
     return
@@ -214,7 +236,10 @@ async function reload(plugin: GuardPlugin, current: () => boolean): Promise<void
 }
 
 function summary(config: Config): string {
-  const where = config.store === 'redis' ? `redis=${config.redis.host}:${config.redis.port}/${config.redis.db}` : `state_file=${resolve(process.env.HARAKA ?? process.cwd(), config.stateFile)}`
+  const where =
+    config.store === 'redis'
+      ? `redis=${config.redis.host}:${config.redis.port}/${config.redis.db}`
+      : `state_file=${resolve(process.env.HARAKA ?? process.cwd(), config.stateFile)}`
   return (
     `mode=${config.mode} store=${config.store} ${where} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'} ` +
     `admins=${[...config.reactivate.admins].join(',')} reply_address=${config.alert.replyAddress} fold=${config.accounts.fold}`
@@ -228,6 +253,10 @@ function refuseUnsupportedProcessModel(plugin: HarakaPlugin, config: Config): vo
   const nodes = smtp?.main?.nodes
   const workers = nodes === 'cpus' ? cpus().length : nodes === undefined || nodes === '' ? 1 : Number(nodes)
   if (workers > 1) {
-    throw new ConfigError('main.store', 'memory', `smtp.ini nodes = ${String(nodes)} runs ${workers} workers, and the memory store counts in one process only; use store = redis`)
+    throw new ConfigError(
+      'main.store',
+      'memory',
+      `smtp.ini nodes = ${String(nodes)} runs ${workers} workers, and the memory store counts in one process only; use store = redis`,
+    )
   }
 }

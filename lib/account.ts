@@ -21,7 +21,12 @@ export interface AccountsConfig {
 }
 
 /** The [accounts] defaults. */
-export const DEFAULT_ACCOUNTS: AccountsConfig = Object.freeze({ fold: 'nfkc', defaultDomain: '', domainAliases: new Map<string, string>(), xclientLogin: false })
+export const DEFAULT_ACCOUNTS: AccountsConfig = Object.freeze({
+  fold: 'nfkc',
+  defaultDomain: '',
+  domainAliases: new Map<string, string>(),
+  xclientLogin: false,
+})
 
 // Zero-width and other default-ignorable characters (as Unicode's NFKC_Casefold drops them).
 const IGNORABLE = /\p{Default_Ignorable_Code_Point}/gu
@@ -44,9 +49,7 @@ function foldText(s: string, fold: Fold): string {
  * trailing dot dropped, an internationalised name in its ASCII (xn--) form when it has one.
  */
 export function canonicalDomain(domain: string, fold: Fold = 'nfkc'): string {
-  const d = foldText(replaceControlChars(domain, '').trim(), fold)
-    .toLowerCase()
-    .replace(/\.$/, '')
+  const d = foldText(replaceControlChars(domain, '').trim(), fold).toLowerCase().replace(/\.$/, '')
   if (d === '') return ''
   const ascii = /^[\x21-\x7e]*$/.test(d) ? d : domainToASCII(d)
   return ascii || d

@@ -22,7 +22,10 @@ export const answers = {
     DSN.sec_unauthorized(overLimitReply(account, over, contact), 550),
   ],
   /** End of DATA, for an account disabled meanwhile: 550 5.7.1. */
-  disabledAtData: (record: Disabled, contact: string): Verdict => [DENY, DSN.sec_unauthorized(disabledReply(record, contact), 550)],
+  disabledAtData: (record: Disabled, contact: string): Verdict => [
+    DENY,
+    DSN.sec_unauthorized(disabledReply(record, contact), 550),
+  ],
   /** MAIL FROM of a disabled account: 550 5.7.1, and the session is closed. */
   disabledAtMail: (record: Disabled, contact: string): Verdict => [
     DENYDISCONNECT,

@@ -92,7 +92,13 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
  * file to this table. An empty default means "none" or "derived" (the field's comment says from what).
  */
 export const DEFAULTS = {
-  main: { mode: 'enforce', store: 'redis', on_store_error: 'open', store_timeout: '1s', state_file: 'hijack-guard.state.json' },
+  main: {
+    mode: 'enforce',
+    store: 'redis',
+    on_store_error: 'open',
+    store_timeout: '1s',
+    state_file: 'hijack-guard.state.json',
+  },
   limits: { messages: '500/30m', recipients: '2500/30m', buckets: '30' },
   exempt: { accounts: '' },
   accounts: { fold: 'nfkc', default_domain: '', domain_aliases: '', xclient_login: 'false' },
@@ -114,11 +120,18 @@ export const DEFAULTS = {
 const DEPRECATED: Partial<Record<keyof typeof DEFAULTS, readonly string[]>> = { main: ['lowercase_accounts'] }
 
 const KNOWN_KEYS: Record<string, readonly string[]> = Object.fromEntries(
-  Object.entries(DEFAULTS).map(([name, keys]) => [name, [...Object.keys(keys), ...(DEPRECATED[name as keyof typeof DEFAULTS] ?? [])]]),
+  Object.entries(DEFAULTS).map(([name, keys]) => [
+    name,
+    [...Object.keys(keys), ...(DEPRECATED[name as keyof typeof DEFAULTS] ?? [])],
+  ]),
 )
 
 /** A section's value, or its default from DEFAULTS when unset or empty. */
-function valueOr<S extends keyof typeof DEFAULTS>(sect: Section, name: S, key: keyof (typeof DEFAULTS)[S] & string): unknown {
+function valueOr<S extends keyof typeof DEFAULTS>(
+  sect: Section,
+  name: S,
+  key: keyof (typeof DEFAULTS)[S] & string,
+): unknown {
   return text(sect[key]) === '' ? (DEFAULTS[name] as Record<string, string>)[key] : sect[key]
 }
 
@@ -141,7 +154,8 @@ const LOGIN = new RegExp(`^[^\\s${CONTROL}]+$`)
 
 /** Throws ConfigError unless `address` looks like local@domain (no spaces, no control characters). */
 function checkAddress(key: string, value: unknown, address: string): void {
-  if (!ADDRESS.test(address)) throw new ConfigError(key, value, `"${address}" is not an address like hijack-guard@example.com`)
+  if (!ADDRESS.test(address))
+    throw new ConfigError(key, value, `"${address}" is not an address like hijack-guard@example.com`)
 }
 
 /**
@@ -151,7 +165,12 @@ function checkAddress(key: string, value: unknown, address: string): void {
 function parseLogins(key: string, value: unknown, norm: (login: string) => string): string[] {
   return parseList(value).map((login) => {
     const account = norm(login)
-    if (!LOGIN.test(login) || account === '') throw new ConfigError(key, value, `"${login}" is not a login (a login has no spaces or control characters; separate logins with commas)`)
+    if (!LOGIN.test(login) || account === '')
+      throw new ConfigError(
+        key,
+        value,
+        `"${login}" is not a login (a login has no spaces or control characters; separate logins with commas)`,
+      )
     return account
   })
 }
@@ -168,28 +187,53 @@ function parseAccounts(raw: RawIni, warnings: string[]): AccountsConfig {
       warnings.push(`[main] lowercase_accounts is deprecated and ignored: [accounts] fold = ${fold} is set`)
     } else {
       fold = lower ? 'lower' : 'none'
-      warnings.push(`[main] lowercase_accounts is deprecated: use [accounts] fold = ${fold} (the default, nfkc, also joins Unicode spellings)`)
+      warnings.push(
+        `[main] lowercase_accounts is deprecated: use [accounts] fold = ${fold} (the default, nfkc, also joins Unicode spellings)`,
+      )
     }
   }
   const defaultDomain = canonicalDomain(text(sect.default_domain), fold)
-  if (defaultDomain && !DOMAIN.test(defaultDomain)) throw new ConfigError('accounts.default_domain', sect.default_domain, 'expected a domain like example.com')
+  if (defaultDomain && !DOMAIN.test(defaultDomain))
+    throw new ConfigError('accounts.default_domain', sect.default_domain, 'expected a domain like example.com')
   const domainAliases = new Map<string, string>()
   for (const pair of parseList(sect.domain_aliases)) {
     const m = /^([^:\s@]+)\s*:\s*([^:\s@]+)$/.exec(pair)
-    if (!m?.[1] || !m[2]) throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `"${pair}" is not alias.domain:real.domain`)
+    if (!m?.[1] || !m[2])
+      throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `"${pair}" is not alias.domain:real.domain`)
     const alias = canonicalDomain(m[1], fold)
     const target = canonicalDomain(m[2], fold)
-    if (alias === target) throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `"${pair}" maps a domain to itself`)
+    if (alias === target)
+      throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `"${pair}" maps a domain to itself`)
     const before = domainAliases.get(alias)
-    if (before !== undefined && before !== target) throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `${alias} is mapped to both ${before} and ${target}`)
+    if (before !== undefined && before !== target)
+      throw new ConfigError(
+        'accounts.domain_aliases',
+        sect.domain_aliases,
+        `${alias} is mapped to both ${before} and ${target}`,
+      )
     domainAliases.set(alias, target)
   }
   for (const [alias, target] of domainAliases) {
     // One step only: a chain would make the canonical form depend on the order of the list.
-    if (domainAliases.has(target)) throw new ConfigError('accounts.domain_aliases', sect.domain_aliases, `${alias} maps to ${target}, which is itself an alias; map every alias to the final domain`)
+    if (domainAliases.has(target))
+      throw new ConfigError(
+        'accounts.domain_aliases',
+        sect.domain_aliases,
+        `${alias} maps to ${target}, which is itself an alias; map every alias to the final domain`,
+      )
   }
-  if (defaultDomain && domainAliases.has(defaultDomain)) throw new ConfigError('accounts.default_domain', sect.default_domain, `${defaultDomain} is an alias in domain_aliases; use the domain it maps to`)
-  return { fold, defaultDomain, domainAliases, xclientLogin: parseBoolean('accounts.xclient_login', valueOr(sect, 'accounts', 'xclient_login'), false) }
+  if (defaultDomain && domainAliases.has(defaultDomain))
+    throw new ConfigError(
+      'accounts.default_domain',
+      sect.default_domain,
+      `${defaultDomain} is an alias in domain_aliases; use the domain it maps to`,
+    )
+  return {
+    fold,
+    defaultDomain,
+    domainAliases,
+    xclientLogin: parseBoolean('accounts.xclient_login', valueOr(sect, 'accounts', 'xclient_login'), false),
+  }
 }
 
 /** Parses "30m", "1s", "500ms", "7d" to milliseconds; throws ConfigError on anything else or on zero. */
@@ -242,15 +286,21 @@ export function parseRules(key: string, kind: LimitKind, value: unknown, buckets
     const m = /^\s*(\d+)\s*\/\s*(\S+)\s*$/.exec(part)
     if (!m?.[1] || !m[2]) throw new ConfigError(key, value, `"${part.trim()}" is not N/window, e.g. 500/30m`)
     const max = Number(m[1])
-    if (!Number.isSafeInteger(max) || max < 1) throw new ConfigError(key, value, `"${part.trim()}": N must be at least 1`)
+    if (!Number.isSafeInteger(max) || max < 1)
+      throw new ConfigError(key, value, `"${part.trim()}": N must be at least 1`)
     let windowMs: number
     try {
       windowMs = parseDuration(key, m[2])
     } catch {
       // Name the whole value the operator wrote, not just its window.
-      throw new ConfigError(key, value, `"${part.trim()}": the window must be a duration greater than zero, like 30s, 30m, 24h or 7d`)
+      throw new ConfigError(
+        key,
+        value,
+        `"${part.trim()}": the window must be a duration greater than zero, like 30s, 30m, 24h or 7d`,
+      )
     }
-    if (windowMs < buckets) throw new ConfigError(key, value, `window ${m[2]} is shorter than ${buckets} buckets of 1 ms`)
+    if (windowMs < buckets)
+      throw new ConfigError(key, value, `window ${m[2]} is shorter than ${buckets} buckets of 1 ms`)
     return { kind, max, windowMs, buckets, bucketMs: Math.ceil(windowMs / buckets), text: `${max}/${m[2]}` }
   })
 }
@@ -262,7 +312,12 @@ function section(raw: RawIni, name: string): Section {
 function rulesFor(prefix: string, limits: Section, base?: Section): Rule[] {
   const pick = (k: string): unknown => (limits[k] !== undefined ? limits[k] : base?.[k])
   const given = pick('buckets')
-  const buckets = parseInteger(`${prefix}.buckets`, given === undefined || text(given) === '' ? DEFAULTS.limits.buckets : given, 1, MAX_BUCKETS)
+  const buckets = parseInteger(
+    `${prefix}.buckets`,
+    given === undefined || text(given) === '' ? DEFAULTS.limits.buckets : given,
+    1,
+    MAX_BUCKETS,
+  )
   const messages = pick('messages') ?? DEFAULTS.limits.messages
   const recipients = pick('recipients') ?? DEFAULTS.limits.recipients
   return [
@@ -294,7 +349,12 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   const config: Config = {
     mode: parseChoice('main.mode', main.mode, ['enforce', 'monitor'], DEFAULTS.main.mode),
     store: parseChoice('main.store', main.store, ['redis', 'memory'], DEFAULTS.main.store),
-    onStoreError: parseChoice('main.on_store_error', main.on_store_error, ['open', 'closed'], DEFAULTS.main.on_store_error),
+    onStoreError: parseChoice(
+      'main.on_store_error',
+      main.on_store_error,
+      ['open', 'closed'],
+      DEFAULTS.main.on_store_error,
+    ),
     storeTimeoutMs: parseDuration('main.store_timeout', valueOr(main, 'main', 'store_timeout')),
     accounts,
     stateFile: text(valueOr(main, 'main', 'state_file')),
@@ -349,11 +409,23 @@ function parseAccountRules(raw: RawIni, limits: Section, norm: (login: string) =
     if (!name.startsWith('account:') || !sect) continue
     const account = norm(name.slice('account:'.length))
     const login = name.slice('account:'.length).trim()
-    if (!LOGIN.test(login) || account === '') throw new ConfigError(`${name}`, login, 'the section names no login (a login has no spaces or control characters)')
+    if (!LOGIN.test(login) || account === '')
+      throw new ConfigError(
+        `${name}`,
+        login,
+        'the section names no login (a login has no spaces or control characters)',
+      )
     if (accountRules.has(account)) {
       // Which limits apply must not depend on the order of the sections.
-      const first = [...Object.keys(raw)].find((n) => n !== name && n.startsWith('account:') && norm(n.slice('account:'.length)) === account) ?? ''
-      throw new ConfigError(`${name}`, login, `names the same account as [${first}] (${JSON.stringify(account)} under [accounts]); keep one section`)
+      const first =
+        [...Object.keys(raw)].find(
+          (n) => n !== name && n.startsWith('account:') && norm(n.slice('account:'.length)) === account,
+        ) ?? ''
+      throw new ConfigError(
+        `${name}`,
+        login,
+        `names the same account as [${first}] (${JSON.stringify(account)} under [accounts]); keep one section`,
+      )
     }
     accountRules.set(account, rulesFor(`account:${name.slice(8)}`, sect, limits))
   }
@@ -361,7 +433,11 @@ function parseAccountRules(raw: RawIni, limits: Section, norm: (login: string) =
 }
 
 /** [alert]: who gets alerts, who they are from, the reply address and the contact in notices. */
-function parseAlert(alertSect: Section, me: string, warnings: string[]): Config['alert'] & { readonly contact: string } {
+function parseAlert(
+  alertSect: Section,
+  me: string,
+  warnings: string[],
+): Config['alert'] & { readonly contact: string } {
   const ownAddress = `hijack-guard@${mailDomain(me)}`
   const from = text(alertSect.from) || ownAddress
   checkAddress('alert.from', alertSect.from, from)
@@ -410,7 +486,10 @@ function mailbox(a: string): string {
 function parseRedis(redisSect: Section): RedisConfig {
   const username = text(redisSect.username)
   // A password may contain " ;": taken verbatim, without inline-comment stripping.
-  const password = typeof redisSect.password === 'string' || typeof redisSect.password === 'number' ? String(redisSect.password).trim() : ''
+  const password =
+    typeof redisSect.password === 'string' || typeof redisSect.password === 'number'
+      ? String(redisSect.password).trim()
+      : ''
   return {
     host: text(valueOr(redisSect, 'redis', 'host')),
     port: parseInteger('redis.port', valueOr(redisSect, 'redis', 'port'), 1, 65535),

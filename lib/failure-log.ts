@@ -71,7 +71,9 @@ export function createFailureLog(options: FailureLogOptions): FailureLog {
       return
     }
     const seconds = Math.round((t - windowStart) / 1000)
-    lastLog(`${options.what}: ${suppressed} more failure${suppressed === 1 ? '' : 's'} in the last ${seconds} s (last: ${lastText})`)
+    lastLog(
+      `${options.what}: ${suppressed} more failure${suppressed === 1 ? '' : 's'} in the last ${seconds} s (last: ${lastText})`,
+    )
     suppressed = 0
     startWindow(t)
   }

@@ -15,7 +15,10 @@ export function replaceControlChars(s: string, by: string): string {
 
 /** "2026-11-28 04:45:31 UTC": a time as the alert, the CLI and the log show it. */
 export function utc(ms: number): string {
-  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')
+  return new Date(ms)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC')
 }
 
 /** "Sat, 28 Nov 2026 04:45:31 +0000": an RFC 5322 Date header value. */

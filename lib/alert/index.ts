@@ -55,7 +55,6 @@ export function encodeHeader(value: string): string {
   return words.map((w) => `=?UTF-8?B?${Buffer.from(w, 'utf8').toString('base64')}?=`).join('\r\n ')
 }
 
-
 function uniq(values: readonly string[]): string[] {
   return [...new Set(values.filter((v) => v !== ''))]
 }
@@ -86,12 +85,16 @@ export function evidenceLines(evidence: readonly MessageSummary[]): string[] {
     ...listLines('Source IPs:', uniq(evidence.map((e) => e.ip))),
     ...listLines('HELO names:', uniq(evidence.map((e) => e.helo))),
     ...listLines('Recipient domains:', uniq(evidence.flatMap((e) => [...e.domains]))),
-    ...listLines('Subjects:', uniq(evidence.map((e) => e.subject)).map((s) => JSON.stringify(s))),
+    ...listLines(
+      'Subjects:',
+      uniq(evidence.map((e) => e.subject)).map((s) => JSON.stringify(s)),
+    ),
   ]
 }
 
 function countLine(c: WindowCount, over: WindowCount | undefined): string {
-  const mark = over && c.kind === over.kind && c.windowMs === over.windowMs && c.max === over.max ? '   <- limit reached' : ''
+  const mark =
+    over && c.kind === over.kind && c.windowMs === over.windowMs && c.max === over.max ? '   <- limit reached' : ''
   return `  ${c.kind.padEnd(11)}${String(c.count).padStart(6)} of ${c.max} in ${formatDuration(c.windowMs)}${mark}`
 }
 
@@ -168,7 +171,10 @@ export function composeAlert(input: AlertInput): OutgoingMail {
       '',
       'If you do nothing, the account stays disabled.',
     )
-    if (token) body.push(`Replying works once, until ${utc(record.at + input.tokenTtlMs)} (${formatDuration(input.tokenTtlMs)}); after that use the command.`)
+    if (token)
+      body.push(
+        `Replying works once, until ${utc(record.at + input.tokenTtlMs)} (${formatDuration(input.tokenTtlMs)}); after that use the command.`,
+      )
   }
   body.push('', `Incident ${record.incident}`, '-- ', `hijack-guard on ${input.me}`)
   return { from: input.from, to: input.to, message: build(headers, body) }
@@ -199,5 +205,9 @@ export function composeNotice(input: NoticeInput): OutgoingMail {
     ['X-Auto-Response-Suppress', 'All'],
   ]
   if (input.inReplyTo) headers.push(['In-Reply-To', input.inReplyTo])
-  return { from: input.from, to: [input.to], message: build(headers, [...input.lines, '', '-- ', `hijack-guard on ${input.me}`]) }
+  return {
+    from: input.from,
+    to: [input.to],
+    message: build(headers, [...input.lines, '', '-- ', `hijack-guard on ${input.me}`]),
+  }
 }

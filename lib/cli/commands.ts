@@ -89,7 +89,6 @@ function oneAccount(args: readonly string[], config: Config): string {
   return account
 }
 
-
 async function list(ctx: Context): Promise<number> {
   const { store, print } = ctx
   const records = await store.listDisabled()
@@ -119,22 +118,39 @@ async function show(ctx: Context): Promise<number> {
     store.auditLog({ account, limit: 10 }),
   ])
   const liveKnown = store.kind === 'redis'
-  const known = record !== null || counts.some((c) => c.count > 0) || evidence.length > 0 || held > 0 || audit.length > 0
+  const known =
+    record !== null || counts.some((c) => c.count > 0) || evidence.length > 0 || held > 0 || audit.length > 0
   const state = record ? 'disabled' : config.exempt.has(account) ? 'exempt' : 'active'
   const lines = [
     `Account   ${account}`,
     `State     ${state}${record ? ` since ${utc(record.at)} by ${record.by}: ${alertReason(record)}` : ''}`,
-    ...(record ? [`Incident  ${record.incident}${record.tokenExpiresAt ? ` (reply to the alert until ${utc(record.tokenExpiresAt)})` : ''}`] : []),
+    ...(record
+      ? [
+          `Incident  ${record.incident}${record.tokenExpiresAt ? ` (reply to the alert until ${utc(record.tokenExpiresAt)})` : ''}`,
+        ]
+      : []),
     `Held mail ${held} message${held === 1 ? '' : 's'}`,
-    liveKnown ? 'Limits (live counts):' : 'Limits (live counts are kept inside the Haraka process with store = memory):',
+    liveKnown
+      ? 'Limits (live counts):'
+      : 'Limits (live counts are kept inside the Haraka process with store = memory):',
     ...(liveKnown ? counts.map((c) => `  ${countText(c)}`) : rules.map((r) => `  ${r.kind} ${r.text}`)),
     ...(record?.counts.length ? ['At the incident:', ...record.counts.map((c) => `  ${countText(c)}`)] : []),
     ...evidenceOf(record?.evidence.length ? record.evidence : evidence),
     ...(audit.length ? ['Recent audit:', ...audit.map((e) => `  ${auditLine(e)}`)] : []),
   ]
   print(
-    { account, state, disabled: record ? recordJson(record, held) : null, counts: liveKnown ? counts : null, held, evidence: record?.evidence.length ? record.evidence : evidence, audit },
-    known ? lines.join('\n') : `${lines.join('\n')}\nhijack-guard has no record of ${account}: not disabled, nothing counted in its windows, no audit entries`,
+    {
+      account,
+      state,
+      disabled: record ? recordJson(record, held) : null,
+      counts: liveKnown ? counts : null,
+      held,
+      evidence: record?.evidence.length ? record.evidence : evidence,
+      audit,
+    },
+    known
+      ? lines.join('\n')
+      : `${lines.join('\n')}\nhijack-guard has no record of ${account}: not disabled, nothing counted in its windows, no audit entries`,
   )
   return known ? EXIT.ok : EXIT.noChange
 }
@@ -154,7 +170,9 @@ async function enable(ctx: Context): Promise<number> {
   print(
     { account, action: 'enable', done: true, held },
     `${account} enabled: flag and counters cleared.` +
-      (held ? `\n${held} held message${held === 1 ? '' : 's'} go out at the next delivery attempt (within ${retry}); to send now: haraka -c ${ctx.harakaDir} --qunstick` : ''),
+      (held
+        ? `\n${held} held message${held === 1 ? '' : 's'} go out at the next delivery attempt (within ${retry}); to send now: haraka -c ${ctx.harakaDir} --qunstick`
+        : ''),
   )
   return EXIT.ok
 }
@@ -169,7 +187,10 @@ async function disable(ctx: Context): Promise<number> {
     return EXIT.noChange
   }
   await store.audit({ at: Date.now(), account, action: 'disable', actor: who, how: 'cli', reason })
-  print({ account, action: 'disable', done: true }, `${account} disabled: AUTH gets 535 5.7.8 and MAIL FROM 550 5.7.1 until it is enabled`)
+  print(
+    { account, action: 'disable', done: true },
+    `${account} disabled: AUTH gets 535 5.7.8 and MAIL FROM 550 5.7.1 until it is enabled`,
+  )
   return EXIT.ok
 }
 
@@ -179,7 +200,10 @@ async function reset(ctx: Context): Promise<number> {
   await store.reset(account)
   await store.audit({ at: Date.now(), account, action: 'reset', actor: actor(), how: 'cli' })
   const stillDisabled = (await store.getDisabled(account)) !== null
-  print({ account, action: 'reset', done: true, disabled: stillDisabled }, `${account}: counters cleared${stillDisabled ? ' (it stays disabled)' : ''}`)
+  print(
+    { account, action: 'reset', done: true, disabled: stillDisabled },
+    `${account}: counters cleared${stillDisabled ? ' (it stays disabled)' : ''}`,
+  )
   return EXIT.ok
 }
 
@@ -198,11 +222,21 @@ async function dropHeld(ctx: Context): Promise<number> {
   const account = oneAccount(args, config)
   // Only a disabled account's mail is held: a mistyped name must not throw away good mail.
   if ((await store.getDisabled(account)) === null) {
-    print({ account, action: 'drop-held', done: false }, `${account} is not disabled: its mail is not held, nothing dropped`)
+    print(
+      { account, action: 'drop-held', done: false },
+      `${account} is not disabled: its mail is not held, nothing dropped`,
+    )
     return EXIT.noChange
   }
   const held = await store.dropHeld(account, config.held.maxHoldMs)
-  await store.audit({ at: Date.now(), account, action: 'drop-held', actor: actor(), how: 'cli', reason: `${held} held` })
+  await store.audit({
+    at: Date.now(),
+    account,
+    action: 'drop-held',
+    actor: actor(),
+    how: 'cli',
+    reason: `${held} held`,
+  })
   print(
     { account, action: 'drop-held', done: true, held },
     `${account}: ${held} held message${held === 1 ? '' : 's'} (and any other mail it queued until now) will be discarded at the next delivery attempt (within ${retry}), without bounces`,
@@ -212,7 +246,13 @@ async function dropHeld(ctx: Context): Promise<number> {
 
 /** Every command: what --help lists, in this order. */
 export const COMMANDS: Readonly<Record<string, Command>> = {
-  list: { usage: '', help: ['disabled accounts: when, why, counts, held mail'], accounts: [0, 0], options: [], run: list },
+  list: {
+    usage: '',
+    help: ['disabled accounts: when, why, counts, held mail'],
+    accounts: [0, 0],
+    options: [],
+    run: list,
+  },
   show: {
     usage: 'ACCOUNT',
     help: ['one account: state, live counts against its limits,', 'last incident, evidence, held mail, recent audit'],
@@ -220,7 +260,13 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     options: [],
     run: show,
   },
-  enable: { usage: 'ACCOUNT', help: ['re-enable: clear the flag and the counters; held mail goes out'], accounts: [1, 1], options: [], run: enable },
+  enable: {
+    usage: 'ACCOUNT',
+    help: ['re-enable: clear the flag and the counters; held mail goes out'],
+    accounts: [1, 1],
+    options: [],
+    run: enable,
+  },
   disable: {
     usage: 'ACCOUNT [--reason T]',
     help: ['disable by hand (AUTH 535, MAIL FROM 550 until enabled)'],

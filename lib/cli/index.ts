@@ -68,7 +68,13 @@ function checkUsage(name: string, args: readonly string[], values: { reason?: st
   if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`)
   const [min, max] = command.accounts
   if (args.length < min || args.length > max) {
-    throw new UsageError(max === 0 ? `${name} takes no arguments` : min === max ? `${name} takes exactly one ACCOUNT` : `${name} takes at most one ACCOUNT`)
+    throw new UsageError(
+      max === 0
+        ? `${name} takes no arguments`
+        : min === max
+          ? `${name} takes exactly one ACCOUNT`
+          : `${name} takes at most one ACCOUNT`,
+    )
   }
   for (const option of ['reason', 'limit'] as const) {
     if (values[option] === undefined || command.options.includes(option)) continue
@@ -99,7 +105,10 @@ function harakaDirProblem(dir: string): string | null {
   if (!isDirectory(dir)) return `${dir} is not a directory; give the Haraka directory (the one that holds config/)`
   const configDir = join(dir, 'config')
   if (!isDirectory(configDir)) {
-    const hint = basename(dir) === 'config' ? `${dir} looks like the config directory itself, give its parent (-c ${resolve(dir, '..')})` : 'give the Haraka directory (the one that holds config/)'
+    const hint =
+      basename(dir) === 'config'
+        ? `${dir} looks like the config directory itself, give its parent (-c ${resolve(dir, '..')})`
+        : 'give the Haraka directory (the one that holds config/)'
     return `${dir} is not a Haraka directory: ${configDir} does not exist; ${hint}`
   }
   const pluginsFile = join(configDir, 'plugins')
@@ -111,13 +120,16 @@ function harakaDirProblem(dir: string): string | null {
   }
   // Haraka's list format: one name a line; a line starting with # or ; is a comment.
   const listed = lines.some((line) => !/^\s*[#;]/.test(line) && PLUGIN_NAMES.includes(line.trim()))
-  if (!listed) return `hijack-guard is not enabled in ${dir}: ${pluginsFile} has no line "hijack-guard"; is this the Haraka directory of the server?`
+  if (!listed)
+    return `hijack-guard is not enabled in ${dir}: ${pluginsFile} has no line "hijack-guard"; is this the Haraka directory of the server?`
   return null
 }
 
 /** "redis 127.0.0.1:6379/0" or "memory /path/state.json": the store the CLI acts on. */
 function storeName(config: Config, harakaDir: string): string {
-  return config.store === 'redis' ? `redis ${config.redis.host}:${config.redis.port}/${config.redis.db}` : `memory ${resolve(harakaDir, config.stateFile)}`
+  return config.store === 'redis'
+    ? `redis ${config.redis.host}:${config.redis.port}/${config.redis.db}`
+    : `memory ${resolve(harakaDir, config.stateFile)}`
 }
 
 /** The package's own directory (its config/ holds the defaults), from dist/lib/cli or lib/cli alike. */
@@ -134,7 +146,11 @@ function defaultConfigFor(harakaDir: string): ConfigReader {
 function openStore(config: Config, harakaDir: string): Store {
   if (config.store === 'memory') return createMemoryStore({ stateFile: resolve(harakaDir, config.stateFile) })
   const quiet = (): void => undefined
-  return createRedisStore({ redis: config.redis, timeoutMs: config.storeTimeoutMs, log: { info: quiet, warn: quiet, error: quiet } })
+  return createRedisStore({
+    redis: config.redis,
+    timeoutMs: config.storeTimeoutMs,
+    log: { info: quiet, warn: quiet, error: quiet },
+  })
 }
 
 /** The command line as node:util parseArgs reads it; throws on an unknown or malformed option. */
@@ -195,7 +211,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 }
 
 /** Opens the store, runs the command on it and closes the store; resolves with the exit code. */
-async function runOnStore(run: Command, ctx: Omit<Context, 'store' | 'print'>, json: boolean, io: CliIo): Promise<number> {
+async function runOnStore(
+  run: Command,
+  ctx: Omit<Context, 'store' | 'print'>,
+  json: boolean,
+  io: CliIo,
+): Promise<number> {
   const { config, harakaDir } = ctx
   let store: Store | undefined
   try {
@@ -205,7 +226,15 @@ async function runOnStore(run: Command, ctx: Omit<Context, 'store' | 'print'>, j
     const name = storeName(config, harakaDir)
     // Text names the store first; a JSON object gets a "store" field (lists stay plain arrays).
     const print = (data: unknown, text: string): void =>
-      io.out(json ? JSON.stringify(data && typeof data === 'object' && !Array.isArray(data) ? { ...data, store: name } : data, null, 2) : `store: ${name}\n${text}`)
+      io.out(
+        json
+          ? JSON.stringify(
+              data && typeof data === 'object' && !Array.isArray(data) ? { ...data, store: name } : data,
+              null,
+              2,
+            )
+          : `store: ${name}\n${text}`,
+      )
     return await run.run({ ...ctx, store: opened, print })
   } catch (err) {
     if (err instanceof UsageError) {

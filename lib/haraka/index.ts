@@ -80,11 +80,23 @@ export interface HarakaPlugin extends Logging {
 export type PasswdCallback = (valid: boolean, opts?: { code: number; message: string } | string) => void
 
 /** The shape of auth_base's check_plain_passwd / check_cram_md5_passwd. */
-export type PasswdCheck = (this: unknown, connection: Connection, user: string, passwd: string, cb: PasswdCallback) => void
+export type PasswdCheck = (
+  this: unknown,
+  connection: Connection,
+  user: string,
+  passwd: string,
+  cb: PasswdCallback,
+) => void
 
 /** Haraka's outbound module, as far as the plugin uses it. */
 interface Outbound {
-  send_email(from: string, to: string[], contents: string, next: (code: number, msg?: string) => void, options: Record<string, unknown>): void
+  send_email(
+    from: string,
+    to: string[],
+    contents: string,
+    next: (code: number, msg?: string) => void,
+    options: Record<string, unknown>,
+  ): void
 }
 
 /**
@@ -92,7 +104,9 @@ interface Outbound {
  * `skip_plugins: []` with the notes, without which outbound throws once any plugin hooks
  * pre_send_trans_email.
  */
-export function outboundSender(plugin: HarakaPlugin): (mail: { from: string; to: readonly string[]; message: string }) => Promise<void> {
+export function outboundSender(
+  plugin: HarakaPlugin,
+): (mail: { from: string; to: readonly string[]; message: string }) => Promise<void> {
   return (mail) =>
     new Promise((resolve, reject) => {
       try {
@@ -101,7 +115,10 @@ export function outboundSender(plugin: HarakaPlugin): (mail: { from: string; to:
           mail.from,
           [...mail.to],
           mail.message,
-          (code, msg) => (code === OK ? resolve() : reject(new Error(`outbound answered ${constants.translate(code)}: ${String(msg ?? '')}`))),
+          (code, msg) =>
+            code === OK
+              ? resolve()
+              : reject(new Error(`outbound answered ${constants.translate(code)}: ${String(msg ?? '')}`)),
           { notes: { skip_plugins: [] } },
         )
       } catch (err) {
@@ -113,7 +130,8 @@ export function outboundSender(plugin: HarakaPlugin): (mail: { from: string; to:
 /** The plugins registered in this Haraka process, by name. */
 export function registeredPlugins(plugin: HarakaPlugin): Record<string, Record<string, unknown>> {
   try {
-    const plugins = plugin.haraka_require('plugins') as { registered_plugins?: Record<string, Record<string, unknown>> } | undefined
+    const plugins = plugin.haraka_require('plugins') as
+      { registered_plugins?: Record<string, Record<string, unknown>> } | undefined
     return plugins?.registered_plugins ?? {}
   } catch {
     return {}

@@ -15,14 +15,21 @@ import { logStoreDown, type GuardState } from './state'
  * to let the auth plugin check the password. The lookup gives up after store_timeout; a store
  * failure answers null too (MAIL FROM applies on_store_error).
  */
-export async function authRefusal(plugin: HarakaPlugin, connection: Connection, login: string, state: GuardState): Promise<AuthRefusal | null> {
+export async function authRefusal(
+  plugin: HarakaPlugin,
+  connection: Connection,
+  login: string,
+  state: GuardState,
+): Promise<AuthRefusal | null> {
   if (state.config.mode === 'monitor') return null
   const account = canonicalAccount(login, state.config.accounts)
   let record: DisabledRecord | null
   try {
     record = await withTimeout(state.store.getDisabled(account), state.config.storeTimeoutMs, 'AUTH lookup')
   } catch (err) {
-    logStoreDown(state, `store unavailable at AUTH, MAIL FROM will decide: ${errorText(err)}`, (line) => connection.logerror(plugin, line))
+    logStoreDown(state, `store unavailable at AUTH, MAIL FROM will decide: ${errorText(err)}`, (line) =>
+      connection.logerror(plugin, line),
+    )
     return null
   }
   if (!record) {
@@ -47,7 +54,11 @@ export type AuthGate = (connection: Connection, user: string) => Promise<AuthRef
  * tells nobody whether a stolen password is right. When the gate answers null, or fails, the
  * original check decides. Returns the names of the plugins wrapped.
  */
-export function wrapAuthPlugins(self: HarakaPlugin, plugins: Record<string, Record<string, unknown>>, gate: AuthGate): string[] {
+export function wrapAuthPlugins(
+  self: HarakaPlugin,
+  plugins: Record<string, Record<string, unknown>>,
+  gate: AuthGate,
+): string[] {
   const wrapped: string[] = []
   for (const [name, p] of Object.entries(plugins)) {
     if (!p || p === (self as unknown)) continue

@@ -44,8 +44,10 @@ async function checkHeld(plugin: HarakaPlugin, mail: QueuedMail, state: GuardSta
   try {
     held = await store.heldState(note.account)
   } catch (err) {
-    logStoreDown(state, `store unavailable at send_email, held mail of ${JSON.stringify(note.account)} (on_store_error=${config.onStoreError}): ${errorText(err)}`, (line) =>
-      plugin.logerror(line),
+    logStoreDown(
+      state,
+      `store unavailable at send_email, held mail of ${JSON.stringify(note.account)} (on_store_error=${config.onStoreError}): ${errorText(err)}`,
+      (line) => plugin.logerror(line),
     )
     return config.onStoreError === 'closed' ? [DELAY, retrySeconds] : undefined
   }
@@ -61,13 +63,19 @@ async function checkHeld(plugin: HarakaPlugin, mail: QueuedMail, state: GuardSta
       await release()
       return
     }
-    await store.hold(note.account, id, config.held.maxHoldMs).catch((err: unknown) => plugin.logerror(`could not note held mail: ${errorText(err)}`))
-    mail.lognotice?.(plugin, `holding queued mail of disabled account ${JSON.stringify(note.account)}; next look in ${retrySeconds} s`)
+    await store
+      .hold(note.account, id, config.held.maxHoldMs)
+      .catch((err: unknown) => plugin.logerror(`could not note held mail: ${errorText(err)}`))
+    mail.lognotice?.(
+      plugin,
+      `holding queued mail of disabled account ${JSON.stringify(note.account)}; next look in ${retrySeconds} s`,
+    )
     return [DELAY, retrySeconds]
   }
   // A later attempt of an enabled account's message: forget it as held, if it was (also
   // across a Haraka restart, which loses everything but the queue file).
-  if (await release()) mail.lognotice?.(plugin, `releasing held mail of ${JSON.stringify(note.account)}: the account is enabled`)
+  if (await release())
+    mail.lognotice?.(plugin, `releasing held mail of ${JSON.stringify(note.account)}: the account is enabled`)
 }
 
 /** get_mx: a message marked for dropping gets no route, which leads Haraka to its bounce hook. */

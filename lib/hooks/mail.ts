@@ -27,7 +27,12 @@ export async function checkMail(plugin: HarakaPlugin, connection: Connection, st
   if (checked) {
     delete connection.notes[AUTH_CHECKED]
     // The AUTH a moment ago looked this account up: one store round trip per message, not two.
-    if (checked.account === account && Date.now() - checked.at < AUTH_CHECK_FRESH_MS && checked.at > state.process.lastDisableSeenAt) return
+    if (
+      checked.account === account &&
+      Date.now() - checked.at < AUTH_CHECK_FRESH_MS &&
+      checked.at > state.process.lastDisableSeenAt
+    )
+      return
   }
   let record: DisabledRecord | null
   try {

@@ -8,7 +8,12 @@ import type { DisabledRecord } from '../store'
 import type { GuardState } from './state'
 
 /** Queues the postmaster alert; a failure is logged (the incident stays in the store). */
-export async function sendAlert(plugin: HarakaPlugin, state: GuardState, record: DisabledRecord, token: string | undefined): Promise<void> {
+export async function sendAlert(
+  plugin: HarakaPlugin,
+  state: GuardState,
+  record: DisabledRecord,
+  token: string | undefined,
+): Promise<void> {
   const { config } = state
   try {
     const mail = composeAlert({
@@ -24,9 +29,13 @@ export async function sendAlert(plugin: HarakaPlugin, state: GuardState, record:
       now: Date.now(),
     })
     await state.sendMail(mail)
-    plugin.loginfo(`alert for ${JSON.stringify(record.account)} queued to ${config.alert.to.join(', ')} (incident ${record.incident})`)
+    plugin.loginfo(
+      `alert for ${JSON.stringify(record.account)} queued to ${config.alert.to.join(', ')} (incident ${record.incident})`,
+    )
   } catch (err) {
-    plugin.logerror(`alert for ${JSON.stringify(record.account)} NOT sent (incident ${record.incident}): ${errorText(err)}`)
+    plugin.logerror(
+      `alert for ${JSON.stringify(record.account)} NOT sent (incident ${record.incident}): ${errorText(err)}`,
+    )
   }
 }
 
@@ -42,10 +51,26 @@ export function cliCommand(command: string, account: string): string {
 }
 
 /** Queues a short notice (a confirmation, or why a reply was refused); a failure is logged. */
-export async function notify(plugin: HarakaPlugin, state: GuardState, to: string, inReplyTo: string, subject: string, lines: string[]): Promise<void> {
+export async function notify(
+  plugin: HarakaPlugin,
+  state: GuardState,
+  to: string,
+  inReplyTo: string,
+  subject: string,
+  lines: string[],
+): Promise<void> {
   const { config } = state
   try {
-    const mail = composeNotice({ from: config.alert.from, to, me: config.me, now: Date.now(), id: randomId(), subject, lines, ...(inReplyTo ? { inReplyTo } : {}) })
+    const mail = composeNotice({
+      from: config.alert.from,
+      to,
+      me: config.me,
+      now: Date.now(),
+      id: randomId(),
+      subject,
+      lines,
+      ...(inReplyTo ? { inReplyTo } : {}),
+    })
     await state.sendMail(mail)
   } catch (err) {
     plugin.logerror(`notice to ${to} not sent: ${errorText(err)}`)

@@ -54,7 +54,15 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
   if (rules.length === 0) return
   const summary = summarize(connection, txn)
   const token = randomId()
-  const input = { account, recipients: txn.rcpt_to.length, rules, mode: config.mode, summary, token, tokenTtlMs: config.reactivate.tokenTtlMs }
+  const input = {
+    account,
+    recipients: txn.rcpt_to.length,
+    rules,
+    mode: config.mode,
+    summary,
+    token,
+    tokenTtlMs: config.reactivate.tokenTtlMs,
+  }
   let result
   try {
     result = await store.record(input)
@@ -90,7 +98,16 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
           `monitor mode: account ${JSON.stringify(account)} went over ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
             `not refused (mode=monitor); counts ${counts()}`,
         )
-        const record = { account, reason: 'limit', by: 'limit', at: result.at, incident: randomId(), over: result.over, counts: result.counts, evidence: result.evidence ?? [summary] }
+        const record = {
+          account,
+          reason: 'limit',
+          by: 'limit',
+          at: result.at,
+          incident: randomId(),
+          over: result.over,
+          counts: result.counts,
+          evidence: result.evidence ?? [summary],
+        }
         void sendAlert(plugin, state, record, undefined)
       }
       return
@@ -99,12 +116,19 @@ export async function countMessage(plugin: HarakaPlugin, connection: Connection,
 }
 
 /** The audit entry and the alert of an automatic disable; failures are logged, never thrown. */
-async function afterDisable(plugin: HarakaPlugin, state: GuardState, record: DisabledRecord, token: string): Promise<void> {
+async function afterDisable(
+  plugin: HarakaPlugin,
+  state: GuardState,
+  record: DisabledRecord,
+  token: string,
+): Promise<void> {
   const reason = record.over ? `reached ${describeLimit(record.over)} (${describeCount(record.over)})` : record.reason
   await Promise.all([
-    state.store.audit({ at: record.at, account: record.account, action: 'disable', actor: 'limit', how: 'limit', reason }).catch((err: unknown) =>
-      plugin.logerror(`audit entry for ${JSON.stringify(record.account)} not written: ${errorText(err)}`),
-    ),
+    state.store
+      .audit({ at: record.at, account: record.account, action: 'disable', actor: 'limit', how: 'limit', reason })
+      .catch((err: unknown) =>
+        plugin.logerror(`audit entry for ${JSON.stringify(record.account)} not written: ${errorText(err)}`),
+      ),
     sendAlert(plugin, state, record, token),
   ])
 }

@@ -3,7 +3,14 @@
  * consumed at queue time (250, never delivered, never counted) and decided by lib/reactivate.
  */
 import { answers } from '../answers'
-import { envelopeAddress, type Address, type Connection, type HarakaPlugin, type Transaction, type Verdict } from '../haraka'
+import {
+  envelopeAddress,
+  type Address,
+  type Connection,
+  type HarakaPlugin,
+  type Transaction,
+  type Verdict,
+} from '../haraka'
 import { handleReply } from '../reactivate'
 import { isReplyRecipient, TOKEN_PATTERN, type MailAddress } from '../reactivate/reply'
 import { shownAccount, errorText } from '../messages'
@@ -13,7 +20,6 @@ import { sessionLogin, type GuardState } from './state'
 
 /** The transaction note that marks a reply to an alert: its one reply-address recipient, as a list. */
 const REPLY_NOTE = 'hijack_guard_reply'
-
 
 /**
  * RCPT TO: accept the reply address (with any +detail) from every sender, since a postmaster
@@ -43,7 +49,11 @@ export function checkRcpt(connection: Connection, state: GuardState, rcpt: Addre
  * queue / queue_outbound: a reply to an alert is consumed here (250, never delivered, never
  * counted) and decided by handleReply. Answers null for any other message.
  */
-export async function consumeReply(plugin: HarakaPlugin, connection: Connection, state: GuardState): Promise<Verdict | null> {
+export async function consumeReply(
+  plugin: HarakaPlugin,
+  connection: Connection,
+  state: GuardState,
+): Promise<Verdict | null> {
   const txn = connection.transaction
   const recipients = txn?.notes[REPLY_NOTE] as MailAddress[] | undefined
   if (!txn || !recipients) return null
@@ -51,12 +61,21 @@ export async function consumeReply(plugin: HarakaPlugin, connection: Connection,
     return await decideReply(plugin, connection, state, txn, recipients)
   } catch (err) {
     // Whatever went wrong, a reply is never delivered anywhere.
-    connection.logcrit(plugin, `reply to alert consumed unprocessed after an unexpected error: ${(err as Error)?.stack ?? String(err)}`)
+    connection.logcrit(
+      plugin,
+      `reply to alert consumed unprocessed after an unexpected error: ${(err as Error)?.stack ?? String(err)}`,
+    )
     return answers.replyReceived()
   }
 }
 
-async function decideReply(plugin: HarakaPlugin, connection: Connection, state: GuardState, txn: Transaction, recipients: MailAddress[]): Promise<Verdict> {
+async function decideReply(
+  plugin: HarakaPlugin,
+  connection: Connection,
+  state: GuardState,
+  txn: Transaction,
+  recipients: MailAddress[],
+): Promise<Verdict> {
   const { config, store } = state
   const mailFrom = envelopeAddress(txn.mail_from)
   const header = (name: string): string => decodedHeader(txn.header, name)
@@ -89,13 +108,26 @@ async function decideReply(plugin: HarakaPlugin, connection: Connection, state: 
     if (outcome.code === 'bounce') {
       // A bounce to the reply address: an alert or a notice did not arrive somewhere.
       const subject = header('Subject').trim().replace(new RegExp(TOKEN_PATTERN.source, 'gi'), 'hg-...')
-      connection.logwarn(plugin, `a bounce reached the reply address: an alert or notice may not have been delivered (subject ${JSON.stringify(subject)})`)
+      connection.logwarn(
+        plugin,
+        `a bounce reached the reply address: an alert or notice may not have been delivered (subject ${JSON.stringify(subject)})`,
+      )
     }
-    connection.lognotice(plugin, `reply to alert not accepted from ${outcome.actor}${outcome.account !== undefined ? ` for ${JSON.stringify(outcome.account)}` : ''}: ${outcome.reason}`)
+    connection.lognotice(
+      plugin,
+      `reply to alert not accepted from ${outcome.actor}${outcome.account !== undefined ? ` for ${JSON.stringify(outcome.account)}` : ''}: ${outcome.reason}`,
+    )
     txn.results.add(plugin, { fail: `reply: ${outcome.reason}` })
     if (outcome.account !== undefined) {
       await store
-        .audit({ at: Date.now(), account: outcome.account, action: 'reactivate-failed', actor: outcome.actor, how: 'reply', reason: outcome.reason })
+        .audit({
+          at: Date.now(),
+          account: outcome.account,
+          action: 'reactivate-failed',
+          actor: outcome.actor,
+          how: 'reply',
+          reason: outcome.reason,
+        })
         .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${errorText(err)}`))
     }
     if (outcome.tellSender) {

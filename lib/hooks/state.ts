@@ -58,7 +58,13 @@ export function logStoreDown(state: Pick<GuardState, 'process'>, text: string, l
 }
 
 /** The verdict when the store failed: open lets mail flow, closed answers 451 4.3.0. */
-export function storeFailure(plugin: HarakaPlugin, connection: Connection, state: GuardState, err: unknown, where: string): Verdict {
+export function storeFailure(
+  plugin: HarakaPlugin,
+  connection: Connection,
+  state: GuardState,
+  err: unknown,
+  where: string,
+): Verdict {
   const text = `store unavailable at ${where} (on_store_error=${state.config.onStoreError}): ${errorText(err)}`
   // Every failure is in the results as a msg (haraka-results logs an err at ERROR, a msg not);
   // the log gets the first of an outage and then a count a minute.

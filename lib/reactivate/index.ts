@@ -76,7 +76,8 @@ export async function handleReply(reply: ReplyMessage, config: Config, store: St
   const about = account ?? undefined
 
   if (config.reactivate.policy === 'admin') {
-    if (login === null) return refuse('not-authenticated', 'the reply was not sent by an authenticated session (policy = admin)', about)
+    if (login === null)
+      return refuse('not-authenticated', 'the reply was not sent by an authenticated session (policy = admin)', about)
     if (!isAdmin) return refuse('not-admin', `login ${JSON.stringify(login)} is not in [reactivate] admins`, about)
   }
   if (!token) return refuse('no-token', 'no incident token found in the recipient, In-Reply-To, References or Subject')
@@ -88,9 +89,17 @@ export async function handleReply(reply: ReplyMessage, config: Config, store: St
     case 'ok':
       return { result: 'reactivated', account, actor }
     case 'not-disabled':
-      return refuse(redeemed, 'the account is not disabled (the token was used already, or it was enabled another way)', account)
+      return refuse(
+        redeemed,
+        'the account is not disabled (the token was used already, or it was enabled another way)',
+        account,
+      )
     case 'mismatch':
-      return refuse(redeemed, 'the token is not the one of the current incident (used already, or superseded by a newer alert)', account)
+      return refuse(
+        redeemed,
+        'the token is not the one of the current incident (used already, or superseded by a newer alert)',
+        account,
+      )
     case 'expired':
       return refuse(redeemed, `the token has expired (token_ttl); use the command line`, account)
   }

@@ -58,8 +58,19 @@ export type RecordResult =
       /** When `flipped` in monitor mode: the account's stored evidence, newest first. */
       readonly evidence?: readonly MessageSummary[]
     }
-  | { readonly status: 'refused'; readonly counts: readonly WindowCount[]; readonly over: WindowCount; readonly flipped: boolean; readonly record: DisabledRecord }
-  | { readonly status: 'disabled'; readonly counts: readonly WindowCount[]; readonly flipped: false; readonly by: string }
+  | {
+      readonly status: 'refused'
+      readonly counts: readonly WindowCount[]
+      readonly over: WindowCount
+      readonly flipped: boolean
+      readonly record: DisabledRecord
+    }
+  | {
+      readonly status: 'disabled'
+      readonly counts: readonly WindowCount[]
+      readonly flipped: false
+      readonly by: string
+    }
 
 /** Why and when an account was disabled, with the evidence gathered while counting. */
 export interface DisabledRecord {
@@ -189,7 +200,9 @@ export async function withTimeout<T>(work: Promise<T>, ms: number, what: string)
   try {
     return await Promise.race([work, timeout])
   } catch (err) {
-    throw err instanceof StoreError ? err : new StoreError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+    throw err instanceof StoreError
+      ? err
+      : new StoreError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
   } finally {
     clearTimeout(timer)
   }

@@ -283,7 +283,10 @@ describe('test support', function () {
       const m = await mail(plugin, c)
       assert.equal(m.rc, undefined, 'on_store_error = open: MAIL FROM goes on')
       // A store failure is recorded as a msg result (an err result would log at ERROR each time).
-      assert.match(fixtures.getResult(c, plugin).msg.join('\n'), /store unavailable at MAIL FROM .*getDisabled is not stubbed/)
+      assert.match(
+        fixtures.getResult(c, plugin).msg.join('\n'),
+        /store unavailable at MAIL FROM .*getDisabled is not stubbed/,
+      )
     })
   })
 

@@ -101,7 +101,10 @@ describe('config', function () {
       const shipped = shippedKeys()
       const table = new Map(
         Object.entries(DEFAULTS).flatMap(([name, keys]) =>
-          Object.entries(keys as Record<string, string>).map(([key, value]): [string, string] => [`${name}.${key}`, value]),
+          Object.entries(keys as Record<string, string>).map(([key, value]): [string, string] => [
+            `${name}.${key}`,
+            value,
+          ]),
         ),
       )
       for (const [key, value] of table) assert.equal(shipped.get(key), value, `${key} in the shipped file`)

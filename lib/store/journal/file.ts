@@ -46,11 +46,17 @@ export function createJournalFile(file: string, log: Logger): JournalFile {
       text = await readFile(file, 'utf8')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map()
-      throw new StoreError(`cannot read the journal ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
+      throw new StoreError(`cannot read the journal ${file}: ${(err as Error).message}`, {
+        cause: err,
+        failure: 'file',
+      })
     }
     const entries = parseJournal(text)
     if (entries === null) {
-      if (damagedReported !== text) log.error(`journal ${file} is damaged (not a hijack-guard journal); it is kept aside as ${file}.damaged at the next change`)
+      if (damagedReported !== text)
+        log.error(
+          `journal ${file} is damaged (not a hijack-guard journal); it is kept aside as ${file}.damaged at the next change`,
+        )
       damagedReported = text
       throw new DamagedJournal()
     }
@@ -93,7 +99,10 @@ async function update(
       await rename(tmp, file)
     } catch (err) {
       await unlink(tmp).catch(() => undefined)
-      throw new StoreError(`cannot write the journal ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
+      throw new StoreError(`cannot write the journal ${file}: ${(err as Error).message}`, {
+        cause: err,
+        failure: 'file',
+      })
     }
     return entries
   })
@@ -162,14 +171,19 @@ async function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
       closeSync(openSync(lock, 'wx', 0o600))
       break
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(`cannot lock the journal ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new StoreError(`cannot lock the journal ${file}: ${(err as Error).message}`, {
+          cause: err,
+          failure: 'file',
+        })
     }
     try {
       if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock)
     } catch {
       // gone already: try again
     }
-    if (Date.now() > deadline) throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`, { failure: 'file' })
+    if (Date.now() > deadline)
+      throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`, { failure: 'file' })
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
   try {

@@ -89,7 +89,11 @@ function fallbackMethods(j: Journaled, checks: Checks): Pick<Store, 'getDisabled
         const record = checks.journaledRecord(input.account, entry, err)
         return { status: 'disabled', counts: [], flipped: false, by: record.by }
       }
-      if ((result.status === 'refused' && result.flipped) || (result.status === 'disabled' && !journal.has(input.account))) await rememberCurrent(j, input.account)
+      if (
+        (result.status === 'refused' && result.flipped) ||
+        (result.status === 'disabled' && !journal.has(input.account))
+      )
+        await rememberCurrent(j, input.account)
       return result
     },
 

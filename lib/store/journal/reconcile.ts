@@ -27,7 +27,9 @@ export async function reconcile(j: Journaled, account: string, entry: JournalEnt
       j.log.info(`journal: ${name(account)} was enabled since incident ${entry.incident}; forgotten`)
       return null
     case 'restored':
-      j.log.warn(`re-asserted disabled flag of ${name(account)} lost by Redis (incident ${entry.incident}, disabled at ${new Date(entry.at).toISOString()})`)
+      j.log.warn(
+        `re-asserted disabled flag of ${name(account)} lost by Redis (incident ${entry.incident}, disabled at ${new Date(entry.at).toISOString()})`,
+      )
       return found.record
   }
 }
@@ -87,7 +89,10 @@ export function createChecks(j: Journaled): Checks {
     checkAll,
     connected(runId: string): void {
       if (closed) return
-      const why = lastRunId && runId && runId !== lastRunId ? `Redis restarted or replaced: run_id ${lastRunId} -> ${runId}` : 'connected'
+      const why =
+        lastRunId && runId && runId !== lastRunId
+          ? `Redis restarted or replaced: run_id ${lastRunId} -> ${runId}`
+          : 'connected'
       if (why !== 'connected') log.warn(`journal: ${why}; checking every journaled disable`)
       if (runId) lastRunId = runId
       void checkAll(why)
@@ -95,9 +100,21 @@ export function createChecks(j: Journaled): Checks {
     journaledRecord(account: string, entry: JournalEntry, err: unknown): DisabledRecord {
       if (Date.now() - unansweredReported > 60_000) {
         unansweredReported = Date.now()
-        log.warn(`journal: Redis cannot answer (${(err as Error).message}); accounts in the journal stay disabled meanwhile`)
+        log.warn(
+          `journal: Redis cannot answer (${(err as Error).message}); accounts in the journal stay disabled meanwhile`,
+        )
       }
-      return toRecord({ ...entry.fields }) ?? { account, reason: 'limit', by: 'journal', at: entry.at, incident: entry.incident, counts: [], evidence: [] }
+      return (
+        toRecord({ ...entry.fields }) ?? {
+          account,
+          reason: 'limit',
+          by: 'journal',
+          at: entry.at,
+          incident: entry.incident,
+          counts: [],
+          evidence: [],
+        }
+      )
     },
     busy: () => checking !== null,
     async close(): Promise<void> {
@@ -124,5 +141,6 @@ async function checkEach(j: Journaled, why: string, closed: () => boolean): Prom
       return
     }
   }
-  if (j.journal.size() > 0 && why !== 'periodic check') j.log.info(`journal: ${j.journal.size()} disabled account(s) checked against Redis (${why})`)
+  if (j.journal.size() > 0 && why !== 'periodic check')
+    j.log.info(`journal: ${j.journal.size()} disabled account(s) checked against Redis (${why})`)
 }

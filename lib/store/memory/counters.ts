@@ -4,7 +4,14 @@
  */
 import type { Rule } from '../../config'
 import { countersTtlMs, increments, staleFields, windowTotals } from '../buckets'
-import { EVIDENCE_CAP, windowCount, type MessageSummary, type RecordInput, type RecordResult, type WindowCount } from '..'
+import {
+  EVIDENCE_CAP,
+  windowCount,
+  type MessageSummary,
+  type RecordInput,
+  type RecordResult,
+  type WindowCount,
+} from '..'
 
 /** One account's counters. */
 export interface AccountCounters {

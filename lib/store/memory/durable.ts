@@ -39,7 +39,14 @@ export function publicRecord(r: StoredRecord): DisabledRecord {
 
 /** The state of a store that has never written a file. */
 export function emptyDurable(): Durable {
-  return { disabled: new Map(), tokens: new Map(), audit: [], cleared: new Map(), dropBefore: new Map(), held: new Map() }
+  return {
+    disabled: new Map(),
+    tokens: new Map(),
+    audit: [],
+    cleared: new Map(),
+    dropBefore: new Map(),
+    held: new Map(),
+  }
 }
 
 /** The state file's text for `d`. */
@@ -69,21 +76,34 @@ export function parseDurable(file: string, text: string): Durable {
   try {
     state = JSON.parse(text)
   } catch (err) {
-    throw new StoreError(`${file} is not valid JSON (${(err as Error).message}); fix or move it away`, { cause: err, failure: 'file' })
+    throw new StoreError(`${file} is not valid JSON (${(err as Error).message}); fix or move it away`, {
+      cause: err,
+      failure: 'file',
+    })
   }
   const parsed = (state ?? {}) as Record<string, unknown>
   const rows = parsed.disabled
-  if (!rows || typeof rows !== 'object') throw new StoreError(`${file} has no "disabled" object; fix or move it away`, { failure: 'file' })
+  if (!rows || typeof rows !== 'object')
+    throw new StoreError(`${file} has no "disabled" object; fix or move it away`, { failure: 'file' })
   const d = emptyDurable()
   for (const [account, r] of Object.entries(rows) as [string, unknown][]) {
-    if (!isRecordLike(r)) throw new StoreError(`${file}: the record of ${JSON.stringify(account)} is damaged; fix or move it away`, { failure: 'file' })
+    if (!isRecordLike(r))
+      throw new StoreError(`${file}: the record of ${JSON.stringify(account)} is damaged; fix or move it away`, {
+        failure: 'file',
+      })
     // A token in clear (a file written before tokens were hashed) is not kept: the hash is the authority.
     const { token: _clear, ...rest } = r as StoredRecord & { token?: unknown }
-    d.disabled.set(account, { ...rest, account, evidence: (r.evidence ?? []).flatMap(toSummary), counts: r.counts ?? [] })
+    d.disabled.set(account, {
+      ...rest,
+      account,
+      evidence: (r.evidence ?? []).flatMap(toSummary),
+      counts: r.counts ?? [],
+    })
   }
   for (const [digest, p] of entriesOf(parsed.tokens)) {
     const ptr = p as Partial<TokenPointer> | null
-    if (ptr && typeof ptr.account === 'string' && /^[0-9a-f]{64}$/.test(digest)) d.tokens.set(digest, { account: ptr.account, forgetAt: Number(ptr.forgetAt) || 0 })
+    if (ptr && typeof ptr.account === 'string' && /^[0-9a-f]{64}$/.test(digest))
+      d.tokens.set(digest, { account: ptr.account, forgetAt: Number(ptr.forgetAt) || 0 })
   }
   d.audit = Array.isArray(parsed.audit) ? parsed.audit.flatMap(toAuditEntry) : []
   for (const [account, at] of entriesOf(parsed.cleared)) d.cleared.set(account, Number(at) || 0)

@@ -115,7 +115,13 @@ async function recordMessage(p: Parts, input: RecordInput): Promise<RecordResult
 }
 
 /** Disables the account for crossing a limit with this message (not counted); answers 'refused'. */
-async function disableForLimit(p: Parts, input: RecordInput, a: AccountCounters, m: Measure, t: number): Promise<RecordResult> {
+async function disableForLimit(
+  p: Parts,
+  input: RecordInput,
+  a: AccountCounters,
+  m: Measure,
+  t: number,
+): Promise<RecordResult> {
   const counts = input.rules.map((r, i) => windowCount(r, m.totals[i] ?? 0))
   const over = counts[m.overIndex] as WindowCount
   const record: StoredRecord = {
@@ -138,7 +144,9 @@ async function disableForLimit(p: Parts, input: RecordInput, a: AccountCounters,
 }
 
 /** The disable records: reading, disabling and enabling by hand or by token. */
-function disableMethods(p: Parts): Pick<Store, 'getDisabled' | 'disable' | 'enable' | 'tokenAccount' | 'redeem' | 'listDisabled'> {
+function disableMethods(
+  p: Parts,
+): Pick<Store, 'getDisabled' | 'disable' | 'enable' | 'tokenAccount' | 'redeem' | 'listDisabled'> {
   return {
     async getDisabled(account: string): Promise<DisabledRecord | null> {
       const r = p.state.refresh().disabled.get(account)
@@ -179,9 +187,7 @@ function disableMethods(p: Parts): Pick<Store, 'getDisabled' | 'disable' | 'enab
     },
 
     async listDisabled(): Promise<DisabledRecord[]> {
-      return [...p.state.refresh().disabled.values()]
-        .map(publicRecord)
-        .sort((a, b) => b.at - a.at)
+      return [...p.state.refresh().disabled.values()].map(publicRecord).sort((a, b) => b.at - a.at)
     },
   }
 }

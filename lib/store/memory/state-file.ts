@@ -2,7 +2,17 @@
  * The memory store's state file, shared with the CLI: loaded and checked at start, changed under
  * a lock file by atomic writes that keep the file's owner, re-read when another process replaced it.
  */
-import { accessSync, closeSync, constants as fsConstants, fchownSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync } from 'node:fs'
+import {
+  accessSync,
+  closeSync,
+  constants as fsConstants,
+  fchownSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+} from 'node:fs'
 import { open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { StoreError } from '..'
@@ -170,7 +180,10 @@ async function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
   try {
     mkdirSync(dirname(file), { recursive: true })
   } catch (err) {
-    throw new StoreError(`cannot create the directory of ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
+    throw new StoreError(`cannot create the directory of ${file}: ${(err as Error).message}`, {
+      cause: err,
+      failure: 'file',
+    })
   }
   const owner = ownerFor(file)
   for (;;) {
@@ -186,14 +199,16 @@ async function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
       }
       break
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(`cannot lock ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new StoreError(`cannot lock ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
     }
     try {
       if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock)
     } catch {
       // gone already: try again
     }
-    if (Date.now() > deadline) throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`, { failure: 'file' })
+    if (Date.now() > deadline)
+      throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`, { failure: 'file' })
     await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS))
   }
   try {
@@ -271,7 +286,9 @@ async function writeStateFile(file: string, text: string): Promise<void> {
   } catch (err) {
     await fh?.close().catch(() => undefined)
     await unlink(tmp).catch(() => undefined)
-    throw err instanceof StoreError ? err : new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
+    throw err instanceof StoreError
+      ? err
+      : new StoreError(`cannot write ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
   }
 }
 
@@ -287,19 +304,28 @@ export async function checkStateFile(file: string): Promise<void> {
     loadState(file)
   } catch (err) {
     const code = ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code
-    throw code === 'EACCES' || code === 'EPERM' ? new StoreError(`${(err as Error).message}; ${fix}`, { cause: err, failure: 'file' }) : err
+    throw code === 'EACCES' || code === 'EPERM'
+      ? new StoreError(`${(err as Error).message}; ${fix}`, { cause: err, failure: 'file' })
+      : err
   }
   try {
     mkdirSync(dirname(file), { recursive: true })
     accessSync(dirname(file), fsConstants.W_OK | fsConstants.X_OK)
   } catch (err) {
-    throw new StoreError(`the directory of ${file} is not writable: ${(err as Error).message}; ${fix}`, { cause: err, failure: 'file' })
+    throw new StoreError(`the directory of ${file} is not writable: ${(err as Error).message}; ${fix}`, {
+      cause: err,
+      failure: 'file',
+    })
   }
   let exists = true
   try {
     accessSync(file, fsConstants.R_OK | fsConstants.W_OK)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StoreError(`${file} is not readable and writable: ${(err as Error).message}; ${fix}`, { cause: err, failure: 'file' })
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new StoreError(`${file} is not readable and writable: ${(err as Error).message}; ${fix}`, {
+        cause: err,
+        failure: 'file',
+      })
     exists = false
   }
   if (exists) return

@@ -81,7 +81,8 @@ export function connectRedis(options: RedisConnectionOptions): RedisConnection {
   const connection: RedisConnection = {
     log,
     async call<T>(what: string, work: (c: RedisClient) => Promise<T>): Promise<T> {
-      if (!client.isReady) throw new StoreError(`${what}: ${where} is not connected${lastError ? ` (${lastError})` : ''}`)
+      if (!client.isReady)
+        throw new StoreError(`${what}: ${where} is not connected${lastError ? ` (${lastError})` : ''}`)
       stuck.check(what)
       try {
         return await withTimeout(work(client), timeoutMs, `${what} on ${where}`)
@@ -99,7 +100,10 @@ export function connectRedis(options: RedisConnectionOptions): RedisConnection {
     async ready(waitMs: number): Promise<void> {
       const end = Date.now() + waitMs
       while (!client.isReady) {
-        if (Date.now() >= end) throw new StoreError(`${where} did not answer within ${waitMs} ms${lastError ? ` (${lastError})` : ''}`, { failure: 'timeout' })
+        if (Date.now() >= end)
+          throw new StoreError(`${where} did not answer within ${waitMs} ms${lastError ? ` (${lastError})` : ''}`, {
+            failure: 'timeout',
+          })
         await new Promise((r) => setTimeout(r, 25))
       }
       await connection.call('ping', (c) => c.ping())
@@ -185,14 +189,21 @@ function failFast(ping: () => Promise<unknown>, timeoutMs: number, log: Logger, 
 }
 
 /** Asks the server who it is (and whether it keeps data), then tells the listeners. */
-async function afterConnect(connection: RedisConnection, where: string, checkDurability: boolean, listeners: readonly ((runId: string) => void)[]): Promise<void> {
+async function afterConnect(
+  connection: RedisConnection,
+  where: string,
+  checkDurability: boolean,
+  listeners: readonly ((runId: string) => void)[],
+): Promise<void> {
   const { log } = connection
   let runId = ''
   try {
     const info = String(await connection.call('info', (c) => c.info('server')))
     runId = /^run_id:(\w+)/m.exec(info)?.[1] ?? ''
   } catch (err) {
-    log.info(`${where}: INFO server refused (${(err as Error).message}): a restarted Redis is noticed by the periodic journal check only`)
+    log.info(
+      `${where}: INFO server refused (${(err as Error).message}): a restarted Redis is noticed by the periodic journal check only`,
+    )
   }
   if (checkDurability) await logDurability(connection, where)
   for (const listener of listeners) {
@@ -224,20 +235,29 @@ async function logDurability(connection: RedisConnection, where: string): Promis
   }
   const risks = durabilityRisks(settings)
   for (const risk of risks) log.warn(`${where}: ${risk}`)
-  if (risks.length === 0) log.info(`${where}: keeps disabled flags (appendonly=${settings.appendonly}, save="${settings.save}", maxmemory-policy=${settings['maxmemory-policy']})`)
+  if (risks.length === 0)
+    log.info(
+      `${where}: keeps disabled flags (appendonly=${settings.appendonly}, save="${settings.save}", maxmemory-policy=${settings['maxmemory-policy']})`,
+    )
 }
 
 /** What the Redis settings risk for the disable records (CONFIG GET values); empty when nothing. */
 export function durabilityRisks(settings: Readonly<Record<string, string>>): string[] {
   const risks: string[] = []
   if (settings.appendonly === 'no' && (settings.save ?? '').trim() === '') {
-    risks.push('Redis keeps nothing on disk (appendonly no, save ""): a restart loses every disabled flag; only those in a journal come back. Set appendonly yes')
+    risks.push(
+      'Redis keeps nothing on disk (appendonly no, save ""): a restart loses every disabled flag; only those in a journal come back. Set appendonly yes',
+    )
   } else if (settings.appendonly === 'no') {
-    risks.push(`Redis writes only snapshots (appendonly no, save "${settings.save ?? ''}"): a crash loses the disabled flags set since the last one; only those in a journal come back. Set appendonly yes`)
+    risks.push(
+      `Redis writes only snapshots (appendonly no, save "${settings.save ?? ''}"): a crash loses the disabled flags set since the last one; only those in a journal come back. Set appendonly yes`,
+    )
   }
   const policy = settings['maxmemory-policy'] ?? ''
   if (policy.startsWith('allkeys-')) {
-    risks.push(`maxmemory-policy ${policy} lets Redis evict disabled flags when memory runs short; use noeviction (or a volatile-* policy: the flags have no TTL)`)
+    risks.push(
+      `maxmemory-policy ${policy} lets Redis evict disabled flags when memory runs short; use noeviction (or a volatile-* policy: the flags have no TTL)`,
+    )
   }
   return risks
 }

@@ -88,7 +88,9 @@ function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'r
 
     async counts(account: string, rules: readonly Rule[]): Promise<WindowCount[]> {
       const k = accountKeys(account)
-      const [fields, time] = await redis.call('counts', (client) => Promise.all([client.hGetAll(k.counts), client.time()]))
+      const [fields, time] = await redis.call('counts', (client) =>
+        Promise.all([client.hGetAll(k.counts), client.time()]),
+      )
       const entries = Object.entries(fields as Record<string, string>).map(([f, v]): [string, number] => [f, Number(v)])
       const totals = windowTotals(entries, rules, timeToMs(time))
       return rules.map((r, i) => windowCount(r, totals[i] ?? 0))
@@ -96,7 +98,7 @@ function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'r
 
     async evidence(account: string): Promise<MessageSummary[]> {
       const rows = await redis.call('evidence', (client) => client.lRange(accountKeys(account).evidence, 0, -1))
-      return parseEvidence(`[${(rows).join(',')}]`)
+      return parseEvidence(`[${rows.join(',')}]`)
     },
   }
 }
@@ -105,7 +107,8 @@ function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'r
 async function recordMessage(redis: RedisConnection, input: RecordInput): Promise<RecordResult> {
   const k = accountKeys(input.account)
   const reply = await redis.evalScript(RECORD, [k.counts, k.evidence, k.disabled, k.monitored], recordArgs(input))
-  if (!Array.isArray(reply) || reply.length < 4) throw new StoreError(`record: unexpected reply ${JSON.stringify(reply)}`, { failure: 'reply' })
+  if (!Array.isArray(reply) || reply.length < 4)
+    throw new StoreError(`record: unexpected reply ${JSON.stringify(reply)}`, { failure: 'reply' })
   const [status, flipped, overIndex] = reply as [string, number, number]
   const counts = input.rules.map((r, i) => windowCount(r, Number(reply[4 + i] ?? 0)))
   const over = counts[Number(overIndex) - 1]
@@ -126,8 +129,16 @@ async function recordMessage(redis: RedisConnection, input: RecordInput): Promis
     }
     return { status, counts, over, flipped: Number(flipped) === 1, record }
   }
-  const evidence = Number(flipped) === 1 ? { evidence: parseEvidence(String(reply[4 + input.rules.length] ?? '[]')) } : {}
-  return { status: 'ok', counts, ...(over ? { over } : {}), flipped: Number(flipped) === 1, at: Number(reply[3]), ...evidence }
+  const evidence =
+    Number(flipped) === 1 ? { evidence: parseEvidence(String(reply[4 + input.rules.length] ?? '[]')) } : {}
+  return {
+    status: 'ok',
+    counts,
+    ...(over ? { over } : {}),
+    flipped: Number(flipped) === 1,
+    at: Number(reply[3]),
+    ...evidence,
+  }
 }
 
 /** The RECORD script's ARGV (see its contract in scripts.ts). */
@@ -144,21 +155,32 @@ function recordArgs(input: RecordInput): string[] {
     String(input.tokenTtlMs),
     String(input.rules.length),
   ]
-  for (const r of input.rules) args.push(r.kind === 'messages' ? 'm' : 'r', String(r.max), String(r.bucketMs), String(r.buckets))
+  for (const r of input.rules)
+    args.push(r.kind === 'messages' ? 'm' : 'r', String(r.max), String(r.bucketMs), String(r.buckets))
   return args
 }
 
 /** Points the new token's digest at the account; a failure is logged (the disable stands). */
 async function storeToken(redis: RedisConnection, input: RecordInput): Promise<void> {
   // The token pointer lives outside the account's slot, so it cannot be written by the script.
-  await redis.call('token', (client) => client.set(tokenKey(tokenDigest(input.token)), input.account, { PX: 2 * input.tokenTtlMs })).catch((err: Error) =>
-    redis.log.error(`could not store the reactivation token of ${JSON.stringify(input.account)}: ${err.message}`),
-  )
+  await redis
+    .call('token', (client) =>
+      client.set(tokenKey(tokenDigest(input.token)), input.account, { PX: 2 * input.tokenTtlMs }),
+    )
+    .catch((err: Error) =>
+      redis.log.error(`could not store the reactivation token of ${JSON.stringify(input.account)}: ${err.message}`),
+    )
 }
 
 /** The disable records: reading, writing back, disabling and enabling by hand or by token. */
-function disableMethods(redis: RedisConnection): Pick<RedisStore, 'getDisabled' | 'getStored' | 'reassert' | 'disable' | 'enable' | 'tokenAccount' | 'redeem' | 'listDisabled'> {
-  const getDisabled = async (account: string): Promise<DisabledRecord | null> => toRecord(await hgetall(redis, 'getDisabled', accountKeys(account).disabled))
+function disableMethods(
+  redis: RedisConnection,
+): Pick<
+  RedisStore,
+  'getDisabled' | 'getStored' | 'reassert' | 'disable' | 'enable' | 'tokenAccount' | 'redeem' | 'listDisabled'
+> {
+  const getDisabled = async (account: string): Promise<DisabledRecord | null> =>
+    toRecord(await hgetall(redis, 'getDisabled', accountKeys(account).disabled))
   return {
     getDisabled,
 
@@ -178,7 +200,9 @@ function disableMethods(redis: RedisConnection): Pick<RedisStore, 'getDisabled' 
 
     async enable(account: string): Promise<boolean> {
       const k = accountKeys(account)
-      return Number(await redis.evalScript(ENABLE, [k.disabled, k.counts, k.evidence, k.monitored, k.enabled], [])) === 1
+      return (
+        Number(await redis.evalScript(ENABLE, [k.disabled, k.counts, k.evidence, k.monitored, k.enabled], [])) === 1
+      )
     },
 
     async tokenAccount(token: string): Promise<string | null> {
@@ -187,7 +211,13 @@ function disableMethods(redis: RedisConnection): Pick<RedisStore, 'getDisabled' 
 
     async redeem(account: string, token: string): Promise<RedeemResult> {
       const k = accountKeys(account)
-      const reply = String(await redis.evalScript(REDEEM, [k.disabled, k.counts, k.evidence, k.monitored, k.enabled], [tokenDigest(token)]))
+      const reply = String(
+        await redis.evalScript(
+          REDEEM,
+          [k.disabled, k.counts, k.evidence, k.monitored, k.enabled],
+          [tokenDigest(token)],
+        ),
+      )
       if (reply !== 'ok' && reply !== 'not-disabled' && reply !== 'mismatch' && reply !== 'expired') {
         throw new StoreError(`redeem: unexpected reply ${JSON.stringify(reply)}`, { failure: 'reply' })
       }
@@ -206,11 +236,19 @@ async function hgetall(redis: RedisConnection, what: string, key: string): Promi
   return redis.call(what, (client) => client.hGetAll(key))
 }
 
-async function reassert(redis: RedisConnection, account: string, fields: Readonly<Record<string, string>>): Promise<ReassertResult> {
+async function reassert(
+  redis: RedisConnection,
+  account: string,
+  fields: Readonly<Record<string, string>>,
+): Promise<ReassertResult> {
   const k = accountKeys(account)
   const pairs = Object.entries(fields).flat()
   if (pairs.length === 0) throw new StoreError(`reassert: no fields for ${JSON.stringify(account)}`)
-  const reply = await redis.evalScript(REASSERT, [k.disabled, k.enabled], [fields.incident ?? '', fields.at ?? '0', ...pairs])
+  const reply = await redis.evalScript(
+    REASSERT,
+    [k.disabled, k.enabled],
+    [fields.incident ?? '', fields.at ?? '0', ...pairs],
+  )
   const [state, ...rest] = Array.isArray(reply) ? (reply as unknown[]).map(String) : []
   if (state === 'enabled') return { state }
   if (state === 'present') {
@@ -228,15 +266,23 @@ async function reassert(redis: RedisConnection, account: string, fields: Readonl
 }
 
 /** Writes back the token pointer of a restored record, for the rest of its lifetime; a failure is logged. */
-async function restoreToken(redis: RedisConnection, account: string, fields: Readonly<Record<string, string>>): Promise<void> {
+async function restoreToken(
+  redis: RedisConnection,
+  account: string,
+  fields: Readonly<Record<string, string>>,
+): Promise<void> {
   // The token pointer lives outside the slot and was lost too: without it a reply finds no account.
   const digest = fields.token_sha256 ?? ''
   const expires = Number(fields.token_expires) || 0
   const keepMs = expires - Date.now() + (expires - (Number(fields.at) || expires))
   if (digest && keepMs > 0) {
-    await redis.call('token', (client) => client.set(tokenKey(digest), account, { PX: keepMs })).catch((err: Error) =>
-      redis.log.error(`could not restore the reactivation token pointer of ${JSON.stringify(account)}: ${err.message}`),
-    )
+    await redis
+      .call('token', (client) => client.set(tokenKey(digest), account, { PX: keepMs }))
+      .catch((err: Error) =>
+        redis.log.error(
+          `could not restore the reactivation token pointer of ${JSON.stringify(account)}: ${err.message}`,
+        ),
+      )
   }
 }
 
@@ -260,7 +306,13 @@ async function disabledAccounts(redis: RedisConnection): Promise<string[]> {
 function auditMethods(redis: RedisConnection): Pick<RedisStore, 'audit' | 'auditLog'> {
   return {
     async audit(entry: AuditEntry): Promise<void> {
-      await redis.call('audit', (client) => client.multi().lPush(AUDIT_LOG, JSON.stringify(entry)).lTrim(AUDIT_LOG, 0, AUDIT_CAP - 1).exec())
+      await redis.call('audit', (client) =>
+        client
+          .multi()
+          .lPush(AUDIT_LOG, JSON.stringify(entry))
+          .lTrim(AUDIT_LOG, 0, AUDIT_CAP - 1)
+          .exec(),
+      )
     },
 
     async auditLog(options: { account?: string; limit?: number } = {}): Promise<AuditEntry[]> {
@@ -279,11 +331,15 @@ function auditMethods(redis: RedisConnection): Pick<RedisStore, 'audit' | 'audit
 }
 
 /** Queued mail of disabled accounts: held, released, or marked for dropping. */
-function heldMethods(redis: RedisConnection): Pick<RedisStore, 'heldState' | 'hold' | 'release' | 'heldCount' | 'dropHeld'> {
+function heldMethods(
+  redis: RedisConnection,
+): Pick<RedisStore, 'heldState' | 'hold' | 'release' | 'heldCount' | 'dropHeld'> {
   return {
     async heldState(account: string): Promise<HeldState> {
       const k = accountKeys(account)
-      const [disabled, dropBefore] = await redis.call('heldState', (client) => Promise.all([client.exists(k.disabled), client.get(k.dropBefore)]))
+      const [disabled, dropBefore] = await redis.call('heldState', (client) =>
+        Promise.all([client.exists(k.disabled), client.get(k.dropBefore)]),
+      )
       return { disabled: Number(disabled) === 1, dropBefore: Number(dropBefore) || 0 }
     },
 
