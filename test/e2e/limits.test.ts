@@ -238,7 +238,7 @@ describe('e2e: sending limits', function () {
     )
   })
 
-  // DESIGN 3.2: every attempt that reaches queue_outbound counts, whatever a later plugin
+  // Every attempt that reaches queue_outbound counts, whatever a later plugin
   // answers. count_message runs on queue_outbound at priority -100, before any other
   // queue_outbound hook (a smarthost forwarder, qmail-queue, ...); when such a hook then refuses
   // the message (550 or 450), it may already have gone out to some recipients: it stays counted.

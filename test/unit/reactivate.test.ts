@@ -1,4 +1,4 @@
-// The security decision of reactivation by reply (DESIGN 3.7), against the memory store with an
+// The security decision of reactivation by reply (docs/security.md), against the memory store with an
 // injectable clock. Each account is tripped for real (store.record over a limit of 1), so the
 // token is one the store issued; every refusal is followed by the check that it changed nothing
 // and did not spend the token.

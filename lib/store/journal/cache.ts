@@ -27,7 +27,10 @@ export interface JournalCache {
 /** An account name as log lines quote it. */
 export const name = (account: string): string => JSON.stringify(account)
 
-/** The journal in `file`, empty until reload(); a failed change is logged, never thrown. */
+/**
+ * The journal in `file`, empty until reload(); a failed change is logged, never thrown. About 60
+ * lines: every method shares the cached entries and their file stamp, so it stays one closure.
+ */
 export function createJournalCache(file: JournalFile, log: Logger): JournalCache {
   let cache = new Map<string, JournalEntry>()
   let cacheStamp = ''
