@@ -8,7 +8,7 @@ import type { Rule } from '../config'
  * whose index is in its window; a field of a bucket size that no current rule of its kind uses
  * (left over from an earlier configuration) counts toward every rule of its kind whose window it
  * overlaps at all, so a change of window or buckets never gives an account a fresh quota.
- * The record script (lib/store/redis/scripts.ts RECORD) applies the same rules.
+ * The record script (lib/store/redis/scripts/record.ts) applies the same rules.
  */
 
 interface Field {

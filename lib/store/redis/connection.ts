@@ -6,7 +6,7 @@
 import { createClient, type RedisClientType } from 'redis'
 import type { RedisConfig } from '../../config'
 import { StoreError, withTimeout } from '..'
-import type { Script } from './scripts'
+import type { Script, ScriptCall } from './scripts'
 
 /** Where the store and the journal log to (Haraka's logger, or a quiet one for the CLI). */
 export interface Logger {
@@ -33,8 +33,8 @@ export interface RedisConnection {
   readonly log: Logger
   /** Runs `work` on the client within the timeout; rejects with StoreError at once when not connected or stuck. */
   call<T>(what: string, work: (client: RedisClient) => Promise<T>): Promise<T>
-  /** Runs a Lua script by its SHA, sending its source when Redis does not have it (NOSCRIPT). */
-  evalScript(script: Script, keys: string[], args: string[]): Promise<unknown>
+  /** Runs a Lua script by its SHA with `call`'s KEYS and ARGV, sending its source when Redis does not have it (NOSCRIPT). */
+  evalScript(script: Script, call: ScriptCall): Promise<unknown>
   /** Calls `listener` after every (re)connect with Redis's run_id ('' when INFO is refused). */
   onConnect(listener: (runId: string) => void): void
   /** Resolves once Redis answers a PING; rejects with StoreError after `waitMs`. */
@@ -92,8 +92,8 @@ export function connectRedis(options: RedisConnectionOptions): RedisConnection {
         throw err
       }
     },
-    async evalScript(script: Script, keys: string[], args: string[]): Promise<unknown> {
-      return connection.call(script.name, (c) => evalWithFallback(c, script, keys, args))
+    async evalScript(script: Script, call: ScriptCall): Promise<unknown> {
+      return connection.call(script.name, (c) => evalWithFallback(c, script, call))
     },
     onConnect(listener: (runId: string) => void): void {
       connectListeners.push(listener)
@@ -131,7 +131,7 @@ export function connectRedis(options: RedisConnectionOptions): RedisConnection {
   return connection
 }
 
-async function evalWithFallback(client: RedisClient, script: Script, keys: string[], args: string[]): Promise<unknown> {
+async function evalWithFallback(client: RedisClient, script: Script, { keys, args }: ScriptCall): Promise<unknown> {
   try {
     return await client.evalSha(script.sha, { keys, arguments: args })
   } catch (err) {

@@ -1,6 +1,6 @@
 /**
- * The Redis store: the store methods (here), each one Lua script (scripts.ts) or a few commands
- * over the connection (connection.ts: the client, timeouts, fail-fast, reconnects).
+ * The Redis store: the store methods (here), each one Lua script (scripts/, each with its encoder
+ * and decoder) or a few commands over the connection (connection.ts: the client, timeouts, fail-fast, reconnects).
  */
 import type { Rule } from '../../config'
 import { accountKeys, AUDIT_LOG, decodeAccount, PREFIX, tokenKey } from '../keys'
@@ -8,8 +8,6 @@ import { connectRedis, type RedisConnection, type RedisConnectionOptions } from 
 import { DISABLE, DROP_HELD, ENABLE, REASSERT, RECORD, REDEEM } from './scripts'
 import {
   AUDIT_CAP,
-  describeRules,
-  EVIDENCE_CAP,
   toAuditEntry,
   parseEvidence,
   parseRuleCounts,
@@ -26,7 +24,7 @@ import {
   type Store,
   type WindowCount,
 } from '..'
-import { randomId, tokenDigest } from '../../ids'
+import { tokenDigest } from '../../ids'
 import { windowTotals } from '../buckets'
 
 export type { Logger } from './connection'
@@ -41,7 +39,7 @@ export interface StoredRecord {
   readonly fields: Readonly<Record<string, string>>
 }
 
-/** What the REASSERT script found (see lib/store/redis/scripts.ts). */
+/** What the REASSERT script found (see lib/store/redis/scripts/reassert.ts). */
 export type ReassertResult =
   | { readonly state: 'present'; readonly stored: StoredRecord }
   | { readonly state: 'enabled' }
@@ -105,59 +103,9 @@ function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'r
 
 /** Counts one message and checks the limits in one RECORD script (see RecordResult). */
 async function recordMessage(redis: RedisConnection, input: RecordInput): Promise<RecordResult> {
-  const k = accountKeys(input.account)
-  const reply = await redis.evalScript(RECORD, [k.counts, k.evidence, k.disabled, k.monitored], recordArgs(input))
-  if (!Array.isArray(reply) || reply.length < 4)
-    throw new StoreError(`record: unexpected reply ${JSON.stringify(reply)}`, { failure: 'reply' })
-  const [status, flipped, overIndex] = reply as [string, number, number]
-  const counts = input.rules.map((r, i) => windowCount(r, Number(reply[4 + i] ?? 0)))
-  const over = counts[Number(overIndex) - 1]
-  if (status === 'disabled') return { status, counts: [], flipped: false, by: String(reply[4] ?? '') }
-  if (status === 'refused' && over) {
-    await storeToken(redis, input)
-    const at = Number(reply[3])
-    const record: DisabledRecord = {
-      account: input.account,
-      reason: 'limit',
-      by: 'limit',
-      at,
-      incident: String(reply[4 + input.rules.length + 1] ?? ''),
-      over,
-      counts,
-      evidence: parseEvidence(String(reply[4 + input.rules.length] ?? '[]')),
-      tokenExpiresAt: at + input.tokenTtlMs,
-    }
-    return { status, counts, over, flipped: Number(flipped) === 1, record }
-  }
-  const evidence =
-    Number(flipped) === 1 ? { evidence: parseEvidence(String(reply[4 + input.rules.length] ?? '[]')) } : {}
-  return {
-    status: 'ok',
-    counts,
-    ...(over ? { over } : {}),
-    flipped: Number(flipped) === 1,
-    at: Number(reply[3]),
-    ...evidence,
-  }
-}
-
-/** The RECORD script's ARGV (see its contract in scripts.ts). */
-function recordArgs(input: RecordInput): string[] {
-  const args = [
-    input.mode,
-    String(input.recipients),
-    JSON.stringify(input.summary),
-    String(EVIDENCE_CAP),
-    randomId(),
-    input.account,
-    describeRules(input.rules),
-    tokenDigest(input.token),
-    String(input.tokenTtlMs),
-    String(input.rules.length),
-  ]
-  for (const r of input.rules)
-    args.push(r.kind === 'messages' ? 'm' : 'r', String(r.max), String(r.bucketMs), String(r.buckets))
-  return args
+  const result = RECORD.decode(await redis.evalScript(RECORD, RECORD.encode(input)), input)
+  if (result.status === 'refused') await storeToken(redis, input)
+  return result
 }
 
 /** Points the new token's digest at the account; a failure is logged (the disable stands). */
@@ -193,16 +141,11 @@ function disableMethods(
     reassert: (account, fields) => reassert(redis, account, fields),
 
     async disable(input: DisableInput): Promise<boolean> {
-      const k = accountKeys(input.account)
-      const fields = ['account', input.account, 'reason', input.reason, 'by', input.by, 'incident', input.incident]
-      return Number(await redis.evalScript(DISABLE, [k.disabled], fields)) === 1
+      return DISABLE.decode(await redis.evalScript(DISABLE, DISABLE.encode(input)))
     },
 
     async enable(account: string): Promise<boolean> {
-      const k = accountKeys(account)
-      return (
-        Number(await redis.evalScript(ENABLE, [k.disabled, k.counts, k.evidence, k.monitored, k.enabled], [])) === 1
-      )
+      return ENABLE.decode(await redis.evalScript(ENABLE, ENABLE.encode(account)))
     },
 
     async tokenAccount(token: string): Promise<string | null> {
@@ -210,18 +153,7 @@ function disableMethods(
     },
 
     async redeem(account: string, token: string): Promise<RedeemResult> {
-      const k = accountKeys(account)
-      const reply = String(
-        await redis.evalScript(
-          REDEEM,
-          [k.disabled, k.counts, k.evidence, k.monitored, k.enabled],
-          [tokenDigest(token)],
-        ),
-      )
-      if (reply !== 'ok' && reply !== 'not-disabled' && reply !== 'mismatch' && reply !== 'expired') {
-        throw new StoreError(`redeem: unexpected reply ${JSON.stringify(reply)}`, { failure: 'reply' })
-      }
-      return reply
+      return REDEEM.decode(await redis.evalScript(REDEEM, REDEEM.encode(account, token)))
     },
 
     async listDisabled(): Promise<DisabledRecord[]> {
@@ -241,28 +173,17 @@ async function reassert(
   account: string,
   fields: Readonly<Record<string, string>>,
 ): Promise<ReassertResult> {
-  const k = accountKeys(account)
-  const pairs = Object.entries(fields).flat()
-  if (pairs.length === 0) throw new StoreError(`reassert: no fields for ${JSON.stringify(account)}`)
-  const reply = await redis.evalScript(
-    REASSERT,
-    [k.disabled, k.enabled],
-    [fields.incident ?? '', fields.at ?? '0', ...pairs],
-  )
-  const [state, ...rest] = Array.isArray(reply) ? (reply as unknown[]).map(String) : []
-  if (state === 'enabled') return { state }
-  if (state === 'present') {
-    const now: Record<string, string> = {}
-    for (let i = 0; i + 1 < rest.length; i += 2) now[rest[i] as string] = rest[i + 1] as string
-    const record = toRecord(now)
-    if (record) return { state, stored: { record, fields: now } }
+  const reply = REASSERT.decode(await redis.evalScript(REASSERT, REASSERT.encode(account, fields)))
+  if (reply.state === 'enabled') return reply
+  if (reply.state === 'present') {
+    const record = toRecord(reply.fields)
+    if (record) return { state: 'present', stored: { record, fields: reply.fields } }
+    throw new StoreError(`reassert: unreadable record ${JSON.stringify(reply.fields)}`, { failure: 'reply' })
   }
-  if (state === 'restored') {
-    const record = toRecord({ ...fields })
-    await restoreToken(redis, account, fields)
-    if (record) return { state, record }
-  }
-  throw new StoreError(`reassert: unexpected reply ${JSON.stringify(reply)}`, { failure: 'reply' })
+  const record = toRecord({ ...fields })
+  await restoreToken(redis, account, fields)
+  if (record) return { state: 'restored', record }
+  throw new StoreError(`reassert: unreadable record ${JSON.stringify(fields)}`, { failure: 'reply' })
 }
 
 /** Writes back the token pointer of a restored record, for the rest of its lifetime; a failure is logged. */
@@ -357,8 +278,7 @@ function heldMethods(
     },
 
     async dropHeld(account: string, ttlMs: number): Promise<number> {
-      const k = accountKeys(account)
-      return Number(await redis.evalScript(DROP_HELD, [k.dropBefore, k.held], [String(ttlMs)]))
+      return DROP_HELD.decode(await redis.evalScript(DROP_HELD, DROP_HELD.encode(account, ttlMs)))
     },
   }
 }

@@ -1,23 +1,25 @@
-import { createHash } from 'node:crypto'
+/** The RECORD script: count one message and check every limit in one atomic step, with its encoder and decoder. */
+import { accountKeys } from '../../keys'
+import {
+  describeRules,
+  EVIDENCE_CAP,
+  parseEvidence,
+  windowCount,
+  type DisabledRecord,
+  type RecordInput,
+  type RecordResult,
+} from '../..'
+import { randomId, tokenDigest } from '../../../ids'
+import { script, unexpectedReply, type ScriptCall } from './script'
 
-/** A Lua script and its SHA1, as EVALSHA needs it. */
-export interface Script {
-  readonly name: string
-  readonly source: string
-  readonly sha: string
+/** A string or integer reply item as text, `fallback` when it is missing; throws unexpectedReply otherwise. */
+function text(item: unknown, fallback: string, reply: unknown): string {
+  if (item === undefined || item === null) return fallback
+  if (typeof item === 'string' || typeof item === 'number') return String(item)
+  throw unexpectedReply('record', reply)
 }
 
-function script(name: string, source: string): Script {
-  return { name, source, sha: createHash('sha1').update(source).digest('hex') }
-}
-
-/**
- * record: count one message for an account and check every limit, in one atomic step.
- * The clock is Redis TIME, so every server that shares the store agrees on the windows.
- */
-export const RECORD = script(
-  'record',
-  `
+const SOURCE = `
 -- KEYS[1]  counts     hash: field "<bucketMs>.<index>.<m|r>" -> count
 -- KEYS[2]  evidence   list of JSON message summaries, newest first
 -- KEYS[3]  disabled   hash: the disable record (exists = disabled)
@@ -136,106 +138,67 @@ if flipped == 1 then
   reply[#reply + 1] = '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']'
 end
 return reply
-`,
-)
-
-/** disable: set the disable record unless the account is disabled already. */
-export const DISABLE = script(
-  'disable',
-  `
--- KEYS[1]  disabled   hash: the disable record
--- ARGV     field, value pairs of the record; "at" is filled in from Redis TIME
--- Reply: 1 when this call disabled the account, 0 when it was disabled already
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local t = redis.call('TIME')
-redis.call('HSET', KEYS[1], 'at', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), unpack(ARGV))
-return 1
-`,
-)
-
-/** enable: clear the disable record and every counter of the account; leave a tombstone. */
-export const ENABLE = script(
-  'enable',
-  `
--- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] evidence   KEYS[4] monitored
--- KEYS[5]  enabled    hash, the tombstone: incident cleared ('' when none), at (store-clock ms)
--- Reply: 1 when the account was disabled, 0 when it was not
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local was = redis.call('EXISTS', KEYS[1])
-local incident = redis.call('HGET', KEYS[1], 'incident') or ''
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-local t = redis.call('TIME')
-redis.call('HSET', KEYS[5], 'incident', incident, 'at', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-return was
-`,
-)
-
-/** redeem: re-enable an account with the token of its current incident, once. */
-export const REDEEM = script(
-  'redeem',
-  `
--- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] evidence   KEYS[4] monitored
--- KEYS[5]  enabled    hash, the tombstone written on success (see enable)
--- ARGV[1]  tokenHash  SHA-256 (hex) of the token from the reply
--- Reply: "ok" (the account is enabled, counters cleared) | "not-disabled" | "mismatch" (not
---        this incident's token: made up, or from an earlier incident) | "expired"
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'not-disabled' end
-local rec = redis.call('HMGET', KEYS[1], 'token_sha256', 'token_expires', 'incident')
-if not rec[1] or rec[1] == '' or rec[1] ~= ARGV[1] then return 'mismatch' end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if tonumber(rec[2] or 0) < now then return 'expired' end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('HSET', KEYS[5], 'incident', rec[3] or '', 'at', now)
-return 'ok'
-`,
-)
-
-/** drop-held: mark the account's queued mail, counted until now, for dropping. */
-export const DROP_HELD = script(
-  'drop-held',
-  `
--- KEYS[1]  drop-before  string: store-clock ms   KEYS[2] held   set of held message ids
--- ARGV[1]  ttl          ms the mark is kept (the longest time mail is held)
--- Reply: the number of messages held at this moment
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local t = redis.call('TIME')
-redis.call('SET', KEYS[1], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), 'PX', ARGV[1])
-return redis.call('SCARD', KEYS[2])
-`,
-)
+`
 
 /**
- * reassert: put back a disable record that Redis lost, unless an enable removed it.
- * A journal (lib/store/journal/) calls it for a record it holds and Redis no longer has.
+ * record: count one message for an account and check every limit, in one atomic step.
+ * The clock is Redis TIME, so every server that shares the store agrees on the windows.
  */
-export const REASSERT = script(
-  'reassert',
-  `
--- KEYS[1]  disabled   hash: the disable record
--- KEYS[2]  enabled    hash, the tombstone of the last enable (see enable)
--- ARGV[1]  incident   the journaled record's incident id
--- ARGV[2]  at         the journaled record's disable time (store-clock ms)
--- ARGV[3..]           field, value pairs of the journaled record, written as they are
--- Reply: { "present", field, value, ... } a record is there (this or a later incident): nothing
---          written, its fields returned
---        { "enabled" }  the tombstone names this incident, or an enable came after its disable
---        { "restored" } the record was lost: written back
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  local reply = redis.call('HGETALL', KEYS[1])
-  table.insert(reply, 1, 'present')
-  return reply
-end
-local tomb = redis.call('HMGET', KEYS[2], 'incident', 'at')
-if (ARGV[1] ~= '' and tomb[1] == ARGV[1]) or (tomb[2] and tonumber(tomb[2]) > (tonumber(ARGV[2]) or 0)) then
-  return { 'enabled' }
-end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-return { 'restored' }
-`,
-)
+export const RECORD = {
+  ...script('record', SOURCE),
 
-/** Every script, for loading and for the SHA test. */
-export const SCRIPTS: readonly Script[] = [RECORD, DISABLE, ENABLE, REDEEM, DROP_HELD, REASSERT]
+  /** KEYS and ARGV for `input` (a fresh incident id; the token's digest, never the token). */
+  encode(input: RecordInput): ScriptCall {
+    const k = accountKeys(input.account)
+    const args = [
+      input.mode,
+      String(input.recipients),
+      JSON.stringify(input.summary),
+      String(EVIDENCE_CAP),
+      randomId(),
+      input.account,
+      describeRules(input.rules),
+      tokenDigest(input.token),
+      String(input.tokenTtlMs),
+      String(input.rules.length),
+    ]
+    for (const r of input.rules)
+      args.push(r.kind === 'messages' ? 'm' : 'r', String(r.max), String(r.bucketMs), String(r.buckets))
+    return { keys: [k.counts, k.evidence, k.disabled, k.monitored], args }
+  },
+
+  /** The RecordResult for `reply` to `input`; throws StoreError (failure 'reply') when it is not an array of 4 or more. */
+  decode(reply: unknown, input: RecordInput): RecordResult {
+    if (!Array.isArray(reply) || reply.length < 4) throw unexpectedReply('record', reply)
+    const items = reply as unknown[]
+    const [status, flipped, overIndex] = items
+    const counts = input.rules.map((r, i) => windowCount(r, Number(items[4 + i] ?? 0)))
+    const over = counts[Number(overIndex) - 1]
+    if (status === 'disabled') return { status, counts: [], flipped: false, by: text(items[4], '', reply) }
+    if (status === 'refused' && over) {
+      const at = Number(items[3])
+      const record: DisabledRecord = {
+        account: input.account,
+        reason: 'limit',
+        by: 'limit',
+        at,
+        incident: text(items[4 + input.rules.length + 1], '', reply),
+        over,
+        counts,
+        evidence: parseEvidence(text(items[4 + input.rules.length], '[]', reply)),
+        tokenExpiresAt: at + input.tokenTtlMs,
+      }
+      return { status, counts, over, flipped: Number(flipped) === 1, record }
+    }
+    const evidence =
+      Number(flipped) === 1 ? { evidence: parseEvidence(text(items[4 + input.rules.length], '[]', reply)) } : {}
+    return {
+      status: 'ok',
+      counts,
+      ...(over ? { over } : {}),
+      flipped: Number(flipped) === 1,
+      at: Number(items[3]),
+      ...evidence,
+    }
+  },
+}
