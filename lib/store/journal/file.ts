@@ -2,11 +2,11 @@
  * The journal file: its JSON format, and changes to it as read-merge-writes under a lock file,
  * written atomically with the owner kept, so that every Haraka process of a server shares it.
  */
-import { closeSync, openSync, statSync, unlinkSync } from 'node:fs'
 import { chown, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { StoreError } from '..'
 import type { Logger } from '../redis'
+import { withFileLock } from '../file-lock'
 
 /** One journaled disable record. */
 export interface JournalEntry {
@@ -162,37 +162,12 @@ export function toEntry(fields: Readonly<Record<string, string>>): JournalEntry 
   return { incident: fields.incident ?? '', at: Number(fields.at) || 0, fields: { ...fields } }
 }
 
-/** Runs `work` holding `<file>.lock`; a lock older than LOCK_STALE_MS was left by a dead process. */
-async function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
-  const lock = `${file}.lock`
-  const deadline = Date.now() + LOCK_WAIT_MS
-  for (;;) {
-    try {
-      closeSync(openSync(lock, 'wx', 0o600))
-      break
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
-        throw new StoreError(`cannot lock the journal ${file}: ${(err as Error).message}`, {
-          cause: err,
-          failure: 'file',
-        })
-    }
-    try {
-      if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock)
-    } catch {
-      // gone already: try again
-    }
-    if (Date.now() > deadline)
-      throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`, { failure: 'file' })
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-  try {
-    return await work()
-  } finally {
-    try {
-      unlinkSync(lock)
-    } catch {
-      // removed by someone who thought it stale: nothing to release
-    }
-  }
+/** Runs `work` holding the journal's lock file. */
+function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
+  return withFileLock(file, work, {
+    waitMs: LOCK_WAIT_MS,
+    retryMs: 5,
+    staleMs: LOCK_STALE_MS,
+    what: `the journal ${file}`,
+  })
 }

@@ -2,21 +2,12 @@
  * The memory store's state file, shared with the CLI: loaded and checked at start, changed under
  * a lock file by atomic writes that keep the file's owner, re-read when another process replaced it.
  */
-import {
-  accessSync,
-  closeSync,
-  constants as fsConstants,
-  fchownSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  statSync,
-  unlinkSync,
-} from 'node:fs'
+import { accessSync, constants as fsConstants, mkdirSync, readFileSync, statSync } from 'node:fs'
 import { open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { StoreError } from '..'
 import { applyHeld, emptyDurable, parseDurable, toJson, type Durable } from './durable'
+import { withFileLock } from '../file-lock'
 
 /** The durable state as this process sees it, and the way to change it in the file. */
 export interface StateFile {
@@ -175,8 +166,6 @@ function forget<T>(list: T[], item: T): void {
  * over. Rejects with StoreError after LOCK_WAIT_MS.
  */
 async function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
-  const lock = `${file}.lock`
-  const deadline = Date.now() + LOCK_WAIT_MS
   try {
     mkdirSync(dirname(file), { recursive: true })
   } catch (err) {
@@ -186,40 +175,13 @@ async function withLock<T>(file: string, work: () => Promise<T>): Promise<T> {
     })
   }
   const owner = ownerFor(file)
-  for (;;) {
-    try {
-      const fd = openSync(lock, 'wx', 0o600)
-      try {
-        // A root CLI's lock left behind must stay removable by the user Haraka runs as.
-        if (owner.chown) fchownSync(fd, owner.uid, owner.gid)
-      } catch {
-        // only a lock: removed below
-      } finally {
-        closeSync(fd)
-      }
-      break
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST')
-        throw new StoreError(`cannot lock ${file}: ${(err as Error).message}`, { cause: err, failure: 'file' })
-    }
-    try {
-      if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock)
-    } catch {
-      // gone already: try again
-    }
-    if (Date.now() > deadline)
-      throw new StoreError(`${lock} has been held by another process for ${LOCK_WAIT_MS} ms`, { failure: 'file' })
-    await new Promise((resolve) => setTimeout(resolve, LOCK_RETRY_MS))
-  }
-  try {
-    return await work()
-  } finally {
-    try {
-      unlinkSync(lock)
-    } catch {
-      // removed by someone who thought it stale: nothing to release
-    }
-  }
+  return withFileLock(file, work, {
+    waitMs: LOCK_WAIT_MS,
+    retryMs: LOCK_RETRY_MS,
+    staleMs: LOCK_STALE_MS,
+    what: file,
+    ...(owner.chown ? { owner } : {}),
+  })
 }
 
 /** Who must own a file written at `file`: its present owner and mode, else its directory's owner. */
