@@ -3,7 +3,7 @@
 // code and output returned, never thrown. HARAKA is left out of its environment, so `-c` decides.
 
 import * as path from 'node:path'
-import { execBounded } from './process'
+import { execBounded, type ExecResult } from './process'
 
 export interface CliOptions {
   /** Killed with SIGKILL after this long (default 20000 ms). */
@@ -13,18 +13,10 @@ export interface CliOptions {
   readonly gid?: number
 }
 
-export interface CliResult {
+/** What a CLI run gave: the process's result and the arguments it ran with. */
+export interface CliResult extends ExecResult {
   /** The arguments after `-c DIR`. */
   readonly args: readonly string[]
-  /** The exit code; null when it did not exit by itself (killed at the bound, or it could not start: see error). */
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-  readonly stdout: string
-  readonly stderr: string
-  /** How long it ran, in ms. */
-  readonly ms: number
-  /** Why it could not start, if it could not. */
-  readonly error?: Error
 }
 
 /** The CLI the package installed into a Haraka instance directory. */
