@@ -2,6 +2,8 @@
 // redis-server of its own, at the default config, with other bucket counts, and for busy accounts.
 
 import { randomBytes } from 'node:crypto'
+import type { Rule } from '../lib/config'
+import { count, seriesOf, settle } from '../lib/store/series'
 import { startRedis } from '../support'
 import { quietLog, type RawIni } from './dist'
 import type { BenchEnv } from './env'
@@ -66,19 +68,12 @@ export async function memory(env: BenchEnv): Promise<{ result: MemoryResult; tar
     const before = await usedMemory()
     const names = Array.from({ length: sc.n }, (_, i) => `staff${String(i).padStart(5, '0')}@customer-company.example`)
     if (sc.busy) {
-      // the fields the record script would have written (each rule's bucket size, each kind,
-      // every bucket in the window)
+      // every bucket of the window filled to 70 % of the limits, as the counter model
+      // (lib/store/series.ts, which the record script follows) keeps it, one message at a time
       const t = await command('TIME')
       const [seconds, micros] = Array.isArray(t) ? (t as unknown[]) : []
       const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
-      const fields = new Map<string, string>()
-      for (const r of config.rules) {
-        const cur = Math.floor(now / r.bucketMs)
-        const kind = r.kind === 'messages' ? 'm' : 'r'
-        // 70% of the limit spread over the older buckets, so the messages recorded below still fit
-        const each = String(Math.max(1, Math.floor((0.7 * r.max) / r.buckets)))
-        for (let idx = cur - r.buckets + 1; idx < cur; idx++) fields.set(`${r.bucketMs}.${idx}.${kind}`, each)
-      }
+      const fields = busyCounters(config.rules, now)
       const args = [...fields].flatMap(([f, v]) => [f, v])
       await parallel(names, 50, (name) => command('HSET', accountKeys(name).counts, ...args))
     }
@@ -103,14 +98,12 @@ export async function memory(env: BenchEnv): Promise<{ result: MemoryResult; tar
     const after = await usedMemory()
     const sample = names.slice(0, Math.min(names.length, 1000))
     let counts = 0
-    let evidence = 0
+    const evidence = 0 // the evidence ring lives in the counts hash
     await parallel(sample, 50, async (name) => {
       const k = accountKeys(name)
       // (read first: `x += await ...` would add to the value x had before the await)
       const c = Number(await command('MEMORY', 'USAGE', k.counts, 'SAMPLES', '0')) || 0
-      const e = Number(await command('MEMORY', 'USAGE', k.evidence, 'SAMPLES', '0')) || 0
       counts += c
-      evidence += e
     })
     const k0 = accountKeys(names[0] ?? '')
     const hlen = Number(await command('HLEN', k0.counts))
@@ -181,4 +174,18 @@ export async function memory(env: BenchEnv): Promise<{ result: MemoryResult; tar
     ),
   ]
   return { result: { rows, listpackMax }, targets }
+}
+
+/** An account's counter hash with every bucket of every rule's window at 70 % of the limits. */
+function busyCounters(rules: readonly Rule[], now: number): Map<string, string> {
+  const hash = new Map<string, string>()
+  const { sig } = seriesOf(rules)
+  const longest = rules.reduce((a, r) => (r.bucketMs * r.buckets > a.bucketMs * a.buckets ? r : a))
+  const perBucket = Math.max(1, Math.floor((0.7 * longest.max) / longest.buckets))
+  for (let b = longest.buckets - 1; b >= 1; b--)
+    for (let i = 0; i < perBucket; i++) {
+      settle(hash, rules, now - b * longest.bucketMs, sig)
+      count(hash, rules, 1)
+    }
+  return hash
 }

@@ -77,9 +77,8 @@ type Section = Record<string, unknown>
 type RawIni = Record<string, Section | undefined>
 
 /**
- * The record script reads all of an account's buckets on every message, and Redis keeps a
- * small hash compact only up to hash-max-listpack-entries (128 by default): 60 buckets of two
- * kinds stay under it.
+ * Each series holds up to this many bucket fields in the account's counters hash (memory grows
+ * with it, time per message does not; see lib/store/series.ts).
  */
 const MAX_BUCKETS = 60
 

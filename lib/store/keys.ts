@@ -38,10 +38,11 @@ export function decodeAccount(encoded: string): string {
 }
 
 export interface AccountKeys {
-  /** Hash of time buckets: field `<bucketMs>.<index>.m|r` -> count. Expires after the longest window. */
+  /**
+   * Hash: the account's counters (a ring of buckets and a running total per rule) and its evidence
+   * ring (see lib/store/series.ts). Expires after the longest window plus one bucket.
+   */
   readonly counts: string
-  /** List of recent message summaries (JSON), newest first, capped. Expires with the counts. */
-  readonly evidence: string
   /** Hash: the disable record. Present means disabled. Never expires. */
   readonly disabled: string
   /** String with a TTL: set when monitor mode has reported an overrun in the current window. */
@@ -62,7 +63,6 @@ export function accountKeys(account: string): AccountKeys {
   const base = `${PREFIX}:{${encodeAccount(account)}}`
   return {
     counts: `${base}:counts`,
-    evidence: `${base}:evidence`,
     disabled: `${base}:disabled`,
     monitored: `${base}:monitored`,
     held: `${base}:held`,

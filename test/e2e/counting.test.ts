@@ -18,11 +18,11 @@ const ME = 'mx.test.example'
 const VICTIM = 'victim@outside.example'
 const NOSUCH = 'nosuchuser@outside.example'
 
-/** The number of messages counted for one account (all bucket sizes). */
+/** The number of messages counted for one account (the buckets of its one messages series). */
 async function messageCount(redis: RedisServer, account: string): Promise<number> {
   const hash = await (await redis.client()).hGetAll(countsKey(account))
   let n = 0
-  for (const [field, value] of Object.entries(hash)) if (/\.m$/.test(field)) n += Number(value)
+  for (const [field, value] of Object.entries(hash)) if (/^m\d+x\d+\.\d+$/.test(field)) n += Number(value)
   return n
 }
 

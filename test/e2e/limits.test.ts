@@ -38,13 +38,21 @@ const OUT = 'bob@outside.example'
 const disabledLine = (account: string): RegExp =>
   new RegExp(`ACCOUNT DISABLED ${escapeRegExp(JSON.stringify(account))}: `)
 
-/** { index: count } of the message buckets of one account's counts hash for one bucket size. */
+/**
+ * { index: count } of the message buckets of one account's counts hash for one bucket size: the
+ * slots of its messages series (docs/store.md, "Counters"), each named by the bucket index it
+ * holds (the series' newest bucket, field `<series>@`, tells which).
+ */
 async function messageBuckets(redis: RedisServer, account: string, bucketMs: number): Promise<Record<number, number>> {
   const hash = await (await redis.client()).hGetAll(countsKey(account))
   const out: Record<number, number> = {}
   for (const [field, value] of Object.entries(hash)) {
-    const m = /^(\d+)\.(\d+)\.m$/.exec(field)
-    if (m && Number(m[1]) === bucketMs) out[Number(m[2])] = Number(value)
+    const m = /^m(\d+)x(\d+)\.(\d+)$/.exec(field)
+    if (!m || Number(m[1]) !== bucketMs) continue
+    const buckets = Number(m[2])
+    const last = Number(hash[`m${m[1]}x${m[2]}@`])
+    const index = last - (((((last % buckets) - Number(m[3])) % buckets) + buckets) % buckets)
+    out[index] = Number(value)
   }
   return out
 }

@@ -25,7 +25,7 @@ import {
   type Store,
   type WindowCount,
 } from '../../lib/store'
-import { countersTtlMs } from '../../lib/store/buckets'
+import { countersTtlMs } from '../../lib/store/series'
 import { waitUntil } from '../../support/process'
 
 /** A store opened for one test; cleanup() closes it. */

@@ -1,7 +1,7 @@
 import * as assert from 'node:assert/strict'
 
 import { StoreError, type RecordInput, type RecordResult, type Store } from '../../lib/store'
-import { countersTtlMs } from '../../lib/store/buckets'
+import { countersTtlMs } from '../../lib/store/series'
 import { accountKeys, encodeAccount, PREFIX } from '../../lib/store/keys'
 import type { RedisStore } from '../../lib/store/redis'
 import { SCRIPTS } from '../../lib/store/redis/scripts'
@@ -126,7 +126,7 @@ describe('redis store', function () {
       await store.record(recordInput('alice', r, { mode: 'monitor', summary: summary(1) }))
       await store.record(recordInput('alice', r, { mode: 'monitor', summary: summary(2) }))
       const ttl = countersTtlMs(r)
-      for (const key of [k.counts, k.evidence]) {
+      for (const key of [k.counts]) {
         const pttl = await db.admin.pTTL(key)
         assert.ok(pttl > ttl - 10_000 && pttl <= ttl, `${key} expires after the longest window and a bucket (${pttl})`)
       }
@@ -134,6 +134,27 @@ describe('redis store', function () {
       assert.ok(monitored > 0 && monitored <= 3_600_000, `the monitor marker lives one window (${monitored})`)
       await store.record(recordInput('alice', r, { summary: summary(3) }))
       assert.equal(await db.admin.pTTL(k.disabled), -1)
+    })
+
+    it('renews the counters TTL once per bucket, so the key outlives every message by the longest window', async function () {
+      // One-second buckets: the TTL (4 s) is renewed by the first message of each bucket only,
+      // and a message is never more than one bucket after a renewal.
+      const r = rules({ messages: '1000/3s', buckets: 3 })
+      const k = accountKeys('ttl@example.com')
+      const seen: number[] = []
+      const end = Date.now() + 3500
+      while (Date.now() < end) {
+        await store.record(recordInput('ttl@example.com', r, { summary: summary(1) }))
+        const pttl = await db.admin.pTTL(k.counts)
+        seen.push(pttl)
+        assert.ok(pttl >= 3000 - 100 && pttl <= 4000, `the key outlives the message by the window (${pttl} ms)`)
+        await new Promise((resolve) => setTimeout(resolve, 150))
+      }
+      // Within a bucket the TTL runs down (not renewed per message).
+      assert.ok(
+        seen.some((p, i) => i > 0 && p < (seen[i - 1] ?? 0) - 100),
+        `the TTL ran down between two messages: ${seen.join(' ')}`,
+      )
     })
 
     it('counts exactly the buckets inside the window, by Redis TIME, and drops the ones that left it', async function () {
@@ -151,8 +172,8 @@ describe('redis store', function () {
         await db.admin.del(k.counts)
         const cur = await index()
         const start = (cur - 9) * bucketMs
-        // Buckets of 999 ms left over from another configuration: one inside the window, one
-        // that ends right at its start.
+        // Buckets of the layout before series (an upgrade), of this rule's size and of 999 ms
+        // from another configuration: inside the window, and ending right at its start.
         const leftoverIn = `999.${Math.floor((cur * bucketMs) / 999)}.m`
         const leftoverOut = `999.${Math.floor(start / 999) - 1}.m`
         await db.admin.hSet(k.counts, {
@@ -172,9 +193,25 @@ describe('redis store', function () {
           'the oldest bucket inside the window, the leftover inside it and this message',
         )
         assert.deepEqual(counted, res.counts)
+        // While old buckets live, the hash is not taken for a settled one.
+        assert.equal(await db.admin.hGet(k.counts, 's'), `m${bucketMs}x10 0`)
         assert.deepEqual(
           (await db.admin.hKeys(k.counts)).sort(),
-          [`${bucketMs}.${cur - 9}.m`, `${bucketMs}.${cur}.m`, leftoverIn].sort(),
+          // The old buckets inside the window stay until they leave it; the rest are gone. A
+          // field the plugin never writes is left alone (it goes with the key).
+          [
+            `${bucketMs}.${cur - 9}.m`,
+            leftoverIn,
+            'garbage',
+            's',
+            `m${bucketMs}x10`,
+            `m${bucketMs}x10@`,
+            `m${bucketMs}x10!`,
+            `m${bucketMs}x10.${cur % 10}`,
+            'e',
+            'ed',
+            'e0',
+          ].sort(),
         )
         break
       }

@@ -4,43 +4,37 @@
 import * as assert from 'node:assert/strict'
 
 import type { Rule } from '../../lib/config'
-import { increments, staleFields, windowTotals } from '../../lib/store/buckets'
+import { count, seriesOf, settle, totalsAt } from '../../lib/store/series'
 import { MIN, T0, rules } from './store-helpers'
+import { random } from '../../support/random'
 
 interface Account {
-  /** The counter hash: field -> amount. */
-  readonly fields: Map<string, number>
+  /** The counter hash (lib/store/series.ts). */
+  readonly fields: Map<string, string>
   /** Counts one message of `recipients` recipients at `at` under `ruleSet`. */
   send(ruleSet: readonly Rule[], at: number, recipients?: number): void
-  /** Each rule's total at `at`, after the stale fields went. */
+  /** Each rule's total at `at`, after a settle (what the next message would see). */
   totals(ruleSet: readonly Rule[], at: number): number[]
 }
 
-/** An account's counter hash, kept the way both stores keep it: stale fields go, then the message adds. */
+/** An account's counter hash, kept the way both stores keep it: settle, then the message adds. */
 function account(): Account {
-  const fields = new Map<string, number>()
+  const fields = new Map<string, string>()
   return {
     fields,
     send(ruleSet, at, recipients = 1) {
-      for (const f of staleFields(fields.keys(), ruleSet, at)) fields.delete(f)
-      for (const [f, n] of increments(ruleSet, recipients, at)) fields.set(f, (fields.get(f) ?? 0) + n)
+      settle(fields, ruleSet, at, seriesOf(ruleSet).sig)
+      count(fields, ruleSet, recipients)
     },
     totals(ruleSet, at) {
-      for (const f of staleFields(fields.keys(), ruleSet, at)) fields.delete(f)
-      return windowTotals(fields, ruleSet, at)
+      return settle(fields, ruleSet, at, seriesOf(ruleSet).sig)
     },
   }
 }
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+/** A hash of buckets written before the series layout (field -> amount). */
+function legacy(entries: [string, number][]): Map<string, string> {
+  return new Map(entries.map(([f, n]) => [f, String(n)]))
 }
 
 /** The rule of `kind` in `ruleSet` (there is exactly one in these tests). */
@@ -91,8 +85,13 @@ describe('a change of window or buckets', function () {
     const after = rules('30/30m', '', 30)
     // At 50:30 the window starts at 21:00; the bucket [20:00, 22:00) overlaps it and counts whole.
     assert.deepEqual(a.totals(after, T0 + 50 * MIN + 30_000), [15])
-    // The buckets that ended before 21:00 are gone.
-    assert.ok([...a.fields.keys()].every((f) => (Number(f.split('.')[1]) + 1) * 2 * MIN > T0 + 21 * MIN))
+    // The old series counts until its last bucket leaves the window, then it is gone.
+    // It is kept (counting nothing here) until its own window has passed: its newest bucket,
+    // [48:00, 50:00), leaves a 30-bucket window of two minutes at 108:00.
+    assert.deepEqual(a.totals(after, T0 + 79 * MIN), [0])
+    assert.ok(a.fields.has('m120000x30'))
+    assert.deepEqual(a.totals(after, T0 + 108 * MIN), [0])
+    assert.ok(!a.fields.has('m120000x30') && !a.fields.has('m120000x30.24'), [...a.fields.keys()].join(' '))
   })
 
   it('buckets 30 -> 60: the count carries over', function () {
@@ -124,7 +123,7 @@ describe('a change of window or buckets', function () {
     assert.deepEqual(a.totals(after, T0 + 10 * MIN), [10, 70])
   })
 
-  describe('the boundary', function () {
+  describe('the boundary, and buckets of the layout before series (an upgrade)', function () {
     const after = rules('10/10m', '', 5) // two-minute buckets
     const now = T0 + 10 * MIN + 30_000
     const start = T0 + 2 * MIN // the window at 10:30 starts at 02:00
@@ -132,25 +131,27 @@ describe('a change of window or buckets', function () {
     it('counts an old bucket that ends 1 ms after the window start, and keeps it', function () {
       // Old buckets of 1 ms and of 7 ms: their spans end 1 ms (or a few) after the start.
       const seven = Math.floor(start / 7) // [7i, 7i + 7) contains start - 1 ... start + 6 at most
-      const fields = new Map([
+      const fields = legacy([
         [`1.${start}.m`, 1],
         [`7.${seven}.m`, 10],
       ])
       assert.ok((seven + 1) * 7 > start && seven * 7 < start)
-      assert.deepEqual(windowTotals(fields, after, now), [11])
-      assert.deepEqual(staleFields(fields.keys(), after, now), [])
+      assert.deepEqual(settle(fields, after, now, seriesOf(after).sig), [11])
+      assert.ok(fields.has(`1.${start}.m`) && fields.has(`7.${seven}.m`))
+      // While they live, the hash is never taken for a settled one (the scripts' fast path).
+      assert.equal(fields.get('s'), 'm120000x5 0')
     })
 
     it('drops an old bucket that ends exactly at the window start, and deletes it', function () {
-      const fields = new Map([
+      const fields = legacy([
         [`1.${start - 1}.m`, 1],
         [`60000.${start / MIN - 1}.m`, 10],
         [`60000.${start / MIN}.m`, 100],
       ])
-      assert.deepEqual(windowTotals(fields, after, now), [100])
+      assert.deepEqual(settle(fields, after, now, seriesOf(after).sig), [100])
       assert.deepEqual(
-        staleFields(fields.keys(), after, now).sort(),
-        [`1.${start - 1}.m`, `60000.${start / MIN - 1}.m`].sort(),
+        [...fields.keys()].filter((f) => /^\d/.test(f)),
+        [`60000.${start / MIN}.m`],
       )
     })
 
@@ -159,15 +160,16 @@ describe('a change of window or buckets', function () {
       const fine = rules('10/10m', '', 10)
       const a = account()
       a.send(coarse, T0) // [00:00, 05:00)
-      // At 13:59.999 the fine window starts at 04:00: in, whole; at 14:00 it starts at 05:00: out.
+      // At 13:59.999 the fine window starts at 04:00: in, whole; at 14:00 it starts at 05:00: out,
+      // and the old series, past its own window too, is deleted.
       assert.deepEqual(a.totals(fine, T0 + 13 * MIN + 59_999), [1])
       assert.deepEqual(a.totals(fine, T0 + 14 * MIN), [0])
-      assert.equal(a.fields.size, 0)
+      assert.deepEqual([...a.fields.keys()].sort(), ['m60000x10', 'm60000x10!', 'm60000x10@', 's'])
     })
 
     it('still counts an old bucket ahead of now (after a clock step back)', function () {
-      const fields = new Map([[`1000.${(now + 3_600_000) / 1000}.m`, 5]])
-      assert.deepEqual(windowTotals(fields, after, now), [5])
+      const fields = legacy([[`1000.${(now + 3_600_000) / 1000}.m`, 5]])
+      assert.deepEqual(totalsAt(fields, after, now), [5])
     })
   })
 
@@ -224,25 +226,39 @@ describe('a change of window or buckets', function () {
     assert.deepEqual(a.totals(set, T0 + 100 * MIN), [29, 100])
   })
 
-  it('never counts fewer (documented: may count more) when several windows of one kind change their bucket size', function () {
+  it('counts each message once when several windows of one kind change their bucket size', function () {
     const before = rules('500/30m, 2000/24h', '', 30) // one-minute and 48-minute buckets
     const sent = 90
     const at = T0 + 100 * MIN
-    const changes: [string, Rule[]][] = [
-      ['buckets 30 -> 60', rules('500/30m, 2000/24h', '', 60)],
-      ['the 24h window removed', rules('500/30m', '', 30)],
+    const changes: [string, Rule[], number[]][] = [
+      // 30-second buckets: the window at 100:00 starts at 70:30; the old one-minute bucket [70:00,
+      // 71:00) reaches into it and counts whole: 30. The 24h rule's new 24-minute buckets hold
+      // nothing old: it counts what the old 24h series holds, 90, once (not once per old series).
+      ['buckets 30 -> 60', rules('500/30m, 2000/24h', '', 60), [30, 90]],
+      // The 30m rule keeps its series (it holds the messages already): the retired 24h series,
+      // written together with it, adds nothing.
+      ['the 24h window removed', rules('500/30m', '', 30), [29]],
+      ['the 30m window removed', rules('2000/24h', '', 30), [90]],
+      // A new 1h rule beside a 24h rule that stays: it counts what the retired 30m series holds
+      // (30), not what the 24h series holds (documented: a rule beside one that stays counts from
+      // the change on, plus what the retired series hold).
+      ['30m -> 1h', rules('500/1h, 2000/24h', '', 30), [30, 90]],
     ]
-    for (const [what, after] of changes) {
+    for (const [what, after, expected] of changes) {
       const a = account()
       for (let m = 0; m < sent; m++) a.send(before, T0 + 10 * MIN + m * MIN)
-      const [short] = a.totals(after, at)
-      // At 100:00 the 30-minute window starts at 70:30 (30-second buckets) or 71:00 (one-minute
-      // buckets): the 29 messages of minutes 71..99 lie in it. The left-over buckets that
-      // overlap it count whole, the 48-minute ones on top of the one-minute ones.
-      assert.ok(short !== undefined, what)
-      assert.ok(short >= 29, `${what}: ${short}`)
-      assert.ok(short <= 30 + sent, `${what}: ${short}`)
+      assert.deepEqual(a.totals(after, at), expected, what)
     }
+  })
+
+  it('counts every server of a rolling change once: two rule sets write the same account in turn', function () {
+    const a = account()
+    const oldSet = rules('100/30m', '', 30)
+    const newSet = rules('100/1h', '', 30)
+    for (let m = 0; m < 40; m++) a.send(m % 2 === 0 ? oldSet : newSet, T0 + m * 15_000)
+    // 40 messages in 10 minutes, half through each rule set: each sees all 40.
+    assert.deepEqual(a.totals(oldSet, T0 + 10 * MIN), [40])
+    assert.deepEqual(a.totals(newSet, T0 + 10 * MIN), [40])
   })
 
   it('keeps the fields bounded: the old bucket size is gone once it is out of every window', function () {
@@ -251,10 +267,10 @@ describe('a change of window or buckets', function () {
     for (let m = 0; m < 30; m++) a.send(before, T0 + m * MIN)
     const after = rules('30/30m', '100/30m', 10)
     for (let m = 30; m < 70; m++) a.send(after, T0 + m * MIN)
-    assert.ok(
-      [...a.fields.keys()].every((f) => f.startsWith('180000.')),
-      [...a.fields.keys()].join(' '),
+    assert.deepEqual(
+      [...a.fields.keys()].filter((f) => !f.startsWith('m180000x10') && !f.startsWith('r180000x10')),
+      ['s'],
     )
-    assert.ok(a.fields.size <= 2 * 10)
+    assert.ok(a.fields.size <= 2 * (10 + 3) + 1)
   })
 })

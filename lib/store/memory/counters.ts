@@ -1,9 +1,10 @@
 /**
- * The memory store's live counters: per account, the message and recipient counts in time
- * buckets and the recent evidence, in this process's memory only, dropped when they expire.
+ * The memory store's live counters: per account, the message and recipient counts (the hash of
+ * lib/store/series.ts, the same model the Redis store keeps) and the recent evidence, in this
+ * process's memory only, dropped when they expire.
  */
 import type { Rule } from '../../config'
-import { countersTtlMs, increments, staleFields, windowTotals } from '../buckets'
+import { addOf, count, countersTtlMs, seriesOf, settle, type CounterHash } from '../series'
 import {
   EVIDENCE_CAP,
   windowCount,
@@ -15,7 +16,7 @@ import {
 
 /** One account's counters. */
 export interface AccountCounters {
-  counts: Map<string, number>
+  counts: CounterHash
   evidence: MessageSummary[]
   expiresAt: number
   monitoredUntil: number
@@ -68,7 +69,7 @@ export function createCounters(): Counters {
   return {
     open(account: string, t: number): AccountCounters {
       sweep(t)
-      const a = live(account, t) ?? { counts: new Map<string, number>(), evidence: [], expiresAt: 0, monitoredUntil: 0 }
+      const a = live(account, t) ?? { counts: new Map<string, string>(), evidence: [], expiresAt: 0, monitoredUntil: 0 }
       accounts.set(account, a)
       return a
     },
@@ -87,11 +88,11 @@ export function createCounters(): Counters {
  * the message's summary as evidence (counted or not); the counters live on from `t`.
  */
 export function measure(a: AccountCounters, input: RecordInput, t: number): Measure {
-  for (const f of staleFields(a.counts.keys(), input.rules, t)) a.counts.delete(f)
-  const totals = windowTotals(a.counts, input.rules, t)
-  const adds = input.rules.map((r) => (r.kind === 'messages' ? 1 : input.recipients))
+  const totals = settle(a.counts, input.rules, t, seriesOf(input.rules).sig)
+  const adds = input.rules.map((r) => addOf(r, input.recipients))
   const overIndex = input.rules.findIndex((r, i) => (totals[i] ?? 0) + (adds[i] ?? 0) > r.max)
-  a.evidence = [input.summary, ...a.evidence].slice(0, EVIDENCE_CAP)
+  // Like the Redis store's ring: a summary the same as the newest is not kept twice.
+  if (!sameSummary(a.evidence[0], input.summary)) a.evidence = [input.summary, ...a.evidence].slice(0, EVIDENCE_CAP)
   a.expiresAt = t + countersTtlMs(input.rules)
   return { totals, adds, overIndex }
 }
@@ -102,7 +103,7 @@ export function measure(a: AccountCounters, input: RecordInput, t: number): Meas
  */
 export function add(a: AccountCounters, input: RecordInput, m: Measure, t: number): RecordResult {
   const { totals, adds, overIndex } = m
-  for (const [f, n] of increments(input.rules, input.recipients, t)) a.counts.set(f, (a.counts.get(f) ?? 0) + n)
+  count(a.counts, input.rules, input.recipients)
   input.rules.forEach((_, i) => (totals[i] = (totals[i] ?? 0) + (adds[i] ?? 0)))
   const counts = input.rules.map((r, i) => windowCount(r, totals[i] ?? 0))
   if (overIndex < 0) return { status: 'ok', counts, flipped: false, at: t }
@@ -112,4 +113,8 @@ export function add(a: AccountCounters, input: RecordInput, m: Measure, t: numbe
   if (!flipped) return { status: 'ok', counts, over, flipped, at: t }
   a.monitoredUntil = t + rule.bucketMs * rule.buckets
   return { status: 'ok', counts, over, flipped, at: t, evidence: [...a.evidence] }
+}
+
+function sameSummary(a: MessageSummary | undefined, b: MessageSummary): boolean {
+  return a !== undefined && JSON.stringify(a) === JSON.stringify(b)
 }

@@ -4,7 +4,7 @@
  * and shared with the CLI under a lock file (state-file.ts). This file composes them into a Store.
  */
 import type { Rule } from '../../config'
-import { windowTotals } from '../buckets'
+import { totalsAt } from '../series'
 import { randomId, tokenDigest } from '../../ids'
 import {
   windowCount,
@@ -92,7 +92,7 @@ function countingMethods(p: Parts): Pick<Store, 'record' | 'reset' | 'counts' | 
     async counts(account: string, rules: readonly Rule[]): Promise<WindowCount[]> {
       p.state.refresh()
       const t = p.now()
-      const totals = windowTotals(p.counters.live(account, t)?.counts ?? [], rules, t)
+      const totals = totalsAt(p.counters.live(account, t)?.counts ?? new Map<string, string>(), rules, t)
       return rules.map((r, i) => windowCount(r, totals[i] ?? 0))
     },
 

@@ -25,7 +25,7 @@ import {
   type WindowCount,
 } from '..'
 import { tokenDigest } from '../../ids'
-import { windowTotals } from '../buckets'
+import { evidenceOf, totalsAt } from '../series'
 
 export type { Logger } from './connection'
 export { durabilityRisks } from './connection'
@@ -81,7 +81,7 @@ function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'r
 
     async reset(account: string): Promise<void> {
       const k = accountKeys(account)
-      await redis.call('reset', (client) => client.del([k.counts, k.evidence, k.monitored]))
+      await redis.call('reset', (client) => client.del([k.counts, k.monitored]))
     },
 
     async counts(account: string, rules: readonly Rule[]): Promise<WindowCount[]> {
@@ -89,14 +89,13 @@ function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'r
       const [fields, time] = await redis.call('counts', (client) =>
         Promise.all([client.hGetAll(k.counts), client.time()]),
       )
-      const entries = Object.entries(fields as Record<string, string>).map(([f, v]): [string, number] => [f, Number(v)])
-      const totals = windowTotals(entries, rules, timeToMs(time))
+      const totals = totalsAt(new Map(Object.entries(fields as Record<string, string>)), rules, timeToMs(time))
       return rules.map((r, i) => windowCount(r, totals[i] ?? 0))
     },
 
     async evidence(account: string): Promise<MessageSummary[]> {
-      const rows = await redis.call('evidence', (client) => client.lRange(accountKeys(account).evidence, 0, -1))
-      return parseEvidence(`[${rows.join(',')}]`)
+      const fields = await redis.call('evidence', (client) => client.hGetAll(accountKeys(account).counts))
+      return parseEvidence(evidenceOf(new Map(Object.entries(fields as Record<string, string>))))
     },
   }
 }

@@ -10,6 +10,7 @@ import {
   type RecordResult,
 } from '../..'
 import { randomId, tokenDigest } from '../../../ids'
+import { addOf, MAX_SIGS, seriesId, seriesOf, summaryDigest } from '../../series'
 import { script, unexpectedReply, type ScriptCall } from './script'
 
 /** A string or integer reply item as text, `fallback` when it is missing; throws unexpectedReply otherwise. */
@@ -20,22 +21,26 @@ function text(item: unknown, fallback: string, reply: unknown): string {
 }
 
 const SOURCE = `
--- KEYS[1]  counts     hash: field "<bucketMs>.<index>.<m|r>" -> count
--- KEYS[2]  evidence   list of JSON message summaries, newest first
--- KEYS[3]  disabled   hash: the disable record (exists = disabled)
--- KEYS[4]  monitored  string with TTL: monitor mode already reported this window
+-- KEYS[1]  counts     hash: an account's counters and evidence (lib/store/series.ts, docs/store.md)
+-- KEYS[2]  disabled   hash: the disable record (exists = disabled)
+-- KEYS[3]  monitored  string with TTL: monitor mode already reported this window
 -- ARGV[1]  mode       enforce | monitor
--- ARGV[2]  rcpts      recipients of this message
--- ARGV[3]  summary    JSON summary of this message (evidence)
--- ARGV[4]  cap        how many summaries to keep
+-- ARGV[2]  summary    JSON summary of this message (evidence)
+-- ARGV[3]  digest     the summary's digest: the ring takes it only when it differs from the newest's
+-- ARGV[4]  cap        evidence ring size
 -- ARGV[5]  incident   id stored in the disable record if this call disables
 -- ARGV[6]  account    account name stored in the disable record
 -- ARGV[7]  rules      JSON description of the rules, stored in the disable record
 -- ARGV[8]  tokenHash  SHA-256 (hex) of the reactivation token, stored in the disable record
 --                     if this call disables (the token itself is never stored)
 -- ARGV[9]  tokenTtl   ms the token stays valid from now
--- ARGV[10] n          number of rules; then 4 values per rule:
---                     kind (m|r), max, bucketMs, buckets
+-- ARGV[10] list       the rules' series ids, space-separated (seriesList)
+-- ARGV[11] sig        the rule set's signature (seriesSig)
+-- ARGV[12] maxSigs    signatures a series keeps
+-- ARGV[13] ttl        ms the counters live (countersTtlMs)
+-- ARGV[14] m          number of series; then 4 values per series: id, bucketMs, buckets, and
+--                     what this message adds to it (1 or the recipients)
+-- ARGV[15 + 4m] n     number of rules; then 2 values per rule: its series (1-based), max
 -- Reply: { status, flipped, over, nowMs, total_1, ..., total_n }, and for "refused" also
 --        the evidence (JSON array) and the incident id; "disabled" is
 --        { "disabled", 0, 0, 0, by } (who disabled the account); an "ok" that flipped the
@@ -44,98 +49,248 @@ const SOURCE = `
 --            counted (totals exclude it) | "disabled" already disabled in enforce mode
 --   flipped  1 when this call set the disabled flag (enforce) or the monitored marker (monitor)
 --   over     1-based index of the first rule the message would exceed, 0 when none
+-- Cost: a hash that holds just the current rules' series (field "s" equals ARGV[10]) is read with
+-- one HMGET and written with one HSET, whatever the number of buckets; a new bucket costs one
+-- HMGET, one HDEL (the bucket that left the window) and one PEXPIRE when the next message comes. Otherwise (rules changed, a
+-- layout before 0.2) the whole hash is read once per message until the old series are gone.
 if redis.replicate_commands then pcall(redis.replicate_commands) end
+local C = KEYS[1]
 local mode = ARGV[1]
-if mode == 'enforce' and redis.call('EXISTS', KEYS[3]) == 1 then
-  return { 'disabled', 0, 0, 0, redis.call('HGET', KEYS[3], 'by') or '' }
+if mode == 'enforce' and redis.call('EXISTS', KEYS[2]) == 1 then
+  return { 'disabled', 0, 0, 0, redis.call('HGET', KEYS[2], 'by') or '' }
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local rcpts = tonumber(ARGV[2])
-local n = tonumber(ARGV[10])
-local rules, current, ttl = {}, {}, 0
-for i = 1, n do
-  local b = 10 + (i - 1) * 4
-  local r = { kind = ARGV[b + 1], max = tonumber(ARGV[b + 2]), bucket = tonumber(ARGV[b + 3]),
-              buckets = tonumber(ARGV[b + 4]), total = 0 }
-  r.cur = math.floor(now / r.bucket)
-  r.first = r.cur - r.buckets + 1
-  r.start = r.first * r.bucket
-  r.add = (r.kind == 'm') and 1 or rcpts
-  current[r.bucket .. '.' .. r.kind] = true
-  if r.bucket * (r.buckets + 1) > ttl then ttl = r.bucket * (r.buckets + 1) end
-  rules[i] = r
+local m = tonumber(ARGV[14])
+local order, want = {}, { 's', 'e', 'ed' }
+for j = 1, m do
+  local b = 14 + (j - 1) * 4
+  local s = { id = ARGV[b + 1], bucket = tonumber(ARGV[b + 2]), buckets = tonumber(ARGV[b + 3]),
+              add = tonumber(ARGV[b + 4]) }
+  s.cur = math.floor(now / s.bucket)
+  order[j] = s
+  want[#want + 1] = s.id
+  want[#want + 1] = s.id .. '@'
+  want[#want + 1] = s.id .. '.' .. (s.cur % s.buckets)
 end
--- A field "<b>.<i>.<k>" holds what was counted in [i*b, (i+1)*b). A rule sums its own bucket
--- size's fields from its first bucket on; a field of a size no current rule of its kind writes
--- (left over from an earlier configuration) counts toward each rule of its kind whose window it
--- overlaps at all. A field that counts toward no rule is deleted.
-local stale = {}
-local all = redis.call('HGETALL', KEYS[1])
-for j = 1, #all, 2 do
-  local f = all[j]
-  local bucket, idx, kind = string.match(f, '^(%d+)%.(%d+)%.(%a)$')
-  bucket, idx = tonumber(bucket), tonumber(idx)
-  local live = false
-  if bucket ~= nil then
-    local v = tonumber(all[j + 1]) or 0
-    local leftover = not current[bucket .. '.' .. kind]
-    for i = 1, n do
-      local r = rules[i]
-      -- Buckets ahead of now (after a clock step back) still count: an attacker gains nothing.
-      if r.kind == kind and ((r.bucket == bucket and idx >= r.first)
-          or (leftover and (idx + 1) * bucket > r.start)) then
-        r.total = r.total + v
-        live = true
+local n = tonumber(ARGV[15 + 4 * m])
+local head = redis.call('HMGET', C, unpack(want))
+local out = {}
+-- The key's TTL is renewed when a series moves to a new bucket (or on the general path): the key
+-- then outlives every message by at least the longest window.
+local renew = false
+-- Moves a series to the current bucket (never back), subtracting and deleting the buckets that left it.
+local function advance(s)
+  if s.cur <= s.last then return end
+  local f = {}
+  if s.cur - s.last >= s.buckets then
+    for k = 0, s.buckets - 1 do f[k + 1] = s.id .. '.' .. k end
+    s.total = 0
+  else
+    for idx = s.last + 1, s.cur do f[#f + 1] = s.id .. '.' .. (idx % s.buckets) end
+    local v = redis.call('HMGET', C, unpack(f))
+    for k = 1, #f do s.total = s.total - (tonumber(v[k]) or 0) end
+  end
+  redis.call('HDEL', C, unpack(f))
+  s.last = s.cur
+  s.slot = 0
+  renew = true
+  out[#out + 1] = s.id .. '@'
+  out[#out + 1] = s.last
+end
+local fast = head[1] == ARGV[10]
+for j = 1, m do
+  local s = order[j]
+  s.total, s.last = tonumber(head[1 + 3 * j]), tonumber(head[2 + 3 * j])
+  if not s.total or not s.last then fast = false end
+end
+if fast then
+  for j = 1, m do
+    local s = order[j]
+    if s.cur == s.last then s.slot = tonumber(head[3 + 3 * j]) or 0 end
+    advance(s)
+  end
+end
+local rules = {}
+for i = 1, n do
+  local b = 15 + 4 * m + (i - 1) * 2
+  rules[i] = { s = order[tonumber(ARGV[b + 1])], max = tonumber(ARGV[b + 2]), extra = 0 }
+end
+if not fast then
+  -- The general path (lib/store/series.ts settle): signatures, retired series, 0.1 buckets.
+  renew = true
+  local all = redis.call('HGETALL', C)
+  local h = {}
+  for j = 1, #all, 2 do h[all[j]] = all[j + 1] end
+  local function has(sigs, x) return string.find(',' .. sigs .. ',', ',' .. x .. ',', 1, true) ~= nil end
+  local function series(q)
+    q.total, q.last, q.sigs = tonumber(h[q.id]), tonumber(h[q.id .. '@']), h[q.id .. '!'] or ''
+    if not string.match(h[q.id] or '', '^%-?%d+$') or not string.match(h[q.id .. '@'] or '', '^%-?%d+$') then
+      return false
+    end
+    return true
+  end
+  local sig, maxSigs = ARGV[11], tonumber(ARGV[12])
+  for j = 1, m do
+    local s = order[j]
+    if not series(s) then s.last, s.total, s.sigs = s.cur, 0, '' end
+    s.slot = nil
+    advance(s)
+    if not has(s.sigs, sig) then
+      local kept = {}
+      for x in string.gmatch(s.sigs, '[^,]+') do kept[#kept + 1] = x end
+      kept[#kept + 1] = sig
+      while #kept > maxSigs do table.remove(kept, 1) end
+      s.sigs = table.concat(kept, ',')
+    end
+    out[#out + 1] = s.id .. '@'
+    out[#out + 1] = s.last
+    out[#out + 1] = s.id .. '!'
+    out[#out + 1] = s.sigs
+  end
+  for i = 1, n do
+    local r = rules[i]
+    r.kind = string.sub(r.s.id, 1, 1)
+    r.start = (math.floor(now / r.s.bucket) - r.s.buckets + 1) * r.s.bucket
+  end
+  local current = {}
+  for j = 1, m do current[order[j].id] = true end
+  local del, keep, retired = {}, { ARGV[10] }, {}
+  for id in string.gmatch(h['s'] or '', '%S+') do
+    local kind, bucket, buckets = string.match(id, '^([mr])(%d+)x(%d+)$')
+    local q = { id = id, kind = kind, bucket = tonumber(bucket), buckets = tonumber(buckets) }
+    if kind and not current[id] and series(q) then
+      local gone = math.floor(now / q.bucket) - q.last >= q.buckets
+      for i = 1, n do
+        if rules[i].kind == kind and (q.last + 1) * q.bucket > rules[i].start then gone = false end
+      end
+      if gone then
+        del[#del + 1] = id
+        del[#del + 1] = id .. '@'
+        del[#del + 1] = id .. '!'
+        for k = 0, q.buckets - 1 do del[#del + 1] = id .. '.' .. k end
+      else
+        keep[#keep + 1] = id
+        retired[#retired + 1] = q
       end
     end
   end
-  if not live then stale[#stale + 1] = f end
+  -- A retired series counts toward a rule of its kind unless it shares a rule set (signature)
+  -- with the rule's own series. Retired series that share one with each other count once: the
+  -- smallest count of those that reach back to the window's start, or else the largest.
+  for i = 1, n do
+    local r = rules[i]
+    local groups = {}
+    for _, q in ipairs(retired) do
+      local shared = false
+      for x in string.gmatch(q.sigs, '[^,]+') do if has(r.s.sigs, x) then shared = true end end
+      if q.kind == r.kind and not shared then
+        local v = 0
+        for k = 0, q.buckets - 1 do
+          local c = tonumber(h[q.id .. '.' .. k])
+          local idx = q.last - (((q.last % q.buckets) - k) % q.buckets)
+          if c and (idx + 1) * q.bucket > r.start then v = v + c end
+        end
+        local into = nil
+        for _, g in ipairs(groups) do
+          for x in string.gmatch(q.sigs, '[^,]+') do if has(g.sigs, x) then into = g end end
+        end
+        if not into then
+          into = { sigs = '', any = 0 }
+          groups[#groups + 1] = into
+        end
+        into.sigs = into.sigs .. ',' .. q.sigs
+        if v > into.any then into.any = v end
+        if (q.last - q.buckets + 1) * q.bucket <= r.start and (into.covering == nil or v < into.covering) then
+          into.covering = v
+        end
+      end
+    end
+    for _, g in ipairs(groups) do r.extra = r.extra + (g.covering or g.any) end
+  end
+  local legacy = false
+  for f, v in pairs(h) do
+    local bucket, idx, kind = string.match(f, '^(%d+)%.(%d+)%.([mr])$')
+    if bucket then
+      local live = false
+      for i = 1, n do
+        local r = rules[i]
+        if r.kind == kind and (tonumber(idx) + 1) * tonumber(bucket) > r.start then
+          r.extra = r.extra + (tonumber(v) or 0)
+          live = true
+        end
+      end
+      if live then legacy = true else del[#del + 1] = f end
+    end
+  end
+  if legacy then keep[#keep + 1] = '0' end
+  if #del > 0 then redis.call('HDEL', C, unpack(del)) end
+  out[#out + 1] = 's'
+  out[#out + 1] = table.concat(keep, ' ')
 end
-if #stale > 0 then redis.call('HDEL', KEYS[1], unpack(stale)) end
+-- The evidence ring: "e" is the newest slot, "ed" its summary's digest.
+local cap = tonumber(ARGV[4])
+local ep = tonumber(head[2])
+if head[3] ~= ARGV[3] or not ep then
+  ep = ep and (ep + 1) % cap or 0
+  out[#out + 1] = 'e'
+  out[#out + 1] = ep
+  out[#out + 1] = 'ed'
+  out[#out + 1] = ARGV[3]
+  out[#out + 1] = 'e' .. ep
+  out[#out + 1] = ARGV[2]
+end
 local over = 0
 for i = 1, n do
-  if rules[i].total + rules[i].add > rules[i].max then over = i break end
+  local r = rules[i]
+  r.total = r.s.total + r.extra
+  if over == 0 and r.total + r.s.add > r.max then over = i end
 end
-local function totals(reply)
-  for i = 1, n do reply[#reply + 1] = rules[i].total end
-  return reply
+local counted = over == 0 or mode ~= 'enforce'
+if counted then
+  for j = 1, m do
+    local s = order[j]
+    if s.add > 0 then
+      local slot = s.id .. '.' .. (s.last % s.buckets)
+      if s.slot == nil then s.slot = tonumber(redis.call('HGET', C, slot)) or 0 end
+      out[#out + 1] = slot
+      out[#out + 1] = s.slot + s.add
+      s.total = s.total + s.add
+    end
+  end
 end
-if ttl == 0 then ttl = 60000 end
-redis.call('LPUSH', KEYS[2], ARGV[3])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
-redis.call('PEXPIRE', KEYS[2], ttl)
-if over > 0 and mode == 'enforce' then
+for j = 1, m do
+  out[#out + 1] = order[j].id
+  out[#out + 1] = order[j].total
+end
+redis.call('HSET', C, unpack(out))
+if renew then redis.call('PEXPIRE', C, tonumber(ARGV[13])) end
+local reply = { counted and 'ok' or 'refused', 0, over, now }
+for i = 1, n do reply[4 + i] = rules[i].total + (counted and rules[i].s.add or 0) end
+-- The ring newest first, as a JSON array.
+local function evidence()
+  local f = {}
+  for k = 0, cap - 1 do f[k + 1] = 'e' .. ((ep - k) % cap) end
+  local rows, kept = redis.call('HMGET', C, unpack(f)), {}
+  for k = 1, cap do if rows[k] then kept[#kept + 1] = rows[k] end end
+  return '[' .. table.concat(kept, ',') .. ']'
+end
+if not counted then
   local csv = {}
   for i = 1, n do csv[i] = tostring(rules[i].total) end
-  redis.call('HSET', KEYS[3], 'account', ARGV[6], 'by', 'limit', 'reason', 'limit', 'at', now,
+  local ev = evidence()
+  redis.call('HSET', KEYS[2], 'account', ARGV[6], 'by', 'limit', 'reason', 'limit', 'at', now,
     'incident', ARGV[5], 'rules', ARGV[7], 'over', over, 'totals', table.concat(csv, ','),
-    'token_sha256', ARGV[8], 'token_expires', now + tonumber(ARGV[9]),
-    'evidence', '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']')
-  local reply = totals({ 'refused', 1, over, now })
-  reply[#reply + 1] = redis.call('HGET', KEYS[3], 'evidence')
+    'token_sha256', ARGV[8], 'token_expires', now + tonumber(ARGV[9]), 'evidence', ev)
+  reply[2] = 1
+  reply[#reply + 1] = ev
   reply[#reply + 1] = ARGV[5]
-  return reply
-end
-local seen = {}
-for i = 1, n do
-  local r = rules[i]
-  local f = r.bucket .. '.' .. r.cur .. '.' .. r.kind
-  if not seen[f] and r.add > 0 then
-    redis.call('HINCRBY', KEYS[1], f, r.add)
-    seen[f] = true
+elseif over > 0 then
+  local r = rules[over]
+  if redis.call('SET', KEYS[3], now, 'PX', r.s.bucket * r.s.buckets, 'NX') then
+    reply[2] = 1
+    reply[#reply + 1] = evidence()
   end
-  r.total = r.total + r.add
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-local flipped = 0
-if over > 0 then
-  local window = rules[over].bucket * rules[over].buckets
-  if redis.call('SET', KEYS[4], now, 'PX', window, 'NX') then flipped = 1 end
-end
-local reply = totals({ 'ok', flipped, over, now })
-if flipped == 1 then
-  reply[#reply + 1] = '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']'
 end
 return reply
 `
@@ -150,21 +305,29 @@ export const RECORD = {
   /** KEYS and ARGV for `input` (a fresh incident id; the token's digest, never the token). */
   encode(input: RecordInput): ScriptCall {
     const k = accountKeys(input.account)
+    const summary = JSON.stringify(input.summary)
+    const named = seriesOf(input.rules)
     const args = [
       input.mode,
-      String(input.recipients),
-      JSON.stringify(input.summary),
+      summary,
+      summaryDigest(summary),
       String(EVIDENCE_CAP),
       randomId(),
       input.account,
       describeRules(input.rules),
       tokenDigest(input.token),
       String(input.tokenTtlMs),
-      String(input.rules.length),
+      named.list,
+      named.sig,
+      String(MAX_SIGS),
+      String(named.ttlMs),
+      String(named.series.length),
     ]
-    for (const r of input.rules)
-      args.push(r.kind === 'messages' ? 'm' : 'r', String(r.max), String(r.bucketMs), String(r.buckets))
-    return { keys: [k.counts, k.evidence, k.disabled, k.monitored], args }
+    for (const r of named.series)
+      args.push(seriesId(r), String(r.bucketMs), String(r.buckets), String(addOf(r, input.recipients)))
+    args.push(String(input.rules.length))
+    input.rules.forEach((r, i) => args.push(String((named.seriesOfRule[i] ?? 0) + 1), String(r.max)))
+    return { keys: [k.counts, k.disabled, k.monitored], args }
   },
 
   /** The RecordResult for `reply` to `input`; throws StoreError (failure 'reply') when it is not an array of 4 or more. */
