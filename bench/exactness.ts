@@ -44,8 +44,7 @@ export async function exactness(env: BenchEnv): Promise<{ result: ExactnessResul
   for (const account of env.exactAccounts) {
     const mark = withPlugin.logMark()
     const r = await trial(withPlugin.port, account, o.exactSessions)
-    const rec = await env.redis.command(['HGETALL', env.dist.accountKeys(account).disabled])
-    const disabled = Array.isArray(rec) && rec.length > 0
+    const disabled = (await env.redis.command(['EXISTS', env.dist.accountKeys(account).disabled])) === 1
     await new Promise((resolve) => setTimeout(resolve, 200)) // the incident's log line
     const log = withPlugin.log().slice(mark)
     const incidents = (log.match(new RegExp(`ACCOUNT DISABLED "${escapeRegExp(account)}"`, 'g')) ?? []).length
