@@ -1,10 +1,10 @@
-// A/B measurement: load against one side, wait until the sink has every message, and read the
-// CPU time of each process around both; then pool rounds of one side.
+// Interleaved measurement: load against one side, wait until the sink has every message, and
+// read the CPU time of each process around both; then pool rounds of one side.
 
 import * as os from 'node:os'
-import type { BenchEnv, Side } from './env'
+import { SIDE_NAMES, type BenchEnv, type Side, type SideName } from './env'
 import { load, type LoadOptions, type LoadResult } from './load'
-import { parseCommandstats, type CommandStats } from './redis-stats'
+import { addStats, parseCommandstats, type CommandStats } from './redis-stats'
 import type { CpuPerMessage, CpuSeconds, Pooled } from './result'
 import { latency, machineBusy, procCpu, selfCpu } from './stats'
 
@@ -14,21 +14,21 @@ export interface Measured extends LoadResult {
   readonly cpu: CpuSeconds
   /** Load plus drain, seconds. */
   readonly wall: number
-  /** INFO commandstats of the round, with the plugin only. */
+  /** INFO commandstats of the round, for a side that uses Redis. */
   readonly stats: CommandStats | null
 }
 
-/** The A B B A A B ... order of `rounds` pairs. */
-export function interleaved(rounds: number): ('A' | 'B')[] {
-  const order: ('A' | 'B')[] = []
-  for (let i = 0; i < rounds; i++) order.push(...(i % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const)))
+/** `rounds` groups of one round per side, every other group reversed: A B C C B A A B C ... */
+export function interleaved(rounds: number, sides: readonly SideName[] = SIDE_NAMES): SideName[] {
+  const order: SideName[] = []
+  for (let i = 0; i < rounds; i++) order.push(...(i % 2 === 0 ? sides : [...sides].reverse()))
   return order
 }
 
 export async function measure(env: BenchEnv, side: Side, loadOptions: Omit<LoadOptions, 'port'>): Promise<Measured> {
   const { redis, sink } = env
   const sink0 = await sink.count()
-  if (side.plugin) await redis.command(['CONFIG', 'RESETSTAT'])
+  if (side.usesRedis) await redis.command(['CONFIG', 'RESETSTAT'])
   const sample = () => ({
     haraka: procCpu(side.haraka.pid),
     redis: procCpu(redis.pid),
@@ -53,8 +53,8 @@ export async function measure(env: BenchEnv, side: Side, loadOptions: Omit<LoadO
     bench: c1.bench - c0.bench,
   }
   const machine = c1.machine - c0.machine
-  const stats = side.plugin ? parseCommandstats(await redis.command(['INFO', 'commandstats'])) : null
-  if (!side.haraka.alive()) throw new Error(`Haraka ${side.name} the plugin died:\n${side.haraka.log().slice(-3000)}`)
+  const stats = side.usesRedis ? parseCommandstats(await redis.command(['INFO', 'commandstats'])) : null
+  if (!side.haraka.alive()) throw new Error(`Haraka ${side.name} died:\n${side.haraka.log().slice(-3000)}`)
   return {
     ...r,
     undelivered: Math.max(0, r.sent - delivered),
@@ -69,6 +69,8 @@ const sum = (list: readonly Measured[], f: (r: Measured) => number): number => l
 /** Rounds of one side pooled. */
 export function pool(list: readonly Measured[]): Pooled {
   const sent = sum(list, (r) => r.sent)
+  const commandStats: CommandStats = {}
+  for (const r of list) if (r.stats) addStats(commandStats, r.stats)
   const cpu: CpuSeconds = {
     haraka: sum(list, (r) => r.cpu.haraka),
     redis: sum(list, (r) => r.cpu.redis),
@@ -96,5 +98,6 @@ export function pool(list: readonly Measured[]): Pooled {
     cpu,
     cpuPerMessageUs,
     foreignShare: cpu.foreign / sum(list, (r) => r.wall) / os.cpus().length,
+    commandStats,
   }
 }

@@ -1,5 +1,7 @@
-// The bench's set-up: one redis-server, the sink child, and two Haraka instances identical but
-// for hijack-guard (limits never reached, except for the exactness accounts).
+// The bench's set-up: one redis-server, the sink child, and three Haraka instances identical but
+// for their rate limiting: `without` any, `limit` (haraka-plugin-limit's [rate_rcpt_sender], the
+// devDependency's version installed from npm as an operator does, on the same redis-server) and
+// `with` hijack-guard (limits never reached, except for the exactness accounts).
 
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -12,18 +14,31 @@ import { parseInfo } from './redis-stats'
 import type { Machine } from './result'
 import { startSinkChild, type SinkChild } from './sink'
 
+/** The three sides, in the order of the interleaving (A B C C B A ...). */
+export const SIDE_NAMES = ['without', 'limit', 'with'] as const
+export type SideName = (typeof SIDE_NAMES)[number]
+
+/** How the report names each side. */
+export const SIDE_LABELS: Readonly<Record<SideName, string>> = {
+  without: 'without (bare Haraka)',
+  limit: 'limit (haraka-plugin-limit)',
+  with: 'with hijack-guard',
+}
+
 export interface Side {
-  readonly name: 'with' | 'without'
+  readonly name: SideName
   readonly haraka: HarakaInstance
-  readonly plugin: boolean
+  /** Whether its Haraka talks to the bench's redis-server. */
+  readonly usesRedis: boolean
 }
 
 export interface BenchEnv {
   readonly options: BenchOptions
   readonly redis: RedisServer
   readonly sink: SinkChild
-  /** A: with the plugin, B: without. */
-  readonly sides: { readonly A: Side; readonly B: Side }
+  readonly sides: Readonly<Record<SideName, Side>>
+  /** haraka-plugin-limit's version (the devDependency's). */
+  readonly limitVersion: string
   /** The logins of the load. */
   readonly accounts: readonly string[]
   /** The logins of the exactness trials, each with messages = exactLimit/1m. */
@@ -32,12 +47,24 @@ export interface BenchEnv {
   readonly machine: Machine
 }
 
-function harakaVersion(): string {
-  const pj: unknown = JSON.parse(
-    fs.readFileSync(path.join(REPO_ROOT, 'node_modules', 'Haraka', 'package.json'), 'utf8'),
-  )
+/** The version of a package installed in the repository's node_modules. */
+function installedVersion(name: string): string {
+  const pj: unknown = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8'))
   const version = typeof pj === 'object' && pj !== null ? (pj as { version?: unknown }).version : undefined
   return typeof version === 'string' ? version : '?'
+}
+
+/**
+ * haraka-plugin-limit counting recipients per envelope sender at a limit never reached, on
+ * `redisPort` (config/redis.ini, which it reads through haraka-plugin-redis; its own database).
+ * Haraka's shared `redis` plugin is not listed: with it, Haraka publishes every connection result
+ * to Redis (results.ini redis_publish), a cost of that plugin on every side, not of the limit.
+ */
+function limitConfig(redisPort: number): Record<string, string> {
+  return {
+    'redis.ini': ['[server]', 'host=127.0.0.1', `port=${redisPort}`, ''].join('\n'),
+    'limit.ini': ['[rate_rcpt_sender]', 'enabled=true', 'default=100000000/30m', ''].join('\n'),
+  }
 }
 
 export async function setUp(o: BenchOptions): Promise<BenchEnv> {
@@ -64,10 +91,17 @@ export async function setUp(o: BenchOptions): Promise<BenchEnv> {
     ...exactAccounts.flatMap((a) => [`[account:${a}]`, `messages = ${o.exactLimit}/1m`]),
     '',
   ].join('\n')
+  const limitVersion = installedVersion('haraka-plugin-limit')
   const withPlugin = await createHaraka({ ...common, pluginIni })
   const without = await createHaraka({ ...common, plugin: false })
-  await withPlugin.start()
-  await without.start()
+  const limit = await createHaraka({
+    ...common,
+    plugin: false,
+    packages: [`haraka-plugin-limit@${limitVersion}`],
+    extraPlugins: ['limit'],
+    config: limitConfig(redis.port),
+  })
+  for (const h of [without, limit, withPlugin]) await h.start()
   const dist = await loadDist()
   const cpus = os.cpus()
   return {
@@ -75,9 +109,11 @@ export async function setUp(o: BenchOptions): Promise<BenchEnv> {
     redis,
     sink,
     sides: {
-      A: { name: 'with', haraka: withPlugin, plugin: true },
-      B: { name: 'without', haraka: without, plugin: false },
+      without: { name: 'without', haraka: without, usesRedis: false },
+      limit: { name: 'limit', haraka: limit, usesRedis: true },
+      with: { name: 'with', haraka: withPlugin, usesRedis: true },
     },
+    limitVersion,
     accounts,
     exactAccounts,
     dist,
@@ -88,7 +124,7 @@ export async function setUp(o: BenchOptions): Promise<BenchEnv> {
       memoryGiB: os.totalmem() / 2 ** 30,
       loadAverage: os.loadavg(),
       node: process.version,
-      haraka: harakaVersion(),
+      haraka: installedVersion('Haraka'),
       harakaNodes: 0,
       harakaLogLevel: o.logLevel,
       redis: redisInfo.redis_version ?? '?',

@@ -1,4 +1,4 @@
-// Section 4: exactness under load: parallel SMTP sessions of one account (support's nodemailer
+// Section 5: exactness under load: parallel SMTP sessions of one account (support's nodemailer
 // client) against a small limit; the plugin must accept exactly the limit.
 
 import { escapeRegExp, openSession, type Session } from '../support'
@@ -37,15 +37,14 @@ async function trial(port: number, account: string, sessions: number) {
 
 export async function exactness(env: BenchEnv): Promise<{ result: ExactnessResult; targets: Target[] }> {
   const o = env.options
-  const withPlugin = env.sides.A.haraka
+  const withPlugin = env.sides.with.haraka
   say()
-  say(`4. exactness: ${o.exactSessions} parallel sessions of one account against messages = ${o.exactLimit}/1m`)
+  say(`5. exactness: ${o.exactSessions} parallel sessions of one account against messages = ${o.exactLimit}/1m`)
   const trials: ExactTrial[] = []
   for (const account of env.exactAccounts) {
     const mark = withPlugin.logMark()
     const r = await trial(withPlugin.port, account, o.exactSessions)
-    const rec = await env.redis.command(['HGETALL', env.dist.accountKeys(account).disabled])
-    const disabled = Array.isArray(rec) && rec.length > 0
+    const disabled = (await env.redis.command(['EXISTS', env.dist.accountKeys(account).disabled])) === 1
     await new Promise((resolve) => setTimeout(resolve, 200)) // the incident's log line
     const log = withPlugin.log().slice(mark)
     const incidents = (log.match(new RegExp(`ACCOUNT DISABLED "${escapeRegExp(account)}"`, 'g')) ?? []).length
@@ -56,13 +55,18 @@ export async function exactness(env: BenchEnv): Promise<{ result: ExactnessResul
   }
   const ok = trials.every((r) => r.accepted === o.exactLimit)
   const accepted = trials.map((r) => r.accepted)
+  // the trial farthest from the limit
+  const worst = accepted.reduce(
+    (a, b) => (Math.abs(b - o.exactLimit) > Math.abs(a - o.exactLimit) ? b : a),
+    o.exactLimit,
+  )
   const targets = [
     target(
       ok,
-      'accepted count == limit under parallel sessions',
-      Math.min(...accepted),
-      `${accepted.join(', ')} accepted, limit ${o.exactLimit}`,
+      'exactness: parallel sessions against a limit accept exactly the limit',
+      worst,
+      `${accepted.join(', ')} accepted, limit ${o.exactLimit} (${o.exactSessions} sessions)`,
     ),
   ]
-  return { result: { sessions: o.exactSessions, limit: o.exactLimit, trials, ok }, targets }
+  return { result: { sessions: o.exactSessions, limit: o.exactLimit, accepted: worst, trials, ok }, targets }
 }

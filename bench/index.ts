@@ -1,12 +1,14 @@
-// npm run bench: what hijack-guard costs a real Haraka.
+// npm run bench: what hijack-guard costs a real Haraka, next to haraka-plugin-limit.
 //
-// Everything runs on 127.0.0.1 with support/: the packed plugin installed into fresh Haraka
-// instances, a real redis-server, a loopback sink (in a child process of this one) standing in
+// Everything runs on 127.0.0.1 with support/: three fresh Haraka instances (bare; with
+// haraka-plugin-limit counting recipients per sender; with the packed hijack-guard), a real
+// redis-server both plugins share, a loopback sink (in a child process of this one) standing in
 // for the outside world, and a small SMTP client in this process that speaks AUTH PLAIN.
 //
-//   npm run bench                   full run (about 4 minutes)
-//   npm run bench -- --quick        tiny configuration, a smoke test (well under a minute)
-//   npm run -s bench -- --json      the result (bench/result.ts) as JSON on stdout, the report on stderr
+//   npm run bench                          full run (about 8 minutes)
+//   npm run bench -- --quick               tiny configuration, a smoke test (about a minute)
+//   npm run bench -- --json FILE           also write the result (bench/result.ts) as JSON to FILE
+//   npm run -s bench -- --json             the JSON on stdout, the report on stderr
 //
 // Options (bench/options.ts): --rounds N (measured throughput rounds per side), --round-seconds S,
 // --warmup-seconds S, --sessions N, --per-session N (messages per SMTP session), --single N
@@ -14,15 +16,19 @@
 // (Haraka's log level, default info).
 //
 // One module per measured scenario: throughput.ts and single-session.ts (section 1),
-// redis-cost.ts (2), memory.ts (3), exactness.ts (4).
+// redis-cost.ts (2), busy.ts (3), memory.ts (4), exactness.ts (5); figures.ts gathers the
+// headline figures of each side.
 //
 // Exit code: 0 when the benchmark ran (a missed target is reported, not an error), 1 when it
 // could not run.
 
+import * as fs from 'node:fs'
 import * as os from 'node:os'
 import { stopAll } from '../support'
-import { setUp } from './env'
+import { busy } from './busy'
+import { SIDE_LABELS, SIDE_NAMES, setUp } from './env'
 import { exactness } from './exactness'
+import { reportSides, sideFigures } from './figures'
 import { MESSAGE_SIZE } from './load'
 import { memory } from './memory'
 import { parseOptions } from './options'
@@ -30,11 +36,11 @@ import { redisCost } from './redis-cost'
 import { f0, f1, f2, reportTo, say } from './report'
 import type { BenchResult } from './result'
 import { singleSession } from './single-session'
-import { loadLatencyTarget, throughput } from './throughput'
+import { throughput } from './throughput'
 
 async function main(): Promise<BenchResult> {
   const o = parseOptions(process.argv.slice(2))
-  if (o.json) reportTo(process.stderr)
+  if (o.json === '-') reportTo(process.stderr)
   const started = Date.now()
   const env = await setUp(o)
   const m = env.machine
@@ -46,28 +52,32 @@ async function main(): Promise<BenchResult> {
   say(
     `  node ${m.node}; Haraka ${m.haraka} (nodes=${m.harakaNodes}, one process, log level ${o.logLevel}); redis ${m.redis}`,
   )
+  say(`  three Haraka instances: ${SIDE_NAMES.map((k) => SIDE_LABELS[k]).join('; ')}`)
+  say(`  haraka-plugin-limit ${env.limitVersion}: [rate_rcpt_sender] default = 100000000/30m (never reached);`)
+  say('  hijack-guard: store = redis, messages = recipients = 100000000/30m (never reached); one redis-server for both')
   say('  all traffic on 127.0.0.1. On the same cores: the load generator (this process), the sink (a child')
   say('  process standing in for the outside world: its CPU is shown below), redis-server, and Haraka.')
   say(
-    `  store = redis, limits never reached (messages = 100000000/30m), ${o.smtpAccounts} accounts, ${MESSAGE_SIZE} B messages,`,
+    `  load: ${o.smtpAccounts} accounts, ${MESSAGE_SIZE} B messages, 1 recipient, ${o.sessions} parallel sessions of ${o.perSession} messages`,
   )
-  say(
-    `  1 recipient, ${o.sessions} parallel sessions of ${o.perSession} messages each (AUTH PLAIN, then MAIL FROM/RCPT/DATA).`,
-  )
+  say('  each (AUTH PLAIN, then MAIL FROM/RCPT/DATA).')
 
   const t = await throughput(env)
   const single = await singleSession(env)
-  const redis = await redisCost(env, t.rounds, t.result.with)
+  const redis = await redisCost(env, { limit: t.result.sides.limit, with: t.result.sides.with })
+  const busyResult = await busy(env)
   const mem = await memory(env)
   const exact = await exactness(env)
   const targets = [
     ...t.targets,
     ...single.targets,
-    loadLatencyTarget(t.result, o.sessions),
     ...redis.targets,
+    ...busyResult.targets,
     ...mem.targets,
     ...exact.targets,
   ]
+  const sides = sideFigures(t.result, single.result, redis.result, busyResult.result)
+  reportSides(sides)
 
   say()
   say('targets')
@@ -79,9 +89,12 @@ async function main(): Promise<BenchResult> {
   return {
     options: o,
     machine: m,
+    limitVersion: env.limitVersion,
+    sides,
     throughput: t.result,
     single: single.result,
     redis: redis.result,
+    busy: busyResult.result,
     memory: mem.result,
     exactness: exact.result,
     targets,
@@ -109,9 +122,9 @@ async function finish(code: number): Promise<void> {
 main().then(
   async (result) => {
     // stdout may be a pipe, written asynchronously: exit only once the result is out
-    if (result.options.json) {
-      await new Promise((resolve) => process.stdout.write(`${JSON.stringify(result, null, 2)}\n`, resolve))
-    }
+    const json = `${JSON.stringify(result, null, 2)}\n`
+    if (result.options.json === '-') await new Promise((resolve) => process.stdout.write(json, resolve))
+    else if (result.options.json) fs.writeFileSync(result.options.json, json)
     return finish(0)
   },
   (err: unknown) => {

@@ -16,6 +16,7 @@ export interface BenchOptions {
   readonly perSession: number
   /** Messages per single-session round. */
   readonly single: number
+  /** Single-session rounds per side. */
   readonly singleRounds: number
   /** auth/flat_file accounts the load logs in as. */
   readonly smtpAccounts: number
@@ -23,7 +24,11 @@ export interface BenchOptions {
   readonly accounts: number
   /** Accounts of the memory section's busy scenarios. */
   readonly busyAccounts: number
-  /** Messages of the MONITOR run, several per session. */
+  /** Accounts recording in parallel in the busy-account Redis CPU measurement. */
+  readonly busyCpuAccounts: number
+  /** Seconds of that measurement, after one window of filling, per configuration. */
+  readonly busyCpuSeconds: number
+  /** Messages of the MONITOR run in sessions of MONITOR_PER_SESSION messages. */
   readonly monitorMessages: number
   /** Messages (= sessions) of the MONITOR run, one per session. */
   readonly monitorSessions: number
@@ -35,26 +40,31 @@ export interface BenchOptions {
   readonly idleCalls: number
   /** Haraka's log level. */
   readonly logLevel: string
-  /** Print the result as JSON on stdout (the report goes to stderr). */
-  readonly json: boolean
+  /** Where the JSON result goes: a file, or '-' for stdout (the report then goes to stderr). */
+  readonly json?: string
 }
 
-export const USAGE = `usage: npm run bench -- [--quick] [--json] [--rounds N] [--round-seconds S] [--warmup-seconds S]
+/** Messages per session of the round-trip target's MONITOR run. */
+export const MONITOR_PER_SESSION = 20
+
+export const USAGE = `usage: npm run bench -- [--quick] [--json [FILE]] [--rounds N] [--round-seconds S] [--warmup-seconds S]
        [--sessions N] [--per-session N] [--single N] [--accounts N] [--log-level LEVEL]`
 
 const FULL: Omit<BenchOptions, 'logLevel' | 'json'> = {
   quick: false,
   warmupSeconds: 25,
-  rounds: 10,
+  rounds: 8,
   roundSeconds: 6,
   sessions: 10,
   perSession: 10,
   single: 1500,
-  singleRounds: 2,
+  singleRounds: 4,
   smtpAccounts: 1000,
   accounts: 10000,
-  busyAccounts: 1000,
-  monitorMessages: 500,
+  busyAccounts: 500,
+  busyCpuAccounts: 4,
+  busyCpuSeconds: 10,
+  monitorMessages: 400,
   monitorSessions: 300,
   exactSessions: 30,
   exactLimit: 200,
@@ -64,22 +74,24 @@ const FULL: Omit<BenchOptions, 'logLevel' | 'json'> = {
 
 const QUICK: typeof FULL = {
   quick: true,
-  warmupSeconds: 4,
+  warmupSeconds: 3,
   rounds: 2,
-  roundSeconds: 2.5,
+  roundSeconds: 2,
   sessions: 10,
   perSession: 10,
-  single: 150,
+  single: 100,
   singleRounds: 2,
   smtpAccounts: 200,
   accounts: 1000,
-  busyAccounts: 50,
+  busyAccounts: 100,
+  busyCpuAccounts: 2,
+  busyCpuSeconds: 1.5,
   monitorMessages: 100,
-  monitorSessions: 50,
+  monitorSessions: 40,
   exactSessions: 10,
   exactLimit: 50,
   exactTrials: 1,
-  idleCalls: 500,
+  idleCalls: 300,
 }
 
 function positive(name: string, value: string | undefined, integer: boolean): number | undefined {
@@ -89,17 +101,25 @@ function positive(name: string, value: string | undefined, integer: boolean): nu
   return integer ? Math.round(v) : v
 }
 
+/** `--json` without a value (last, or followed by another option) means stdout: `--json -`. */
+function jsonDefault(args: readonly string[]): string[] {
+  return args.flatMap((a, i) => {
+    const next = args[i + 1]
+    return a === '--json' && (next === undefined || next.startsWith('--')) ? ['--json', '-'] : [a]
+  })
+}
+
 /** The options of `args` (process.argv without node and the script); throws on an unknown or bad one. */
 export function parseOptions(args: readonly string[]): BenchOptions {
   let values
   try {
     ;({ values } = parseArgs({
-      args: [...args],
+      args: jsonDefault(args),
       strict: true,
       allowPositionals: false,
       options: {
         quick: { type: 'boolean' },
-        json: { type: 'boolean' },
+        json: { type: 'string' },
         rounds: { type: 'string' },
         'round-seconds': { type: 'string' },
         'warmup-seconds': { type: 'string' },
@@ -124,6 +144,6 @@ export function parseOptions(args: readonly string[]): BenchOptions {
     single: positive('single', values.single, true) ?? base.single,
     accounts: positive('accounts', values.accounts, true) ?? base.accounts,
     logLevel: values['log-level'] ?? 'info',
-    json: values.json === true,
+    ...(values.json === undefined ? {} : { json: values.json }),
   }
 }

@@ -1,124 +1,154 @@
-// Section 2: Redis per message with the plugin: commands and their time (INFO commandstats over
-// the throughput rounds), round trips (MONITOR, two session shapes), redis CPU, and the store's
-// two mail-path calls timed alone.
+// Section 2: Redis per message of haraka-plugin-limit and hijack-guard under load: commands and
+// their time (INFO commandstats over the throughput rounds), redis-server CPU, round trips (MONITOR,
+// sessions of MONITOR_PER_SESSION messages and of one message), and hijack-guard's two mail-path
+// store calls timed alone.
 
 import type { RedisServer } from '../support'
-import type { Measured } from './ab'
 import { quietLog, type Dist } from './dist'
-import type { BenchEnv } from './env'
+import { SIDE_LABELS, type BenchEnv } from './env'
 import { load } from './load'
-import { addStats, monitorRedis, parseCommandstats, type CommandStats } from './redis-stats'
+import { MONITOR_PER_SESSION } from './options'
+import { addStats, monitorRedis, parseCommandstats, type CommandStats, type Monitor } from './redis-stats'
 import { f1, f2, f3, say, table, target } from './report'
-import type { CommandRow, Pooled, RedisCostResult, SessionShape, StoreCallCost, Target } from './result'
+import type { CommandRow, Pooled, RedisCostResult, SessionShape, SideRedisCost, StoreCallCost, Target } from './result'
 import { latency, procCpu } from './stats'
 import { summaryFor } from './summaries'
 
-export async function redisCost(
+/** The round-trip targets: one per message plus one per session of MONITOR_PER_SESSION; 2 for one-message sessions. */
+export const MAX_TRIPS_PER_MESSAGE = 1 + 1 / MONITOR_PER_SESSION
+export const MAX_TRIPS_SINGLE = 2
+
+/** Commands Haraka's client(s) sent, counted with MONITOR, while `total` messages go through `port`. */
+async function shapeOf(
   env: BenchEnv,
-  rounds: readonly Measured[],
-  A: Pooled,
-): Promise<{ result: RedisCostResult; targets: Target[] }> {
-  const o = env.options
-  const withPlugin = env.sides.A.haraka
-  say()
-  say('2. Redis per message (with the plugin)')
-  const totals: CommandStats = {}
-  for (const r of rounds) if (r.stats) addStats(totals, r.stats)
-  const mon = await monitorRedis(env.redis.port)
-  const shapes: SessionShape[] = []
-  const runs = [
-    [`${o.perSession} messages per session`, o.perSession, o.monitorMessages],
-    ['1 message per session', 1, o.monitorSessions],
-  ] as const
-  for (const [label, perSession, total] of runs) {
-    mon.reset()
-    const r = await load({
-      accounts: env.accounts,
-      sessions: o.sessions,
-      perSession,
-      maxMessages: total,
-      port: withPlugin.port,
-    })
-    await new Promise((resolve) => setTimeout(resolve, 300)) // the last MONITOR lines
-    const client = { ...mon.counts.client }
-    const script = { ...mon.counts.script }
-    const trips = Object.values(client).reduce((a, b) => a + b, 0)
-    shapes.push({
-      label,
-      perSession,
-      sent: r.sent,
-      sessions: r.sessions,
-      client,
-      script,
-      trips,
-      tripsPerMessage: trips / r.sent,
-      errors: r.errors,
-    })
+  mon: Monitor,
+  port: number,
+  label: string,
+  perSession: number,
+  total: number,
+): Promise<SessionShape> {
+  mon.reset()
+  const r = await load({ accounts: env.accounts, sessions: env.options.sessions, perSession, maxMessages: total, port })
+  await new Promise((resolve) => setTimeout(resolve, 300)) // the last MONITOR lines
+  // nothing else talks to this redis-server meanwhile: every client command is Haraka's
+  const client = { ...mon.counts.client }
+  const script = { ...mon.counts.script }
+  const trips = Object.values(client).reduce((a, b) => a + b, 0)
+  return {
+    label,
+    perSession,
+    sent: r.sent,
+    sessions: r.sessions,
+    client,
+    script,
+    trips,
+    tripsPerMessage: trips / r.sent,
+    errors: r.errors,
   }
-  mon.stop()
+}
+
+/** One side's Redis figures: commandstats of its throughput rounds, and two MONITOR runs. */
+async function sideCost(env: BenchEnv, mon: Monitor, name: 'limit' | 'with', pooled: Pooled): Promise<SideRedisCost> {
+  const o = env.options
+  const port = env.sides[name].haraka.port
+  const shapes = [
+    await shapeOf(
+      env,
+      mon,
+      port,
+      `${MONITOR_PER_SESSION} messages per session`,
+      MONITOR_PER_SESSION,
+      o.monitorMessages,
+    ),
+    await shapeOf(env, mon, port, '1 message per session', 1, o.monitorSessions),
+  ]
   // trips = a * messages + b * sessions, from the two shapes
   const [s1, s2] = shapes as [SessionShape, SessionShape]
   const det = s1.sent * s2.sessions - s2.sent * s1.sessions
-  const roundTripsPerMessage = det ? (s1.trips * s2.sessions - s2.trips * s1.sessions) / det : NaN
-  const roundTripsPerSession = (s1.trips - roundTripsPerMessage * s1.sent) / s1.sessions
-  say(
-    `  INFO commandstats after CONFIG RESETSTAT, summed over the ${rounds.length} throughput rounds with the plugin (${A.sent} messages,`,
-  )
-  say(
-    `  ${f1(A.sent / A.sessions)} messages per session); "from Haraka" / "inside the script" split by MONITOR in a separate run:`,
-  )
+  const perMessage = det ? (s1.trips * s2.sessions - s2.trips * s1.sessions) / det : NaN
+  const perSession = (s1.trips - perMessage * s1.sent) / s1.sessions
+  const sent = pooled.sent
+  const totals = pooled.commandStats
   const commands: CommandRow[] = Object.entries(totals)
     .sort(([, x], [, y]) => y.calls - x.calls)
     .map(([command, t]) => ({
       command,
-      callsPerMessage: t.calls / A.sent,
+      callsPerMessage: t.calls / sent,
       fromHarakaPerMessage: (s1.client[command] ?? 0) / s1.sent,
       insideScriptPerMessage: (s1.script[command] ?? 0) / s1.sent,
-      usecPerMessage: t.usec / A.sent,
+      usecPerMessage: t.usec / sent,
       usecPerCall: t.usec / t.calls,
     }))
+  // a script's usec include the commands it runs: count each command's top-level calls only
+  const topLevelUsec = Object.entries(totals).reduce((acc, [command, t]) => {
+    const fromClient = s1.client[command] ?? 0
+    const inScript = s1.script[command] ?? 0
+    return acc + (fromClient + inScript ? (t.usec * fromClient) / (fromClient + inScript) : t.usec)
+  }, 0)
+  return {
+    messages: sent,
+    commands,
+    commandsPerMessage: Object.values(totals).reduce((a, t) => a + t.calls, 0) / sent,
+    redisCpuUsPerMessage: pooled.cpuPerMessageUs.redis,
+    commandUsecPerMessage: topLevelUsec / sent,
+    shapes,
+    roundTripsPerMessageSolved: perMessage,
+    roundTripsPerSessionSolved: perSession,
+  }
+}
+
+function report(name: string, c: SideRedisCost): void {
+  say()
+  say(
+    `  ${name}: INFO commandstats over its throughput rounds (${c.messages} messages); "from Haraka" / "inside a script" from MONITOR:`,
+  )
   table([
     ['command', 'calls/msg', 'from Haraka', 'inside script', 'usec/msg', 'usec/call'],
-    ...commands.map((c) => [
-      c.command,
-      f3(c.callsPerMessage),
-      f3(c.fromHarakaPerMessage),
-      f3(c.insideScriptPerMessage),
-      f2(c.usecPerMessage),
-      f2(c.usecPerCall),
+    ...c.commands.map((x) => [
+      x.command,
+      f3(x.callsPerMessage),
+      f3(x.fromHarakaPerMessage),
+      f3(x.insideScriptPerMessage),
+      f2(x.usecPerMessage),
+      f2(x.usecPerCall),
     ]),
   ])
-  say('  (usec of evalsha includes the commands the script runs; those are also listed on their own lines)')
-  const evalUsec = (totals.evalsha?.usec ?? 0) + (totals.eval?.usec ?? 0)
-  const clientHgetall = s1.client.hgetall ?? 0
-  const clientHgetallShare = clientHgetall / (clientHgetall + (s1.script.hgetall ?? 0) || 1)
-  const commandUsecPerMessage = (evalUsec + (totals.hgetall?.usec ?? 0) * clientHgetallShare) / A.sent
-  const redisCpuUsPerMessage = A.cpuPerMessageUs.redis
   say(
-    `  Redis CPU per message: ${f1(redisCpuUsPerMessage)} us of redis-server process time (/proc, includes networking), of which`,
+    `  ${f2(c.commandsPerMessage)} commands per message; redis-server CPU ${f1(c.redisCpuUsPerMessage)} us per message (/proc, includes networking), of which ${f1(c.commandUsecPerMessage)} us executing commands`,
   )
-  say(`  ${f1(commandUsecPerMessage)} us executing commands (commandstats: the script and the HGETALLs Haraka sends)`)
-  say('  round trips (commands Haraka sent), counted with MONITOR:')
   table([
-    ['session shape', 'messages', 'sessions', 'round trips', 'per message', 'commands (calls)'],
-    ...shapes.map((s) => [
+    ['round trips (MONITOR)', 'messages', 'sessions', 'round trips', 'per message', 'commands (calls)'],
+    ...c.shapes.map((s) => [
       s.label,
       s.sent,
       s.sessions,
       s.trips,
-      f2(s.tripsPerMessage),
+      f3(s.tripsPerMessage),
       Object.entries(s.client)
         .map(([k, v]) => `${k} ${v}`)
         .join(', '),
     ]),
   ])
   say(
-    `  => ${f2(roundTripsPerMessage)} round trips per message (MAIL FROM + queue_outbound) + ${f2(roundTripsPerSession)} per authenticated session (AUTH check)`,
+    `  => ${f2(c.roundTripsPerMessageSolved)} round trips per message + ${f2(c.roundTripsPerSessionSolved)} per authenticated session`,
   )
-  const idle = await idleStoreCost(env.dist, env.redis, o.idleCalls)
-  say(
-    `  the same two calls alone, one at a time from node with nothing else running on Haraka's side (${idle.calls} each):`,
-  )
+}
+
+export async function redisCost(
+  env: BenchEnv,
+  pooled: { readonly limit: Pooled; readonly with: Pooled },
+): Promise<{ result: RedisCostResult; targets: Target[] }> {
+  say()
+  say('2. Redis per message, haraka-plugin-limit and hijack-guard')
+  const mon = await monitorRedis(env.redis.port)
+  const limit = await sideCost(env, mon, 'limit', pooled.limit)
+  const withPlugin = await sideCost(env, mon, 'with', pooled.with)
+  mon.stop()
+  report(SIDE_LABELS.limit, limit)
+  report(SIDE_LABELS.with, withPlugin)
+  const idle = await idleStoreCost(env.dist, env.redis, env.options.idleCalls)
+  say()
+  say(`  hijack-guard's two mail-path store calls alone, one at a time from node, Haraka idle (${idle.calls} each):`)
   const row = (label: string, c: StoreCallCost) => [
     label,
     f1(c.usecPerCall),
@@ -128,34 +158,31 @@ export async function redisCost(
   ]
   table([
     ['store call', 'redis usec/call', 'redis CPU us/call', 'round trip p50 ms', 'p99 ms'],
-    row('record (evalsha)', idle.record),
-    row('getDisabled (hgetall)', idle.getDisabled),
+    row('record', idle.record),
+    row('getDisabled', idle.getDisabled),
   ])
-  say(
-    '  (under load the same commands take longer in commandstats: redis shares the 2 cores with Haraka, the sink and the client)',
-  )
-  const targets = shapes.map((s) =>
+  const [many, one] = withPlugin.shapes as [SessionShape, SessionShape]
+  const targets = [
     target(
-      s.tripsPerMessage <= 2,
-      `<= 2 Redis round trips per message, ${s.label}`,
-      s.tripsPerMessage,
-      f2(s.tripsPerMessage),
+      many.tripsPerMessage <= MAX_TRIPS_PER_MESSAGE,
+      `round trips per message <= 1 + 1/${MONITOR_PER_SESSION}, sessions of ${MONITOR_PER_SESSION} messages`,
+      many.tripsPerMessage,
+      `${f3(many.tripsPerMessage)} (${many.trips} for ${many.sent} messages in ${many.sessions} sessions; haraka-plugin-limit ${f3(limit.shapes[0]?.tripsPerMessage ?? NaN)})`,
     ),
-  )
-  return {
-    result: {
-      messages: A.sent,
-      messagesPerSession: A.sent / A.sessions,
-      commands,
-      redisCpuUsPerMessage,
-      commandUsecPerMessage,
-      shapes,
-      roundTripsPerMessage,
-      roundTripsPerSession,
-      idle,
-    },
-    targets,
-  }
+    target(
+      one.tripsPerMessage <= MAX_TRIPS_SINGLE,
+      `round trips per message <= ${MAX_TRIPS_SINGLE}, one-message sessions`,
+      one.tripsPerMessage,
+      `${f3(one.tripsPerMessage)} (${one.trips} for ${one.sent} messages; haraka-plugin-limit ${f3(limit.shapes[1]?.tripsPerMessage ?? NaN)})`,
+    ),
+  ]
+  return { result: { limit, with: withPlugin, idle }, targets }
+}
+
+/** Redis time of the calls in `stats`: the scripts' when any ran (they include their commands), else every command's. */
+function topLevelUsec(stats: CommandStats): number {
+  const scripts = (stats.evalsha?.usec ?? 0) + (stats.eval?.usec ?? 0)
+  return scripts || Object.values(stats).reduce((a, t) => a + t.usec, 0)
 }
 
 /** The store's two mail-path calls on their own: n sequential calls each, over 200 accounts. */
@@ -183,7 +210,7 @@ async function idleStoreCost(dist: Dist, redis: RedisServer, n: number): Promise
       }),
     getDisabled: (i: number): Promise<unknown> => store.getDisabled(account(i)),
   }
-  const cost = async (call: (i: number) => Promise<unknown>, command: string): Promise<StoreCallCost> => {
+  const cost = async (call: (i: number) => Promise<unknown>): Promise<StoreCallCost> => {
     for (let i = 0; i < 200; i++) await call(i) // the script is loaded, the accounts exist
     await redis.command(['CONFIG', 'RESETSTAT'])
     const cpu0 = procCpu(redis.pid)
@@ -194,11 +221,12 @@ async function idleStoreCost(dist: Dist, redis: RedisServer, n: number): Promise
       samples.push(Number(process.hrtime.bigint() - t0) / 1e6)
     }
     const cpu = procCpu(redis.pid) - cpu0
-    const top = parseCommandstats(await redis.command(['INFO', 'commandstats']))[command]
-    return { usecPerCall: top ? top.usec / top.calls : NaN, cpuUsPerCall: (cpu / n) * 1e6, latency: latency(samples) }
+    const stats: CommandStats = {}
+    addStats(stats, parseCommandstats(await redis.command(['INFO', 'commandstats'])))
+    return { usecPerCall: topLevelUsec(stats) / n, cpuUsPerCall: (cpu / n) * 1e6, latency: latency(samples) }
   }
-  const record = await cost(calls.record, 'evalsha')
-  const getDisabled = await cost(calls.getDisabled, 'hgetall')
+  const record = await cost(calls.record)
+  const getDisabled = await cost(calls.getDisabled)
   await store.close()
   return { calls: n, record, getDisabled }
 }

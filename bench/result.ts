@@ -2,6 +2,7 @@
 // bytes, messages per second, ratios as fractions). A figure that could not be measured is NaN,
 // which JSON prints as null.
 
+import type { SideName } from './env'
 import type { BenchOptions } from './options'
 
 export interface Latency {
@@ -48,49 +49,46 @@ export interface Pooled {
   readonly cpuPerMessageUs: CpuPerMessage
   /** The share of all CPUs that other processes used. */
   readonly foreignShare: number
+  /** INFO commandstats summed over the rounds (the bench's own commands left out); empty without Redis. */
+  readonly commandStats: Readonly<Record<string, { readonly calls: number; readonly usec: number }>>
+}
+
+/** Pooled throughput of a side divided by the bare side's, and the same per group of rounds. */
+export interface RatioToBare {
+  readonly pooled: number
+  /** One per group (one round of each side back to back), in run order. */
+  readonly groups: readonly number[]
+  readonly min: number
+  readonly max: number
 }
 
 export interface ThroughputResult {
   readonly rounds: number
   readonly roundSeconds: number
-  /** A: with the plugin, B: without. */
-  readonly order: readonly ('A' | 'B')[]
-  /** Messages per second during the warm-up. */
-  readonly warmupRate: { readonly with: number; readonly without: number }
-  readonly with: Pooled
-  readonly without: Pooled
-  /** Pooled throughput with / without. */
-  readonly ratio: number
-  /** Throughput with / without of each pair of rounds, in run order. */
-  readonly pairRatios: readonly number[]
-  readonly medianPairRatio: number
-  /** Latency under load with minus without, ms. */
-  readonly addedLatencyMs: { readonly p50: number; readonly p99: number }
-  /** Haraka's CPU per message without / with: the throughput ratio where Haraka's CPU is the limit. */
-  readonly harakaCpuRatio: number
+  /** The run order of the rounds (A B C C B A ...). */
+  readonly order: readonly SideName[]
+  /** Messages per second during each side's warm-up. */
+  readonly warmupRate: Readonly<Record<SideName, number>>
+  readonly sides: Readonly<Record<SideName, Pooled>>
+  readonly ratioToBare: Readonly<Record<SideName, RatioToBare>>
 }
 
 export interface SingleSessionResult {
   /** Messages per round. */
   readonly messages: number
-  readonly order: readonly ('A' | 'B')[]
-  readonly with: Pooled
-  readonly without: Pooled
-  /** With minus without, ms. */
-  readonly addedLatencyMs: { readonly p50: number; readonly p99: number }
-  /** Haraka CPU per message with minus without, us. */
-  readonly addedHarakaCpuUs: number
-  /** redis-server CPU per message with the plugin, us. */
-  readonly redisCpuUs: number
+  readonly order: readonly SideName[]
+  readonly sides: Readonly<Record<SideName, Pooled>>
+  /** Over the bare side, ms. */
+  readonly addedLatencyMs: Readonly<Record<SideName, { readonly p50: number; readonly p99: number }>>
 }
 
-/** One command in INFO commandstats, per message of the throughput rounds with the plugin. */
+/** One command in INFO commandstats, per message of a side's throughput rounds. */
 export interface CommandRow {
   readonly command: string
   readonly callsPerMessage: number
-  /** Sent by Haraka's client, per message (MONITOR run). */
+  /** Sent by Haraka's client, per message (MONITOR run of MONITOR_PER_SESSION-message sessions). */
   readonly fromHarakaPerMessage: number
-  /** Run by a Lua script, per message (MONITOR run). */
+  /** Run by a Lua script, per message (same MONITOR run). */
   readonly insideScriptPerMessage: number
   readonly usecPerMessage: number
   readonly usecPerCall: number
@@ -102,7 +100,7 @@ export interface SessionShape {
   readonly perSession: number
   readonly sent: number
   readonly sessions: number
-  /** Commands Haraka's client sent. */
+  /** Commands Haraka's clients sent. */
   readonly trips: number
   readonly tripsPerMessage: number
   readonly client: Readonly<Record<string, number>>
@@ -120,19 +118,28 @@ export interface StoreCallCost {
   readonly latency: Latency
 }
 
-export interface RedisCostResult {
-  /** Messages of the throughput rounds with the plugin. */
+/** Redis per message of one side that uses it. */
+export interface SideRedisCost {
+  /** Messages of the side's throughput rounds. */
   readonly messages: number
-  readonly messagesPerSession: number
   readonly commands: readonly CommandRow[]
-  /** redis-server process CPU per message, us. */
+  /** Every command Redis ran (a script's own commands included), per message. */
+  readonly commandsPerMessage: number
+  /** redis-server process CPU per message under load, us. */
   readonly redisCpuUsPerMessage: number
-  /** Of which executing the script and the HGETALLs Haraka sends, us. */
+  /** Of which executing commands (commandstats: scripts and the commands Haraka sent), us. */
   readonly commandUsecPerMessage: number
+  /** MONITOR_PER_SESSION messages per session, then 1 message per session. */
   readonly shapes: readonly SessionShape[]
   /** Round trips = perMessage x messages + perSession x sessions, solved from the two shapes. */
-  readonly roundTripsPerMessage: number
-  readonly roundTripsPerSession: number
+  readonly roundTripsPerMessageSolved: number
+  readonly roundTripsPerSessionSolved: number
+}
+
+export interface RedisCostResult {
+  readonly limit: SideRedisCost
+  readonly with: SideRedisCost
+  /** hijack-guard's two mail-path store calls alone. */
   readonly idle: {
     readonly calls: number
     readonly record: StoreCallCost
@@ -140,20 +147,48 @@ export interface RedisCostResult {
   }
 }
 
+/** A busy account's cost: accounts held near 70 % of their limits with every bucket filled. */
+export interface BusyRow {
+  readonly label: string
+  readonly buckets: number
+  readonly bucketMs: number
+  readonly windowMs: number
+  /** Accounts recording in parallel. */
+  readonly accounts: number
+  /** Messages recorded during the measurement. */
+  readonly messages: number
+  /** The accounts' totals over their limits at the end, messages and recipients (mean, 0..1). */
+  readonly messageFill: number
+  readonly recipientFill: number
+  /** Record calls that did not answer ok (there should be none). */
+  readonly notOk: number
+  /** Redis time of the record script per message (commandstats evalsha + eval), us. */
+  readonly scriptUsecPerMessage: number
+  /** redis-server process CPU per message (/proc), us. */
+  readonly redisCpuUsPerMessage: number
+  readonly commandsPerMessage: number
+}
+
+export interface BusyResult {
+  readonly rows: readonly BusyRow[]
+}
+
 export interface MemoryRow {
   readonly label: string
   readonly accounts: number
-  /** INFO memory used_memory after minus before, per account, bytes. */
+  /** INFO memory used_memory with the accounts' keys minus right after FLUSHALL, per account, bytes. */
   readonly perAccount: number
-  /** MEMORY USAGE of the counts hash + the evidence list, per account, bytes. */
+  /** MEMORY USAGE of every key of an account (lib/store/keys.ts), mean over up to 1000 accounts, bytes. */
   readonly memoryUsage: number
-  readonly counts: number
-  readonly evidence: number
-  /** Fields of one counts hash. */
-  readonly fields: number
-  /** OBJECT ENCODING of one counts hash. */
-  readonly encoding: string
+  /** The same by key (its name in accountKeys: counts, evidence, ...), bytes per account. */
+  readonly byKey: Readonly<Record<string, number>>
   readonly keysPerAccount: number
+  /** Fields of one counts hash (0 when there is none). */
+  readonly fields: number
+  /** OBJECT ENCODING of one counts hash ('none' when there is none). */
+  readonly encoding: string
+  /** Busy rows: passes that ran into the next bucket (a bucket then has two messages, another none). */
+  readonly overruns: number
   /** Redis time of one record script, us. */
   readonly recordUsec: number
 }
@@ -162,6 +197,10 @@ export interface MemoryResult {
   readonly rows: readonly MemoryRow[]
   /** redis hash-max-listpack-entries. */
   readonly listpackMax: number
+  /** used_memory per account that sent 3 messages in one session, default config. */
+  readonly bytesPerActiveAccount: number
+  /** used_memory per account with every bucket filled and 10 distinct summaries, default config. */
+  readonly bytesPerBusyAccount: number
 }
 
 export interface ExactTrial {
@@ -178,6 +217,8 @@ export interface ExactTrial {
 export interface ExactnessResult {
   readonly sessions: number
   readonly limit: number
+  /** The accepted count of the trial farthest from the limit. */
+  readonly accepted: number
   readonly trials: readonly ExactTrial[]
   /** Every trial accepted exactly the limit. */
   readonly ok: boolean
@@ -209,12 +250,60 @@ export interface Machine {
   readonly messageBytes: number
 }
 
+/** The headline figures of one side. */
+export interface SideFigures {
+  /** Throughput under load, pooled over the side's rounds, and its rounds' min and max. */
+  readonly msgPerSec: number
+  readonly msgPerSecMin: number
+  readonly msgPerSecMax: number
+  /** msgPerSec over the bare side's, pooled, and the min and max over groups of rounds. */
+  readonly ratioToBare: number
+  readonly ratioToBareMin: number
+  readonly ratioToBareMax: number
+  /** Latency under load, ms. */
+  readonly p50Ms: number
+  readonly p99Ms: number
+  /** Single-session latency, pooled, ms, with the min and max of the rounds. */
+  readonly singleP50Ms: number
+  readonly singleP99Ms: number
+  readonly singleP50MsMin: number
+  readonly singleP50MsMax: number
+  readonly singleP99MsMin: number
+  readonly singleP99MsMax: number
+  /** Haraka's CPU per message under load, us. */
+  readonly harakaCpuUsPerMsg: number
+  /** redis-server CPU per message under load, us (0 for the bare side: it does not use Redis). */
+  readonly redisCpuUsPerMsg: number
+  /** Commands Redis ran per message under load (a script's own commands included). */
+  readonly redisCommandsPerMsg: number
+  /** Commands Haraka sent per message (MONITOR): MONITOR_PER_SESSION-message sessions, 1-message sessions. */
+  readonly roundTripsPerMsg: number
+  readonly roundTripsPerMsgSingle: number
+}
+
+/** hijack-guard's side, with the busy-account Redis CPU (default config, and buckets = 60). */
+export interface WithFigures extends SideFigures {
+  readonly redisCpuUsPerMsgBusy: number
+  readonly redisCpuUsPerMsgBusy60: number
+  /** Redis time of the record script per message, busy account, us. */
+  readonly scriptUsecPerMsgBusy: number
+  readonly scriptUsecPerMsgBusy60: number
+}
+
 export interface BenchResult {
   readonly options: BenchOptions
   readonly machine: Machine
+  /** haraka-plugin-limit's version on the `limit` side. */
+  readonly limitVersion: string
+  readonly sides: {
+    readonly without: SideFigures
+    readonly limit: SideFigures
+    readonly with: WithFigures
+  }
   readonly throughput: ThroughputResult
   readonly single: SingleSessionResult
   readonly redis: RedisCostResult
+  readonly busy: BusyResult
   readonly memory: MemoryResult
   readonly exactness: ExactnessResult
   readonly targets: readonly Target[]

@@ -24,3 +24,17 @@ export function summaryFor(i: number, j: number): MessageSummary {
     subject: pick(SUBJECTS, i + j).replace('{n}', String(1000 + ((i * 31 + j) % 9000))),
   }
 }
+
+/**
+ * The j-th of an account's distinct summaries (j < 256): every field differs from the others'
+ * (another network and HELO name, another recipient domain, another subject), so that evidence
+ * keeping distinct values holds as much as it can.
+ */
+export function distinctSummaryFor(i: number, j: number): MessageSummary {
+  return {
+    ip: `203.0.${j & 255}.${i & 255}`,
+    helo: `LAPTOP-${(i * 7919 + j * 104729 + 1000000).toString(36).toUpperCase()}`,
+    domains: [`partner${j}.example`],
+    subject: `${pick(SUBJECTS, j).replace('{n}', String(1000 + j))} (${j + 1})`,
+  }
+}

@@ -34,6 +34,11 @@ export const TEST_PLUGINS_DIR = path.join(__dirname, 'haraka-plugins')
 export interface HarakaOptions {
   /** false: an instance without hijack-guard (no tarball needed). Default true. */
   readonly plugin?: boolean
+  /**
+   * npm packages (`name@version`) installed into the instance directory as an operator does
+   * (`npm install` in the Haraka directory), e.g. another Haraka plugin; list them in the plugins.
+   */
+  readonly packages?: readonly string[]
   /** auth/flat_file users: { login: password }. */
   readonly users?: Readonly<Record<string, string>>
   /** 'flat_file' (default), 'any' (test_auth_any: any login, password 'secret'), other plugin names, or a list. */
@@ -142,25 +147,38 @@ export function packPlugin(): Promise<string> {
   return packing
 }
 
-const templates = new Map<boolean, Promise<string>>()
+const templates = new Map<string, Promise<string>>()
 
-/** A `haraka -i` directory, with the tarball installed when withPlugin; made once per process. */
-function harakaTemplate(withPlugin: boolean): Promise<string> {
-  let made = templates.get(withPlugin)
+/** The package name of an npm spec such as `name@1.2.3` or `@scope/name@1.2.3`. */
+function packageName(spec: string): string {
+  const at = spec.lastIndexOf('@')
+  return at > 0 ? spec.slice(0, at) : spec
+}
+
+/**
+ * A `haraka -i` directory, with the tarball installed when withPlugin and `packages` installed
+ * from the registry (npm's cache first); made once per process for each combination.
+ */
+function harakaTemplate(withPlugin: boolean, packages: readonly string[]): Promise<string> {
+  const id = JSON.stringify([withPlugin, packages])
+  let made = templates.get(id)
   if (!made) {
     made = (async () => {
       const dir = path.join(tmpDir(`template-${withPlugin ? 'plugin' : 'base'}`), 'haraka')
       await run(process.execPath, [HARAKA_BIN, '-i', dir], { cwd: REPO_ROOT })
-      if (withPlugin) {
-        const tarball = await packPlugin()
-        await run('npm', ['install', tarball, '--prefer-offline', '--no-audit', '--no-fund'], { cwd: dir })
-        const pj = path.join(dir, 'node_modules', PLUGIN_PACKAGE, 'package.json')
-        if (!fs.existsSync(pj)) throw new Error(`npm install ${tarball} did not create ${pj}`)
+      const specs = [...(withPlugin ? [await packPlugin()] : []), ...packages]
+      if (specs.length) {
+        await run('npm', ['install', ...specs, '--prefer-offline', '--no-audit', '--no-fund'], { cwd: dir })
+      }
+      const names = [...(withPlugin ? [PLUGIN_PACKAGE] : []), ...packages.map(packageName)]
+      for (const name of names) {
+        const pj = path.join(dir, 'node_modules', name, 'package.json')
+        if (!fs.existsSync(pj)) throw new Error(`npm install ${specs.join(' ')} did not create ${pj}`)
       }
       return dir
     })()
-    made.catch(() => templates.delete(withPlugin))
-    templates.set(withPlugin, made)
+    made.catch(() => templates.delete(id))
+    templates.set(id, made)
   }
   return made
 }
@@ -465,7 +483,7 @@ class HarakaProcess implements HarakaInstance {
 /** A new Haraka instance directory (a copy of the template) with its config; not started yet. */
 export async function createHaraka(opts: HarakaOptions = {}): Promise<HarakaInstance> {
   const withPlugin = opts.plugin !== false
-  const template = await harakaTemplate(withPlugin)
+  const template = await harakaTemplate(withPlugin, opts.packages ?? [])
   const dir = path.join(tmpDir('haraka'), 'haraka')
   fs.cpSync(template, dir, { recursive: true, verbatimSymlinks: true })
   const port = opts.port ?? (await freePort())
