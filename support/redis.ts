@@ -81,7 +81,7 @@ export interface RedisServer {
   resume(): void
   /** The server's own node-redis client, connected on first use and closed by stop(). */
   client(): Promise<RedisClient>
-  /** One raw command through client() (replies as RESP2 gives them: HGETALL is a flat array); rejects after timeoutMs (default 2000). */
+  /** One raw command through client() (replies as node-redis gives them: HGETALL is an object); rejects after timeoutMs (default 2000). */
   command(args: readonly RedisArg[], options?: { timeoutMs?: number }): Promise<unknown>
   /** FLUSHALL */
   flushall(): Promise<void>
