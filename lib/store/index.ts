@@ -279,8 +279,20 @@ export function parseEvidence(json: string | undefined): MessageSummary[] {
   return Array.isArray(rows) ? rows.flatMap(toSummary) : []
 }
 
-/** A summary from parsed JSON, or nothing when the shape is wrong. */
+/**
+ * A summary as the Redis store keeps it: a JSON array `[ip, helo, [domains], subject]`, shorter
+ * than an object (no field names) since every account keeps several.
+ */
+export function encodeSummary(s: MessageSummary): string {
+  return JSON.stringify([s.ip, s.helo, s.domains, s.subject])
+}
+
+/** A summary from parsed JSON (encodeSummary's array, or an object as 0.1 stored it), or nothing when the shape is wrong. */
 export function toSummary(row: unknown): MessageSummary[] {
+  if (Array.isArray(row)) {
+    const [ip, helo, domains, subject] = row as unknown[]
+    return toSummary({ ip, helo, domains, subject })
+  }
   if (!row || typeof row !== 'object') return []
   const r = row as Record<string, unknown>
   return [

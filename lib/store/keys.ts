@@ -39,10 +39,13 @@ export function decodeAccount(encoded: string): string {
 
 export interface AccountKeys {
   /**
-   * Hash: the account's counters (a ring of buckets and a running total per rule) and its evidence
-   * ring (see lib/store/series.ts). Expires after the longest window plus one bucket.
+   * Hash: the account's counters (a ring of buckets and a running total per rule, see
+   * lib/store/series.ts) and `ed`, the digest of the newest evidence summary. Expires after the
+   * longest window plus one bucket, renewed once per bucket.
    */
   readonly counts: string
+  /** List of the last distinct message summaries (JSON), newest first, capped. Expires with the counts. */
+  readonly evidence: string
   /** Hash: the disable record. Present means disabled. Never expires. */
   readonly disabled: string
   /** String with a TTL: set when monitor mode has reported an overrun in the current window. */
@@ -64,6 +67,7 @@ export function accountKeys(account: string): AccountKeys {
   return {
     counts: `${base}:counts`,
     disabled: `${base}:disabled`,
+    evidence: `${base}:evidence`,
     monitored: `${base}:monitored`,
     held: `${base}:held`,
     dropBefore: `${base}:drop-before`,

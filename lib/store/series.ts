@@ -10,8 +10,8 @@
  *   newest bucket, that bucket's index, and the comma-separated signatures of the rule sets that
  *   have written it;
  * - `<id>.<slot>`: what was counted in the bucket whose index is `slot` modulo the series' buckets;
- * - `e`, `ed` and `e0` ... `e<EVIDENCE_CAP - 1>`: the evidence ring's newest slot, the digest of its
- *   summary, and the summaries (see evidenceOf);
+ * - `ed`: the digest of the newest evidence summary (the summaries are a list of their own, whose
+ *   values are too long for Redis's compact hash encoding);
  * - `<bucketMs>.<index>.<m|r>`: a bucket written before this layout (0.1), read until it expires.
  *
  * A series id is `<m|r><bucketMs>x<buckets>`: each rule owns a series, and rules with the same kind,
@@ -23,7 +23,6 @@
  */
 import { createHash } from 'node:crypto'
 import type { Rule } from '../config'
-import { EVIDENCE_CAP } from '.'
 
 /** What a message adds to a rule of its kind. */
 export function addOf(rule: Rule, recipients: number): number {
@@ -80,7 +79,7 @@ export function seriesOf(rules: readonly Rule[]): NamedSeries {
   return n
 }
 
-/** A short digest of a message summary (FNV-1a, 8 hex): the evidence ring skips one like its newest. */
+/** A short digest of a message summary (FNV-1a, 8 hex): the evidence skips one like its newest. */
 export function summaryDigest(summary: string): string {
   let h = 0x811c9dc5
   for (let i = 0; i < summary.length; i++) h = Math.imul(h ^ summary.charCodeAt(i), 0x01000193)
@@ -300,18 +299,6 @@ export function count(hash: CounterHash, rules: readonly Rule[], recipients: num
     meta.total += add
     writeMeta(hash, id, meta)
   }
-}
-
-/** The evidence ring of a hash, newest first, as a JSON array (see the RECORD script). */
-export function evidenceOf(hash: CounterHash): string {
-  const newest = Number(hash.get('e') ?? NaN)
-  const rows: string[] = []
-  if (Number.isInteger(newest))
-    for (let k = 0; k < EVIDENCE_CAP; k++) {
-      const row = hash.get(`e${(((newest - k) % EVIDENCE_CAP) + EVIDENCE_CAP) % EVIDENCE_CAP}`)
-      if (row !== undefined) rows.push(row)
-    }
-  return `[${rows.join(',')}]`
 }
 
 /** Each rule's total at `now`, without changing the hash (for `counts`). */

@@ -15,7 +15,7 @@ import { recordInput, rules, summary } from './contract'
 import { openRedisStore, redisServerHooks } from './redis-store'
 import { random } from '../../support/random'
 
-const isEvidence = (field: string): boolean => /^e(d|\d*)$/.test(field)
+const isEvidence = (field: string): boolean => field === 'ed'
 
 function withoutEvidence(hash: Record<string, string> | CounterHash): Record<string, string> {
   const entries = hash instanceof Map ? [...hash] : Object.entries(hash)

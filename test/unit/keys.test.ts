@@ -121,8 +121,8 @@ describe('keys', function () {
     it('gives every key of an account the account hash tag, so one script touches one slot', function () {
       for (const account of ODD_ACCOUNTS) {
         const keys = keysOf(account)
-        assert.equal(keys.length, 6)
-        assert.equal(new Set(keys).size, 6)
+        assert.equal(keys.length, 7)
+        assert.equal(new Set(keys).size, 7)
         for (const key of keys) {
           assert.ok(key.startsWith(`${PREFIX}:{`), key)
           assert.equal(hashTag(key), encodeAccount(account))
@@ -148,6 +148,7 @@ describe('keys', function () {
     it('names the keys as docs/store.md describes them', function () {
       assert.deepEqual(accountKeys('alice@example.com'), {
         counts: 'hijack-guard:{alice@example.com}:counts',
+        evidence: 'hijack-guard:{alice@example.com}:evidence',
         disabled: 'hijack-guard:{alice@example.com}:disabled',
         monitored: 'hijack-guard:{alice@example.com}:monitored',
         held: 'hijack-guard:{alice@example.com}:held',

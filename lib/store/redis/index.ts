@@ -25,7 +25,7 @@ import {
   type WindowCount,
 } from '..'
 import { tokenDigest } from '../../ids'
-import { evidenceOf, totalsAt } from '../series'
+import { totalsAt } from '../series'
 
 export type { Logger } from './connection'
 export { durabilityRisks } from './connection'
@@ -81,7 +81,7 @@ function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'r
 
     async reset(account: string): Promise<void> {
       const k = accountKeys(account)
-      await redis.call('reset', (client) => client.del([k.counts, k.monitored]))
+      await redis.call('reset', (client) => client.del([k.counts, k.evidence, k.monitored]))
     },
 
     async counts(account: string, rules: readonly Rule[]): Promise<WindowCount[]> {
@@ -94,8 +94,8 @@ function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'r
     },
 
     async evidence(account: string): Promise<MessageSummary[]> {
-      const fields = await redis.call('evidence', (client) => client.hGetAll(accountKeys(account).counts))
-      return parseEvidence(evidenceOf(new Map(Object.entries(fields as Record<string, string>))))
+      const rows = await redis.call('evidence', (client) => client.lRange(accountKeys(account).evidence, 0, -1))
+      return parseEvidence(`[${rows.join(',')}]`)
     },
   }
 }

@@ -3,15 +3,15 @@ import { accountKeys } from '../../keys'
 import { flag, script, type ScriptCall } from './script'
 
 const SOURCE = `
--- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] monitored
--- KEYS[4]  enabled    hash, the tombstone: incident cleared ('' when none), at (store-clock ms)
+-- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] evidence   KEYS[4] monitored
+-- KEYS[5]  enabled    hash, the tombstone: incident cleared ('' when none), at (store-clock ms)
 -- Reply: 1 when the account was disabled, 0 when it was not
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local was = redis.call('EXISTS', KEYS[1])
 local incident = redis.call('HGET', KEYS[1], 'incident') or ''
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 local t = redis.call('TIME')
-redis.call('HSET', KEYS[4], 'incident', incident, 'at', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+redis.call('HSET', KEYS[5], 'incident', incident, 'at', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 return was
 `
 
@@ -22,7 +22,7 @@ export const ENABLE = {
   /** KEYS (no ARGV) for enabling `account`. */
   encode(account: string): ScriptCall {
     const k = accountKeys(account)
-    return { keys: [k.disabled, k.counts, k.monitored, k.enabled], args: [] }
+    return { keys: [k.disabled, k.counts, k.evidence, k.monitored, k.enabled], args: [] }
   },
 
   /** True when the account was disabled; throws StoreError (failure 'reply') unless the reply is 0 or 1. */

@@ -2,6 +2,7 @@
 import { accountKeys } from '../../keys'
 import {
   describeRules,
+  encodeSummary,
   EVIDENCE_CAP,
   parseEvidence,
   windowCount,
@@ -21,13 +22,15 @@ function text(item: unknown, fallback: string, reply: unknown): string {
 }
 
 const SOURCE = `
--- KEYS[1]  counts     hash: an account's counters and evidence (lib/store/series.ts, docs/store.md)
--- KEYS[2]  disabled   hash: the disable record (exists = disabled)
--- KEYS[3]  monitored  string with TTL: monitor mode already reported this window
+-- KEYS[1]  counts     hash: an account's counters (lib/store/series.ts, docs/store.md) and "ed",
+--                     the digest of the newest evidence summary
+-- KEYS[2]  evidence   list: the last distinct message summaries, newest first, capped
+-- KEYS[3]  disabled   hash: the disable record (exists = disabled)
+-- KEYS[4]  monitored  string with TTL: monitor mode already reported this window
 -- ARGV[1]  mode       enforce | monitor
--- ARGV[2]  summary    JSON summary of this message (evidence)
--- ARGV[3]  digest     the summary's digest: the ring takes it only when it differs from the newest's
--- ARGV[4]  cap        evidence ring size
+-- ARGV[2]  summary    summary of this message (evidence; JSON, encodeSummary)
+-- ARGV[3]  digest     the summary's digest: the list takes it only when it differs from the newest's
+-- ARGV[4]  cap        how many summaries the evidence list keeps
 -- ARGV[5]  incident   id stored in the disable record if this call disables
 -- ARGV[6]  account    account name stored in the disable record
 -- ARGV[7]  rules      JSON description of the rules, stored in the disable record
@@ -56,13 +59,13 @@ const SOURCE = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local C = KEYS[1]
 local mode = ARGV[1]
-if mode == 'enforce' and redis.call('EXISTS', KEYS[2]) == 1 then
-  return { 'disabled', 0, 0, 0, redis.call('HGET', KEYS[2], 'by') or '' }
+if mode == 'enforce' and redis.call('EXISTS', KEYS[3]) == 1 then
+  return { 'disabled', 0, 0, 0, redis.call('HGET', KEYS[3], 'by') or '' }
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local m = tonumber(ARGV[14])
-local order, want = {}, { 's', 'e', 'ed' }
+local order, want = {}, { 's', 'ed' }
 for j = 1, m do
   local b = 14 + (j - 1) * 4
   local s = { id = ARGV[b + 1], bucket = tonumber(ARGV[b + 2]), buckets = tonumber(ARGV[b + 3]),
@@ -101,13 +104,13 @@ end
 local fast = head[1] == ARGV[10]
 for j = 1, m do
   local s = order[j]
-  s.total, s.last = tonumber(head[1 + 3 * j]), tonumber(head[2 + 3 * j])
+  s.total, s.last = tonumber(head[3 * j]), tonumber(head[1 + 3 * j])
   if not s.total or not s.last then fast = false end
 end
 if fast then
   for j = 1, m do
     local s = order[j]
-    if s.cur == s.last then s.slot = tonumber(head[3 + 3 * j]) or 0 end
+    if s.cur == s.last then s.slot = tonumber(head[2 + 3 * j]) or 0 end
     advance(s)
   end
 end
@@ -228,17 +231,13 @@ if not fast then
   out[#out + 1] = 's'
   out[#out + 1] = table.concat(keep, ' ')
 end
--- The evidence ring: "e" is the newest slot, "ed" its summary's digest.
-local cap = tonumber(ARGV[4])
-local ep = tonumber(head[2])
-if head[3] ~= ARGV[3] or not ep then
-  ep = ep and (ep + 1) % cap or 0
-  out[#out + 1] = 'e'
-  out[#out + 1] = ep
+-- The evidence: a summary like the newest (same digest) is not written again.
+if head[2] ~= ARGV[3] then
+  -- A new list gets its TTL now; an existing one has the counters' (renewed together below).
+  if redis.call('LPUSH', KEYS[2], ARGV[2]) == 1 then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[13])) end
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
   out[#out + 1] = 'ed'
   out[#out + 1] = ARGV[3]
-  out[#out + 1] = 'e' .. ep
-  out[#out + 1] = ARGV[2]
 end
 local over = 0
 for i = 1, n do
@@ -264,22 +263,18 @@ for j = 1, m do
   out[#out + 1] = order[j].total
 end
 redis.call('HSET', C, unpack(out))
-if renew then redis.call('PEXPIRE', C, tonumber(ARGV[13])) end
+if renew then
+  redis.call('PEXPIRE', C, tonumber(ARGV[13]))
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[13]))
+end
 local reply = { counted and 'ok' or 'refused', 0, over, now }
 for i = 1, n do reply[4 + i] = rules[i].total + (counted and rules[i].s.add or 0) end
--- The ring newest first, as a JSON array.
-local function evidence()
-  local f = {}
-  for k = 0, cap - 1 do f[k + 1] = 'e' .. ((ep - k) % cap) end
-  local rows, kept = redis.call('HMGET', C, unpack(f)), {}
-  for k = 1, cap do if rows[k] then kept[#kept + 1] = rows[k] end end
-  return '[' .. table.concat(kept, ',') .. ']'
-end
+local function evidence() return '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']' end
 if not counted then
   local csv = {}
   for i = 1, n do csv[i] = tostring(rules[i].total) end
   local ev = evidence()
-  redis.call('HSET', KEYS[2], 'account', ARGV[6], 'by', 'limit', 'reason', 'limit', 'at', now,
+  redis.call('HSET', KEYS[3], 'account', ARGV[6], 'by', 'limit', 'reason', 'limit', 'at', now,
     'incident', ARGV[5], 'rules', ARGV[7], 'over', over, 'totals', table.concat(csv, ','),
     'token_sha256', ARGV[8], 'token_expires', now + tonumber(ARGV[9]), 'evidence', ev)
   reply[2] = 1
@@ -287,7 +282,7 @@ if not counted then
   reply[#reply + 1] = ARGV[5]
 elseif over > 0 then
   local r = rules[over]
-  if redis.call('SET', KEYS[3], now, 'PX', r.s.bucket * r.s.buckets, 'NX') then
+  if redis.call('SET', KEYS[4], now, 'PX', r.s.bucket * r.s.buckets, 'NX') then
     reply[2] = 1
     reply[#reply + 1] = evidence()
   end
@@ -305,7 +300,7 @@ export const RECORD = {
   /** KEYS and ARGV for `input` (a fresh incident id; the token's digest, never the token). */
   encode(input: RecordInput): ScriptCall {
     const k = accountKeys(input.account)
-    const summary = JSON.stringify(input.summary)
+    const summary = encodeSummary(input.summary)
     const named = seriesOf(input.rules)
     const args = [
       input.mode,
@@ -327,7 +322,7 @@ export const RECORD = {
       args.push(seriesId(r), String(r.bucketMs), String(r.buckets), String(addOf(r, input.recipients)))
     args.push(String(input.rules.length))
     input.rules.forEach((r, i) => args.push(String((named.seriesOfRule[i] ?? 0) + 1), String(r.max)))
-    return { keys: [k.counts, k.disabled, k.monitored], args }
+    return { keys: [k.counts, k.evidence, k.disabled, k.monitored], args }
   },
 
   /** The RecordResult for `reply` to `input`; throws StoreError (failure 'reply') when it is not an array of 4 or more. */
