@@ -8,6 +8,7 @@ import { connectRedis, type RedisConnection, type RedisConnectionOptions } from 
 import { DISABLE, DROP_HELD, ENABLE, REASSERT, RECORD, REDEEM } from './scripts'
 import {
   AUDIT_CAP,
+  EVIDENCE_CAP,
   toAuditEntry,
   parseEvidence,
   parseRuleCounts,
@@ -94,7 +95,9 @@ function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'r
     },
 
     async evidence(account: string): Promise<MessageSummary[]> {
-      const rows = await redis.call('evidence', (client) => client.lRange(accountKeys(account).evidence, 0, -1))
+      const rows = await redis.call('evidence', (client) =>
+        client.lRange(accountKeys(account).evidence, 0, EVIDENCE_CAP - 1),
+      )
       return parseEvidence(`[${rows.join(',')}]`)
     },
   }

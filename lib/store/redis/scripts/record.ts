@@ -233,9 +233,11 @@ if not fast then
 end
 -- The evidence: a summary like the newest (same digest) is not written again.
 if head[2] ~= ARGV[3] then
-  -- A new list gets its TTL now; an existing one has the counters' (renewed together below).
-  if redis.call('LPUSH', KEYS[2], ARGV[2]) == 1 then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[13])) end
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+  -- A new list gets its TTL now; an existing one has the counters' (renewed together below). It
+  -- is trimmed back to cap once it holds twice as many: one call in cap pushes, not one in each.
+  local len = redis.call('LPUSH', KEYS[2], ARGV[2])
+  if len == 1 then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[13])) end
+  if len >= 2 * tonumber(ARGV[4]) then redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1) end
   out[#out + 1] = 'ed'
   out[#out + 1] = ARGV[3]
 end
@@ -269,7 +271,9 @@ if renew then
 end
 local reply = { counted and 'ok' or 'refused', 0, over, now }
 for i = 1, n do reply[4 + i] = rules[i].total + (counted and rules[i].s.add or 0) end
-local function evidence() return '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, -1), ',') .. ']' end
+local function evidence()
+  return '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[4]) - 1), ',') .. ']'
+end
 if not counted then
   local csv = {}
   for i = 1, n do csv[i] = tostring(rules[i].total) end
