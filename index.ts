@@ -8,21 +8,25 @@ import { CONFIG_FILE, ConfigError, readConfig, type Config } from './lib/config'
 import type { MailSender } from './lib/alert'
 import {
   authRefusal,
+  checkHeld,
   checkMail,
-  checkQueued,
   checkRcpt,
   consumeReply,
   countMessage,
+  holdCandidate,
+  isReplyToAlert,
   newProcessState,
   refuseDropped,
   storeErrorVerdict,
   suppressBounce,
   wrapAuthPlugins,
+  type CountNote,
   type GuardState,
   type ProcessState,
   type QueuedMail,
 } from './lib/hooks'
 import {
+  answer,
   asHook,
   DENY,
   outboundSender,
@@ -41,7 +45,7 @@ import type { Store } from './lib/store'
 
 interface GuardPlugin extends HarakaPlugin {
   /** The live config, the store once opened, and the mail seam. Tests may replace `store` and `sendMail`. */
-  guard: { config: Config; store?: Store; sendMail: MailSender; process: ProcessState }
+  guard: { config: Config; store?: Store; sendMail: MailSender; process: ProcessState; state?: GuardState }
 }
 
 export function register(this: GuardPlugin): void {
@@ -81,32 +85,42 @@ export const hook_mail = asHook(async function (this: GuardPlugin, connection: C
   return checkMail(this, connection, state(this))
 }, onStoreError)
 
-export const check_rcpt = asHook(function (this: GuardPlugin, connection: Connection, params: [Address]) {
-  return checkRcpt(connection, state(this), params[0])
-})
+// The hooks below run for every recipient, message or delivery attempt and decide most of them
+// without waiting: plain functions that answer at once, with no promise and no store call then.
+export function check_rcpt(this: GuardPlugin, next: Next, connection: Connection, params: [Address]): void {
+  answer(next, checkRcpt(connection, this.guard.config, params[0]))
+}
 
 // Inbound mail of sessions that did not authenticate: never refused for the plugin's own trouble
 // (consumeReply keeps a reply to an alert from being delivered whatever fails).
-export const consume_reply = asHook(async function (this: GuardPlugin, connection: Connection) {
-  return (await consumeReply(this, connection, state(this))) ?? undefined
+export const consume_reply = asHook(function (this: GuardPlugin, connection: Connection) {
+  if (isReplyToAlert(connection)) return consumeReply(this, connection, state(this))
 })
 
-export const count_message = asHook(async function (this: GuardPlugin, connection: Connection) {
+export const count_message = asHook(function (this: GuardPlugin, connection: Connection) {
   const s = state(this)
-  return (await consumeReply(this, connection, s)) ?? countMessage(this, connection, s)
+  return isReplyToAlert(connection) ? consumeReply(this, connection, s) : countMessage(this, connection, s)
 }, onStoreError)
 
-export const hook_send_email = asHook(function (this: GuardPlugin, mail: QueuedMail) {
-  return checkQueued(this, mail, state(this))
+export function hook_send_email(this: GuardPlugin, next: Next, mail: QueuedMail): void {
+  const note = holdCandidate(mail)
+  if (note === null) return next()
+  checkHeldMail.call(this, next, mail, note)
+}
+
+const checkHeldMail = asHook(function (this: GuardPlugin, mail: QueuedMail, note: CountNote) {
+  return checkHeld(this, mail, state(this), note)
 })
 
-export const refuse_dropped = asHook(function (this: GuardPlugin, mail: QueuedMail) {
-  return refuseDropped(mail)
-})
+// get_mx and bounce must stay registered: an operator may drop held mail at any time, and
+// send_email can only delay a message or let it go on, so a drop is get_mx DENY, then bounce OK.
+export function refuse_dropped(this: GuardPlugin, next: Next, mail: QueuedMail): void {
+  answer(next, refuseDropped(mail))
+}
 
-export const hook_bounce = asHook(function (this: GuardPlugin, mail: QueuedMail) {
-  return suppressBounce(this, mail)
-})
+export function hook_bounce(this: GuardPlugin, next: Next, mail: QueuedMail): void {
+  answer(next, suppressBounce(this, mail))
+}
 
 export function shutdown(this: GuardPlugin): void {
   const store = this.guard?.store
@@ -115,11 +129,15 @@ export function shutdown(this: GuardPlugin): void {
   store.close().catch(() => undefined)
 }
 
-/** The config and the store, opening the store on first use. */
+/** The config and the store, opening the store on first use; one object while neither changes. */
 function state(plugin: GuardPlugin): GuardState {
-  const store = plugin.guard.store ?? openStore(plugin, plugin.guard.config)
-  plugin.guard.store = store
-  return { config: plugin.guard.config, store, sendMail: plugin.guard.sendMail, process: plugin.guard.process }
+  const guard = plugin.guard
+  const store = guard.store ?? openStore(plugin, guard.config)
+  guard.store = store
+  const known = guard.state
+  if (known && known.config === guard.config && known.store === store && known.sendMail === guard.sendMail) return known
+  guard.state = { config: guard.config, store, sendMail: guard.sendMail, process: guard.process }
+  return guard.state
 }
 
 function openStore(plugin: GuardPlugin, config: Config): Store {

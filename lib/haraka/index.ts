@@ -138,50 +138,62 @@ export function registeredPlugins(plugin: HarakaPlugin): Record<string, Record<s
   }
 }
 
+/** Calls `next` with a verdict: nothing for CONT, else its code and message. */
+export function answer(next: Next, verdict: Verdict): void {
+  if (verdict) next(verdict[0], verdict[1])
+  else next()
+}
+
 /**
  * Adapts an async body to a Haraka hook that calls `next` exactly once. Haraka does not catch
  * a rejected promise (it would end the process), so an unexpected error, thrown or rejected, is
  * logged and answered with `onError`'s verdict (CONT when there is none); an `onError` that
- * throws answers 451, since it stands for a closed policy.
+ * throws answers 451, since it stands for a closed policy. A body that decides without waiting
+ * (returns a verdict, not a promise) is answered at once: no promise and no closure per call.
+ * A hook that never waits and has no `onError` needs no adapter: a plain function calling
+ * `answer` does the same, since Haraka logs a synchronous throw and continues.
  */
 export function asHook<P extends HarakaPlugin, A extends unknown[]>(
   body: (this: P, ...args: A) => Verdict | Promise<Verdict>,
   onError?: (this: P) => Verdict,
 ): (this: P, next: Next, ...args: A) => void {
   return function (this: P, next: Next, ...args: A): void {
-    let called = false
-    const once: Next = (code, msg) => {
-      if (called) return
-      called = true
-      next(code, msg)
-    }
-    const failed = (err: unknown): void => {
-      let verdict: Verdict
-      try {
-        verdict = onError?.call(this)
-      } catch {
-        verdict = [DENYSOFT, DSN.sys_unspecified('Temporary local problem; please try again later', 451)]
-      }
-      const what = verdict ? `answering ${constants.translate(verdict[0])}` : 'letting the message pass'
-      try {
-        this.logcrit(`unexpected error, ${what}: ${(err as Error)?.stack ?? String(err)}`)
-      } finally {
-        if (verdict) once(verdict[0], verdict[1])
-        else once()
-      }
-    }
     let work: Verdict | Promise<Verdict>
     try {
       work = body.apply(this, args)
     } catch (err) {
-      failed(err)
+      answerError(this, next, onError, err)
       return
     }
-    // A body that decided without waiting answers at once (no promise per hook call).
     if (!(work instanceof Promise)) {
-      once(...((work ?? []) as [number?, (string | DSN | number)?]))
+      answer(next, work)
       return
     }
-    work.then((verdict) => (verdict ? once(verdict[0], verdict[1]) : once()), failed)
+    // A promise settles once and calls one of the two: next runs exactly once.
+    work.then(
+      (verdict) => answer(next, verdict),
+      (err: unknown) => answerError(this, next, onError, err),
+    )
+  }
+}
+
+/** Logs an unexpected error of a hook body and answers `onError`'s verdict (451 when it throws too). */
+function answerError<P extends HarakaPlugin>(
+  plugin: P,
+  next: Next,
+  onError: ((this: P) => Verdict) | undefined,
+  err: unknown,
+): void {
+  let verdict: Verdict
+  try {
+    verdict = onError?.call(plugin)
+  } catch {
+    verdict = [DENYSOFT, DSN.sys_unspecified('Temporary local problem; please try again later', 451)]
+  }
+  const what = verdict ? `answering ${constants.translate(verdict[0])}` : 'letting the message pass'
+  try {
+    plugin.logcrit(`unexpected error, ${what}: ${(err as Error)?.stack ?? String(err)}`)
+  } finally {
+    answer(next, verdict)
   }
 }

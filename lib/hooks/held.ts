@@ -29,14 +29,23 @@ function countNote(mail: QueuedMail): CountNote | null {
   return note && typeof note.account === 'string' && typeof note.at === 'number' ? (note as CountNote) : null
 }
 
-/** send_email: hold the message of a disabled account, or mark it for dropping. */
-export function checkQueued(plugin: HarakaPlugin, mail: QueuedMail, state: GuardState): Verdict | Promise<Verdict> {
+/**
+ * send_email, the part that runs for every delivery attempt: the count note of a message whose
+ * account must be looked up, or null (most mail: never counted, or a first attempt a moment
+ * after its count). No store call, no promise.
+ */
+export function holdCandidate(mail: QueuedMail, now = Date.now()): CountNote | null {
   const note = countNote(mail)
-  if (!note || Date.now() - (note.countedAt ?? 0) < HOLD_CHECK_AFTER_MS) return
-  return checkHeld(plugin, mail, state, note)
+  return note && now - (note.countedAt ?? 0) >= HOLD_CHECK_AFTER_MS ? note : null
 }
 
-async function checkHeld(plugin: HarakaPlugin, mail: QueuedMail, state: GuardState, note: CountNote): Promise<Verdict> {
+/** send_email for a holdCandidate: hold the message of a disabled account, or mark it for dropping. */
+export async function checkHeld(
+  plugin: HarakaPlugin,
+  mail: QueuedMail,
+  state: GuardState,
+  note: CountNote,
+): Promise<Verdict> {
   const { store, config } = state
   const id = String(mail.todo?.uuid ?? '')
   const retrySeconds = Math.max(1, Math.round(config.held.retryMs / 1000))
@@ -78,7 +87,10 @@ async function checkHeld(plugin: HarakaPlugin, mail: QueuedMail, state: GuardSta
     mail.lognotice?.(plugin, `releasing held mail of ${JSON.stringify(note.account)}: the account is enabled`)
 }
 
-/** get_mx: a message marked for dropping gets no route, which leads Haraka to its bounce hook. */
+/**
+ * get_mx: a message marked for dropping gets no route, which leads Haraka to its bounce hook.
+ * (send_email can only delay or let a message go on, so dropping takes these two steps.)
+ */
 export function refuseDropped(mail: QueuedMail): Verdict {
   if (mail.hijackGuardDrop) return [DENY, mail.hijackGuardDrop]
 }

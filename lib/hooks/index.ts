@@ -6,8 +6,8 @@
  * mailer.ts the plugin's own mail. index.ts at the root only finds the state and calls these.
  */
 export { authRefusal, wrapAuthPlugins } from './auth'
-export { checkQueued, refuseDropped, suppressBounce, type QueuedMail } from './held'
+export { checkHeld, holdCandidate, refuseDropped, suppressBounce, type QueuedMail } from './held'
 export { checkMail } from './mail'
-export { countMessage } from './queue'
-export { checkRcpt, consumeReply } from './replies'
+export { countMessage, type CountNote } from './queue'
+export { checkRcpt, consumeReply, isReplyToAlert } from './replies'
 export { newProcessState, storeErrorVerdict, type GuardState, type ProcessState } from './state'

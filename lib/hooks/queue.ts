@@ -2,7 +2,7 @@
  * queue_outbound: every message an authenticated session completes is counted here, once,
  * atomically with the limit check; the message over a limit is refused and the account disabled.
  */
-import { rulesForAccount } from '../config'
+import { rulesForAccount, type Rule } from '../config'
 import { answers } from '../answers'
 import { type Connection, type HarakaPlugin, type Transaction, type Verdict } from '../haraka'
 import { randomId } from '../ids'
@@ -17,7 +17,16 @@ const MAX_SUBJECT = 120
 
 /** What this message tells about its sender, for the evidence. */
 export function summarize(connection: Connection, txn: Transaction): MessageSummary {
-  const domains = [...new Set(txn.rcpt_to.map((a) => String(a.host ?? '').toLowerCase()))].slice(0, MAX_DOMAINS)
+  // Distinct recipient domains, first seen first, at most MAX_DOMAINS: a loop over a list this
+  // short beats a Set and its spread. Haraka's addresses hold their host lower-cased already, and
+  // toLowerCase then hands back the same string.
+  const domains: string[] = []
+  for (const rcpt of txn.rcpt_to) {
+    const domain = String(rcpt.host ?? '').toLowerCase()
+    if (!domains.includes(domain)) domains.push(domain)
+    if (domains.length === MAX_DOMAINS) break
+  }
+  // Haraka decoded every header (RFC 2047) when it parsed the message: get_decoded is a lookup.
   const subject = decodedHeader(txn.header, 'Subject').trim()
   return {
     ip: String(connection.remote.ip ?? ''),
@@ -40,18 +49,38 @@ export interface CountNote {
 /** The transaction note key; outbound copies transaction notes into each queued message. */
 export const NOTE = 'hijack_guard'
 
-/** queue_outbound: count the message; refuse (550 5.7.1) and disable when it goes over a limit. */
-export async function countMessage(plugin: HarakaPlugin, connection: Connection, state: GuardState): Promise<Verdict> {
+/**
+ * queue_outbound: count the message; refuse (550 5.7.1) and disable when it goes over a limit.
+ * A message that is not counted (no login, an exempt account, no limits) is answered without a
+ * promise.
+ */
+export function countMessage(
+  plugin: HarakaPlugin,
+  connection: Connection,
+  state: GuardState,
+): Verdict | Promise<Verdict> {
   const txn = connection.transaction
   const account = sessionAccount(connection, state.config)
   if (!txn || account === null) return
-  const { config, store } = state
-  if (config.exempt.has(account)) {
+  if (state.config.exempt.has(account)) {
     txn.results.add(plugin, { skip: 'exempt' })
     return
   }
-  const rules = rulesForAccount(config, account)
+  const rules = rulesForAccount(state.config, account)
   if (rules.length === 0) return
+  return countAndCheck(plugin, connection, state, txn, account, rules)
+}
+
+/** The store call of countMessage and what its result means for the message. */
+async function countAndCheck(
+  plugin: HarakaPlugin,
+  connection: Connection,
+  state: GuardState,
+  txn: Transaction,
+  account: string,
+  rules: readonly Rule[],
+): Promise<Verdict> {
+  const { config, store } = state
   const summary = summarize(connection, txn)
   const token = randomId()
   const input = {

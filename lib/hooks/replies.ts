@@ -12,14 +12,23 @@ import {
   type Verdict,
 } from '../haraka'
 import { handleReply } from '../reactivate'
-import { isReplyRecipient, TOKEN_PATTERN, type MailAddress } from '../reactivate/reply'
+import { isReplyMailbox, replyMailbox, TOKEN_PATTERN, type MailAddress, type ReplyMailbox } from '../reactivate/reply'
 import { shownAccount, errorText } from '../messages'
 import { decodedHeader } from '../text'
 import { cliCommand, notify } from './mailer'
 import { sessionLogin, type GuardState } from './state'
+import type { Config } from '../config'
 
 /** The transaction note that marks a reply to an alert: its one reply-address recipient, as a list. */
 const REPLY_NOTE = 'hijack_guard_reply'
+
+/** The reply address split once, kept while the configured address stays the same. */
+let mailboxOf: { address: string; mailbox: ReplyMailbox | null } = { address: '', mailbox: null }
+
+function replyMailboxOf(address: string): ReplyMailbox | null {
+  if (mailboxOf.address !== address) mailboxOf = { address, mailbox: replyMailbox(address) }
+  return mailboxOf.mailbox
+}
 
 /**
  * RCPT TO: accept the reply address (with any +detail) from every sender, since a postmaster
@@ -27,36 +36,40 @@ const REPLY_NOTE = 'hijack_guard_reply'
  * reply-address recipient, or any other recipient beside it, gets 452 4.5.3. Constant time per
  * RCPT, however many the client sends: the accepted reply is a transaction note, and the other
  * recipients are counted by rcpt_to's length (Haraka appends this recipient before the rcpt
- * hooks run and removes every recipient a hook refuses), never by scanning it.
+ * hooks run and removes every recipient a hook refuses), never by scanning it. An ordinary
+ * recipient costs a note lookup and a domain comparison, and allocates nothing.
  */
-export function checkRcpt(connection: Connection, state: GuardState, rcpt: Address): Verdict {
+export function checkRcpt(connection: Connection, config: Config, rcpt: Address): Verdict {
   const txn = connection.transaction
   if (!txn) return
-  const replyAddress = state.config.alert.replyAddress
+  const replyAddress = config.alert.replyAddress
   const accepted = txn.notes[REPLY_NOTE] !== undefined
-  const address: MailAddress = { local: String(rcpt.user ?? ''), domain: String(rcpt.host ?? '') }
-  if (isReplyRecipient(address, replyAddress)) {
+  const mailbox = replyMailboxOf(replyAddress)
+  const local = String(rcpt.user ?? '')
+  const domain = String(rcpt.host ?? '')
+  if (mailbox !== null && isReplyMailbox(local, domain, mailbox)) {
     if (accepted) return answers.oneReplyOnly()
     if (txn.rcpt_to.length > 1) return answers.replyAlone(replyAddress)
-    const recipients: MailAddress[] = [address]
+    const recipients: MailAddress[] = [{ local, domain }]
     txn.notes[REPLY_NOTE] = recipients
     return answers.replyAddressAccepted()
   }
   if (accepted) return answers.replyAlone(replyAddress)
 }
 
+/** True when the session's transaction is a reply to an alert (accepted at RCPT): only then is consumeReply called. */
+export function isReplyToAlert(connection: Connection): boolean {
+  return connection.transaction?.notes[REPLY_NOTE] !== undefined
+}
+
 /**
- * queue / queue_outbound: a reply to an alert is consumed here (250, never delivered, never
- * counted) and decided by handleReply. Answers null for any other message.
+ * queue / queue_outbound, for a transaction isReplyToAlert: the reply is consumed here (250,
+ * never delivered, never counted) and decided by handleReply.
  */
-export async function consumeReply(
-  plugin: HarakaPlugin,
-  connection: Connection,
-  state: GuardState,
-): Promise<Verdict | null> {
+export async function consumeReply(plugin: HarakaPlugin, connection: Connection, state: GuardState): Promise<Verdict> {
   const txn = connection.transaction
   const recipients = txn?.notes[REPLY_NOTE] as MailAddress[] | undefined
-  if (!txn || !recipients) return null
+  if (!txn || !recipients) return
   try {
     return await decideReply(plugin, connection, state, txn, recipients)
   } catch (err) {

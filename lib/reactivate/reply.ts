@@ -38,12 +38,32 @@ export function replyAddressFor(replyAddress: string, token: string): string {
   return `${base}+${tokenLabel(token)}@${a.domain}`
 }
 
+/** The reply address as recipients are compared with it: its base local part and domain, lower-cased. */
+export interface ReplyMailbox {
+  readonly base: string
+  readonly domain: string
+}
+
+/** The reply address split once for isReplyMailbox; null for an address without "@". */
+export function replyMailbox(replyAddress: string): ReplyMailbox | null {
+  const a = splitAddress(replyAddress)
+  return a ? { base: (a.local.split('+')[0] ?? '').toLowerCase(), domain: a.domain } : null
+}
+
+/**
+ * True when local@domain is the reply mailbox, with or without a "+detail". A recipient in
+ * another domain, nearly every one, is told apart by one comparison, without building strings.
+ */
+export function isReplyMailbox(local: string, domain: string, mailbox: ReplyMailbox): boolean {
+  if (domain !== mailbox.domain && domain.toLowerCase() !== mailbox.domain) return false
+  const plus = local.indexOf('+')
+  return (plus === -1 ? local : local.slice(0, plus)).toLowerCase() === mailbox.base
+}
+
 /** True when `rcpt` is the reply address, with or without a "+detail". */
 export function isReplyRecipient(rcpt: MailAddress, replyAddress: string): boolean {
-  const a = splitAddress(replyAddress)
-  if (!a) return false
-  const base = a.local.split('+')[0]?.toLowerCase()
-  return rcpt.domain.toLowerCase() === a.domain && rcpt.local.split('+')[0]?.toLowerCase() === base
+  const mailbox = replyMailbox(replyAddress)
+  return mailbox !== null && isReplyMailbox(rcpt.local, rcpt.domain, mailbox)
 }
 
 export interface ReplyParts {
