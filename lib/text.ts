@@ -3,14 +3,18 @@
 /** C0 and C1 control characters and DEL, as the body of a character class: no login, address or header text keeps one. */
 export const CONTROL = '\\x00-\\x1f\\x7f-\\x9f'
 
+const HAS_CONTROL = new RegExp(`[${CONTROL}]`)
+const EVERY_CONTROL = new RegExp(`[${CONTROL}]`, 'g')
+
 /** True when `s` holds a control character. */
 export function hasControlChars(s: string): boolean {
-  return new RegExp(`[${CONTROL}]`).test(s)
+  return HAS_CONTROL.test(s)
 }
 
 /** `s` with every control character replaced by `by`. */
 export function replaceControlChars(s: string, by: string): string {
-  return s.replace(new RegExp(`[${CONTROL}]`, 'g'), by)
+  // replace() starts a global expression at 0 and leaves it there: one compiled expression serves every call.
+  return s.replace(EVERY_CONTROL, by)
 }
 
 /** "2026-11-28 04:45:31 UTC": a time as the alert, the CLI and the log show it. */

@@ -2,7 +2,7 @@
  * What every hook receives: the config, the store, the mail seam and this process's own state;
  * the session's account; and how a store failure becomes the configured policy.
  */
-import { canonicalAccount } from '../account'
+import { canonicalAccount, type AccountsConfig } from '../account'
 import type { Config } from '../config'
 import type { MailSender } from '../alert'
 import { createFailureLog, type FailureLog } from '../failure-log'
@@ -43,10 +43,26 @@ export function sessionLogin(connection: Connection, config: Config): string | n
   return typeof proxied === 'string' && proxied !== '' ? proxied : null
 }
 
+/** Canonical accounts of recent logins, per [accounts] config: every message of a session names the same login. */
+const canonical = new WeakMap<AccountsConfig, Map<string, string>>()
+const CANONICAL_CACHE_SIZE = 1000
+
 /** The canonical account of a session ([accounts]), or null for a session without a login. */
 export function sessionAccount(connection: Connection, config: Config): string | null {
   const login = sessionLogin(connection, config)
-  return login === null ? null : canonicalAccount(login, config.accounts)
+  if (login === null) return null
+  let known = canonical.get(config.accounts)
+  if (!known) {
+    known = new Map()
+    canonical.set(config.accounts, known)
+  }
+  let account = known.get(login)
+  if (account === undefined) {
+    if (known.size >= CANONICAL_CACHE_SIZE) known.clear()
+    account = canonicalAccount(login, config.accounts)
+    known.set(login, account)
+  }
+  return account
 }
 
 /**

@@ -5,6 +5,8 @@ import * as assert from 'node:assert/strict'
 import * as path from 'node:path'
 import { canonicalAccount, canonicalDomain, DEFAULT_ACCOUNTS, type AccountsConfig } from '../../lib/account'
 import { ConfigError, parseConfig, rulesForAccount, type Config } from '../../lib/config'
+import type { Connection } from '../../lib/haraka'
+import { sessionAccount } from '../../lib/hooks/state'
 import { handleReply, type ReplyMessage } from '../../lib/reactivate'
 import type { Store } from '../../lib/store'
 import { createMemoryStore } from '../../lib/store/memory'
@@ -323,5 +325,27 @@ describe('reactivation by reply: admins and the replying login in canonical form
     const done = await handleReply(reply('OPS@Alias.Example', self.token), config, self.store)
     assert.deepEqual([done.result, done.account, done.actor], ['reactivated', 'alice@example.com', 'ops@example.com'])
     await self.store.close()
+  })
+})
+
+describe('sessionAccount: the canonical account of a session', function () {
+  const session = (login: string): Connection => ({ notes: { auth_user: login }, remote: {} }) as unknown as Connection
+
+  it('answers every hook of a session with the same account, and follows a reload that changes [accounts]', function () {
+    const nfkc = parseConfig({})
+    const none = parseConfig({ accounts: { fold: 'none' } })
+    const c = session('ALICE@Example.COM')
+    assert.equal(sessionAccount(c, nfkc), 'alice@example.com')
+    assert.equal(sessionAccount(c, nfkc), 'alice@example.com')
+    assert.equal(sessionAccount(c, none), 'ALICE@example.com')
+    assert.equal(sessionAccount(session('bob@example.com'), nfkc), 'bob@example.com')
+    assert.equal(sessionAccount({ notes: {}, remote: {} } as unknown as Connection, nfkc), null)
+  })
+
+  it('keeps answering right past its cache of logins', function () {
+    const cfg = parseConfig({})
+    for (let i = 0; i < 2500; i++)
+      assert.equal(sessionAccount(session(`User${i}@Example.COM`), cfg), `user${i}@example.com`)
+    assert.equal(sessionAccount(session('User7@Example.COM'), cfg), 'user7@example.com')
   })
 })
