@@ -3,7 +3,7 @@
  * call bounded by store_timeout and failing fast while Redis is down or stuck, and what is
  * checked at each (re)connect (run_id for the journal, durability settings).
  */
-import { createClient, type RedisClientType } from 'redis'
+import { createClient, TimeoutError, type RedisClientType } from 'redis'
 import type { RedisConfig } from '../../config'
 import { StoreError, withTimeout } from '..'
 import type { Script, ScriptCall } from './scripts'
@@ -24,7 +24,7 @@ export interface RedisConnectionOptions {
   readonly checkDurability?: boolean
 }
 
-/** The node-redis client as this module creates it (RESP2, the default modules). */
+/** The node-redis client as this module creates it (RESP3, the default modules). */
 export type RedisClient = RedisClientType
 
 /** A connection to Redis that answers or fails within its timeout, and never waits to connect. */
@@ -45,8 +45,20 @@ export interface RedisConnection {
 
 const RECONNECT_MAX_MS = 1000
 
-function newClient(redis: RedisConfig, timeoutMs: number): RedisClient {
+/**
+ * A node-redis 6 client with every setting the plugin relies on written out, so that it behaves
+ * the same whichever 6.x an install hoists (see docs/store.md, "The Redis client"):
+ * - RESP3 (HELLO 3, Redis 6 or later), node-redis 6's default; the scripts' replies (tables,
+ *   integers, strings) read the same as under RESP2;
+ * - a command not yet written to the socket within `timeoutMs` is dropped, never sent late (the
+ *   whole call is bounded by the same store_timeout in RedisConnection.call);
+ * - no offline queue: while disconnected a command fails at once instead of waiting;
+ * - reconnects forever, 50 ms doubling up to RECONNECT_MAX_MS apart;
+ * - no maintenance notifications (a Redis Enterprise feature that would stretch timeouts to 10 s).
+ */
+function createRedisClient(redis: RedisConfig, timeoutMs: number): RedisClient {
   return createClient({
+    RESP: 3,
     socket: {
       host: redis.host,
       port: redis.port,
@@ -56,7 +68,9 @@ function newClient(redis: RedisConfig, timeoutMs: number): RedisClient {
     database: redis.db,
     ...(redis.username ? { username: redis.username } : {}),
     ...(redis.password ? { password: redis.password } : {}),
+    commandOptions: { timeout: timeoutMs },
     disableOfflineQueue: true,
+    maintNotifications: 'disabled',
   })
 }
 
@@ -68,7 +82,7 @@ function newClient(redis: RedisConfig, timeoutMs: number): RedisClient {
  */
 export function connectRedis(options: RedisConnectionOptions): RedisConnection {
   const { redis, timeoutMs, log } = options
-  const client = newClient(redis, timeoutMs)
+  const client = createRedisClient(redis, timeoutMs)
   const where = `redis ${redis.host}:${redis.port}/${redis.db}`
   let lastError = ''
   // node-redis reports every failed reconnect; log each distinct failure once.
@@ -88,8 +102,12 @@ export function connectRedis(options: RedisConnectionOptions): RedisConnection {
       try {
         return await withTimeout(work(client), timeoutMs, `${what} on ${where}`)
       } catch (err) {
-        stuck.failed(err)
-        throw err
+        const e =
+          err instanceof TimeoutError
+            ? new StoreError(`${what} on ${where}: not sent within ${timeoutMs} ms`, { failure: 'timeout', cause: err })
+            : err
+        stuck.failed(e)
+        throw e
       }
     },
     async evalScript(script: Script, call: ScriptCall): Promise<unknown> {
