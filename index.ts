@@ -148,7 +148,13 @@ function openStore(plugin: GuardPlugin, config: Config): Store {
     error: (m: string) => plugin.logerror(m),
   }
   // The journal keeps disabled flags through a Redis that loses its data (lib/store/journal/).
-  const redis = createRedisStore({ redis: config.redis, timeoutMs: config.storeTimeoutMs, log, checkDurability: true })
+  const redis = createRedisStore({
+    redis: config.redis,
+    timeoutMs: config.storeTimeoutMs,
+    log,
+    checkDurability: true,
+    cacheDisabled: true,
+  })
   const journal = createJournalFile(resolve(process.env.HARAKA ?? process.cwd(), config.redis.journal), log)
   return withJournal(redis, { file: journal, log, checkMs: config.redis.journalCheckMs })
 }

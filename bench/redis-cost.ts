@@ -3,12 +3,12 @@
 // sessions of MONITOR_PER_SESSION messages and of one message), and hijack-guard's two mail-path
 // store calls timed alone.
 
-import type { RedisServer } from '../support'
+import { monitorRedis, type Monitor, type RedisServer } from '../support'
 import { quietLog, type Dist } from './dist'
 import { SIDE_LABELS, type BenchEnv } from './env'
 import { load } from './load'
 import { MONITOR_PER_SESSION } from './options'
-import { addStats, monitorRedis, parseCommandstats, type CommandStats, type Monitor } from './redis-stats'
+import { addStats, parseCommandstats, type CommandStats } from './redis-stats'
 import { f1, f2, f3, say, table, target } from './report'
 import type { CommandRow, Pooled, RedisCostResult, SessionShape, SideRedisCost, StoreCallCost, Target } from './result'
 import { latency, procCpu } from './stats'
@@ -31,8 +31,7 @@ async function shapeOf(
   const r = await load({ accounts: env.accounts, sessions: env.options.sessions, perSession, maxMessages: total, port })
   await new Promise((resolve) => setTimeout(resolve, 300)) // the last MONITOR lines
   // nothing else talks to this redis-server meanwhile: every client command is Haraka's
-  const client = { ...mon.counts.client }
-  const script = { ...mon.counts.script }
+  const { client, script } = mon.counts()
   const trips = Object.values(client).reduce((a, b) => a + b, 0)
   return {
     label,

@@ -1,7 +1,5 @@
-// What redis-server tells about itself: INFO sections, INFO commandstats, and MONITOR (on a
-// client of its own) to tell the commands Haraka's client sent from those a Lua script ran.
-
-import { connectRedis } from '../support'
+// What redis-server tells about itself: INFO sections and INFO commandstats (MONITOR, to tell the
+// commands Haraka's client sent from those a Lua script ran, is support's monitorRedis).
 
 /** The `key:value` lines of an INFO reply. */
 export function parseInfo(text: unknown): Record<string, string> {
@@ -51,35 +49,5 @@ export function addStats(into: CommandStats, stats: CommandStats): void {
     const t = (into[cmd] ??= { calls: 0, usec: 0 })
     t.calls += s.calls
     t.usec += s.usec
-  }
-}
-
-export interface Monitor {
-  /** Commands by name, sent by a client / run by a Lua script, since the start or reset(). */
-  readonly counts: { client: Record<string, number>; script: Record<string, number> }
-  reset(): void
-  stop(): void
-}
-
-/** MONITOR on a connection of its own; resolves once redis confirmed it. */
-export async function monitorRedis(port: number): Promise<Monitor> {
-  const client = await connectRedis(port)
-  const counts: Monitor['counts'] = { client: {}, script: {} }
-  await client.monitor((line) => {
-    const m = /^\+?\d+\.\d+ \[\d+ ([^\]]+)\] "([^"]+)"/.exec(String(line))
-    if (!m?.[1] || !m[2]) return
-    const who = m[1] === 'lua' ? 'script' : 'client'
-    const cmd = m[2].toLowerCase()
-    counts[who][cmd] = (counts[who][cmd] ?? 0) + 1
-  })
-  return {
-    counts,
-    reset() {
-      counts.client = {}
-      counts.script = {}
-    },
-    stop() {
-      client.destroy()
-    },
   }
 }

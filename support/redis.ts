@@ -279,3 +279,73 @@ export async function dumpRedis(client: RedisClient): Promise<string> {
   }
   return out.join('\n')
 }
+
+/** One command redis-server showed to MONITOR. */
+export interface MonitoredCommand {
+  /** `lua` for a command a script ran, else the sending client's address (ip:port). */
+  readonly from: string
+  /** The command name in lower case. */
+  readonly name: string
+  /** The arguments after the name, as MONITOR quotes them. */
+  readonly args: readonly string[]
+}
+
+export interface Monitor {
+  /** The commands seen since the start or reset(), oldest first (see caughtUp). */
+  readonly commands: readonly MonitoredCommand[]
+  /**
+   * Resolves once MONITOR has shown every command Redis ran before this call (it comes on a
+   * connection of its own, so it may lag the replies other clients got).
+   */
+  caughtUp(): Promise<void>
+  /** Commands by name, sent by a client / run by a Lua script, since the start or reset(). */
+  counts(): { client: Record<string, number>; script: Record<string, number> }
+  reset(): void
+  stop(): void
+}
+
+/**
+ * MONITOR on a connection of its own (its own commands are not shown, nor the ECHOs of
+ * caughtUp); resolves once redis confirmed it.
+ */
+export async function monitorRedis(port: number): Promise<Monitor> {
+  const client = await connectRedis(port)
+  const marker = await connectRedis(port)
+  const MARK = `monitor-mark-${process.pid}-`
+  let marks = 0
+  let lastMark = -1
+  let commands: MonitoredCommand[] = []
+  await client.monitor((line) => {
+    const m = /^\+?\d+\.\d+ \[\d+ ([^\]]+)\] (.*)$/.exec(String(line))
+    if (!m?.[1] || m[2] === undefined) return
+    const words = [...m[2].matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((w) => (w[1] ?? '').replace(/\\(["\\])/g, '$1'))
+    const [name, ...args] = words
+    if (name === undefined) return
+    if (name.toLowerCase() === 'echo' && args[0]?.startsWith(MARK)) lastMark = Number(args[0].slice(MARK.length))
+    else commands.push({ from: m[1], name: name.toLowerCase(), args })
+  })
+  return {
+    get commands() {
+      return commands
+    },
+    async caughtUp(): Promise<void> {
+      const mark = marks++
+      await marker.echo(`${MARK}${mark}`)
+      await waitUntil(() => lastMark >= mark, { timeoutMs: 2000, intervalMs: 2, message: 'MONITOR caught up' })
+    },
+    counts() {
+      const counts: ReturnType<Monitor['counts']> = { client: {}, script: {} }
+      for (const c of commands) {
+        const into = c.from === 'lua' ? counts.script : counts.client
+        into[c.name] = (into[c.name] ?? 0) + 1
+      }
+      return counts
+    },
+    reset() {
+      commands = []
+    },
+    stop() {
+      for (const c of [client, marker]) if (c.isOpen) c.destroy()
+    },
+  }
+}

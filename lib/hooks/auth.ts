@@ -7,7 +7,6 @@ import type { Connection, HarakaPlugin, PasswdCallback, PasswdCheck } from '../h
 import { answers, type AuthRefusal } from '../answers'
 import { errorText } from '../messages'
 import { withTimeout, type DisabledRecord } from '../store'
-import { AUTH_CHECKED, type AuthChecked } from './mail'
 import { logStoreDown, type GuardState } from './state'
 
 /**
@@ -32,11 +31,7 @@ export async function authRefusal(
     )
     return null
   }
-  if (!record) {
-    const checked: AuthChecked = { account, at: Date.now() }
-    connection.notes[AUTH_CHECKED] = checked
-    return null
-  }
+  if (!record) return null
   connection.lognotice(plugin, `refusing AUTH of disabled account ${JSON.stringify(account)} (password not checked)`)
   return answers.disabledAtAuth({ account, by: record.by }, state.config.contact)
 }

@@ -100,7 +100,6 @@ async function countAndCheck(
   }
   // Built only where it is logged: the common path (counted, under the limits) skips it.
   const counts = (): string => result.counts.map((c) => `${describeLimit(c)}: ${c.count}`).join(', ')
-  if (result.status !== 'ok') state.process.lastDisableSeenAt = Date.now()
   switch (result.status) {
     case 'disabled':
       txn.results.add(plugin, { fail: 'disabled' })

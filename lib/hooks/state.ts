@@ -13,15 +13,13 @@ import type { Store } from '../store'
 
 /** What this Haraka process remembers between hooks (one per plugin object). */
 export interface ProcessState {
-  /** When this process last disabled an account or saw one disabled (ms, local clock). */
-  lastDisableSeenAt: number
   /** The rate limiter of "store unavailable" lines. */
   readonly storeDown: FailureLog
 }
 
 /** A fresh ProcessState, for a plugin object that starts. */
 export function newProcessState(): ProcessState {
-  return { lastDisableSeenAt: 0, storeDown: createFailureLog({ what: 'store unavailable' }) }
+  return { storeDown: createFailureLog({ what: 'store unavailable' }) }
 }
 
 export interface GuardState {

@@ -12,7 +12,7 @@ import type { RedisStore } from '../../lib/store/redis'
 import { tmpDir, waitUntil } from '../../support/process'
 import { startRedis, type RedisClient, type RedisServer } from '../../support/redis'
 import { recordInput, rules, summary } from './contract'
-import { openRedisStore, quietLog, type KeptLog } from './redis-store'
+import { INVALIDATION_MS, openRedisStore, quietLog, type KeptLog } from './redis-store'
 
 describe('redis store with the journal', function () {
   this.timeout(20_000)
@@ -72,6 +72,11 @@ describe('redis store with the journal', function () {
     const res = await trip(store, 'bob')
     const fields = await admin.hGetAll(accountKeys('bob').disabled)
     await admin.flushAll()
+    // the first lookup after the flush's invalidation reaches the cache re-asserts the record
+    await waitUntil(async () => (await store.getDisabled('bob')) && (await admin.exists(accountKeys('bob').disabled)), {
+      timeoutMs: INVALIDATION_MS,
+      message: 'bob re-asserted',
+    })
     const record = await store.getDisabled('bob')
     assert.equal(record?.incident, res.record.incident)
     assert.deepEqual(await admin.hGetAll(accountKeys('bob').disabled), fields, 'every field as it was')
@@ -124,6 +129,10 @@ describe('redis store with the journal', function () {
     assert.equal(await store.enable('bob'), true)
     const second = await trip(store, 'bob')
     await admin.del(accountKeys('bob').disabled) // eviction of the record alone: the old tombstone stays
+    await waitUntil(async () => (await store.getDisabled('bob')) && (await admin.exists(accountKeys('bob').disabled)), {
+      timeoutMs: INVALIDATION_MS,
+      message: 'bob re-asserted',
+    })
     assert.equal((await store.getDisabled('bob'))?.incident, second.record.incident)
     assert.equal(await admin.hGet(accountKeys('bob').disabled, 'incident'), second.record.incident)
   })

@@ -3,7 +3,7 @@
 
 import * as assert from 'node:assert/strict'
 import type { RedisConfig } from '../../lib/config'
-import type { Store } from '../../lib/store'
+import type { DisabledRecord, Store } from '../../lib/store'
 import { createRedisStore, type Logger, type RedisStore } from '../../lib/store/redis'
 import { HOST, waitUntil } from '../../support/process'
 import { startRedis, type RedisClient, type RedisServer } from '../../support/redis'
@@ -33,14 +33,16 @@ export interface OpenRedisOptions {
   readonly timeoutMs?: number
   readonly log?: Logger
   readonly checkDurability?: boolean
+  /** Serve disable records from the cache Redis keeps true, as Haraka does (default true). */
+  readonly cacheDisabled?: boolean
 }
 
 /** A Redis store on loopback `port`; it connects in the background (see untilAnswers). */
 export function openRedisStore(
   port: number,
-  { timeoutMs = 1000, log = quietLog(), checkDurability }: OpenRedisOptions = {},
+  { timeoutMs = 1000, log = quietLog(), checkDurability, cacheDisabled = true }: OpenRedisOptions = {},
 ): RedisStore {
-  return createRedisStore({ redis: redisConfig(port), timeoutMs, log, checkDurability })
+  return createRedisStore({ redis: redisConfig(port), timeoutMs, log, checkDurability, cacheDisabled })
 }
 
 /** Resolves once `store` answers a read (within 5 s). */
@@ -49,6 +51,31 @@ export async function untilAnswers(store: Store): Promise<void> {
     timeoutMs: 5000,
     ignoreErrors: true,
     message: 'the store answers',
+  })
+}
+
+/**
+ * How long a change made on another connection may take to reach a store's disable-record cache:
+ * Redis pushes the invalidation as it runs the write, on the store's tracking connection, so it
+ * races the writer's own reply only within this process; a bound, not a sleep.
+ */
+export const INVALIDATION_MS = 1000
+
+/** Resolves with the record once `store` sees `account` disabled (within INVALIDATION_MS). */
+export function untilDisabled(store: Store, account: string): Promise<DisabledRecord> {
+  return waitUntil(() => store.getDisabled(account), {
+    timeoutMs: INVALIDATION_MS,
+    intervalMs: 5,
+    message: `${JSON.stringify(account)} seen disabled`,
+  })
+}
+
+/** Resolves once `store` sees `account` enabled (within INVALIDATION_MS). */
+export async function untilEnabled(store: Store, account: string): Promise<void> {
+  await waitUntil(async () => (await store.getDisabled(account)) === null, {
+    timeoutMs: INVALIDATION_MS,
+    intervalMs: 5,
+    message: `${JSON.stringify(account)} seen enabled`,
   })
 }
 

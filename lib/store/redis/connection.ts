@@ -37,6 +37,13 @@ export interface RedisConnection {
   evalScript(script: Script, call: ScriptCall): Promise<unknown>
   /** Calls `listener` after every (re)connect with Redis's run_id ('' when INFO is refused). */
   onConnect(listener: (runId: string) => void): void
+  /** Calls `listener` whenever a call fails or the client reports an error (a reason to doubt a cache). */
+  onFailure(listener: () => void): void
+  /**
+   * A new, unconnected client with the same settings that turns CLIENT TRACKING on at each
+   * connect and emits 'invalidate' (a key, or null for all) for each invalidation Redis pushes.
+   */
+  trackingClient(): RedisClient
   /** Resolves once Redis answers a PING; rejects with StoreError after `waitMs`. */
   ready(waitMs: number): Promise<void>
   /** Closes the client; the connection is unusable afterwards. */
@@ -48,8 +55,8 @@ const RECONNECT_MAX_MS = 1000
 /**
  * A node-redis 6 client with every setting the plugin relies on written out, so that it behaves
  * the same whichever 6.x an install hoists (see docs/store.md, "The Redis client"):
- * - RESP3 (HELLO 3, Redis 6 or later), node-redis 6's default; the scripts' replies (tables,
- *   integers, strings) read the same as under RESP2;
+ * - RESP3 (HELLO 3, Redis 6 or later): the push messages of CLIENT TRACKING need it; the scripts'
+ *   replies (tables, integers, strings) read the same as under RESP2;
  * - a command not yet written to the socket within `timeoutMs` is dropped, never sent late (the
  *   whole call is bounded by the same store_timeout in RedisConnection.call);
  * - no offline queue: while disconnected a command fails at once instead of waiting;
@@ -83,14 +90,19 @@ function createRedisClient(redis: RedisConfig, timeoutMs: number): RedisClient {
 export function connectRedis(options: RedisConnectionOptions): RedisConnection {
   const { redis, timeoutMs, log } = options
   const client = createRedisClient(redis, timeoutMs)
-  const where = `redis ${redis.host}:${redis.port}/${redis.db}`
+  const where = redisWhere(redis)
   let lastError = ''
+  const connectListeners: ((runId: string) => void)[] = []
+  const failureListeners: (() => void)[] = []
+  const failed = (): void => {
+    for (const listener of failureListeners) listener()
+  }
   // node-redis reports every failed reconnect; log each distinct failure once.
   const reportError = (err: Error): void => {
+    failed()
     if (err.message !== lastError) log.error(`${where}: ${err.message}`)
     lastError = err.message
   }
-  const connectListeners: ((runId: string) => void)[] = []
   const stuck = failFast(() => client.ping(), timeoutMs, log, where)
 
   const connection: RedisConnection = {
@@ -107,6 +119,7 @@ export function connectRedis(options: RedisConnectionOptions): RedisConnection {
             ? new StoreError(`${what} on ${where}: not sent within ${timeoutMs} ms`, { failure: 'timeout', cause: err })
             : err
         stuck.failed(e)
+        failed()
         throw e
       }
     },
@@ -115,6 +128,13 @@ export function connectRedis(options: RedisConnectionOptions): RedisConnection {
     },
     onConnect(listener: (runId: string) => void): void {
       connectListeners.push(listener)
+    },
+    onFailure(listener: () => void): void {
+      failureListeners.push(listener)
+    },
+    trackingClient(): RedisClient {
+      // duplicate() reuses the client class node-redis built for these settings (tens of ms to build).
+      return client.duplicate({ emitInvalidate: true })
     },
     async ready(waitMs: number): Promise<void> {
       const end = Date.now() + waitMs
@@ -147,6 +167,11 @@ export function connectRedis(options: RedisConnectionOptions): RedisConnection {
   })
   client.connect().catch(reportError)
   return connection
+}
+
+/** How log lines name a Redis server: `redis host:port/db`. */
+export function redisWhere(redis: RedisConfig): string {
+  return `redis ${redis.host}:${redis.port}/${redis.db}`
 }
 
 async function evalWithFallback(client: RedisClient, script: Script, { keys, args }: ScriptCall): Promise<unknown> {

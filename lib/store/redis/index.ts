@@ -5,6 +5,7 @@
 import type { Rule } from '../../config'
 import { accountKeys, AUDIT_LOG, decodeAccount, PREFIX, tokenKey } from '../keys'
 import { connectRedis, type RedisConnection, type RedisConnectionOptions } from './connection'
+import { trackHashes, type HashFields, type TrackedHashes } from './tracking'
 import { DISABLE, DROP_HELD, ENABLE, REASSERT, RECORD, REDEEM } from './scripts'
 import {
   AUDIT_CAP,
@@ -31,8 +32,14 @@ import { totalsAt } from '../series'
 export type { Logger } from './connection'
 export { durabilityRisks } from './connection'
 
-/** How to reach Redis, how long to wait, where to log (see RedisConnectionOptions). */
-export type RedisStoreOptions = RedisConnectionOptions
+/** How to reach Redis, how long to wait, where to log (see RedisConnectionOptions), and whether to cache. */
+export interface RedisStoreOptions extends RedisConnectionOptions {
+  /**
+   * Serve getDisabled/getStored from a cache Redis keeps true (tracking.ts: a second connection
+   * with CLIENT TRACKING). For Haraka's mail path; a one-shot caller (the CLI) leaves it off.
+   */
+  readonly cacheDisabled?: boolean
+}
 
 /** A disable record and the fields it is stored as. */
 export interface StoredRecord {
@@ -63,22 +70,43 @@ export interface RedisStore extends Store {
  */
 export function createRedisStore(options: RedisStoreOptions): RedisStore {
   const redis = connectRedis(options)
+  const records = options.cacheDisabled ? trackHashes(redis, options) : uncachedHashes(redis)
   return {
     kind: 'redis',
-    ...countingMethods(redis),
-    ...disableMethods(redis),
+    ...countingMethods(redis, records),
+    ...disableMethods(redis, records),
     ...auditMethods(redis),
     ...heldMethods(redis),
     onConnect: (listener) => redis.onConnect(listener),
     ready: (waitMs) => redis.ready(waitMs),
-    close: () => redis.close(),
+    async close(): Promise<void> {
+      await records.close()
+      await redis.close()
+    },
+  }
+}
+
+/** Reads of the disable records straight from Redis, for a store without the cache. */
+function uncachedHashes(redis: RedisConnection): TrackedHashes {
+  return {
+    read: (what, key) => redis.call(what, (client) => client.hGetAll(key)),
+    forget: () => undefined,
+    close: async () => undefined,
   }
 }
 
 /** Counting messages against the limits, and the counters and evidence that come of it. */
-function countingMethods(redis: RedisConnection): Pick<RedisStore, 'record' | 'reset' | 'counts' | 'evidence'> {
+function countingMethods(
+  redis: RedisConnection,
+  records: TrackedHashes,
+): Pick<RedisStore, 'record' | 'reset' | 'counts' | 'evidence'> {
   return {
-    record: (input) => recordMessage(redis, input),
+    async record(input: RecordInput): Promise<RecordResult> {
+      const result = await recordMessage(redis, input)
+      // refused: this call wrote the record; disabled: the cache may not have heard of it yet.
+      if (result.status !== 'ok') records.forget(accountKeys(input.account).disabled)
+      return result
+    },
 
     async reset(account: string): Promise<void> {
       const k = accountKeys(account)
@@ -125,29 +153,38 @@ async function storeToken(redis: RedisConnection, input: RecordInput): Promise<v
 /** The disable records: reading, writing back, disabling and enabling by hand or by token. */
 function disableMethods(
   redis: RedisConnection,
+  records: TrackedHashes,
 ): Pick<
   RedisStore,
   'getDisabled' | 'getStored' | 'reassert' | 'disable' | 'enable' | 'tokenAccount' | 'redeem' | 'listDisabled'
 > {
-  const getDisabled = async (account: string): Promise<DisabledRecord | null> =>
-    toRecord(await hgetall(redis, 'getDisabled', accountKeys(account).disabled))
+  const read = (account: string): Promise<HashFields> => records.read('getDisabled', accountKeys(account).disabled)
+  // This process's own writes of a record: forgotten at once, whatever the push's timing.
+  const writing = async <T>(account: string, write: Promise<T>): Promise<T> => {
+    try {
+      return await write
+    } finally {
+      records.forget(accountKeys(account).disabled)
+    }
+  }
+  const getDisabled = async (account: string): Promise<DisabledRecord | null> => toRecord(await read(account))
   return {
     getDisabled,
 
     async getStored(account: string): Promise<StoredRecord | null> {
-      const fields = await hgetall(redis, 'getDisabled', accountKeys(account).disabled)
+      const fields = await read(account)
       const record = toRecord(fields)
       return record ? { record, fields } : null
     },
 
-    reassert: (account, fields) => reassert(redis, account, fields),
+    reassert: (account, fields) => writing(account, reassert(redis, account, fields)),
 
     async disable(input: DisableInput): Promise<boolean> {
-      return DISABLE.decode(await redis.evalScript(DISABLE, DISABLE.encode(input)))
+      return DISABLE.decode(await writing(input.account, redis.evalScript(DISABLE, DISABLE.encode(input))))
     },
 
     async enable(account: string): Promise<boolean> {
-      return ENABLE.decode(await redis.evalScript(ENABLE, ENABLE.encode(account)))
+      return ENABLE.decode(await writing(account, redis.evalScript(ENABLE, ENABLE.encode(account))))
     },
 
     async tokenAccount(token: string): Promise<string | null> {
@@ -155,7 +192,7 @@ function disableMethods(
     },
 
     async redeem(account: string, token: string): Promise<RedeemResult> {
-      return REDEEM.decode(await redis.evalScript(REDEEM, REDEEM.encode(account, token)))
+      return REDEEM.decode(await writing(account, redis.evalScript(REDEEM, REDEEM.encode(account, token))))
     },
 
     async listDisabled(): Promise<DisabledRecord[]> {
@@ -164,10 +201,6 @@ function disableMethods(
       return records.filter((r): r is DisabledRecord => r !== null).sort((a, b) => b.at - a.at)
     },
   }
-}
-
-async function hgetall(redis: RedisConnection, what: string, key: string): Promise<Record<string, string>> {
-  return redis.call(what, (client) => client.hGetAll(key))
 }
 
 async function reassert(
@@ -286,7 +319,7 @@ function heldMethods(
 }
 
 /** A disable record from its stored fields, or null when there are none. */
-export function toRecord(h: Record<string, string>): DisabledRecord | null {
+export function toRecord(h: Readonly<Record<string, string>>): DisabledRecord | null {
   if (!h || Object.keys(h).length === 0) return null
   const counts = parseRuleCounts(h.rules, h.totals)
   const over = counts[Number(h.over) - 1]
