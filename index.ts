@@ -7,6 +7,7 @@ import { resolve } from 'node:path'
 import { CONFIG_FILE, ConfigError, readConfig, type Config } from './lib/config'
 import type { MailSender } from './lib/alert'
 import {
+  authOutcome,
   authRefusal,
   checkHeld,
   checkMail,
@@ -186,8 +187,11 @@ async function startInProcess(plugin: GuardPlugin): Promise<void> {
   if (config.store === 'memory') await checkStateFile(stateFilePath(config))
   state(plugin)
   // async: even a synchronous throw becomes a rejection, which the wrapper turns into "MAIL FROM decides".
-  const wrapped = wrapAuthPlugins(plugin, registeredPlugins(plugin), async (connection, user) =>
-    authRefusal(plugin, connection, user, state(plugin)),
+  const wrapped = wrapAuthPlugins(
+    plugin,
+    registeredPlugins(plugin),
+    async (connection, user) => authRefusal(plugin, connection, user, state(plugin)),
+    async (connection, user, valid) => authOutcome(plugin, connection, user, valid, state(plugin)),
   )
   plugin.loginfo(
     wrapped.length

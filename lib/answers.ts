@@ -4,14 +4,14 @@
  * plugin's callback takes.
  */
 import { DENY, DENYDISCONNECT, DENYSOFT, DSN, OK, type Verdict } from './haraka'
-import { disabledReply, overLimitReply, storeDownReply } from './messages'
+import { authBlockedReply, disabledReply, overLimitReply, storeDownReply } from './messages'
 import type { DisabledRecord, WindowCount } from './store'
 
 type Disabled = Pick<DisabledRecord, 'account' | 'by'>
 
-/** What an auth plugin's callback takes to answer 535 with the plugin's text. */
+/** What an auth plugin's callback takes to answer 535 (or 454) with the plugin's text. */
 export interface AuthRefusal {
-  readonly code: 535
+  readonly code: 535 | 454
   readonly message: string
 }
 
@@ -36,6 +36,8 @@ export const answers = {
     code: 535,
     message: `5.7.8 ${disabledReply(record, contact)}`,
   }),
+  /** AUTH of a login over [signals] auth_failures with action = block: 454 4.7.0, the password not checked. */
+  authBlocked: (contact: string): AuthRefusal => ({ code: 454, message: `4.7.0 ${authBlockedReply(contact)}` }),
   /** The store cannot answer and on_store_error = closed: 451 4.3.0 (Haraka's queue stage makes it 450). */
   storeDown: (contact: string): Verdict => [DENYSOFT, DSN.sys_unspecified(storeDownReply(contact), 451)],
   /** RCPT of the reply address: 250 2.1.5. */

@@ -57,8 +57,21 @@ export interface Config {
   /** This server's name (config/me), for addresses, Message-IDs and texts. */
   readonly me: string
   readonly redis: RedisConfig
+  /** [signals]: password spraying (failed AUTH per login from anywhere); null when off. */
+  readonly authFailures: AuthFailuresConfig | null
   /** Unknown keys and other non-fatal findings, for the log. */
   readonly warnings: readonly string[]
+}
+
+export type AuthFailuresAction = 'alert' | 'block'
+
+/** [signals] auth_failures and auth_failures_action: N failed AUTHs per login within windowMs. */
+export interface AuthFailuresConfig {
+  readonly max: number
+  readonly windowMs: number
+  /** As the operator wrote it, e.g. "20/1h". */
+  readonly text: string
+  readonly action: AuthFailuresAction
 }
 
 /** A config value the plugin refuses to guess about; the message names file, key and value. */
@@ -104,6 +117,7 @@ export const DEFAULTS = {
   alert: { to: '', contact: '', from: '', reply_address: '' },
   reactivate: { policy: 'admin', admins: '', token_ttl: '7d' },
   held: { retry: '1m', max_hold: '7d' },
+  signals: { auth_failures: '20/1h', auth_failures_action: 'alert' },
   redis: {
     host: '127.0.0.1',
     port: '6379',
@@ -373,6 +387,7 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
     },
     me: mailDomain(me),
     redis: parseRedis(section(raw, 'redis')),
+    authFailures: parseAuthFailures(section(raw, 'signals')),
     warnings,
   }
   return deepFreeze(config)
@@ -479,6 +494,22 @@ function checkReplyAddress(alertSect: Section, to: readonly string[], from: stri
 function mailbox(a: string): string {
   const at = a.lastIndexOf('@')
   return `${(a.slice(0, at).split('+')[0] ?? '').toLowerCase()}@${a.slice(at + 1).toLowerCase()}`
+}
+
+/** [signals] auth_failures ("N/window"; unset = the default, empty or 0 = off) and its action. */
+function parseAuthFailures(sect: Section): AuthFailuresConfig | null {
+  const given = sect.auth_failures === undefined ? DEFAULTS.signals.auth_failures : sect.auth_failures
+  const rules = parseRules('signals.auth_failures', 'messages', given, 1)
+  const action = parseChoice<AuthFailuresAction>(
+    'signals.auth_failures_action',
+    sect.auth_failures_action,
+    ['alert', 'block'],
+    DEFAULTS.signals.auth_failures_action,
+  )
+  const [rule, extra] = rules
+  if (!rule) return null
+  if (extra) throw new ConfigError('signals.auth_failures', given, 'expected one N/window, e.g. 20/1h')
+  return { max: rule.max, windowMs: rule.windowMs, text: rule.text, action }
 }
 
 /** [redis], config/redis.ini already merged under it (withRedisIni). */

@@ -76,6 +76,11 @@ export function storeDownReply(contact: string): string {
   return `Sending limits cannot be checked right now; try again later or contact ${contact}`
 }
 
+/** Text after "454 4.7.0" for AUTH of a login blocked for password spraying ([signals] auth_failures_action = block). */
+export function authBlockedReply(contact: string): string {
+  return `Too many failed logins for this account; try again later or contact ${contact}`
+}
+
 /** The message of an error, or the thing thrown as text. */
 export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err)

@@ -35,6 +35,7 @@ function unstubbed(kind: Store['kind']): Store {
     release: reject('release'),
     heldCount: reject('heldCount'),
     dropHeld: reject('dropHeld'),
+    authFailure: reject('authFailure'),
     close: reject('close'),
   }
 }

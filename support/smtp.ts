@@ -43,6 +43,8 @@ export interface ConnectOptions {
   readonly name?: string
   /** Greeting and socket timeout (default 10000 ms). */
   readonly timeoutMs?: number
+  /** The loopback address to connect from (e.g. 127.1.0.1, another /24); default the system's choice. */
+  readonly localAddress?: string
 }
 
 export interface Credentials {
@@ -223,6 +225,7 @@ function connect({
   host = HOST,
   name = 'client.test.example',
   timeoutMs = 10_000,
+  localAddress,
 }: ConnectOptions): Promise<Connected> {
   return new Promise((resolve) => {
     const state: State = { stage: 'connect', closed: false, transcript: [], pending: null }
@@ -230,6 +233,7 @@ function connect({
       host,
       port,
       name,
+      ...(localAddress ? { localAddress } : {}),
       secure: false,
       ignoreTLS: true,
       connectionTimeout: Math.min(timeoutMs, 5000),

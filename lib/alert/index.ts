@@ -211,3 +211,68 @@ export function composeNotice(input: NoticeInput): OutgoingMail {
     message: build(headers, [...input.lines, '', '-- ', `hijack-guard on ${input.me}`]),
   }
 }
+
+export interface SprayAlertInput {
+  readonly account: string
+  /** Failed AUTHs in the window when the limit was reached, and the limit. */
+  readonly count: number
+  readonly max: number
+  readonly windowMs: number
+  /** The client addresses seen failing (capped by the store). */
+  readonly sources: readonly string[]
+  /** Whether further AUTH of the login is answered 454 until `until` (store-clock ms). */
+  readonly blocked: boolean
+  readonly until: number
+  readonly monitor: boolean
+  readonly from: string
+  readonly to: readonly string[]
+  readonly me: string
+  /** Milliseconds since the epoch; the Date header. */
+  readonly now: number
+  /** A unique id for the Message-ID. */
+  readonly id: string
+  /** Command that disables the account from a shell, shown in the alert. */
+  readonly cliCommand: string
+}
+
+/**
+ * The password-spraying alert: a login reached [signals] auth_failures. It disables nothing,
+ * so it carries no token and no Reply-To.
+ */
+export function composeSprayAlert(input: SprayAlertInput): OutgoingMail {
+  const account = shownAccount(input.account)
+  const subject = `${input.monitor ? 'Monitor: ' : ''}Password spraying against ${account}: ${input.count} failed logins in ${formatDuration(input.windowMs)}`
+  const headers: Array<[string, string]> = [
+    ['From', `Hijack Guard <${input.from}>`],
+    ['To', input.to.join(', ')],
+    ['Subject', encodeHeader(subject)],
+    ['Date', rfc5322Date(input.now)],
+    ['Message-ID', `<spray-${input.id}@${input.me}>`],
+    ['Auto-Submitted', 'auto-generated'],
+    ['X-Auto-Response-Suppress', 'All'],
+  ]
+  const body = [
+    `Password spraying alert: the login ${account} failed to authenticate ${input.count} times`,
+    `within ${formatDuration(input.windowMs)} (limit ${input.max}), counted from every client address.`,
+    '',
+    ...listLines(
+      'Source addresses:',
+      input.sources.map((s) => replaceControlChars(s, '?')),
+    ),
+    '',
+    input.blocked
+      ? `Every further AUTH of this login is answered 454 4.7.0 without checking the password, until ${utc(input.until)}.`
+      : 'AUTH of this login is still checked as usual (auth_failures_action = alert).',
+    '',
+    'What to do:',
+    '  1. If the owner did not mistype a password that often, someone is guessing it:',
+    '     make sure it is long and unique, and watch for a login that succeeds.',
+    '  2. To stop the account from sending meanwhile, run on the mail server:',
+    `       ${input.cliCommand}`,
+    '',
+    'The account is not disabled. One such alert is sent per window per login.',
+    '-- ',
+    `hijack-guard on ${input.me}`,
+  ]
+  return { from: input.from, to: input.to, message: build(headers, body) }
+}

@@ -7,6 +7,7 @@ import type { Connection, HarakaPlugin, PasswdCallback, PasswdCheck } from '../h
 import { answers, type AuthRefusal } from '../answers'
 import { errorText } from '../messages'
 import { withTimeout, type DisabledRecord } from '../store'
+import { sendSprayAlert } from './mailer'
 import { logStoreDown, type GuardState } from './state'
 
 /**
@@ -22,6 +23,18 @@ export async function authRefusal(
 ): Promise<AuthRefusal | null> {
   if (state.config.mode === 'monitor') return null
   const account = canonicalAccount(login, state.config.accounts)
+  // Password spraying, action = block: answered from this process's memory, no store call.
+  const blockedUntil = state.process.authBlocks.get(account)
+  if (blockedUntil !== undefined) {
+    if (blockedUntil > Date.now()) {
+      connection.lognotice(
+        plugin,
+        `refusing AUTH of ${JSON.stringify(account)}: too many failed logins (password not checked)`,
+      )
+      return answers.authBlocked(state.config.contact)
+    }
+    state.process.authBlocks.delete(account)
+  }
   let record: DisabledRecord | null
   try {
     record = await withTimeout(state.store.getDisabled(account), state.config.storeTimeoutMs, 'AUTH lookup')
@@ -43,6 +56,104 @@ const CHECKS = ['check_plain_passwd', 'check_cram_md5_passwd'] as const
 export type AuthGate = (connection: Connection, user: string) => Promise<AuthRefusal | null>
 
 /**
+ * Told the outcome of every password check the gate let through (never of a gate refusal). A
+ * failure is answered once the returned promise settles (so a block is in place before the
+ * client hears the answer); a success at once.
+ */
+export type AuthOutcome = (connection: Connection, user: string, valid: boolean) => Promise<void>
+
+/** How many accounts a process remembers failed AUTHs or blocks for (then it starts over). */
+const AUTH_MEMORY_CAP = 10_000
+
+/**
+ * After a password check: a failure is counted in the store ([signals] auth_failures, one store
+ * call), and may alert and block; a success costs no store call: it is checked against the
+ * failures this process counted, and one after failures from other networks is logged at WARN
+ * and written to the audit trail as evidence. [exempt] accounts are counted and alerted, never
+ * blocked. Never throws; a store failure is logged (rate-limited) and AUTH goes on as usual.
+ */
+export async function authOutcome(
+  plugin: HarakaPlugin,
+  connection: Connection,
+  login: string,
+  valid: boolean,
+  state: GuardState,
+): Promise<void> {
+  const { config, process: proc } = state
+  const limit = config.authFailures
+  if (!limit) return
+  const account = canonicalAccount(login, config.accounts)
+  const ip = connection.remote.ip ?? ''
+  const now = Date.now()
+  if (valid) {
+    const seen = proc.authFailures.get(account)
+    if (!seen || seen.until <= now) return
+    const mine = networkOf(ip)
+    const others = seen.sources.filter((s) => networkOf(s) !== mine)
+    if (others.length === 0) return
+    const reason = `AUTH from ${ip} after ${seen.count} failed AUTHs in ${limit.text} from other networks: ${others.join(', ')}`
+    connection.logwarn(plugin, `possible password spraying success for ${JSON.stringify(account)}: ${reason}`)
+    try {
+      await withTimeout(
+        state.store.audit({ at: now, account, action: 'auth-after-failures', actor: 'signals', how: 'auth', reason }),
+        config.storeTimeoutMs,
+        'AUTH evidence',
+      )
+    } catch (err) {
+      logStoreDown(state, `store unavailable, AUTH evidence not written: ${errorText(err)}`, (line) =>
+        connection.logerror(plugin, line),
+      )
+    }
+    return
+  }
+  let result
+  try {
+    result = await withTimeout(
+      state.store.authFailure({ account, source: ip, max: limit.max, windowMs: limit.windowMs }),
+      config.storeTimeoutMs,
+      'AUTH failure',
+    )
+  } catch (err) {
+    logStoreDown(state, `store unavailable, failed AUTH not counted: ${errorText(err)}`, (line) =>
+      connection.logerror(plugin, line),
+    )
+    return
+  }
+  const until = now + Math.max(0, result.until - result.at)
+  if (proc.authFailures.size >= AUTH_MEMORY_CAP) proc.authFailures.clear()
+  proc.authFailures.set(account, { sources: result.sources, count: result.count, until: now + limit.windowMs })
+  const block = result.reached && limit.action === 'block' && config.mode === 'enforce' && !config.exempt.has(account)
+  if (block) {
+    if (proc.authBlocks.size >= AUTH_MEMORY_CAP) proc.authBlocks.clear()
+    proc.authBlocks.set(account, until)
+  }
+  if (!result.alert) return
+  connection.logwarn(
+    plugin,
+    `password spraying: ${JSON.stringify(account)} reached ${limit.text} failed AUTHs (${result.count}) from ${result.sources.join(', ')}${block ? '; AUTH blocked' : ''}`,
+  )
+  await sendSprayAlert(plugin, state, { account, count: result.count, sources: result.sources, blocked: block, until })
+}
+
+/** The client network of an address: IPv4 /24, IPv6 /48 (an IPv4-mapped IPv6 address counts as IPv4). */
+export function networkOf(ip: string): string {
+  const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.(\d+)\.\d+$/i.exec(ip)
+  if (v4) return `${v4[1]}.${v4[2]}.${v4[3]}.0/24`
+  if (!ip.includes(':')) return ip
+  const [head = '', tail] = ip.toLowerCase().split('::')
+  const left = head ? head.split(':') : []
+  const right = tail ? tail.split(':') : []
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+  return `${groups
+    .slice(0, 3)
+    .map((g) => (g || '0').replace(/^0+(?=.)/, ''))
+    .join(':')}::/48`
+}
+
+/**
  * Wraps the password checks of every loaded auth plugin (auth_base descendants: flat_file,
  * auth_proxy, auth-ldap, ...) so that the gate runs first: a disabled account is answered 535
  * with the gate's text whatever the password, and the password is never checked, so the answer
@@ -53,6 +164,7 @@ export function wrapAuthPlugins(
   self: HarakaPlugin,
   plugins: Record<string, Record<string, unknown>>,
   gate: AuthGate,
+  outcome?: AuthOutcome,
 ): string[] {
   const wrapped: string[] = []
   for (const [name, p] of Object.entries(plugins)) {
@@ -69,9 +181,21 @@ export function wrapAuthPlugins(
         }
         // Runs inside a promise callback: a throw there would be an unhandled rejection, which
         // kills Haraka, so a throwing check is a failed login.
+        const checked: PasswdCallback = (valid, opts) => {
+          if (answered || !outcome) return answer(valid, opts)
+          let told: Promise<void>
+          try {
+            told = outcome(connection, String(user), valid)
+          } catch (err) {
+            told = Promise.reject(err instanceof Error ? err : new Error(String(err)))
+          }
+          const logged = told.catch((err: unknown) => self.logerror(`AUTH outcome failed: ${errorText(err)}`))
+          if (valid) return answer(valid, opts)
+          void logged.then(() => answer(valid, opts))
+        }
         const checkPassword = (): void => {
           try {
-            original.call(this, connection, user, passwd, answer)
+            original.call(this, connection, user, passwd, checked)
           } catch (err) {
             self.logerror(`password check of ${name} failed: ${errorText(err)}`)
             answer(false)

@@ -1,6 +1,6 @@
 /** The plugin's own mail to people: the postmaster alert and the notices about replies. */
 import { join, resolve } from 'node:path'
-import { composeAlert, composeNotice } from '../alert'
+import { composeAlert, composeNotice, composeSprayAlert } from '../alert'
 import type { HarakaPlugin } from '../haraka'
 import { randomId } from '../ids'
 import { errorText } from '../messages'
@@ -36,6 +36,43 @@ export async function sendAlert(
     plugin.logerror(
       `alert for ${JSON.stringify(record.account)} NOT sent (incident ${record.incident}): ${errorText(err)}`,
     )
+  }
+}
+
+/** What a password-spraying alert reports (see composeSprayAlert). */
+export interface SprayReport {
+  readonly account: string
+  readonly count: number
+  readonly sources: readonly string[]
+  readonly blocked: boolean
+  /** Local-clock ms when the block ends (the window holds fewer failures than the limit). */
+  readonly until: number
+}
+
+/** Queues the password-spraying alert for an account that reached [signals] auth_failures; a failure is logged. */
+export async function sendSprayAlert(plugin: HarakaPlugin, state: GuardState, report: SprayReport): Promise<void> {
+  const { config } = state
+  const limit = config.authFailures
+  if (!limit) return
+  try {
+    const mail = composeSprayAlert({
+      ...report,
+      max: limit.max,
+      windowMs: limit.windowMs,
+      monitor: config.mode === 'monitor',
+      from: config.alert.from,
+      to: config.alert.to,
+      me: config.me,
+      now: Date.now(),
+      id: randomId(),
+      cliCommand: cliCommand('disable', report.account),
+    })
+    await state.sendMail(mail)
+    plugin.loginfo(
+      `password spraying alert for ${JSON.stringify(report.account)} queued to ${config.alert.to.join(', ')}`,
+    )
+  } catch (err) {
+    plugin.logerror(`password spraying alert for ${JSON.stringify(report.account)} NOT sent: ${errorText(err)}`)
   }
 }
 

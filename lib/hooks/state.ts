@@ -15,11 +15,21 @@ import type { Store } from '../store'
 export interface ProcessState {
   /** The rate limiter of "store unavailable" lines. */
   readonly storeDown: FailureLog
+  /**
+   * Failed AUTHs this process counted, per account: the sources the store reported and until
+   * when (local clock). Read by a successful AUTH without a store call.
+   */
+  readonly authFailures: Map<
+    string,
+    { readonly sources: readonly string[]; readonly count: number; readonly until: number }
+  >
+  /** Accounts whose AUTH is answered 454 ([signals] auth_failures_action = block), until when (local clock). */
+  readonly authBlocks: Map<string, number>
 }
 
 /** A fresh ProcessState, for a plugin object that starts. */
 export function newProcessState(): ProcessState {
-  return { storeDown: createFailureLog({ what: 'store unavailable' }) }
+  return { storeDown: createFailureLog({ what: 'store unavailable' }), authFailures: new Map(), authBlocks: new Map() }
 }
 
 export interface GuardState {

@@ -98,7 +98,7 @@ export interface AuditEntry {
   /** Milliseconds since the epoch. */
   readonly at: number
   readonly account: string
-  readonly action: 'disable' | 'enable' | 'reset' | 'reactivate-failed' | 'drop-held'
+  readonly action: 'disable' | 'enable' | 'reset' | 'reactivate-failed' | 'drop-held' | 'auth-after-failures'
   /** Who: 'limit' for the automatic disable, an admin login, or 'cli:<os user>'. */
   readonly actor: string
   /** How: 'limit', 'reply', 'cli'. */
@@ -119,6 +119,36 @@ export interface HeldState {
   /** Messages counted at or before this store-clock time are to be dropped; 0 = none. */
   readonly dropBefore: number
 }
+
+/** One failed AUTH of an account, from `source` (the client address). */
+export interface AuthFailureInput {
+  readonly account: string
+  readonly source: string
+  /** The [signals] auth_failures limit: `max` failures within `windowMs`. */
+  readonly max: number
+  readonly windowMs: number
+}
+
+/**
+ * The account's failed AUTHs after counting one:
+ * - count: failures within the window, this one included (at most `max`: older ones are dropped);
+ * - reached: count >= max;
+ * - alert: true for exactly one caller per window per account, the first that reached the limit;
+ * - sources: the client addresses seen failing in the window (at most AUTH_SOURCES_CAP);
+ * - until: store-clock ms when the window will hold fewer than `max` failures, if no more come;
+ * - at: the store-clock time of this failure.
+ */
+export interface AuthFailureResult {
+  readonly count: number
+  readonly reached: boolean
+  readonly alert: boolean
+  readonly sources: readonly string[]
+  readonly until: number
+  readonly at: number
+}
+
+/** How many distinct client addresses an account's failed AUTHs keep as evidence. */
+export const AUTH_SOURCES_CAP = 20
 
 /** How many message summaries an account keeps as evidence. */
 export const EVIDENCE_CAP = 10
@@ -168,6 +198,8 @@ export interface Store {
   heldCount(account: string): Promise<number>
   /** Marks every message of the account queued until now for dropping; answers the held count. */
   dropHeld(account: string, ttlMs: number): Promise<number>
+  /** Counts one failed AUTH of an account in a sliding window (see AuthFailureResult); atomic. */
+  authFailure(input: AuthFailureInput): Promise<AuthFailureResult>
   /** Releases connections and timers; the store is unusable afterwards. */
   close(): Promise<void>
 }
@@ -253,7 +285,7 @@ function str(v: unknown): string {
 export function toAuditEntry(row: unknown): AuditEntry[] {
   if (!row || typeof row !== 'object') return []
   const r = row as Record<string, unknown>
-  const actions = ['disable', 'enable', 'reset', 'reactivate-failed', 'drop-held'] as const
+  const actions = ['disable', 'enable', 'reset', 'reactivate-failed', 'drop-held', 'auth-after-failures'] as const
   const action = actions.find((a) => a === r.action)
   if (!action) return []
   return [

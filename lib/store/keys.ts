@@ -59,6 +59,12 @@ export interface AccountKeys {
    * ms). Never expires; tells a journal that an enable, not a data loss, removed a record.
    */
   readonly enabled: string
+  /** Sorted set of the account's failed AUTHs in the window (score: store-clock ms), capped; TTL the window. */
+  readonly authFailures: string
+  /** Hash: client address -> last failed AUTH (ms), capped at AUTH_SOURCES_CAP; TTL the window. */
+  readonly authSources: string
+  /** String with a TTL of the window: set by the failure that reached the limit (one alert per window). */
+  readonly authAlerted: string
 }
 
 /** The keys of one account, all in the account's hash-tag slot. */
@@ -72,6 +78,9 @@ export function accountKeys(account: string): AccountKeys {
     held: `${base}:held`,
     dropBefore: `${base}:drop-before`,
     enabled: `${base}:enabled`,
+    authFailures: `${base}:auth-failures`,
+    authSources: `${base}:auth-sources`,
+    authAlerted: `${base}:auth-alerted`,
   }
 }
 

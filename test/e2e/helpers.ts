@@ -213,11 +213,13 @@ export interface PluginIniOptions {
   readonly to?: string
   readonly reactivate?: string
   readonly held?: string
+  /** [signals] lines. */
+  readonly signals?: string
 }
 
 /**
  * config/hijack-guard.ini: [main] store (and the `main` lines), [redis] port (left out when
- * redisPort is null), [limits], [alert] to, and [reactivate] / [held] when given.
+ * redisPort is null), [limits], [alert] to, and [reactivate] / [held] / [signals] when given.
  */
 export function pluginIni(
   redisPort: number | null,
@@ -228,6 +230,7 @@ export function pluginIni(
     to = 'postmaster@test.example',
     reactivate,
     held,
+    signals,
   }: PluginIniOptions = {},
 ): string {
   return [
@@ -241,6 +244,7 @@ export function pluginIni(
     `to = ${to}`,
     ...(reactivate === undefined ? [] : ['[reactivate]', reactivate]),
     ...(held === undefined ? [] : ['[held]', held]),
+    ...(signals === undefined ? [] : ['[signals]', signals]),
     '',
   ].join('\n')
 }

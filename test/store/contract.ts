@@ -17,7 +17,9 @@ import { randomBytes } from 'node:crypto'
 
 import { parseRules, type Mode, type Rule } from '../../lib/config'
 import {
+  AUTH_SOURCES_CAP,
   EVIDENCE_CAP,
+  type AuthFailureResult,
   type AuditEntry,
   type MessageSummary,
   type RecordInput,
@@ -1102,6 +1104,105 @@ export function contract(
           assert.equal((await record(store, 'alice', after)).status, 'refused')
         },
       )
+    })
+
+    describe('failed AUTHs (password spraying)', function () {
+      const fail = (store: Store, account: string, source: string, max = 5, windowMs = 3_600_000) =>
+        store.authFailure({ account, source, max, windowMs })
+
+      within('counts failures per account from every source, and alerts exactly once at the limit', async (c) => {
+        const { store } = c
+        const results = []
+        for (let i = 0; i < 7; i++) results.push(await fail(store, 'alice', `127.${(i % 2) + 1}.0.1`))
+        assert.deepEqual(
+          results.map((r) => r.count),
+          [1, 2, 3, 4, 5, 5, 5],
+          'counted up to the limit, then kept at it',
+        )
+        assert.deepEqual(
+          results.map((r) => r.reached),
+          [false, false, false, false, true, true, true],
+        )
+        assert.deepEqual(
+          results.map((r) => r.alert),
+          [false, false, false, false, true, false, false],
+          'one alert per window',
+        )
+        assert.deepEqual(results[6]?.sources, ['127.1.0.1', '127.2.0.1'])
+        for (const r of results) assertStoreNow(c, r.at)
+        const first = results[0]
+        assert.ok(first && (results[6]?.until ?? 0) >= first.at + 3_600_000, 'blocked for about the window')
+        const bob = await fail(store, 'bob', '127.3.0.1')
+        assert.deepEqual([bob.count, bob.reached, bob.alert, bob.sources], [1, false, false, ['127.3.0.1']])
+      })
+
+      within('keeps at most AUTH_SOURCES_CAP sources', async (c) => {
+        let last
+        for (let i = 0; i < AUTH_SOURCES_CAP + 5; i++) last = await fail(c.store, 'alice', `10.0.${i}.1`, 100)
+        assert.equal(last?.sources.length, AUTH_SOURCES_CAP)
+        assert.equal(last?.count, AUTH_SOURCES_CAP + 5)
+      })
+
+      within('alerts once when many failures arrive at the same time', async (c) => {
+        const results = await Promise.all(
+          Array.from({ length: 30 }, (_, i) => fail(c.store, 'alice', `127.${i}.0.1`, 10)),
+        )
+        assert.equal(results.filter((r) => r.alert).length, 1)
+        assert.equal(Math.max(...results.map((r) => r.count)), 10)
+      })
+
+      within('keeps accounts with odd names apart', async (c) => {
+        for (const account of ODD_ACCOUNTS) await fail(c.store, account, '127.0.0.1', 2)
+        for (const account of ODD_ACCOUNTS) {
+          const r = await fail(c.store, account, '127.0.0.1', 2)
+          assert.deepEqual([r.count, r.alert], [2, true], `account ${JSON.stringify(account)}`)
+        }
+      })
+
+      passing('forgets failures older than the window, and alerts again in a new window', async (c) => {
+        const { store } = c
+        const w = 1500
+        let last
+        for (let i = 0; i < 3; i++) last = await fail(store, 'alice', '127.1.0.1', 3, w)
+        assert.equal(last?.alert, true)
+        const since = last?.at ?? 0
+        // Store time is read on another account, so alice's window is left alone meanwhile.
+        await afterTime(
+          c,
+          w,
+          async () => (await fail(store, 'clock-probe', '127.0.0.1', 1000, 60_000)).at >= since + w,
+          'a window of store time has passed',
+        )
+        const again = [] as AuthFailureResult[]
+        for (let i = 0; i < 3; i++) again.push(await fail(store, 'alice', '127.2.0.1', 3, w))
+        assert.deepEqual(
+          again.map((r) => [r.count, r.alert]),
+          [
+            [1, false],
+            [2, false],
+            [3, true],
+          ],
+          'counted from zero, and a new window alerts again',
+        )
+        assert.deepEqual(again[2]?.sources, ['127.2.0.1'], "the old window's source is forgotten")
+      })
+
+      exact('clears exactly one window after the oldest of the newest max failures', async (c) => {
+        const { store } = c
+        const w = 60_000
+        await fail(store, 'alice', 'a', 3, w)
+        c.advance(10_000)
+        await fail(store, 'alice', 'b', 3, w)
+        const third = await fail(store, 'alice', 'c', 3, w)
+        assert.deepEqual([third.reached, third.until], [true, T0 + w])
+        c.advance(w - 10_000 - 1)
+        assert.equal((await fail(store, 'alice', 'd', 3, w)).count, 3, 'the first failure is still in the window')
+        c.advance(1)
+        const r = await fail(store, 'alice', 'e', 3, w)
+        assert.equal(r.count, 3)
+        assert.equal(r.alert, false, 'the alert marker lasts the window from the alert')
+        assert.deepEqual(r.sources, ['b', 'c', 'd', 'e'], 'a source is forgotten with its window')
+      })
     })
   })
 }

@@ -121,8 +121,8 @@ describe('keys', function () {
     it('gives every key of an account the account hash tag, so one script touches one slot', function () {
       for (const account of ODD_ACCOUNTS) {
         const keys = keysOf(account)
-        assert.equal(keys.length, 7)
-        assert.equal(new Set(keys).size, 7)
+        assert.equal(keys.length, 10)
+        assert.equal(new Set(keys).size, 10)
         for (const key of keys) {
           assert.ok(key.startsWith(`${PREFIX}:{`), key)
           assert.equal(hashTag(key), encodeAccount(account))
@@ -154,6 +154,9 @@ describe('keys', function () {
         held: 'hijack-guard:{alice@example.com}:held',
         enabled: 'hijack-guard:{alice@example.com}:enabled',
         dropBefore: 'hijack-guard:{alice@example.com}:drop-before',
+        authFailures: 'hijack-guard:{alice@example.com}:auth-failures',
+        authSources: 'hijack-guard:{alice@example.com}:auth-sources',
+        authAlerted: 'hijack-guard:{alice@example.com}:auth-alerted',
       })
       assert.equal(AUDIT_LOG, 'hijack-guard:audit')
       const digest = '0123456789abcdef'.repeat(4)

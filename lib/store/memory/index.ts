@@ -20,6 +20,7 @@ import {
   type WindowCount,
 } from '..'
 import { add, createCounters, measure, type AccountCounters, type Counters, type Measure } from './counters'
+import { createAuthFailures } from './auth-failures'
 import { publicRecord, type Durable, type StoredRecord } from './durable'
 import { openStateFile, type StateFile } from './state-file'
 
@@ -56,12 +57,17 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
   const counters = createCounters()
   const state = openStateFile(options.stateFile, now, (account) => counters.delete(account))
   const parts: Parts = { state, counters, now }
+  const authFailures = createAuthFailures()
   return {
     kind: 'memory',
     ...countingMethods(parts),
     ...disableMethods(parts),
     ...auditMethods(parts),
     ...heldMethods(parts),
+
+    async authFailure(input) {
+      return authFailures.record(input, now())
+    },
 
     async ready(): Promise<void> {
       state.refresh()
@@ -70,6 +76,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     async close(): Promise<void> {
       await state.close()
       counters.clear()
+      authFailures.clear()
     },
   }
 }

@@ -6,7 +6,7 @@ import type { Rule } from '../../config'
 import { accountKeys, AUDIT_LOG, decodeAccount, PREFIX, tokenKey } from '../keys'
 import { connectRedis, type RedisConnection, type RedisConnectionOptions } from './connection'
 import { trackHashes, type HashFields, type TrackedHashes } from './tracking'
-import { DISABLE, DROP_HELD, ENABLE, REASSERT, RECORD, REDEEM } from './scripts'
+import { AUTH_FAILURE, DISABLE, DROP_HELD, ENABLE, REASSERT, RECORD, REDEEM } from './scripts'
 import {
   AUDIT_CAP,
   EVIDENCE_CAP,
@@ -77,6 +77,9 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     ...disableMethods(redis, records),
     ...auditMethods(redis),
     ...heldMethods(redis),
+    async authFailure(input) {
+      return AUTH_FAILURE.decode(await redis.evalScript(AUTH_FAILURE, AUTH_FAILURE.encode(input)), input)
+    },
     onConnect: (listener) => redis.onConnect(listener),
     ready: (waitMs) => redis.ready(waitMs),
     async close(): Promise<void> {
