@@ -12,6 +12,7 @@ import {
   checkHeld,
   checkMail,
   checkRcpt,
+  checkRecipientCap,
   consumeReply,
   countMessage,
   holdCandidate,
@@ -89,7 +90,8 @@ export const hook_mail = asHook(async function (this: GuardPlugin, connection: C
 // The hooks below run for every recipient, message or delivery attempt and decide most of them
 // without waiting: plain functions that answer at once, with no promise and no store call then.
 export function check_rcpt(this: GuardPlugin, next: Next, connection: Connection, params: [Address]): void {
-  answer(next, checkRcpt(connection, this.guard.config, params[0]))
+  const config = this.guard.config
+  answer(next, checkRcpt(connection, config, params[0]) ?? checkRecipientCap(this, connection, config))
 }
 
 // Inbound mail of sessions that did not authenticate: never refused for the plugin's own trouble
@@ -270,6 +272,7 @@ function summary(config: Config): string {
       : `state_file=${resolve(process.env.HARAKA ?? process.cwd(), config.stateFile)}`
   return (
     `mode=${config.mode} store=${config.store} ${where} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'} ` +
+    `max_recipients_per_message=${config.maxRecipients || 'none'} ` +
     `admins=${[...config.reactivate.admins].join(',')} reply_address=${config.alert.replyAddress} fold=${config.accounts.fold}`
   )
 }

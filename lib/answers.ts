@@ -4,7 +4,7 @@
  * plugin's callback takes.
  */
 import { DENY, DENYDISCONNECT, DENYSOFT, DSN, OK, type Verdict } from './haraka'
-import { authBlockedReply, disabledReply, overLimitReply, storeDownReply } from './messages'
+import { authBlockedReply, disabledReply, overLimitReply, storeDownReply, tooManyRecipientsReply } from './messages'
 import type { DisabledRecord, WindowCount } from './store'
 
 type Disabled = Pick<DisabledRecord, 'account' | 'by'>
@@ -20,6 +20,11 @@ export const answers = {
   overLimit: (account: string, over: WindowCount, contact: string): Verdict => [
     DENY,
     DSN.sec_unauthorized(overLimitReply(account, over, contact), 550),
+  ],
+  /** RCPT over the account's max_recipients_per_message: 550 5.5.3, this recipient only. */
+  tooManyRecipients: (max: number, contact: string): Verdict => [
+    DENY,
+    DSN.create(550, tooManyRecipientsReply(max, contact), 5, 3),
   ],
   /** End of DATA, for an account disabled meanwhile: 550 5.7.1. */
   disabledAtData: (record: Disabled, contact: string): Verdict => [

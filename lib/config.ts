@@ -44,6 +44,10 @@ export interface Config {
   readonly exempt: ReadonlySet<string>
   /** Per-account rule sets, keyed by canonical account. */
   readonly accountRules: ReadonlyMap<string, readonly Rule[]>
+  /** [limits] max_recipients_per_message: recipients one message may have; 0 = no cap. */
+  readonly maxRecipients: number
+  /** Per-account max_recipients_per_message ([account:LOGIN]), keyed by canonical account. */
+  readonly accountMaxRecipients: ReadonlyMap<string, number>
   readonly alert: { readonly to: readonly string[]; readonly from: string; readonly replyAddress: string }
   readonly contact: string
   readonly reactivate: {
@@ -95,6 +99,9 @@ type RawIni = Record<string, Section | undefined>
  */
 const MAX_BUCKETS = 60
 
+/** The largest max_recipients_per_message accepted (a typo guard, far above any real client). */
+const MAX_RECIPIENT_CAP = 1_000_000
+
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 /**
@@ -111,7 +118,7 @@ export const DEFAULTS = {
     store_timeout: '1s',
     state_file: 'hijack-guard.state.json',
   },
-  limits: { messages: '500/30m', recipients: '2500/30m', buckets: '30' },
+  limits: { messages: '500/30m', recipients: '2500/30m', buckets: '30', max_recipients_per_message: '100' },
   exempt: { accounts: '' },
   accounts: { fold: 'nfkc', default_domain: '', domain_aliases: '', xclient_login: 'false' },
   alert: { to: '', contact: '', from: '', reply_address: '' },
@@ -339,6 +346,18 @@ function rulesFor(prefix: string, limits: Section, base?: Section): Rule[] {
   ]
 }
 
+/**
+ * max_recipients_per_message of [limits] or an [account:LOGIN] section (unset there: the
+ * [limits] value); 0 for empty or 0 (no cap). Throws ConfigError on anything but a whole number.
+ */
+function recipientCapFor(prefix: string, limits: Section, base?: Section): number {
+  const key = 'max_recipients_per_message'
+  const given = limits[key] !== undefined ? limits[key] : base?.[key]
+  const value = given === undefined ? DEFAULTS.limits.max_recipients_per_message : given
+  if (text(value) === '') return 0
+  return parseInteger(`${prefix}.${key}`, value, 0, MAX_RECIPIENT_CAP)
+}
+
 function mailDomain(me: string): string {
   return me.trim() || 'localhost'
 }
@@ -355,6 +374,12 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   const limits = section(raw, 'limits')
   const rules = rulesFor('limits', limits)
   const accountRules = parseAccountRules(raw, limits, norm)
+  const accountMaxRecipients = new Map<string, number>()
+  for (const [name, sect] of Object.entries(raw)) {
+    if (!name.startsWith('account:') || !sect) continue
+    const cap = recipientCapFor(`account:${name.slice(8)}`, sect, limits)
+    accountMaxRecipients.set(norm(name.slice('account:'.length)), cap)
+  }
   const { to, from, replyAddress, contact } = parseAlert(section(raw, 'alert'), me, warnings)
   const reactivateSect = section(raw, 'reactivate')
   const admins = parseLogins('reactivate.admins', reactivateSect.admins, norm)
@@ -374,6 +399,8 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
     rules,
     exempt: new Set(parseLogins('exempt.accounts', section(raw, 'exempt').accounts, norm)),
     accountRules,
+    maxRecipients: recipientCapFor('limits', limits),
+    accountMaxRecipients,
     alert: { to, from, replyAddress },
     contact,
     reactivate: {
@@ -534,6 +561,11 @@ function parseRedis(redisSect: Section): RedisConfig {
 /** The rules that apply to an account: its [account:LOGIN] override, else [limits]. */
 export function rulesForAccount(config: Config, account: string): readonly Rule[] {
   return config.accountRules.get(account) ?? config.rules
+}
+
+/** The recipients one message of an account may have: its [account:LOGIN] cap, else [limits]; 0 = no cap. */
+export function maxRecipientsFor(config: Config, account: string): number {
+  return config.accountMaxRecipients.get(account) ?? config.maxRecipients
 }
 
 /** What the plugin and the CLI read config through: Haraka's config reader (haraka-config). */

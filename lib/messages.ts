@@ -61,6 +61,11 @@ export function overLimitReply(account: string, over: WindowCount, contact: stri
   return `Account ${replyAccount(account)} reached its limit of ${quantity(over.max, over.kind)} in ${formatDuration(over.windowMs)} and has been disabled; contact ${contact}`
 }
 
+/** Text after "550 5.5.3" for a RCPT over [limits] max_recipients_per_message. */
+export function tooManyRecipientsReply(max: number, contact: string): string {
+  return `Too many recipients: at most ${max} per message for this account; send the rest in another message or contact ${contact}`
+}
+
 /**
  * Text after "550 5.7.1" at MAIL FROM, at the end of DATA, and after "535 5.7.8" at AUTH, for a
  * disabled account: why depends on who disabled it (`by`: 'limit' for the automatic disable,

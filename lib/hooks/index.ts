@@ -1,6 +1,6 @@
 /**
  * What each hook decides, one file per SMTP phase: auth.ts (the AUTH gate and the wrapper around
- * the auth plugins), mail.ts (MAIL FROM), replies.ts (RCPT of the reply address and consuming a
+ * the auth plugins), mail.ts (MAIL FROM), rcpt.ts (recipients per message), replies.ts (RCPT of the reply address and consuming a
  * reply), queue.ts (counting at queue_outbound), held.ts (outbound mail of a disabled account);
  * state.ts is what every hook receives and how a store failure becomes the configured policy,
  * mailer.ts the plugin's own mail. index.ts at the root only finds the state and calls these.
@@ -9,5 +9,6 @@ export { authOutcome, authRefusal, networkOf, wrapAuthPlugins } from './auth'
 export { checkHeld, holdCandidate, refuseDropped, suppressBounce, type QueuedMail } from './held'
 export { checkMail } from './mail'
 export { countMessage, type CountNote } from './queue'
+export { checkRecipientCap } from './rcpt'
 export { checkRcpt, consumeReply, isReplyToAlert } from './replies'
 export { newProcessState, storeErrorVerdict, type GuardState, type ProcessState } from './state'

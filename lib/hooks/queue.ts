@@ -10,6 +10,7 @@ import { describeCount, describeLimit, errorText } from '../messages'
 import type { DisabledRecord, MessageSummary } from '../store'
 import { decodedHeader } from '../text'
 import { sendAlert } from './mailer'
+import { refusedOverCap } from './rcpt'
 import { sessionAccount, storeFailure, type GuardState } from './state'
 
 const MAX_DOMAINS = 5
@@ -85,7 +86,8 @@ async function countAndCheck(
   const token = randomId()
   const input = {
     account,
-    recipients: txn.rcpt_to.length,
+    // The recipients refused over max_recipients_per_message were attempted: they count too.
+    recipients: txn.rcpt_to.length + refusedOverCap(txn),
     rules,
     mode: config.mode,
     summary,

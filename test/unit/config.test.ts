@@ -12,6 +12,7 @@ import {
   DEFAULTS,
   parseConfig,
   parseDuration,
+  maxRecipientsFor,
   parseRules,
   rulesForAccount,
   withRedisIni,
@@ -288,6 +289,52 @@ describe('config', function () {
     })
   })
 
+  describe('max_recipients_per_message', function () {
+    it('caps a message at 100 recipients by default, for every account', function () {
+      const cfg = parseConfig({})
+      assert.equal(cfg.maxRecipients, 100)
+      assert.equal(maxRecipientsFor(cfg, 'alice@example.com'), 100)
+    })
+
+    it('reads another cap, and 0 or an empty value as no cap', function () {
+      assert.equal(parseConfig({ limits: { max_recipients_per_message: '25' } }).maxRecipients, 25)
+      assert.equal(parseConfig({ limits: { max_recipients_per_message: ' 7  ; seven' } }).maxRecipients, 7)
+      assert.equal(parseConfig({ limits: { max_recipients_per_message: '0' } }).maxRecipients, 0)
+      assert.equal(parseConfig({ limits: { max_recipients_per_message: '' } }).maxRecipients, 0)
+      assert.equal(parseConfig({ limits: { max_recipients_per_message: '; no cap' } }).maxRecipients, 0)
+    })
+
+    it('applies an [account:LOGIN] cap to that account only, which otherwise inherits [limits]', function () {
+      const cfg = parseConfig({
+        limits: { max_recipients_per_message: '50' },
+        'account:List@Example.com': { max_recipients_per_message: '5000' },
+        'account:small@example.com': { max_recipients_per_message: '3' },
+        'account:open@example.com': { max_recipients_per_message: '' },
+        'account:other@example.com': { messages: '10/1m' },
+      })
+      assert.equal(maxRecipientsFor(cfg, 'list@example.com'), 5000)
+      assert.equal(maxRecipientsFor(cfg, 'small@example.com'), 3)
+      assert.equal(maxRecipientsFor(cfg, 'open@example.com'), 0)
+      assert.equal(maxRecipientsFor(cfg, 'other@example.com'), 50)
+      assert.equal(maxRecipientsFor(cfg, 'alice@example.com'), 50)
+      assert.ok(
+        cfg.warnings.every((w) => !/max_recipients/.test(w)),
+        cfg.warnings.join('; '),
+      )
+    })
+
+    it('refuses a bad cap in an [account:LOGIN] section, naming the section and the value', function () {
+      assert.throws(
+        () => parseConfig({ 'account:Bob': { max_recipients_per_message: 'lots' } }),
+        (err) =>
+          err instanceof ConfigError &&
+          err.key === 'account:Bob.max_recipients_per_message' &&
+          err.message.includes('"lots"') &&
+          err.message.includes('whole number'),
+      )
+    })
+  })
+
   describe('invalid values', function () {
     const cases: ReadonlyArray<[string, string, string]> = [
       ['limits', 'messages', 'abc'],
@@ -304,6 +351,11 @@ describe('config', function () {
       ['limits', 'buckets', '5000'],
       ['limits', 'buckets', '61'],
       ['limits', 'buckets', 'many'],
+      ['limits', 'max_recipients_per_message', 'abc'],
+      ['limits', 'max_recipients_per_message', '-1'],
+      ['limits', 'max_recipients_per_message', '1.5'],
+      ['limits', 'max_recipients_per_message', '100/1m'],
+      ['limits', 'max_recipients_per_message', '1000001'],
       ['main', 'mode', 'dry-run'],
       ['main', 'store', 'mysql'],
       ['main', 'on_store_error', 'maybe'],
