@@ -7,6 +7,7 @@ import type { Connection, HarakaPlugin, PasswdCallback, PasswdCheck } from '../h
 import { answers, type AuthRefusal } from '../answers'
 import { errorText } from '../messages'
 import { withTimeout, type DisabledRecord } from '../store'
+import { networkOf } from '../network'
 import { sendSprayAlert } from './mailer'
 import { logStoreDown, type GuardState } from './state'
 
@@ -62,8 +63,23 @@ export type AuthGate = (connection: Connection, user: string) => Promise<AuthRef
  */
 export type AuthOutcome = (connection: Connection, user: string, valid: boolean) => Promise<void>
 
-/** How many accounts a process remembers failed AUTHs or blocks for (then it starts over). */
-const AUTH_MEMORY_CAP = 10_000
+/** How many accounts a process remembers failed AUTHs or blocks for (then the oldest is forgotten). */
+export const AUTH_MEMORY_CAP = 10_000
+
+/**
+ * Sets `key` as the newest entry. Beyond AUTH_MEMORY_CAP the entries whose time has passed go
+ * first, then the oldest one: a flood of failed AUTHs for other logins never wipes every block at
+ * once (it used to clear the whole map), and a block stays while fewer than the cap are newer.
+ */
+function remember<T>(map: Map<string, T>, key: string, value: T, until: (v: T) => number): void {
+  map.delete(key)
+  map.set(key, value)
+  if (map.size <= AUTH_MEMORY_CAP) return
+  const now = Date.now()
+  for (const [k, v] of map) if (until(v) <= now) map.delete(k)
+  const oldest = map.keys().next()
+  if (map.size > AUTH_MEMORY_CAP && !oldest.done) map.delete(oldest.value)
+}
 
 /**
  * After a password check: a failure is counted in the store ([signals] auth_failures, one store
@@ -120,12 +136,15 @@ export async function authOutcome(
     return
   }
   const until = now + Math.max(0, result.until - result.at)
-  if (proc.authFailures.size >= AUTH_MEMORY_CAP) proc.authFailures.clear()
-  proc.authFailures.set(account, { sources: result.sources, count: result.count, until: now + limit.windowMs })
+  remember(
+    proc.authFailures,
+    account,
+    { sources: result.sources, count: result.count, until: now + limit.windowMs },
+    (v) => v.until,
+  )
   const block = result.reached && limit.action === 'block' && config.mode === 'enforce' && !config.exempt.has(account)
   if (block) {
-    if (proc.authBlocks.size >= AUTH_MEMORY_CAP) proc.authBlocks.clear()
-    proc.authBlocks.set(account, until)
+    remember(proc.authBlocks, account, until, (v) => v)
   }
   if (!result.alert) return
   connection.logwarn(
@@ -133,24 +152,6 @@ export async function authOutcome(
     `password spraying: ${JSON.stringify(account)} reached ${limit.text} failed AUTHs (${result.count}) from ${result.sources.join(', ')}${block ? '; AUTH blocked' : ''}`,
   )
   await sendSprayAlert(plugin, state, { account, count: result.count, sources: result.sources, blocked: block, until })
-}
-
-/** The client network of an address: IPv4 /24, IPv6 /48 (an IPv4-mapped IPv6 address counts as IPv4). */
-export function networkOf(ip: string): string {
-  const v4 = /^(?:::ffff:)?(\d+)\.(\d+)\.(\d+)\.\d+$/i.exec(ip)
-  if (v4) return `${v4[1]}.${v4[2]}.${v4[3]}.0/24`
-  if (!ip.includes(':')) return ip
-  const [head = '', tail] = ip.toLowerCase().split('::')
-  const left = head ? head.split(':') : []
-  const right = tail ? tail.split(':') : []
-  const groups =
-    tail === undefined
-      ? left
-      : [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
-  return `${groups
-    .slice(0, 3)
-    .map((g) => (g || '0').replace(/^0+(?=.)/, ''))
-    .join(':')}::/48`
 }
 
 /**

@@ -5,7 +5,7 @@
  * state.ts is what every hook receives and how a store failure becomes the configured policy,
  * mailer.ts the plugin's own mail. index.ts at the root only finds the state and calls these.
  */
-export { authOutcome, authRefusal, networkOf, wrapAuthPlugins } from './auth'
+export { authOutcome, authRefusal, wrapAuthPlugins } from './auth'
 export { checkHeld, holdCandidate, refuseDropped, suppressBounce, type QueuedMail } from './held'
 export { checkMail } from './mail'
 export { countMessage, type CountNote } from './queue'

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import type { FixturePlugin } from 'haraka-test-fixtures'
 import type { PasswdCallback } from '../../lib/haraka'
 import type { Store } from '../../lib/store'
+import { AUTH_MEMORY_CAP } from '../../lib/hooks/auth'
 import { callHook, failingStore, fixtureSession, guardStore, makeGuard, type Guard } from '../../support/plugin'
 
 type Check = (connection: unknown, user: string, passwd: string, cb: PasswdCallback) => void
@@ -34,6 +35,9 @@ function withAuth(ini: string, store?: (real: Store) => Store): Guard & { auth: 
   guard.plugin.haraka_require = () => ({ registered_plugins: { 'auth/flat_file': auth, 'hijack-guard': guard.plugin } })
   return { ...guard, auth }
 }
+
+/** The SMTP code of a refused check, or undefined. */
+const codeOf = (a: CheckAnswer): number | undefined => (typeof a.opts === 'object' ? a.opts.code : undefined)
 
 const init = (plugin: FixturePlugin): Promise<unknown> => callHook(plugin, 'hook_init_master', {})
 
@@ -93,6 +97,19 @@ describe('plugin: password spraying ([signals] auth_failures)', function () {
     assert.equal(g.auth.checks, checks, 'the password of a blocked login is not checked')
     assert.deepEqual(await check(g.auth, 'bob', 'right'), { valid: true, opts: undefined })
     assert.equal(sprayAlerts(g).length, 1)
+  })
+
+  it('a flood of failed AUTHs for more other logins than the process remembers leaves a block in place', async function () {
+    this.timeout(120_000)
+    const g = withAuth('[signals]\nauth_failures = 2/1h\nauth_failures_action = block\n')
+    await init(g.plugin)
+    for (let i = 0; i < 2; i++) await check(g.auth, 'alice', 'wrong')
+    assert.equal(codeOf(await check(g.auth, 'alice', 'right')), 454)
+    // One failure each (under the limit) for AUTH_MEMORY_CAP + 1 other logins.
+    for (let i = 0; i <= AUTH_MEMORY_CAP; i++) await check(g.auth, `junk${i}`, 'wrong')
+    const checks = g.auth.checks
+    assert.equal(codeOf(await check(g.auth, 'alice', 'right')), 454, 'still blocked after the flood')
+    assert.equal(g.auth.checks, checks, 'the password is still not checked')
   })
 
   it('alert (the default action): alerts once, never blocks', async function () {

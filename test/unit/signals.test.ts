@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { ConfigError, parseConfig } from '../../lib/config'
-import { networkOf } from '../../lib/hooks'
+import { networkOf } from '../../lib/network'
 import { answers } from '../../lib/answers'
 import { composeSprayAlert } from '../../lib/alert'
 
