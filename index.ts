@@ -272,7 +272,8 @@ function summary(config: Config): string {
       : `state_file=${resolve(process.env.HARAKA ?? process.cwd(), config.stateFile)}`
   return (
     `mode=${config.mode} store=${config.store} ${where} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'} ` +
-    `max_recipients_per_message=${config.maxRecipients || 'none'} ` +
+    `max_recipients_per_message=${config.maxRecipients || 'none'} exempt_networks=${config.exemptNetworks.join(',') || 'none'} ` +
+    `auth_failures=${config.authFailures?.text ?? 'off'} warn_at=${config.warnAt ? `${Math.round(config.warnAt * 100)}%` : 'off'} ` +
     `admins=${[...config.reactivate.admins].join(',')} reply_address=${config.alert.replyAddress} fold=${config.accounts.fold}`
   )
 }

@@ -8,7 +8,10 @@ import type { MessageSummary, Store } from '../lib/store'
 import { quietLog, type Dist } from './dist'
 import { parallel } from './stats'
 
-/** A store on `port` and the rules `messages = M/W, recipients = R/W, buckets = B` with W = B x bucketMs. */
+/**
+ * A store on `port` and the rules `messages = M/W, recipients = R/W, buckets = B` with W = B x
+ * bucketMs, and [signals] networks of the default shape scaled the same way (8/W, 12/4W).
+ */
 export async function scaledStore(
   dist: Dist,
   port: number,
@@ -22,12 +25,14 @@ export async function scaledStore(
         recipients: `${recipients}/${windowMs}ms`,
         buckets: String(buckets),
       },
+      signals: { networks: `8/${windowMs}ms, 12/${4 * windowMs}ms` },
       redis: { host: '127.0.0.1', port: String(port) },
     },
     'mx.test.example',
   )
   for (const r of config.rules) {
-    if (r.bucketMs !== bucketMs) throw new Error(`rule ${r.text}: buckets of ${r.bucketMs} ms, not ${bucketMs}`)
+    if (r.kind !== 'networks' && r.bucketMs !== bucketMs)
+      throw new Error(`rule ${r.text}: buckets of ${r.bucketMs} ms, not ${bucketMs}`)
   }
   const store = dist.createRedisStore({ redis: config.redis, timeoutMs: 10_000, log: quietLog })
   await store.ready(10_000)
@@ -58,6 +63,9 @@ export async function recordOne(
       summary,
       token: 'f'.repeat(32),
       tokenTtlMs: s.tokenTtlMs,
+      // The steady state of a user: one network, seen already.
+      network: '198.51.100.0/24',
+      warnAt: 0.8,
     })
     return r.status === 'ok'
   } catch {

@@ -1,4 +1,5 @@
 import { canonicalAccount, canonicalDomain, type AccountsConfig, type Fold } from './account'
+import { isNetwork } from './network'
 import { CONTROL } from './text'
 
 export const CONFIG_FILE = 'hijack-guard.ini'
@@ -6,7 +7,8 @@ export const CONFIG_FILE = 'hijack-guard.ini'
 export type Mode = 'enforce' | 'monitor'
 export type StoreKind = 'redis' | 'memory'
 export type StoreErrorPolicy = 'open' | 'closed'
-export type LimitKind = 'messages' | 'recipients'
+/** What a rule counts: messages and recipients ([limits]), distinct client networks ([signals] networks). */
+export type LimitKind = 'messages' | 'recipients' | 'networks'
 export type ReactivatePolicy = 'admin' | 'token'
 
 /** One "N per window" rule; bucketMs is windowMs / buckets, rounded up. */
@@ -63,6 +65,12 @@ export interface Config {
   readonly redis: RedisConfig
   /** [signals]: password spraying (failed AUTH per login from anywhere); null when off. */
   readonly authFailures: AuthFailuresConfig | null
+  /** Per-account auth_failures ([account:LOGIN]; null = off for that account), keyed by canonical account. */
+  readonly accountAuthFailures: ReadonlyMap<string, AuthFailuresConfig | null>
+  /** [signals] exempt_networks: CIDRs whose clients are never counted as a network. */
+  readonly exemptNetworks: readonly string[]
+  /** [warn] at: the fraction of a limit at which one warning goes out per window; 0 = off. */
+  readonly warnAt: number
   /** Unknown keys and other non-fatal findings, for the log. */
   readonly warnings: readonly string[]
 }
@@ -124,7 +132,8 @@ export const DEFAULTS = {
   alert: { to: '', contact: '', from: '', reply_address: '' },
   reactivate: { policy: 'admin', admins: '', token_ttl: '7d' },
   held: { retry: '1m', max_hold: '7d' },
-  signals: { auth_failures: '20/1h', auth_failures_action: 'alert' },
+  signals: { networks: '8/6h, 12/24h', exempt_networks: '', auth_failures: '20/1h', auth_failures_action: 'alert' },
+  warn: { at: '80%' },
   redis: {
     host: '127.0.0.1',
     port: '6379',
@@ -135,6 +144,9 @@ export const DEFAULTS = {
     journal_check: '60s',
   },
 } as const satisfies Record<string, Record<string, string>>
+
+/** The [signals] keys an [account:LOGIN] section may set, besides every [limits] key. */
+const ACCOUNT_SIGNALS = ['networks', 'auth_failures']
 
 /** Keys still read, with a warning, but no longer shipped. */
 const DEPRECATED: Partial<Record<keyof typeof DEFAULTS, readonly string[]>> = { main: ['lowercase_accounts'] }
@@ -329,7 +341,11 @@ function section(raw: RawIni, name: string): Section {
   return raw[name] ?? {}
 }
 
-function rulesFor(prefix: string, limits: Section, base?: Section): Rule[] {
+/**
+ * The rules of [limits] (base undefined) or of an [account:LOGIN] section over [limits] (base):
+ * messages and recipients, then [signals] networks (the section's own, else [signals]').
+ */
+function rulesFor(prefix: string, limits: Section, signals: Section, base?: Section): Rule[] {
   const pick = (k: string): unknown => (limits[k] !== undefined ? limits[k] : base?.[k])
   const given = pick('buckets')
   const buckets = parseInteger(
@@ -340,9 +356,13 @@ function rulesFor(prefix: string, limits: Section, base?: Section): Rule[] {
   )
   const messages = pick('messages') ?? DEFAULTS.limits.messages
   const recipients = pick('recipients') ?? DEFAULTS.limits.recipients
+  const own = base !== undefined && limits.networks !== undefined
+  const networks = own ? limits.networks : (signals.networks ?? DEFAULTS.signals.networks)
   return [
     ...parseRules(`${prefix}.messages`, 'messages', messages, buckets),
     ...parseRules(`${prefix}.recipients`, 'recipients', recipients, buckets),
+    // A network is seen or not in a window: one "bucket", the window itself.
+    ...parseRules(own ? `${prefix}.networks` : 'signals.networks', 'networks', networks, 1),
   ]
 }
 
@@ -372,13 +392,18 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   const accounts = parseAccounts(raw, warnings)
   const norm = (s: string): string => canonicalAccount(s, accounts)
   const limits = section(raw, 'limits')
-  const rules = rulesFor('limits', limits)
-  const accountRules = parseAccountRules(raw, limits, norm)
+  const signals = section(raw, 'signals')
+  const rules = rulesFor('limits', limits, signals)
+  const accountRules = parseAccountRules(raw, limits, signals, norm)
   const accountMaxRecipients = new Map<string, number>()
+  const authFailures = parseAuthFailures('signals', signals)
+  const accountAuthFailures = new Map<string, AuthFailuresConfig | null>()
   for (const [name, sect] of Object.entries(raw)) {
     if (!name.startsWith('account:') || !sect) continue
-    const cap = recipientCapFor(`account:${name.slice(8)}`, sect, limits)
-    accountMaxRecipients.set(norm(name.slice('account:'.length)), cap)
+    const account = norm(name.slice('account:'.length))
+    accountMaxRecipients.set(account, recipientCapFor(`account:${name.slice(8)}`, sect, limits))
+    if (sect.auth_failures !== undefined)
+      accountAuthFailures.set(account, parseAuthFailures(name, { ...signals, auth_failures: sect.auth_failures }))
   }
   const { to, from, replyAddress, contact } = parseAlert(section(raw, 'alert'), me, warnings)
   const reactivateSect = section(raw, 'reactivate')
@@ -414,7 +439,10 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
     },
     me: mailDomain(me),
     redis: parseRedis(section(raw, 'redis')),
-    authFailures: parseAuthFailures(section(raw, 'signals')),
+    authFailures,
+    accountAuthFailures,
+    exemptNetworks: parseNetworks('signals.exempt_networks', signals.exempt_networks),
+    warnAt: parseFraction('warn.at', valueOr(section(raw, 'warn'), 'warn', 'at'), section(raw, 'warn').at),
     warnings,
   }
   return deepFreeze(config)
@@ -427,7 +455,8 @@ function unknownKeyWarnings(raw: RawIni): string[] {
     if (!sect || typeof sect !== 'object') continue
     if (name.startsWith('account:')) {
       for (const key of Object.keys(sect)) {
-        if (!(KNOWN_KEYS.limits ?? []).includes(key)) warnings.push(`unknown key [${name}] ${key} ignored`)
+        if (![...(KNOWN_KEYS.limits ?? []), ...ACCOUNT_SIGNALS].includes(key))
+          warnings.push(`unknown key [${name}] ${key} ignored`)
       }
       continue
     }
@@ -444,7 +473,12 @@ function unknownKeyWarnings(raw: RawIni): string[] {
 }
 
 /** The [account:LOGIN] sections: per canonical account, its rules over [limits]. */
-function parseAccountRules(raw: RawIni, limits: Section, norm: (login: string) => string): Map<string, Rule[]> {
+function parseAccountRules(
+  raw: RawIni,
+  limits: Section,
+  signals: Section,
+  norm: (login: string) => string,
+): Map<string, Rule[]> {
   const accountRules = new Map<string, Rule[]>()
   for (const [name, sect] of Object.entries(raw)) {
     if (!name.startsWith('account:') || !sect) continue
@@ -468,7 +502,7 @@ function parseAccountRules(raw: RawIni, limits: Section, norm: (login: string) =
         `names the same account as [${first}] (${JSON.stringify(account)} under [accounts]); keep one section`,
       )
     }
-    accountRules.set(account, rulesFor(`account:${name.slice(8)}`, sect, limits))
+    accountRules.set(account, rulesFor(`account:${name.slice(8)}`, sect, signals, limits))
   }
   return accountRules
 }
@@ -523,10 +557,13 @@ function mailbox(a: string): string {
   return `${(a.slice(0, at).split('+')[0] ?? '').toLowerCase()}@${a.slice(at + 1).toLowerCase()}`
 }
 
-/** [signals] auth_failures ("N/window"; unset = the default, empty or 0 = off) and its action. */
-function parseAuthFailures(sect: Section): AuthFailuresConfig | null {
+/**
+ * [signals] auth_failures ("N/window"; unset = the default, empty or 0 = off) and its action, of
+ * [signals] or (with [signals]' action) of an [account:LOGIN] section named `name`.
+ */
+function parseAuthFailures(name: string, sect: Section): AuthFailuresConfig | null {
   const given = sect.auth_failures === undefined ? DEFAULTS.signals.auth_failures : sect.auth_failures
-  const rules = parseRules('signals.auth_failures', 'messages', given, 1)
+  const rules = parseRules(`${name}.auth_failures`, 'messages', given, 1)
   const action = parseChoice<AuthFailuresAction>(
     'signals.auth_failures_action',
     sect.auth_failures_action,
@@ -535,8 +572,32 @@ function parseAuthFailures(sect: Section): AuthFailuresConfig | null {
   )
   const [rule, extra] = rules
   if (!rule) return null
-  if (extra) throw new ConfigError('signals.auth_failures', given, 'expected one N/window, e.g. 20/1h')
+  if (extra) throw new ConfigError(`${name}.auth_failures`, given, 'expected one N/window, e.g. 20/1h')
   return { max: rule.max, windowMs: rule.windowMs, text: rule.text, action }
+}
+
+/** A comma-separated list of CIDRs (or single addresses), checked; each as written. */
+function parseNetworks(key: string, value: unknown): string[] {
+  return parseList(value).map((cidr) => {
+    if (!isNetwork(cidr))
+      throw new ConfigError(key, value, `"${cidr}" is not a network like 192.0.2.0/24 or 2001:db8::/32, or an address`)
+    return cidr
+  })
+}
+
+/**
+ * [warn] at: "80%" (or a fraction such as 0.8) as a fraction in (0, 1]; empty = 0 (off). An
+ * unset key takes the default (`fallback` is what valueOr gave), an empty one turns warnings off.
+ */
+function parseFraction(key: string, fallback: unknown, given: unknown): number {
+  const value = given !== undefined && text(given) === '' ? '' : fallback
+  const t = text(value)
+  if (t === '' || t === '0' || t === '0%') return 0
+  const m = /^(\d+(?:\.\d+)?)\s*(%?)$/.exec(t)
+  const fraction = m ? Number(m[1]) / (m[2] ? 100 : 1) : NaN
+  if (!(fraction > 0 && fraction <= 1))
+    throw new ConfigError(key, value, 'expected a percentage from 1% to 100%, e.g. 80%')
+  return fraction
 }
 
 /** [redis], config/redis.ini already merged under it (withRedisIni). */
@@ -561,6 +622,12 @@ function parseRedis(redisSect: Section): RedisConfig {
 /** The rules that apply to an account: its [account:LOGIN] override, else [limits]. */
 export function rulesForAccount(config: Config, account: string): readonly Rule[] {
   return config.accountRules.get(account) ?? config.rules
+}
+
+/** The auth_failures limit of an account: its [account:LOGIN] one, else [signals]; null = off. */
+export function authFailuresFor(config: Config, account: string): AuthFailuresConfig | null {
+  const own = config.accountAuthFailures.get(account)
+  return own !== undefined ? own : config.authFailures
 }
 
 /** The recipients one message of an account may have: its [account:LOGIN] cap, else [limits]; 0 = no cap. */

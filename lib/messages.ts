@@ -52,8 +52,13 @@ export function replyAccount(account: string): string {
 }
 
 /** "1 message", "500 messages". */
-function quantity(n: number, kind: string): string {
-  return `${n} ${n === 1 ? kind.replace(/s$/, '') : kind}`
+/** What a rule of each kind counts, as people read it (plural). */
+const KIND_NAMES: Record<string, string> = { networks: 'client networks' }
+
+/** "1 message", "8 client networks". */
+export function quantity(n: number, kind: string): string {
+  const name = KIND_NAMES[kind] ?? kind
+  return `${n} ${n === 1 ? name.replace(/s$/, '') : name}`
 }
 
 /** Text after "550 5.7.1" when a message would take the account over a limit. */

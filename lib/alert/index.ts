@@ -3,7 +3,7 @@
  * is pure (tested on its own); sending is a seam (`MailSender`) the plugin fills with Haraka's
  * outbound queue.
  */
-import { formatDuration, shownAccount } from '../messages'
+import { formatDuration, quantity, shownAccount } from '../messages'
 import { replaceControlChars, rfc5322Date, utc } from '../text'
 import { replyAddressFor, tokenLabel } from '../reactivate/reply'
 import type { DisabledRecord, MessageSummary, WindowCount } from '../store'
@@ -100,8 +100,28 @@ function countLine(c: WindowCount, over: WindowCount | undefined): string {
 
 /** "reached 500 messages in 30 minutes", or the operator's reason for a manual disable. */
 export function alertReason(record: DisabledRecord): string {
-  if (record.over) return `reached ${record.over.max} ${record.over.kind} in ${formatDuration(record.over.windowMs)}`
+  if (record.over)
+    return `reached ${quantity(record.over.max, record.over.kind)} in ${formatDuration(record.over.windowMs)}`
   return record.reason && record.reason !== 'limit' ? record.reason : 'disabled'
+}
+
+/** The headers every mail of the plugin starts with: from the plugin, automatic (no auto-replies). */
+function ownHeaders(
+  input: { readonly from: string; readonly now: number },
+  to: string,
+  subject: string,
+  messageId: string,
+  autoSubmitted: 'auto-generated' | 'auto-replied',
+): Array<[string, string]> {
+  return [
+    ['From', `Hijack Guard <${input.from}>`],
+    ['To', to],
+    ['Subject', encodeHeader(subject)],
+    ['Date', rfc5322Date(input.now)],
+    ['Message-ID', messageId],
+    ['Auto-Submitted', autoSubmitted],
+    ['X-Auto-Response-Suppress', 'All'],
+  ]
 }
 
 function headerBlock(headers: ReadonlyArray<[string, string]>): string {
@@ -130,15 +150,7 @@ export function composeAlert(input: AlertInput): OutgoingMail {
     ? `Monitor: account ${account} would be disabled: ${reason}`
     : `Account ${account} disabled: ${reason}${label}`
   const messageId = `<${token ? tokenLabel(token) : `monitor-${record.incident}`}.${record.incident.slice(0, 8)}@${input.me}>`
-  const headers: Array<[string, string]> = [
-    ['From', `Hijack Guard <${input.from}>`],
-    ['To', input.to.join(', ')],
-    ['Subject', encodeHeader(subject)],
-    ['Date', rfc5322Date(input.now)],
-    ['Message-ID', messageId],
-    ['Auto-Submitted', 'auto-generated'],
-    ['X-Auto-Response-Suppress', 'All'],
-  ]
+  const headers = ownHeaders(input, input.to.join(', '), subject, messageId, 'auto-generated')
   if (token) headers.push(['Reply-To', replyAddressFor(input.replyAddress, token)])
 
   const body: string[] = []
@@ -157,6 +169,7 @@ export function composeAlert(input: AlertInput): OutgoingMail {
   if (record.counts.length) {
     body.push('', 'Counts at that moment:', ...record.counts.map((c) => countLine(c, record.over)))
   }
+  if (record.networks?.length) body.push('', ...networkLines(record.networks))
   if (record.evidence.length) body.push('', ...evidenceLines(record.evidence))
   if (!input.monitor) {
     body.push(
@@ -180,6 +193,72 @@ export function composeAlert(input: AlertInput): OutgoingMail {
   return { from: input.from, to: input.to, message: build(headers, body) }
 }
 
+/** The client networks an account sent from in a window, newest first. */
+function networkLines(networks: readonly string[]): string[] {
+  return listLines(
+    'Client networks it sent from in that window (newest first):',
+    networks.map((n) => replaceControlChars(n, '?')),
+  )
+}
+
+export interface WarningInput {
+  readonly account: string
+  /** The rule that reached the warning fraction, with the total. */
+  readonly warn: WindowCount
+  /** Every rule's total after the message. */
+  readonly counts: readonly WindowCount[]
+  readonly evidence: readonly MessageSummary[]
+  /** For a networks rule: the networks in its window, newest first. */
+  readonly networks?: readonly string[]
+  /** [warn] at, as a fraction. */
+  readonly fraction: number
+  readonly from: string
+  readonly to: readonly string[]
+  readonly me: string
+  /** Milliseconds since the epoch: when it was reached, and the Date header. */
+  readonly now: number
+  /** A unique id for the Message-ID. */
+  readonly id: string
+  /** Commands to look closer at the account and to disable it, shown in the warning. */
+  readonly showCommand: string
+  readonly disableCommand: string
+}
+
+/**
+ * The early warning ([warn] at): an account reached a fraction of one of its limits. It disables
+ * nothing, so it carries no token and no Reply-To; one goes out per window per account.
+ */
+export function composeWarning(input: WarningInput): OutgoingMail {
+  const account = shownAccount(input.account)
+  const { warn } = input
+  const percent = Math.round(input.fraction * 100)
+  const subject = `Warning: account ${account} at ${percent}% of its limit of ${quantity(warn.max, warn.kind)} in ${formatDuration(warn.windowMs)}`
+  const headers = ownHeaders(input, input.to.join(', '), subject, `<warning-${input.id}@${input.me}>`, 'auto-generated')
+  const body = [
+    `The account ${account} reached ${quantity(warn.count, warn.kind)} in ${formatDuration(warn.windowMs)}`,
+    `at ${utc(input.now)}: ${percent}% of its limit of ${warn.max}. It is not disabled; at the limit it will be.`,
+    '',
+    'Counts now:',
+    ...input.counts.map((c) => countLine(c, warn)),
+  ]
+  if (input.networks?.length) body.push('', ...networkLines(input.networks))
+  if (input.evidence.length) body.push('', ...evidenceLines(input.evidence))
+  body.push(
+    '',
+    'What to do:',
+    '  - If this is the owner at work (a mailing, a busy day), nothing.',
+    '  - To look closer (counts, evidence, audit trail), run on the mail server:',
+    `       ${input.showCommand}`,
+    '  - If it looks like someone else, disable the account now:',
+    `       ${input.disableCommand}`,
+    '',
+    'One warning is sent per window per account.',
+    '-- ',
+    `hijack-guard on ${input.me}`,
+  )
+  return { from: input.from, to: input.to, message: build(headers, body) }
+}
+
 export interface NoticeInput {
   readonly from: string
   readonly to: string
@@ -195,15 +274,7 @@ export interface NoticeInput {
 
 /** A short automatic note to an administrator (reactivation confirmed, or why it was not). */
 export function composeNotice(input: NoticeInput): OutgoingMail {
-  const headers: Array<[string, string]> = [
-    ['From', `Hijack Guard <${input.from}>`],
-    ['To', input.to],
-    ['Subject', encodeHeader(input.subject)],
-    ['Date', rfc5322Date(input.now)],
-    ['Message-ID', `<notice-${input.id}@${input.me}>`],
-    ['Auto-Submitted', 'auto-replied'],
-    ['X-Auto-Response-Suppress', 'All'],
-  ]
+  const headers = ownHeaders(input, input.to, input.subject, `<notice-${input.id}@${input.me}>`, 'auto-replied')
   if (input.inReplyTo) headers.push(['In-Reply-To', input.inReplyTo])
   return {
     from: input.from,
@@ -242,15 +313,7 @@ export interface SprayAlertInput {
 export function composeSprayAlert(input: SprayAlertInput): OutgoingMail {
   const account = shownAccount(input.account)
   const subject = `${input.monitor ? 'Monitor: ' : ''}Password spraying against ${account}: ${input.count} failed logins in ${formatDuration(input.windowMs)}`
-  const headers: Array<[string, string]> = [
-    ['From', `Hijack Guard <${input.from}>`],
-    ['To', input.to.join(', ')],
-    ['Subject', encodeHeader(subject)],
-    ['Date', rfc5322Date(input.now)],
-    ['Message-ID', `<spray-${input.id}@${input.me}>`],
-    ['Auto-Submitted', 'auto-generated'],
-    ['X-Auto-Response-Suppress', 'All'],
-  ]
+  const headers = ownHeaders(input, input.to.join(', '), subject, `<spray-${input.id}@${input.me}>`, 'auto-generated')
   const body = [
     `Password spraying alert: the login ${account} failed to authenticate ${input.count} times`,
     `within ${formatDuration(input.windowMs)} (limit ${input.max}), counted from every client address.`,

@@ -3,6 +3,7 @@
  * that puts it in front of the password checks of every loaded auth plugin.
  */
 import { canonicalAccount } from '../account'
+import { authFailuresFor } from '../config'
 import type { Connection, HarakaPlugin, PasswdCallback, PasswdCheck } from '../haraka'
 import { answers, type AuthRefusal } from '../answers'
 import { errorText } from '../messages'
@@ -96,9 +97,9 @@ export async function authOutcome(
   state: GuardState,
 ): Promise<void> {
   const { config, process: proc } = state
-  const limit = config.authFailures
-  if (!limit) return
   const account = canonicalAccount(login, config.accounts)
+  const limit = authFailuresFor(config, account)
+  if (!limit) return
   const ip = connection.remote.ip ?? ''
   const now = Date.now()
   if (valid) {
@@ -151,7 +152,13 @@ export async function authOutcome(
     plugin,
     `password spraying: ${JSON.stringify(account)} reached ${limit.text} failed AUTHs (${result.count}) from ${result.sources.join(', ')}${block ? '; AUTH blocked' : ''}`,
   )
-  await sendSprayAlert(plugin, state, { account, count: result.count, sources: result.sources, blocked: block, until })
+  await sendSprayAlert(plugin, state, limit, {
+    account,
+    count: result.count,
+    sources: result.sources,
+    blocked: block,
+    until,
+  })
 }
 
 /**

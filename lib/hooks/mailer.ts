@@ -1,10 +1,11 @@
 /** The plugin's own mail to people: the postmaster alert and the notices about replies. */
 import { join, resolve } from 'node:path'
-import { composeAlert, composeNotice, composeSprayAlert } from '../alert'
+import { composeAlert, composeNotice, composeSprayAlert, composeWarning } from '../alert'
+import type { AuthFailuresConfig } from '../config'
 import type { HarakaPlugin } from '../haraka'
 import { randomId } from '../ids'
 import { errorText } from '../messages'
-import type { DisabledRecord } from '../store'
+import type { DisabledRecord, MessageSummary, WindowCount } from '../store'
 import type { GuardState } from './state'
 
 /** Queues the postmaster alert; a failure is logged (the incident stays in the store). */
@@ -39,6 +40,39 @@ export async function sendAlert(
   }
 }
 
+/** What an early warning reports (see composeWarning). */
+export interface WarningReport {
+  readonly account: string
+  readonly warn: WindowCount
+  readonly counts: readonly WindowCount[]
+  readonly evidence: readonly MessageSummary[]
+  readonly networks?: readonly string[]
+  /** Store-clock ms when the rule reached the warning total. */
+  readonly at: number
+}
+
+/** Queues the [warn] warning for an account that reached the warning fraction of a limit; a failure is logged. */
+export async function sendWarning(plugin: HarakaPlugin, state: GuardState, report: WarningReport): Promise<void> {
+  const { config } = state
+  try {
+    const mail = composeWarning({
+      ...report,
+      fraction: config.warnAt,
+      from: config.alert.from,
+      to: config.alert.to,
+      me: config.me,
+      now: report.at,
+      id: randomId(),
+      showCommand: cliCommand('show', report.account),
+      disableCommand: cliCommand('disable', report.account),
+    })
+    await state.sendMail(mail)
+    plugin.loginfo(`warning for ${JSON.stringify(report.account)} queued to ${config.alert.to.join(', ')}`)
+  } catch (err) {
+    plugin.logerror(`warning for ${JSON.stringify(report.account)} NOT sent: ${errorText(err)}`)
+  }
+}
+
 /** What a password-spraying alert reports (see composeSprayAlert). */
 export interface SprayReport {
   readonly account: string
@@ -50,10 +84,13 @@ export interface SprayReport {
 }
 
 /** Queues the password-spraying alert for an account that reached [signals] auth_failures; a failure is logged. */
-export async function sendSprayAlert(plugin: HarakaPlugin, state: GuardState, report: SprayReport): Promise<void> {
+export async function sendSprayAlert(
+  plugin: HarakaPlugin,
+  state: GuardState,
+  limit: AuthFailuresConfig,
+  report: SprayReport,
+): Promise<void> {
   const { config } = state
-  const limit = config.authFailures
-  if (!limit) return
   try {
     const mail = composeSprayAlert({
       ...report,

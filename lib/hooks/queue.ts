@@ -9,7 +9,8 @@ import { randomId } from '../ids'
 import { describeCount, describeLimit, errorText } from '../messages'
 import type { DisabledRecord, MessageSummary } from '../store'
 import { decodedHeader } from '../text'
-import { sendAlert } from './mailer'
+import { inNetworks, networkOf } from '../network'
+import { sendAlert, sendWarning } from './mailer'
 import { refusedOverCap } from './rcpt'
 import { sessionAccount, storeFailure, type GuardState } from './state'
 
@@ -93,6 +94,8 @@ async function countAndCheck(
     summary,
     token,
     tokenTtlMs: config.reactivate.tokenTtlMs,
+    network: countedNetwork(connection.remote.ip, config.exemptNetworks),
+    warnAt: config.warnAt,
   }
   let result
   try {
@@ -112,7 +115,7 @@ async function countAndCheck(
         connection.logwarn(
           plugin,
           `ACCOUNT DISABLED ${JSON.stringify(account)}: reached ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
-            `counts ${counts()}; incident ${result.record.incident}; ${evidenceLine(result.record.evidence)}`,
+            `counts ${counts()}; incident ${result.record.incident}; ${evidenceLine(result.record.evidence, result.record.networks)}`,
         )
         // The refusal does not wait for the alert and the audit entry.
         void afterDisable(plugin, state, result.record, token)
@@ -122,6 +125,20 @@ async function countAndCheck(
       const note: CountNote = { account, recipients: input.recipients, at: result.at, countedAt: Date.now() }
       txn.notes[NOTE] = note
       txn.results.add(plugin, { pass: 'counted' })
+      if (result.warn) {
+        connection.logwarn(
+          plugin,
+          `warning: account ${JSON.stringify(account)} reached ${describeCount(result.warn)} of ${describeLimit(result.warn)}; counts ${counts()}`,
+        )
+        void sendWarning(plugin, state, {
+          account,
+          warn: result.warn,
+          counts: result.counts,
+          evidence: result.evidence ?? [summary],
+          ...(result.networks ? { networks: result.networks } : {}),
+          at: result.at,
+        })
+      }
       if (result.over && result.flipped) {
         connection.logwarn(
           plugin,
@@ -137,6 +154,7 @@ async function countAndCheck(
           over: result.over,
           counts: result.counts,
           evidence: result.evidence ?? [summary],
+          ...(result.networks ? { networks: result.networks } : {}),
         }
         void sendAlert(plugin, state, record, undefined)
       }
@@ -163,13 +181,22 @@ async function afterDisable(
   ])
 }
 
-/** "ips 1.2.3.4; helos x; domains a, b; subjects ..." for log lines. */
-function evidenceLine(evidence: readonly MessageSummary[]): string {
+/**
+ * The client network a message counts from ([signals] networks): '' for an address in
+ * [signals] exempt_networks or none at all.
+ */
+export function countedNetwork(ip: string | undefined, exempt: readonly string[]): string {
+  return !ip || inNetworks(ip, exempt) ? '' : networkOf(ip)
+}
+
+/** "ips 1.2.3.4; helos x; domains a, b; subjects ...; networks ..." for log lines. */
+function evidenceLine(evidence: readonly MessageSummary[], networks?: readonly string[]): string {
   const uniq = (xs: string[]): string => [...new Set(xs.filter((x) => x !== ''))].join(', ') || '-'
   return [
     `ips ${uniq(evidence.map((e) => e.ip))}`,
     `helos ${uniq(evidence.map((e) => e.helo))}`,
     `domains ${uniq(evidence.flatMap((e) => [...e.domains]))}`,
     `subjects ${uniq(evidence.map((e) => JSON.stringify(e.subject)))}`,
+    ...(networks?.length ? [`networks ${networks.join(', ')}`] : []),
   ].join('; ')
 }

@@ -36,6 +36,13 @@ export interface RecordInput {
   readonly token: string
   /** How long that token may be redeemed, from the moment of the disable. */
   readonly tokenTtlMs: number
+  /**
+   * The message's client network (networkOf) for the `networks` rules; '' or absent: not counted
+   * (an exempt network, no address).
+   */
+  readonly network?: string
+  /** [warn] at: one warning per window when a total reaches this fraction of its limit; 0 or absent = off. */
+  readonly warnAt?: number
 }
 
 /**
@@ -55,8 +62,12 @@ export type RecordResult =
       readonly over?: WindowCount
       readonly flipped: boolean
       readonly at: number
-      /** When `flipped` in monitor mode: the account's stored evidence, newest first. */
+      /** When `flipped` in monitor mode, or `warn`: the account's stored evidence, newest first. */
       readonly evidence?: readonly MessageSummary[]
+      /** The rule this message brought to the [warn] fraction, the first time in its window for the account. */
+      readonly warn?: WindowCount
+      /** When `over` or `warn` is a networks rule: the networks seen in its window, newest first. */
+      readonly networks?: readonly string[]
     }
   | {
       readonly status: 'refused'
@@ -88,6 +99,8 @@ export interface DisabledRecord {
   readonly evidence: readonly MessageSummary[]
   /** Until when the incident's token may be redeemed (ms); absent when there is no token. */
   readonly tokenExpiresAt?: number
+  /** When `over` is a networks rule: the networks seen in its window, newest first (this message's first). */
+  readonly networks?: readonly string[]
 }
 
 /** Why redeem() did or did not re-enable the account. */
@@ -149,6 +162,12 @@ export interface AuthFailureResult {
 
 /** How many distinct client addresses an account's failed AUTHs keep as evidence. */
 export const AUTH_SOURCES_CAP = 20
+
+/** How many client networks an account keeps (the most recently seen); more than any networks limit may be. */
+export const NETWORKS_CAP = 1000
+
+/** How many networks a disable record or a warning names (the most recent). */
+export const NETWORKS_SHOWN = 50
 
 /** How many message summaries an account keeps as evidence. */
 export const EVIDENCE_CAP = 10
@@ -240,6 +259,16 @@ export async function withTimeout<T>(work: Promise<T>, ms: number, what: string)
   }
 }
 
+/** The networks as a disable record keeps them: a JSON array of strings, tolerant of damaged data. */
+export function parseNetworks(json: string | undefined): string[] {
+  try {
+    const rows: unknown = JSON.parse(json ?? '[]')
+    return Array.isArray(rows) ? rows.filter((r): r is string => typeof r === 'string') : []
+  } catch {
+    return []
+  }
+}
+
 /** The rule as a WindowCount with the given total. */
 export function windowCount(rule: Rule, count: number): WindowCount {
   return { kind: rule.kind, max: rule.max, windowMs: rule.windowMs, text: rule.text, count }
@@ -271,7 +300,7 @@ export function parseRuleCounts(rulesJson: string | undefined, totalsCsv: string
   return rows.flatMap((row, i): WindowCount[] => {
     if (!Array.isArray(row) || row.length < 4) return []
     const [kind, max, windowMs, text] = row as [unknown, unknown, unknown, unknown]
-    if (kind !== 'messages' && kind !== 'recipients') return []
+    if (kind !== 'messages' && kind !== 'recipients' && kind !== 'networks') return []
     return [{ kind, max: Number(max), windowMs: Number(windowMs), text: String(text), count: totals[i] ?? 0 }]
   })
 }

@@ -65,6 +65,10 @@ export interface AccountKeys {
   readonly authSources: string
   /** String with a TTL of the window: set by the failure that reached the limit (one alert per window). */
   readonly authAlerted: string
+  /** Sorted set: client network -> last message from it (store-clock ms), capped at NETWORKS_CAP; TTL the longest networks window. */
+  readonly networks: string
+  /** String with a TTL of a window: set by the [warn] warning (one per window per account). */
+  readonly warned: string
 }
 
 /** The keys of one account, all in the account's hash-tag slot. */
@@ -81,7 +85,14 @@ export function accountKeys(account: string): AccountKeys {
     authFailures: `${base}:auth-failures`,
     authSources: `${base}:auth-sources`,
     authAlerted: `${base}:auth-alerted`,
+    networks: `${base}:networks`,
+    warned: `${base}:warned`,
   }
+}
+
+/** The keys of what an account's mail counted (cleared by an enable and by a reset; the disabled flag is not one). */
+export function countingKeys(k: AccountKeys): string[] {
+  return [k.counts, k.evidence, k.monitored, k.networks, k.warned]
 }
 
 /** List of audit entries (JSON), newest first, capped at AUDIT_CAP. */

@@ -24,9 +24,52 @@
 import { createHash } from 'node:crypto'
 import type { Rule } from '../config'
 
-/** What a message adds to a rule of its kind. */
+/** What a message adds to a rule of its kind (none to a networks rule: see networksIn). */
 export function addOf(rule: Rule, recipients: number): number {
-  return rule.kind === 'messages' ? 1 : recipients
+  return rule.kind === 'messages' ? 1 : rule.kind === 'recipients' ? recipients : 0
+}
+
+/** Whether a rule counts in a series of buckets (messages, recipients), not in the networks set. */
+export function inSeries(rule: Rule): boolean {
+  return rule.kind !== 'networks'
+}
+
+const seriesRuleSets = new WeakMap<readonly Rule[], readonly Rule[]>()
+
+/** The rules of a set that count in series, worked out once per rule set. */
+function seriesRules(rules: readonly Rule[]): readonly Rule[] {
+  let r = seriesRuleSets.get(rules)
+  if (!r) {
+    r = rules.every(inSeries) ? rules : rules.filter(inSeries)
+    seriesRuleSets.set(rules, r)
+  }
+  return r
+}
+
+/** How long a rule's window is as the store keeps it: its buckets' span (a networks rule: the window). */
+export function ruleWindowMs(rule: Rule): number {
+  return inSeries(rule) ? rule.bucketMs * rule.buckets : rule.windowMs
+}
+
+/**
+ * The total at which a rule warns: [warn] at `fraction` of its max, rounded up; 0 (never) when
+ * warnings are off, or when that total is the max itself below 100% (a small limit: 80% of 4 is
+ * 4, and a warning at the limit would only come one message before the alert).
+ */
+export function warnTotal(rule: Rule, fraction: number | undefined): number {
+  if (!fraction || fraction <= 0) return 0
+  const total = Math.max(1, Math.ceil(fraction * rule.max - 1e-9))
+  return total < rule.max || fraction >= 1 ? total : 0
+}
+
+/**
+ * The distinct networks seen within a networks rule's window at `now` (last seen after
+ * now - window), given each network's last-seen time.
+ */
+export function networksIn(seen: ReadonlyMap<string, number>, rule: Rule, now: number): number {
+  let n = 0
+  for (const at of seen.values()) if (at > now - rule.windowMs) n++
+  return n
 }
 
 /** The series a rule counts in: `<m|r><bucketMs>x<buckets>`. */
@@ -36,7 +79,7 @@ export function seriesId(rule: Rule): string {
 
 /** The series of a rule set, each once, in rule order, space-separated: the `s` of a settled hash. */
 export function seriesList(rules: readonly Rule[]): string {
-  return [...new Set(rules.map(seriesId))].join(' ')
+  return [...new Set(seriesRules(rules).map(seriesId))].join(' ')
 }
 
 /** A short name for a rule set (its series list): 8 hex digits of its SHA-1. */
@@ -52,7 +95,7 @@ export interface NamedSeries {
   readonly sig: string
   /** One rule per series (the first of the rules that share it), in list order. */
   readonly series: readonly Rule[]
-  /** For each rule, the index of its series in `series`. */
+  /** For each rule, the index of its series in `series`; -1 for a networks rule. */
   readonly seriesOfRule: readonly number[]
   /** countersTtlMs */
   readonly ttlMs: number
@@ -64,14 +107,14 @@ const named = new WeakMap<readonly Rule[], NamedSeries>()
 export function seriesOf(rules: readonly Rule[]): NamedSeries {
   let n = named.get(rules)
   if (!n) {
-    const ids = rules.map(seriesId)
-    const unique = [...new Set(ids)]
+    const ids = rules.map((r) => (inSeries(r) ? seriesId(r) : ''))
+    const unique = [...new Set(ids.filter(Boolean))]
     const list = unique.join(' ')
     n = {
       list,
       sig: seriesSig(list),
       series: unique.map((id) => rules[ids.indexOf(id)] as Rule),
-      seriesOfRule: ids.map((id) => unique.indexOf(id)),
+      seriesOfRule: ids.map((id) => (id ? unique.indexOf(id) : -1)),
       ttlMs: countersTtlMs(rules),
     }
     named.set(rules, n)
@@ -91,7 +134,7 @@ export const MAX_SIGS = 4
 
 /** How long an account's counters must live: the longest window plus one bucket. */
 export function countersTtlMs(rules: readonly Rule[]): number {
-  return rules.reduce((ttl, r) => Math.max(ttl, r.bucketMs * (r.buckets + 1)), 0) || 60_000
+  return seriesRules(rules).reduce((ttl, r) => Math.max(ttl, r.bucketMs * (r.buckets + 1)), 0) || 60_000
 }
 
 /** The hash as the model sees it (a Map for the memory store, HGETALL for Redis). */
@@ -230,7 +273,13 @@ function legacyToward(hash: CounterHash, rules: readonly Rule[], now: number): {
  * the message: advances its series (creating a missing one), signs them, deletes retired series
  * whose window has passed, and adds what the retired and earlier-layout buckets hold.
  */
-export function settle(hash: CounterHash, rules: readonly Rule[], now: number, sig: string): number[] {
+export function settle(hash: CounterHash, all: readonly Rule[], now: number, sig: string): number[] {
+  const rules = seriesRules(all)
+  if (rules !== all) {
+    const totals = settle(hash, rules, now, sig)
+    let i = 0
+    return all.map((r) => (inSeries(r) ? (totals[i++] ?? 0) : 0))
+  }
   const list = seriesList(rules)
   const current = list.split(' ').filter(Boolean)
   const metas = new Map<string, Meta>()
@@ -301,8 +350,14 @@ export function count(hash: CounterHash, rules: readonly Rule[], recipients: num
   }
 }
 
-/** Each rule's total at `now`, without changing the hash (for `counts`). */
-export function totalsAt(hash: CounterHash, rules: readonly Rule[], now: number): number[] {
+/** Each rule's total at `now`, without changing the hash or the networks (for `counts`). */
+export function totalsAt(
+  hash: CounterHash,
+  rules: readonly Rule[],
+  now: number,
+  networks: ReadonlyMap<string, number> = new Map(),
+): number[] {
   if (rules.length === 0) return []
-  return settle(new Map(hash), rules, now, seriesOf(rules).sig)
+  const totals = settle(new Map(hash), rules, now, seriesOf(rules).sig)
+  return rules.map((r, i) => (inSeries(r) ? (totals[i] ?? 0) : networksIn(networks, r, now)))
 }

@@ -233,6 +233,8 @@ describe('cli: hijack-guard as a process, store = redis', function () {
     main: { store: 'redis' },
     redis: { port: String(port) },
     limits: { messages: '3/1m', recipients: '10/1h' },
+    // The volume limits only: the networks signal has its own tests (test/e2e/networks.test.ts).
+    signals: { networks: '' },
     alert: { to: 'postmaster@test.example' },
   })
 
@@ -247,6 +249,8 @@ describe('cli: hijack-guard as a process, store = redis', function () {
         '[limits]',
         'messages = 3/1m',
         'recipients = 10/1h',
+        '[signals]',
+        'networks =',
         '[alert]',
         'to = postmaster@test.example',
         '',
@@ -862,6 +866,8 @@ describe('cli: store = memory (the state file in the Haraka directory)', functio
     '[limits]',
     'messages = 3/1m',
     'recipients = 10/1h',
+    '[signals]',
+    'networks =',
     '[alert]',
     'to = postmaster@test.example',
     '',
@@ -873,6 +879,8 @@ describe('cli: store = memory (the state file in the Haraka directory)', functio
       {
         main: { store: 'memory' },
         limits: { messages: '3/1m', recipients: '10/1h' },
+        // The volume limits only: the networks signal has its own tests (test/e2e/networks.test.ts).
+        signals: { networks: '' },
         alert: { to: 'postmaster@test.example' },
       },
       ME,

@@ -215,11 +215,13 @@ export interface PluginIniOptions {
   readonly held?: string
   /** [signals] lines. */
   readonly signals?: string
+  /** [warn] lines. */
+  readonly warn?: string
 }
 
 /**
  * config/hijack-guard.ini: [main] store (and the `main` lines), [redis] port (left out when
- * redisPort is null), [limits], [alert] to, and [reactivate] / [held] / [signals] when given.
+ * redisPort is null), [limits], [alert] to, and [reactivate] / [held] / [signals] / [warn] when given.
  */
 export function pluginIni(
   redisPort: number | null,
@@ -231,6 +233,7 @@ export function pluginIni(
     reactivate,
     held,
     signals,
+    warn,
   }: PluginIniOptions = {},
 ): string {
   return [
@@ -245,6 +248,7 @@ export function pluginIni(
     ...(reactivate === undefined ? [] : ['[reactivate]', reactivate]),
     ...(held === undefined ? [] : ['[held]', held]),
     ...(signals === undefined ? [] : ['[signals]', signals]),
+    ...(warn === undefined ? [] : ['[warn]', warn]),
     '',
   ].join('\n')
 }

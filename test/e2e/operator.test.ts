@@ -400,7 +400,10 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
       list.stdout,
       /^ {2}disabled \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC by limit: reached 3 messages in 1 minute$/m,
     )
-    assert.match(list.stdout, /^ {2}counts messages 3\/3 in 1 minute, recipients 3\/100 in 1 hour$/m)
+    assert.match(
+      list.stdout,
+      /^ {2}counts messages 3\/3 in 1 minute, recipients 3\/100 in 1 hour, networks 1\/8 in 6 hours, networks 1\/12 in 1 day$/m,
+    )
     const row = at(await hgList(srv), 0, 'list --json')
     assert.equal(row.account, acct)
     assert.equal(row.limit, 'messages 3/1m')
@@ -409,6 +412,8 @@ describe('e2e: operator tools (CLI, audit trail, held mail)', function () {
       [
         ['messages', 3, 3],
         ['recipients', 3, 100],
+        ['networks', 1, 8],
+        ['networks', 1, 12],
       ],
     )
 

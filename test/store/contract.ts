@@ -19,6 +19,7 @@ import { parseRules, type Mode, type Rule } from '../../lib/config'
 import {
   AUTH_SOURCES_CAP,
   EVIDENCE_CAP,
+  NETWORKS_CAP,
   type AuthFailureResult,
   type AuditEntry,
   type MessageSummary,
@@ -94,11 +95,13 @@ export const ESCAPE_PAIRS: readonly (readonly [string, string])[] = [
 export function rules({
   messages = '',
   recipients = '',
+  networks = '',
   buckets = 30,
-}: { messages?: string; recipients?: string; buckets?: number } = {}): Rule[] {
+}: { messages?: string; recipients?: string; networks?: string; buckets?: number } = {}): Rule[] {
   return [
     ...parseRules('limits.messages', 'messages', messages, buckets),
     ...parseRules('limits.recipients', 'recipients', recipients, buckets),
+    ...parseRules('signals.networks', 'networks', networks, 1),
   ]
 }
 
@@ -119,13 +122,17 @@ export interface RecordOptions {
   readonly recipients?: number
   readonly mode?: Mode
   readonly summary?: MessageSummary
+  /** The message's client network ('' = not counted). */
+  readonly network?: string
+  /** [warn] at, a fraction; 0 = off. */
+  readonly warnAt?: number
 }
 
 /** A RecordInput; every call carries a fresh reactivation token, as the plugin gives one. */
 export function recordInput(
   account: string,
   ruleSet: readonly Rule[],
-  { recipients = 1, mode = 'enforce', summary: s = summary(0) }: RecordOptions = {},
+  { recipients = 1, mode = 'enforce', summary: s = summary(0), network = '', warnAt = 0 }: RecordOptions = {},
 ): RecordInput {
   return {
     account,
@@ -135,6 +142,8 @@ export function recordInput(
     summary: s,
     token: randomBytes(16).toString('hex'),
     tokenTtlMs: TOKEN_TTL_MS,
+    network,
+    warnAt,
   }
 }
 
@@ -234,10 +243,19 @@ export function contract(
       store: Store,
       account: string,
       ruleSet: readonly Rule[],
-      { recipients = 1, mode = 'enforce', summary: s }: RecordOptions = {},
+      { recipients = 1, mode = 'enforce', summary: s, network = '', warnAt = 0 }: RecordOptions = {},
     ): Promise<RecordResult> {
       seq += 1
-      return store.record(recordInput(account, ruleSet, { recipients, mode, summary: s ?? summary(seq) }))
+      return store.record(
+        recordInput(account, ruleSet, { recipients, mode, summary: s ?? summary(seq), network, warnAt }),
+      )
+    }
+
+    /** The networks total of a result (the first networks rule): fails when there is none. */
+    function networkCount(result: RecordResult): number {
+      const count = result.counts.find((c) => c.kind === 'networks')?.count
+      assert.ok(count !== undefined, `no networks count in ${JSON.stringify(result.counts)}`)
+      return count
     }
 
     /** The total of the messages rule in a result: fails when there is none. */
@@ -1104,6 +1122,263 @@ export function contract(
           assert.equal((await record(store, 'alice', after)).status, 'refused')
         },
       )
+    })
+
+    describe('networks per login', function () {
+      const net = (i: number): string => `10.${Math.floor(i / 250)}.${i % 250}.0/24`
+
+      within(
+        'counts distinct networks, not messages; the message from the network over the limit is refused and disables, naming the networks',
+        async (c) => {
+          const { store } = c
+          const r = rules({ messages: '1000/1h', networks: '3/1h' })
+          const seen: RecordResult[] = []
+          for (const n of [0, 0, 1, 0, 1, 2, 2, 0]) seen.push(await record(store, 'alice', r, { network: net(n) }))
+          assert.deepEqual(
+            seen.map((x) => [x.status, networkCount(x)]),
+            [
+              ['ok', 1],
+              ['ok', 1],
+              ['ok', 2],
+              ['ok', 2],
+              ['ok', 2],
+              ['ok', 3],
+              ['ok', 3],
+              ['ok', 3],
+            ],
+          )
+          const fourth = await record(store, 'alice', r, { network: net(3) })
+          assert.equal(fourth.status, 'refused')
+          assert.deepEqual(overOf(fourth), { kind: 'networks', max: 3, windowMs: 3_600_000, text: '3/1h', count: 3 })
+          assert.ok(fourth.status === 'refused' && fourth.flipped)
+          // Newest first, the refused message's network first; two seen in the same millisecond may come in either order.
+          const named = (list: readonly string[] | undefined): string[] => [
+            list?.[0] ?? '',
+            ...(list ?? []).slice(1).sort(),
+          ]
+          const expected = [net(3), net(0), net(1), net(2)]
+          assert.deepEqual(named(fourth.status === 'refused' ? fourth.record.networks : undefined), expected)
+          const rec = await store.getDisabled('alice')
+          assert.equal(rec?.over?.kind, 'networks')
+          assert.deepEqual(named(rec?.networks), expected)
+          assert.equal((await record(store, 'alice', r, { network: net(0) })).status, 'disabled')
+          assert.equal(messageCount(seen[7] as RecordResult), 8, 'every message was counted against [limits] too')
+        },
+      )
+
+      within('never counts a message without a network, and keeps accounts apart', async (c) => {
+        const { store } = c
+        const r = rules({ networks: '1/1h' })
+        for (let i = 0; i < 5; i++) assert.equal((await record(store, 'alice', r, { network: '' })).status, 'ok')
+        assert.equal((await record(store, 'alice', r, { network: net(1) })).status, 'ok')
+        assert.equal((await record(store, 'bob', r, { network: net(2) })).status, 'ok')
+        assert.equal((await record(store, 'alice', r, { network: net(1) })).status, 'ok')
+        assert.equal((await record(store, 'alice', r, { network: '' })).status, 'ok')
+        assert.deepEqual(
+          (await store.counts('alice', r)).map((x) => x.count),
+          [1],
+        )
+        assert.equal((await record(store, 'alice', r, { network: net(2) })).status, 'refused')
+      })
+
+      within('lets exactly the limit of networks through when their messages arrive at once', async (c) => {
+        const r = rules({ networks: '5/1h' })
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => record(c.store, 'alice', r, { network: net(i) })),
+        )
+        assert.equal(results.filter((x) => x.status === 'ok').length, 5)
+        assert.equal(results.filter((x) => x.status === 'refused' && x.flipped).length, 1)
+        assert.equal((await c.store.getDisabled('alice'))?.over?.kind, 'networks')
+      })
+
+      within('checks each networks rule on its own, and reports them in counts()', async (c) => {
+        const r = rules({ messages: '100/1h', networks: '4/1h, 2/1h' })
+        await record(c.store, 'alice', r, { network: net(1) })
+        await record(c.store, 'alice', r, { network: net(2) })
+        assert.deepEqual(
+          (await c.store.counts('alice', r)).map((x) => [x.kind, x.count]),
+          [
+            ['messages', 2],
+            ['networks', 2],
+            ['networks', 2],
+          ],
+        )
+        const third = await record(c.store, 'alice', r, { network: net(3) })
+        assert.equal(third.status, 'refused')
+        assert.equal(overOf(third).text, '2/1h')
+      })
+
+      within(
+        'in monitor mode counts on, reports the first overrun per window with the networks, and never disables',
+        async (c) => {
+          const r = rules({ networks: '2/1h' })
+          const results: RecordResult[] = []
+          for (let i = 0; i < 5; i++)
+            results.push(await record(c.store, 'alice', r, { network: net(i), mode: 'monitor' }))
+          assert.deepEqual(
+            results.map((x) => [x.status, x.flipped, networkCount(x)]),
+            [
+              ['ok', false, 1],
+              ['ok', false, 2],
+              ['ok', true, 3],
+              ['ok', false, 4],
+              ['ok', false, 5],
+            ],
+          )
+          const flipped = results[2]
+          assert.deepEqual(flipped?.status === 'ok' ? flipped.networks : null, [net(2), net(1), net(0)])
+          assert.equal(await c.store.getDisabled('alice'), null)
+        },
+      )
+
+      within('forgets the networks on enable and on reset', async (c) => {
+        const r = rules({ networks: '2/1h' })
+        await record(c.store, 'alice', r, { network: net(1) })
+        await record(c.store, 'alice', r, { network: net(2) })
+        assert.equal((await record(c.store, 'alice', r, { network: net(3) })).status, 'refused')
+        assert.equal(await c.store.enable('alice'), true)
+        assert.deepEqual(
+          (await c.store.counts('alice', r)).map((x) => x.count),
+          [0],
+        )
+        await record(c.store, 'alice', r, { network: net(4) })
+        await c.store.reset('alice')
+        assert.deepEqual(
+          (await c.store.counts('alice', r)).map((x) => x.count),
+          [0],
+        )
+      })
+
+      within('keeps at most NETWORKS_CAP networks of an account, the most recently seen', async (c) => {
+        const r = rules({ networks: '100000/1d' })
+        const batch = 50
+        for (let i = 0; i < NETWORKS_CAP + 10; i += batch)
+          await Promise.all(
+            Array.from({ length: batch }, (_, j) =>
+              record(c.store, 'alice', r, { network: net(i + j), mode: 'monitor' }),
+            ),
+          )
+        assert.deepEqual(
+          (await c.store.counts('alice', r)).map((x) => x.count),
+          [NETWORKS_CAP],
+        )
+      })
+
+      passing('counts a network again once it has not been seen for a window', async (c) => {
+        const w = 1500
+        const r = rules({ networks: '2/1500ms' })
+        await record(c.store, 'alice', r, { network: net(1) })
+        await record(c.store, 'alice', r, { network: net(2) })
+        const since = Date.now()
+        await afterTime(
+          c,
+          w,
+          async () => (await c.store.counts('alice', r))[0]?.count === 0,
+          'both networks left the window',
+        )
+        assert.ok(c.clock === 'injected' || Date.now() - since >= w - 100)
+        for (const n of [3, 4]) assert.equal((await record(c.store, 'alice', r, { network: net(n) })).status, 'ok')
+        assert.equal((await record(c.store, 'alice', r, { network: net(1) })).status, 'refused')
+      })
+
+      exact('a network last seen exactly one window ago is new again', async (c) => {
+        const r = rules({ networks: '1/1m' })
+        await record(c.store, 'alice', r, { network: net(1) })
+        c.advance(60_000 - 1)
+        assert.equal((await record(c.store, 'alice', r, { network: net(2) })).status, 'refused')
+        await c.store.enable('alice')
+        await record(c.store, 'alice', r, { network: net(1) })
+        c.advance(30_000)
+        await record(c.store, 'alice', r, { network: net(1) })
+        c.advance(60_000)
+        assert.equal(
+          (await record(c.store, 'alice', r, { network: net(2) })).status,
+          'ok',
+          'net 1 left at its last sighting + 1m',
+        )
+      })
+    })
+
+    describe('early warning ([warn] at)', function () {
+      const warnOf = (x: RecordResult): WindowCount | undefined => (x.status === 'ok' ? x.warn : undefined)
+
+      within('warns once, on the message that reaches the fraction, with the evidence', async (c) => {
+        const r = rules({ messages: '10/1h' })
+        const results: RecordResult[] = []
+        for (let i = 0; i < 10; i++) results.push(await record(c.store, 'alice', r, { warnAt: 0.8 }))
+        assert.deepEqual(
+          results.map((x) => warnOf(x)?.count ?? 0),
+          [0, 0, 0, 0, 0, 0, 0, 8, 0, 0],
+        )
+        const w = results[7]
+        assert.equal(w?.status === 'ok' && w.evidence?.length, Math.min(8, EVIDENCE_CAP))
+        assert.equal((await record(c.store, 'alice', r, { warnAt: 0.8 })).status, 'refused')
+      })
+
+      within('sends one warning per window per account, whichever limit reaches the fraction', async (c) => {
+        const r = rules({ messages: '10/1h', recipients: '10/1h' })
+        const first = await record(c.store, 'alice', r, { recipients: 9, warnAt: 0.5 })
+        assert.equal(warnOf(first)?.kind, 'recipients')
+        const more: RecordResult[] = []
+        for (let i = 0; i < 6; i++) more.push(await record(c.store, 'alice', r, { recipients: 0, warnAt: 0.5 }))
+        assert.equal(more.filter(warnOf).length, 0, 'messages reached 5 of 10 in the same window: no second warning')
+        assert.equal(warnOf(await record(c.store, 'bob', r, { recipients: 9, warnAt: 0.5 }))?.kind, 'recipients')
+      })
+
+      within('warns on networks with the networks seen', async (c) => {
+        const r = rules({ networks: '5/1h' })
+        const results: RecordResult[] = []
+        for (let i = 1; i <= 5; i++)
+          results.push(await record(c.store, 'alice', r, { network: `10.0.${i}.0/24`, warnAt: 0.8 }))
+        assert.deepEqual(
+          results.map((x) => warnOf(x)?.count ?? 0),
+          [0, 0, 0, 4, 0],
+        )
+        const w = results[3]
+        assert.deepEqual(w?.status === 'ok' ? w.networks : null, [
+          '10.0.4.0/24',
+          '10.0.3.0/24',
+          '10.0.2.0/24',
+          '10.0.1.0/24',
+        ])
+      })
+
+      within('never warns when off, nor on a message that goes over the limit', async (c) => {
+        const r = rules({ messages: '4/1h' })
+        for (let i = 0; i < 4; i++) assert.equal(warnOf(await record(c.store, 'alice', r)), undefined)
+        const big = rules({ recipients: '10/1h' })
+        assert.equal((await record(c.store, 'bob', big, { recipients: 11, warnAt: 0.8 })).status, 'refused')
+      })
+
+      within('warns exactly once when the messages that reach the fraction arrive at once', async (c) => {
+        const r = rules({ messages: '100/1h' })
+        const results = await Promise.all(
+          Array.from({ length: 30 }, () => record(c.store, 'alice', r, { warnAt: 0.1 })),
+        )
+        assert.equal(results.filter(warnOf).length, 1)
+        assert.equal(results.map(warnOf).find(Boolean)?.count, 10)
+      })
+
+      passing('warns again in a later window', async (c) => {
+        const r = rules({ messages: '4/1500ms', buckets: 3 })
+        const first: RecordResult[] = []
+        for (let i = 0; i < 2; i++) first.push(await record(c.store, 'alice', r, { warnAt: 0.5 }))
+        assert.equal(first.filter(warnOf).length, 1)
+        const warnedAt = first[1]?.status === 'ok' ? first[1].at : 0
+        // Store time is read on another account; one window after the warning, a new one may go out.
+        await afterTime(
+          c,
+          1501,
+          async () => {
+            const probe = await record(c.store, 'clock-probe', rules({ messages: '1000/1h' }))
+            return probe.status === 'ok' && probe.at > warnedAt + 1500
+          },
+          'a window has passed since the warning',
+        )
+        const again: RecordResult[] = []
+        for (let i = 0; i < 2; i++) again.push(await record(c.store, 'alice', r, { warnAt: 0.5 }))
+        assert.equal(again.filter(warnOf).length, 1)
+      })
     })
 
     describe('failed AUTHs (password spraying)', function () {

@@ -10,7 +10,7 @@ import * as assert from 'node:assert/strict'
 import type { Rule } from '../../lib/config'
 import type { MessageSummary, RecordResult } from '../../lib/store'
 import { accountKeys } from '../../lib/store/keys'
-import { count, seriesOf, settle, type CounterHash } from '../../lib/store/series'
+import { addOf, count, seriesOf, settle, type CounterHash } from '../../lib/store/series'
 import { recordInput, rules, summary } from './contract'
 import { openRedisStore, redisServerHooks } from './redis-store'
 import { random } from '../../support/random'
@@ -45,6 +45,8 @@ describe('the RECORD script follows the counter model (real redis-server)', func
           messages: `${pick([3, 20, 1000])}/${pick(windows)}${next() < 0.3 ? `, ${pick([50, 5000])}/${pick(windows)}` : ''}`,
           recipients: next() < 0.7 ? `${pick([10, 100, 100000])}/${pick(windows)}` : '',
           buckets: pick([1, 3, 10, 30, 60]),
+          // A networks rule sits among the series rules and takes nothing from them (no network is sent).
+          networks: next() < 0.5 ? `${pick([2, 1000])}/${pick(windows)}` : '',
         })
       let fast = 0
       let general = 0
@@ -77,7 +79,7 @@ describe('the RECORD script follows the counter model (real redis-server)', func
           const at = atOf(result)
           const model = new Map(before)
           const totals = settle(model, current, at, seriesOf(current).sig)
-          const adds = current.map((r) => (r.kind === 'messages' ? 1 : recipients))
+          const adds = current.map((r) => addOf(r, recipients))
           const over = current.findIndex((r, i) => (totals[i] ?? 0) + (adds[i] ?? 0) > r.max)
           const counted = over < 0 || mode === 'monitor'
           if (counted) count(model, current, recipients)

@@ -7,6 +7,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import * as ini from 'haraka-config/lib/readers/ini'
 import {
+  authFailuresFor,
   CONFIG_FILE,
   ConfigError,
   DEFAULTS,
@@ -22,14 +23,20 @@ import { REPO_ROOT } from '../../support/process'
 
 const SHIPPED_INI = path.join(REPO_ROOT, 'config', 'hijack-guard.ini')
 
+/** The [signals] networks rules every rule set ends with unless it sets its own. */
+const NETWORK_RULES: readonly Rule[] = parseRules('signals.networks', 'networks', DEFAULTS.signals.networks, 1)
+
 const DEFAULT_RULES: readonly Rule[] = [
   { kind: 'messages', max: 500, windowMs: 1_800_000, buckets: 30, bucketMs: 60_000, text: '500/30m' },
   { kind: 'recipients', max: 2500, windowMs: 1_800_000, buckets: 30, bucketMs: 60_000, text: '2500/30m' },
+  ...NETWORK_RULES,
 ]
 
 function ruleTexts(rules: readonly Rule[]): string[] {
   return rules.map((r) => `${r.kind} ${r.text}`)
 }
+
+const NET = ruleTexts(NETWORK_RULES)
 
 describe('config', function () {
   describe('parseConfig defaults', function () {
@@ -126,6 +133,7 @@ describe('config', function () {
         'messages 2000/24h',
         'recipients 100/1m',
         'recipients 2500/30m',
+        ...NET,
       ])
       assert.deepEqual(
         cfg.rules.map((r) => [r.windowMs, r.buckets, r.bucketMs]),
@@ -134,14 +142,24 @@ describe('config', function () {
           [86_400_000, 10, 8_640_000],
           [60_000, 10, 6000],
           [1_800_000, 10, 180_000],
+          // A networks rule is one "bucket": its window.
+          ...NETWORK_RULES.map((r) => [r.windowMs, 1, r.windowMs]),
         ],
       )
     })
 
     it('treats 0 or an empty value as no limit of that kind', function () {
-      assert.deepEqual(ruleTexts(parseConfig({ limits: { messages: 0 } }).rules), ['recipients 2500/30m'])
-      assert.deepEqual(ruleTexts(parseConfig({ limits: { messages: '0', recipients: '' } }).rules), [])
-      assert.deepEqual(ruleTexts(parseConfig({ limits: { recipients: '  ' } }).rules), ['messages 500/30m'])
+      assert.deepEqual(ruleTexts(parseConfig({ limits: { messages: 0 } }).rules), ['recipients 2500/30m', ...NET])
+      assert.deepEqual(ruleTexts(parseConfig({ limits: { messages: '0', recipients: '' } }).rules), NET)
+      assert.deepEqual(ruleTexts(parseConfig({ limits: { recipients: '  ' } }).rules), ['messages 500/30m', ...NET])
+      assert.deepEqual(ruleTexts(parseConfig({ signals: { networks: '0' } }).rules), [
+        'messages 500/30m',
+        'recipients 2500/30m',
+      ])
+      assert.deepEqual(ruleTexts(parseConfig({ signals: { networks: '' } }).rules), [
+        'messages 500/30m',
+        'recipients 2500/30m',
+      ])
     })
 
     it('strips an inline "; comment" from values, as Haraka leaves it in', function () {
@@ -164,7 +182,7 @@ describe('config', function () {
       assert.equal(cfg.mode, 'monitor')
       assert.equal(cfg.store, 'memory')
       assert.equal(cfg.storeTimeoutMs, 250)
-      assert.deepEqual(ruleTexts(cfg.rules), ['messages 100/1h', 'messages 1000/1d', 'recipients 2500/30m'])
+      assert.deepEqual(ruleTexts(cfg.rules), ['messages 100/1h', 'messages 1000/1d', 'recipients 2500/30m', ...NET])
       assert.equal(cfg.rules[0]?.buckets, 12)
       assert.deepEqual([...cfg.exempt].sort(), ['other', 'robot@example.com'])
     })
@@ -186,10 +204,10 @@ describe('config', function () {
         'account:bulk': { recipients: '0', buckets: 5 },
       })
       const news = rulesForAccount(cfg, 'newsletter@example.com')
-      assert.deepEqual(ruleTexts(news), ['messages 5000/30m', 'recipients 1000/1h'])
-      assert.ok(news.every((r) => r.buckets === 20))
+      assert.deepEqual(ruleTexts(news), ['messages 5000/30m', 'recipients 1000/1h', ...NET])
+      assert.ok(news.filter((r) => r.kind !== 'networks').every((r) => r.buckets === 20))
       const bulk = rulesForAccount(cfg, 'bulk')
-      assert.deepEqual(ruleTexts(bulk), ['messages 100/1h'])
+      assert.deepEqual(ruleTexts(bulk), ['messages 100/1h', ...NET])
       assert.equal(bulk[0]?.buckets, 5)
       assert.equal(rulesForAccount(cfg, 'someone-else'), cfg.rules)
       assert.equal(rulesForAccount(cfg, 'Newsletter@Example.COM'), cfg.rules, 'lookups take the normalized account')
@@ -286,6 +304,78 @@ describe('config', function () {
       assert.throws(() => {
         ;(ownRule as { max: number }).max = 1e9
       }, TypeError)
+    })
+  })
+
+  describe('[signals] networks, exempt_networks, auth_failures per account, and [warn] at', function () {
+    it('reads networks rules, and an [account:LOGIN] section that sets its own or turns them off', function () {
+      const cfg = parseConfig({
+        signals: { networks: '5/1h, 9/1d' },
+        'account:roamer': { networks: '30/1d' },
+        'account:service': { networks: '0' },
+        'account:plain': { messages: '10/1m' },
+      })
+      assert.deepEqual(ruleTexts(cfg.rules), [
+        'messages 500/30m',
+        'recipients 2500/30m',
+        'networks 5/1h',
+        'networks 9/1d',
+      ])
+      const net = (account: string): string[] =>
+        ruleTexts(rulesForAccount(cfg, account)).filter((t) => t.startsWith('networks'))
+      assert.deepEqual(net('roamer'), ['networks 30/1d'])
+      assert.deepEqual(net('service'), [])
+      assert.deepEqual(net('plain'), ['networks 5/1h', 'networks 9/1d'])
+      assert.deepEqual(
+        cfg.warnings.filter((w) => /unknown/.test(w)),
+        [],
+      )
+    })
+
+    it('refuses a bad networks value, naming the key', function () {
+      assert.throws(() => parseConfig({ signals: { networks: '8 per 6h' } }), /signals\.networks/)
+      assert.throws(() => parseConfig({ 'account:x': { networks: '8/0h' } }), /account:x\.networks/)
+    })
+
+    it('reads exempt_networks as CIDRs or addresses, and refuses anything else', function () {
+      const cfg = parseConfig({ signals: { exempt_networks: '192.0.2.0/24, 2001:db8::/32, 198.51.100.7' } })
+      assert.deepEqual(cfg.exemptNetworks, ['192.0.2.0/24', '2001:db8::/32', '198.51.100.7'])
+      for (const bad of ['192.0.2.0/33', 'office', '192.0.2.0/24/1', '2001:db8::/129', '300.1.1.1'])
+        assert.throws(
+          () => parseConfig({ signals: { exempt_networks: bad } }),
+          (err: Error) => err instanceof ConfigError && err.message.includes('signals.exempt_networks'),
+          bad,
+        )
+    })
+
+    it('reads [warn] at as a percentage or a fraction; empty or 0 turns warnings off; 80% by default', function () {
+      assert.equal(parseConfig({}).warnAt, 0.8)
+      assert.equal(parseConfig({ warn: { at: '50%' } }).warnAt, 0.5)
+      assert.equal(parseConfig({ warn: { at: '0.9' } }).warnAt, 0.9)
+      assert.equal(parseConfig({ warn: { at: '' } }).warnAt, 0)
+      assert.equal(parseConfig({ warn: { at: '0' } }).warnAt, 0)
+      for (const bad of ['120%', 'soon', '-5%', '1.5'])
+        assert.throws(() => parseConfig({ warn: { at: bad } }), /warn\.at/, bad)
+    })
+
+    it('lets an [account:LOGIN] section set auth_failures for that account, or turn it off', function () {
+      const cfg = parseConfig({
+        signals: { auth_failures: '20/1h', auth_failures_action: 'block' },
+        'account:shared': { auth_failures: '100/1h' },
+        'account:kiosk': { auth_failures: '0' },
+      })
+      assert.deepEqual(authFailuresFor(cfg, 'shared'), {
+        max: 100,
+        windowMs: 3_600_000,
+        text: '100/1h',
+        action: 'block',
+      })
+      assert.equal(authFailuresFor(cfg, 'kiosk'), null)
+      assert.equal(authFailuresFor(cfg, 'other')?.max, 20)
+      assert.deepEqual(
+        cfg.warnings.filter((w) => /unknown/.test(w)),
+        [],
+      )
     })
   })
 

@@ -121,8 +121,8 @@ describe('keys', function () {
     it('gives every key of an account the account hash tag, so one script touches one slot', function () {
       for (const account of ODD_ACCOUNTS) {
         const keys = keysOf(account)
-        assert.equal(keys.length, 10)
-        assert.equal(new Set(keys).size, 10)
+        assert.equal(keys.length, 12)
+        assert.equal(new Set(keys).size, 12)
         for (const key of keys) {
           assert.ok(key.startsWith(`${PREFIX}:{`), key)
           assert.equal(hashTag(key), encodeAccount(account))
@@ -153,6 +153,8 @@ describe('keys', function () {
         monitored: 'hijack-guard:{alice@example.com}:monitored',
         held: 'hijack-guard:{alice@example.com}:held',
         enabled: 'hijack-guard:{alice@example.com}:enabled',
+        networks: 'hijack-guard:{alice@example.com}:networks',
+        warned: 'hijack-guard:{alice@example.com}:warned',
         dropBefore: 'hijack-guard:{alice@example.com}:drop-before',
         authFailures: 'hijack-guard:{alice@example.com}:auth-failures',
         authSources: 'hijack-guard:{alice@example.com}:auth-sources',

@@ -101,7 +101,7 @@ describe('reactivate: handleReply', function () {
       assert.equal(await w.store.getDisabled(ALICE), null)
       assert.deepEqual(
         (await w.store.counts(ALICE, w.config.rules)).map((c) => c.count),
-        [0],
+        w.config.rules.map(() => 0),
       )
     })
 

@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict'
+import type { Rule } from '../../lib/config'
 
 import {
   count,
@@ -9,6 +10,7 @@ import {
   settle,
   summaryDigest,
   totalsAt,
+  warnTotal,
   type CounterHash,
 } from '../../lib/store/series'
 import { MIN, T0, rule, rules } from './store-helpers'
@@ -107,5 +109,24 @@ describe('counters (lib/store/series.ts)', function () {
     assert.match(summaryDigest('{"ip":"192.0.2.1"}'), /^[0-9a-f]{8}$/)
     assert.notEqual(summaryDigest('a'), summaryDigest('b'))
     assert.equal(summaryDigest('same'), summaryDigest('same'))
+  })
+
+  it('warns at the fraction of a limit rounded up, never at the limit itself below 100%, never when off', function () {
+    const max = (n: number): Rule => ({
+      kind: 'messages',
+      max: n,
+      windowMs: 60_000,
+      buckets: 1,
+      bucketMs: 60_000,
+      text: `${n}/1m`,
+    })
+    assert.deepEqual(
+      [500, 10, 8, 5, 4, 1].map((n) => warnTotal(max(n), 0.8)),
+      [400, 8, 7, 4, 0, 0],
+    )
+    assert.equal(warnTotal(max(1), 1), 1, 'at = 100% warns on the message that reaches the limit')
+    assert.equal(warnTotal(max(3), 0.01), 1)
+    assert.equal(warnTotal(max(500), 0), 0)
+    assert.equal(warnTotal(max(500), undefined), 0)
   })
 })

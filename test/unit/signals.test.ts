@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { ConfigError, parseConfig } from '../../lib/config'
-import { networkOf } from '../../lib/network'
+import { inNetworks, isNetwork, networkOf } from '../../lib/network'
 import { answers } from '../../lib/answers'
 import { composeSprayAlert } from '../../lib/alert'
 
@@ -70,5 +70,39 @@ describe('the spraying answer and alert', function () {
     assert.match(mail.message, /\(\+10 more\)/)
     assert.match(mail.message, /answered 454 4\.7\.0 without checking the password, until 2030-01-01 01:00/)
     assert.doesNotMatch(mail.message, /^Reply-To:/m)
+  })
+})
+
+describe('inNetworks and isNetwork ([signals] exempt_networks)', function () {
+  const cidrs = ['192.0.2.0/24', '10.0.0.0/8', '2001:db8::/32', '198.51.100.7']
+  it('matches IPv4 and IPv6 networks, single addresses, and IPv4-mapped IPv6 addresses as IPv4', function () {
+    for (const ip of [
+      '192.0.2.1',
+      '192.0.2.255',
+      '10.200.3.4',
+      '2001:db8:1::1',
+      '2001:DB8::5',
+      '198.51.100.7',
+      '::ffff:10.1.1.1',
+    ])
+      assert.equal(inNetworks(ip, cidrs), true, ip)
+    for (const ip of ['192.0.3.1', '11.0.0.1', '2001:db9::1', '198.51.100.8', '::ffff:192.0.3.1', '', 'not-an-ip'])
+      assert.equal(inNetworks(ip, cidrs), false, ip)
+    assert.equal(inNetworks('192.0.2.1', []), false)
+  })
+
+  it('accepts CIDRs and addresses only', function () {
+    for (const ok of ['192.0.2.0/24', '0.0.0.0/0', '2001:db8::/32', '::/0', '192.0.2.1', '::1'])
+      assert.ok(isNetwork(ok), ok)
+    for (const bad of [
+      '192.0.2.0/33',
+      '192.0.2.0/',
+      '2001:db8::/129',
+      'example.com',
+      '192.0.2.0/24/8',
+      '192.0.2.0/-1',
+      '1.2.3',
+    ])
+      assert.ok(!isNetwork(bad), bad)
   })
 })

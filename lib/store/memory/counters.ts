@@ -4,9 +4,22 @@
  * process's memory only, dropped when they expire.
  */
 import type { Rule } from '../../config'
-import { addOf, count, countersTtlMs, seriesOf, settle, type CounterHash } from '../series'
+import {
+  addOf,
+  count,
+  countersTtlMs,
+  inSeries,
+  networksIn,
+  ruleWindowMs,
+  seriesOf,
+  settle,
+  warnTotal,
+  type CounterHash,
+} from '../series'
 import {
   EVIDENCE_CAP,
+  NETWORKS_CAP,
+  NETWORKS_SHOWN,
   windowCount,
   type MessageSummary,
   type RecordInput,
@@ -20,6 +33,10 @@ export interface AccountCounters {
   evidence: MessageSummary[]
   expiresAt: number
   monitoredUntil: number
+  /** Client network -> last message from it (ms), most recent last, at most NETWORKS_CAP. */
+  networks: Map<string, number>
+  /** Until when the [warn] warning of the current window has gone out. */
+  warnedUntil: number
 }
 
 /** Every account's counters. */
@@ -69,7 +86,14 @@ export function createCounters(): Counters {
   return {
     open(account: string, t: number): AccountCounters {
       sweep(t)
-      const a = live(account, t) ?? { counts: new Map<string, string>(), evidence: [], expiresAt: 0, monitoredUntil: 0 }
+      const a = live(account, t) ?? {
+        counts: new Map<string, string>(),
+        evidence: [],
+        expiresAt: 0,
+        monitoredUntil: 0,
+        networks: new Map<string, number>(),
+        warnedUntil: 0,
+      }
       accounts.set(account, a)
       return a
     },
@@ -89,30 +113,84 @@ export function createCounters(): Counters {
  */
 export function measure(a: AccountCounters, input: RecordInput, t: number): Measure {
   const totals = settle(a.counts, input.rules, t, seriesOf(input.rules).sig)
-  const adds = input.rules.map((r) => addOf(r, input.recipients))
+  const net = input.network ?? ''
+  const seen = net ? a.networks.get(net) : undefined
+  const adds = input.rules.map((r, i) => {
+    if (inSeries(r)) return addOf(r, input.recipients)
+    totals[i] = networksIn(a.networks, r, t)
+    return net && (seen === undefined || seen <= t - r.windowMs) ? 1 : 0
+  })
   const overIndex = input.rules.findIndex((r, i) => (totals[i] ?? 0) + (adds[i] ?? 0) > r.max)
   // Like the Redis store's ring: a summary the same as the newest is not kept twice.
   if (!sameSummary(a.evidence[0], input.summary)) a.evidence = [input.summary, ...a.evidence].slice(0, EVIDENCE_CAP)
-  a.expiresAt = t + countersTtlMs(input.rules)
+  a.expiresAt = Math.max(a.expiresAt, t + countersTtlMs(input.rules), t + longestNetworksWindow(input.rules))
   return { totals, adds, overIndex }
 }
 
 /**
  * Counts the message; answers 'ok', with the limit crossed (monitor mode) and, the first time
- * in its window, the evidence for the report.
+ * in its window, the evidence for the report; or with the rule brought to its [warn] total, the
+ * first time in a window for the account.
  */
 export function add(a: AccountCounters, input: RecordInput, m: Measure, t: number): RecordResult {
   const { totals, adds, overIndex } = m
   count(a.counts, input.rules, input.recipients)
+  noteNetwork(a, input, t)
+  const before = [...totals]
   input.rules.forEach((_, i) => (totals[i] = (totals[i] ?? 0) + (adds[i] ?? 0)))
   const counts = input.rules.map((r, i) => windowCount(r, totals[i] ?? 0))
-  if (overIndex < 0) return { status: 'ok', counts, flipped: false, at: t }
-  const over = counts[overIndex] as WindowCount
-  const rule = input.rules[overIndex] as Rule
-  const flipped = a.monitoredUntil <= t
-  if (!flipped) return { status: 'ok', counts, over, flipped, at: t }
-  a.monitoredUntil = t + rule.bucketMs * rule.buckets
-  return { status: 'ok', counts, over, flipped, at: t, evidence: [...a.evidence] }
+  const warnIndex = input.rules.findIndex((r, i) => {
+    const at = warnTotal(r, input.warnAt)
+    const after = totals[i] ?? 0
+    return at > 0 && (before[i] ?? 0) < at && after >= at && after <= r.max
+  })
+  let warn: WindowCount | undefined
+  if (warnIndex >= 0 && a.warnedUntil <= t) {
+    a.warnedUntil = t + ruleWindowMs(input.rules[warnIndex] as Rule)
+    warn = counts[warnIndex]
+  }
+  const over = overIndex >= 0 ? counts[overIndex] : undefined
+  const flipped = over !== undefined && a.monitoredUntil <= t
+  if (flipped) a.monitoredUntil = t + ruleWindowMs(input.rules[overIndex] as Rule)
+  const shown = flipped ? overIndex : warn ? warnIndex : -1
+  const networks = shown >= 0 ? networksShown(a, input.rules[shown] as Rule, t, '') : undefined
+  return {
+    status: 'ok',
+    counts,
+    ...(over ? { over } : {}),
+    flipped,
+    at: t,
+    ...(warn ? { warn } : {}),
+    ...(flipped || warn ? { evidence: [...a.evidence] } : {}),
+    ...(networks ? { networks } : {}),
+  }
+}
+
+/**
+ * The networks seen in a networks rule's window, newest first, `extra` (a network not counted)
+ * first; undefined for a rule that counts in series.
+ */
+export function networksShown(a: AccountCounters, rule: Rule, t: number, extra: string): string[] | undefined {
+  if (inSeries(rule)) return undefined
+  const inWindow = [...a.networks].filter(([, at]) => at > t - rule.windowMs).reverse()
+  return [...(extra ? [extra] : []), ...inWindow.map(([n]) => n)].slice(0, NETWORKS_SHOWN)
+}
+
+/** Notes the counted message's network as seen now (most recent last), trimmed like the Redis set. */
+function noteNetwork(a: AccountCounters, input: RecordInput, t: number): void {
+  const net = input.network ?? ''
+  const longest = longestNetworksWindow(input.rules)
+  if (!net || longest === 0) return
+  const isNew = !a.networks.has(net)
+  a.networks.delete(net)
+  a.networks.set(net, t)
+  if (!isNew) return
+  for (const [n, at] of a.networks) if (at <= t - longest) a.networks.delete(n)
+  while (a.networks.size > NETWORKS_CAP) a.networks.delete(a.networks.keys().next().value as string)
+}
+
+function longestNetworksWindow(rules: readonly Rule[]): number {
+  return rules.reduce((w, r) => (inSeries(r) ? w : Math.max(w, r.windowMs)), 0)
 }
 
 function sameSummary(a: MessageSummary | undefined, b: MessageSummary): boolean {

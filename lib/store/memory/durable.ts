@@ -92,12 +92,13 @@ export function parseDurable(file: string, text: string): Durable {
         failure: 'file',
       })
     // A token in clear (a file written before tokens were hashed) is not kept: the hash is the authority.
-    const { token: _clear, ...rest } = r as StoredRecord & { token?: unknown }
+    const { token: _clear, networks, ...rest } = r as StoredRecord & { token?: unknown }
     d.disabled.set(account, {
       ...rest,
       account,
       evidence: (r.evidence ?? []).flatMap(toSummary),
       counts: r.counts ?? [],
+      ...(Array.isArray(networks) ? { networks: networks.filter((n): n is string => typeof n === 'string') } : {}),
     })
   }
   for (const [digest, p] of entriesOf(parsed.tokens)) {

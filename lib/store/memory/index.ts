@@ -19,7 +19,15 @@ import {
   type Store,
   type WindowCount,
 } from '..'
-import { add, createCounters, measure, type AccountCounters, type Counters, type Measure } from './counters'
+import {
+  add,
+  createCounters,
+  measure,
+  networksShown,
+  type AccountCounters,
+  type Counters,
+  type Measure,
+} from './counters'
 import { createAuthFailures } from './auth-failures'
 import { publicRecord, type Durable, type StoredRecord } from './durable'
 import { openStateFile, type StateFile } from './state-file'
@@ -99,7 +107,8 @@ function countingMethods(p: Parts): Pick<Store, 'record' | 'reset' | 'counts' | 
     async counts(account: string, rules: readonly Rule[]): Promise<WindowCount[]> {
       p.state.refresh()
       const t = p.now()
-      const totals = totalsAt(p.counters.live(account, t)?.counts ?? new Map<string, string>(), rules, t)
+      const a = p.counters.live(account, t)
+      const totals = totalsAt(a?.counts ?? new Map<string, string>(), rules, t, a?.networks ?? new Map())
       return rules.map((r, i) => windowCount(r, totals[i] ?? 0))
     },
 
@@ -142,12 +151,19 @@ async function disableForLimit(
     evidence: a.evidence,
     tokenSha256: tokenDigest(input.token),
     tokenExpiresAt: t + input.tokenTtlMs,
+    ...networksOf(a, input, m, t),
   }
   await p.state.change((d) => {
     d.disabled.set(input.account, record)
     d.tokens.set(tokenDigest(input.token), { account: input.account, forgetAt: t + 2 * input.tokenTtlMs })
   })
   return { status: 'refused', counts, over, flipped: true, record: publicRecord(record) }
+}
+
+/** The networks a disable for a networks rule names: those in its window and this message's. */
+function networksOf(a: AccountCounters, input: RecordInput, m: Measure, t: number): { networks?: string[] } {
+  const networks = networksShown(a, input.rules[m.overIndex] as Rule, t, input.network ?? '')
+  return networks ? { networks } : {}
 }
 
 /** The disable records: reading, disabling and enabling by hand or by token. */

@@ -3,7 +3,7 @@
  * and decoder) or a few commands over the connection (connection.ts: the client, timeouts, fail-fast, reconnects).
  */
 import type { Rule } from '../../config'
-import { accountKeys, AUDIT_LOG, decodeAccount, PREFIX, tokenKey } from '../keys'
+import { accountKeys, AUDIT_LOG, countingKeys, decodeAccount, PREFIX, tokenKey } from '../keys'
 import { connectRedis, type RedisConnection, type RedisConnectionOptions } from './connection'
 import { trackHashes, type HashFields, type TrackedHashes } from './tracking'
 import { AUTH_FAILURE, DISABLE, DROP_HELD, ENABLE, REASSERT, RECORD, REDEEM } from './scripts'
@@ -12,6 +12,7 @@ import {
   EVIDENCE_CAP,
   toAuditEntry,
   parseEvidence,
+  parseNetworks,
   parseRuleCounts,
   StoreError,
   windowCount,
@@ -113,15 +114,17 @@ function countingMethods(
 
     async reset(account: string): Promise<void> {
       const k = accountKeys(account)
-      await redis.call('reset', (client) => client.del([k.counts, k.evidence, k.monitored]))
+      await redis.call('reset', (client) => client.del(countingKeys(k)))
     },
 
     async counts(account: string, rules: readonly Rule[]): Promise<WindowCount[]> {
       const k = accountKeys(account)
-      const [fields, time] = await redis.call('counts', (client) =>
-        Promise.all([client.hGetAll(k.counts), client.time()]),
+      const [fields, seen, time] = await redis.call('counts', (client) =>
+        Promise.all([client.hGetAll(k.counts), client.zRangeWithScores(k.networks, 0, -1), client.time()]),
       )
-      const totals = totalsAt(new Map(Object.entries(fields as Record<string, string>)), rules, timeToMs(time))
+      const now = timeToMs(time)
+      const networks = new Map(seen.map((e) => [e.value, e.score]))
+      const totals = totalsAt(new Map(Object.entries(fields as Record<string, string>)), rules, now, networks)
       return rules.map((r, i) => windowCount(r, totals[i] ?? 0))
     },
 
@@ -336,6 +339,7 @@ export function toRecord(h: Readonly<Record<string, string>>): DisabledRecord | 
     counts,
     evidence: parseEvidence(h.evidence),
     ...(Number(h.token_expires) > 0 ? { tokenExpiresAt: Number(h.token_expires) } : {}),
+    ...(h.networks ? { networks: parseNetworks(h.networks) } : {}),
   }
 }
 

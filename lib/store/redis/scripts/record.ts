@@ -4,14 +4,17 @@ import {
   describeRules,
   encodeSummary,
   EVIDENCE_CAP,
+  NETWORKS_CAP,
+  NETWORKS_SHOWN,
   parseEvidence,
+  parseNetworks,
   windowCount,
   type DisabledRecord,
   type RecordInput,
   type RecordResult,
 } from '../..'
 import { randomId, tokenDigest } from '../../../ids'
-import { addOf, MAX_SIGS, seriesId, seriesOf, summaryDigest } from '../../series'
+import { addOf, MAX_SIGS, ruleWindowMs, seriesId, seriesOf, summaryDigest, warnTotal } from '../../series'
 import { script, unexpectedReply, type ScriptCall } from './script'
 
 /** A string or integer reply item as text, `fallback` when it is missing; throws unexpectedReply otherwise. */
@@ -27,6 +30,8 @@ const SOURCE = `
 -- KEYS[2]  evidence   list: the last distinct message summaries, newest first, capped
 -- KEYS[3]  disabled   hash: the disable record (exists = disabled)
 -- KEYS[4]  monitored  string with TTL: monitor mode already reported this window
+-- KEYS[5]  networks   sorted set: client network -> last message from it (ms)
+-- KEYS[6]  warned     string with TTL: the [warn] warning went out this window
 -- ARGV[1]  mode       enforce | monitor
 -- ARGV[2]  summary    summary of this message (evidence; JSON, encodeSummary)
 -- ARGV[3]  digest     the summary's digest: the list takes it only when it differs from the newest's
@@ -43,15 +48,25 @@ const SOURCE = `
 -- ARGV[13] ttl        ms the counters live (countersTtlMs)
 -- ARGV[14] m          number of series; then 4 values per series: id, bucketMs, buckets, and
 --                     what this message adds to it (1 or the recipients)
--- ARGV[15 + 4m] n     number of rules; then 2 values per rule: its series (1-based), max
--- Reply: { status, flipped, over, nowMs, total_1, ..., total_n }, and for "refused" also
---        the evidence (JSON array) and the incident id; "disabled" is
+-- ARGV[15 + 4m] n     number of rules; then 4 values per rule: its series (1-based; 0 for a
+--                     networks rule), max, window (ms), and the total that warns (0 = none)
+-- ARGV[16 + 4m + 4n]  network: the message's client network ('' = not counted)
+-- ARGV[17 + 4m + 4n]  networksCap: how many networks the set keeps
+-- ARGV[18 + 4m + 4n]  shown: how many networks a disable record or a warning names
+-- Reply: { status, flipped, over, nowMs, warn, networks, total_1, ..., total_n }, and for
+--        "refused" also the evidence (JSON array) and the incident id; "disabled" is
 --        { "disabled", 0, 0, 0, by } (who disabled the account); an "ok" that flipped the
---        monitored marker ends with the evidence (JSON array) for the monitor report
+--        monitored marker or warns ends with the evidence (JSON array)
+--   warn     1-based index of the rule this message brought to its warning total, the first
+--            time in a window for the account (KEYS[6]); 0 when none
+--   networks JSON array of the networks seen in the window of the over (or warn) rule when it
+--            is a networks rule, newest first; '' otherwise
 --   status   "ok" counted (totals include it) | "refused" over a limit in enforce mode, not
 --            counted (totals exclude it) | "disabled" already disabled in enforce mode
 --   flipped  1 when this call set the disabled flag (enforce) or the monitored marker (monitor)
 --   over     1-based index of the first rule the message would exceed, 0 when none
+-- Networks cost one ZSCORE and a ZCOUNT per networks rule, and a counted message a ZADD and a
+-- PEXPIRE; a network new to the set also two trims.
 -- Cost: a hash that holds just the current rules' series (field "s" equals ARGV[10]) is read with
 -- one HMGET and written with one HSET, whatever the number of buckets; a new bucket costs one
 -- HMGET, one HDEL (the bucket that left the window) and one PEXPIRE when the next message comes. Otherwise (rules changed, a
@@ -116,9 +131,11 @@ if fast then
 end
 local rules = {}
 for i = 1, n do
-  local b = 15 + 4 * m + (i - 1) * 2
-  rules[i] = { s = order[tonumber(ARGV[b + 1])], max = tonumber(ARGV[b + 2]), extra = 0 }
+  local b = 15 + 4 * m + (i - 1) * 4
+  rules[i] = { s = order[tonumber(ARGV[b + 1])], max = tonumber(ARGV[b + 2]), window = tonumber(ARGV[b + 3]),
+               warn = tonumber(ARGV[b + 4]), extra = 0 }
 end
+local nb = 16 + 4 * m + 4 * n
 if not fast then
   -- The general path (lib/store/series.ts settle): signatures, retired series, 0.1 buckets.
   renew = true
@@ -153,8 +170,10 @@ if not fast then
   end
   for i = 1, n do
     local r = rules[i]
-    r.kind = string.sub(r.s.id, 1, 1)
-    r.start = (math.floor(now / r.s.bucket) - r.s.buckets + 1) * r.s.bucket
+    if r.s then
+      r.kind = string.sub(r.s.id, 1, 1)
+      r.start = (math.floor(now / r.s.bucket) - r.s.buckets + 1) * r.s.bucket
+    end
   end
   local current = {}
   for j = 1, m do current[order[j].id] = true end
@@ -184,7 +203,8 @@ if not fast then
   for i = 1, n do
     local r = rules[i]
     local groups = {}
-    for _, q in ipairs(retired) do
+    -- A networks rule (no series) takes nothing from retired series.
+    for _, q in ipairs(r.s and retired or {}) do
       local shared = false
       for x in string.gmatch(q.sigs, '[^,]+') do if has(r.s.sigs, x) then shared = true end end
       if q.kind == r.kind and not shared then
@@ -231,6 +251,19 @@ if not fast then
   out[#out + 1] = 's'
   out[#out + 1] = table.concat(keep, ' ')
 end
+-- The networks: a network counts toward a networks rule when it was seen inside the rule's
+-- window; the message's network adds one where it was not.
+local net, seen = ARGV[nb], nil
+for i = 1, n do
+  local r = rules[i]
+  if not r.s then
+    if seen == nil and net ~= '' then seen = tonumber(redis.call('ZSCORE', KEYS[5], net)) or false end
+    r.extra = redis.call('ZCOUNT', KEYS[5], '(' .. (now - r.window), '+inf')
+    r.add = (net ~= '' and (not seen or seen <= now - r.window)) and 1 or 0
+  else
+    r.add = r.s.add
+  end
+end
 -- The evidence: a summary like the newest (same digest) is not written again.
 if head[2] ~= ARGV[3] then
   -- A new list gets its TTL now; an existing one has the counters' (renewed together below). It
@@ -244,8 +277,8 @@ end
 local over = 0
 for i = 1, n do
   local r = rules[i]
-  r.total = r.s.total + r.extra
-  if over == 0 and r.total + r.s.add > r.max then over = i end
+  r.total = (r.s and r.s.total or 0) + r.extra
+  if over == 0 and r.total + r.add > r.max then over = i end
 end
 local counted = over == 0 or mode ~= 'enforce'
 if counted then
@@ -269,8 +302,38 @@ if renew then
   redis.call('PEXPIRE', C, tonumber(ARGV[13]))
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[13]))
 end
-local reply = { counted and 'ok' or 'refused', 0, over, now }
-for i = 1, n do reply[4 + i] = rules[i].total + (counted and rules[i].s.add or 0) end
+-- The networks of a counted message: its network's last-seen time, the set trimmed of networks
+-- no window holds any more (when a new one joins) and to its cap, living as long as the longest window.
+if seen ~= nil and counted and net ~= '' then
+  local longest = 0
+  for i = 1, n do if not rules[i].s and rules[i].window > longest then longest = rules[i].window end end
+  redis.call('ZADD', KEYS[5], now, net)
+  if not seen then
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - longest)
+    redis.call('ZREMRANGEBYRANK', KEYS[5], 0, -tonumber(ARGV[nb + 1]) - 1)
+  end
+  redis.call('PEXPIRE', KEYS[5], longest)
+end
+local warn = 0
+if counted then
+  for i = 1, n do
+    local r = rules[i]
+    if warn == 0 and r.warn > 0 and r.total < r.warn and r.total + r.add >= r.warn and r.total + r.add <= r.max then
+      warn = redis.call('SET', KEYS[6], now, 'PX', r.window, 'NX') and i or -1
+    end
+  end
+  if warn < 0 then warn = 0 end
+end
+-- The networks seen in a networks rule's window, newest first (this message's first).
+local function networks(i)
+  local r = rules[i]
+  if not r or r.s then return '' end
+  local list = redis.call('ZREVRANGEBYSCORE', KEYS[5], '+inf', '(' .. (now - r.window), 'LIMIT', 0, tonumber(ARGV[nb + 2]))
+  if not counted and net ~= '' then table.insert(list, 1, net) end
+  return cjson.encode(list)
+end
+local reply = { counted and 'ok' or 'refused', 0, over, now, warn, '' }
+for i = 1, n do reply[6 + i] = rules[i].total + (counted and rules[i].add or 0) end
 local function evidence()
   return '[' .. table.concat(redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[4]) - 1), ',') .. ']'
 end
@@ -278,19 +341,22 @@ if not counted then
   local csv = {}
   for i = 1, n do csv[i] = tostring(rules[i].total) end
   local ev = evidence()
+  reply[6] = networks(over)
   redis.call('HSET', KEYS[3], 'account', ARGV[6], 'by', 'limit', 'reason', 'limit', 'at', now,
     'incident', ARGV[5], 'rules', ARGV[7], 'over', over, 'totals', table.concat(csv, ','),
-    'token_sha256', ARGV[8], 'token_expires', now + tonumber(ARGV[9]), 'evidence', ev)
+    'token_sha256', ARGV[8], 'token_expires', now + tonumber(ARGV[9]), 'evidence', ev, 'networks', reply[6])
   reply[2] = 1
   reply[#reply + 1] = ev
   reply[#reply + 1] = ARGV[5]
-elseif over > 0 then
-  local r = rules[over]
-  if redis.call('SET', KEYS[4], now, 'PX', r.s.bucket * r.s.buckets, 'NX') then
-    reply[2] = 1
-    reply[#reply + 1] = evidence()
-  end
+  return reply
 end
+if over > 0 and redis.call('SET', KEYS[4], now, 'PX', rules[over].window, 'NX') then
+  reply[2] = 1
+  reply[6] = networks(over)
+elseif warn > 0 then
+  reply[6] = networks(warn)
+end
+if reply[2] == 1 or warn > 0 then reply[#reply + 1] = evidence() end
 return reply
 `
 
@@ -325,18 +391,29 @@ export const RECORD = {
     for (const r of named.series)
       args.push(seriesId(r), String(r.bucketMs), String(r.buckets), String(addOf(r, input.recipients)))
     args.push(String(input.rules.length))
-    input.rules.forEach((r, i) => args.push(String((named.seriesOfRule[i] ?? 0) + 1), String(r.max)))
-    return { keys: [k.counts, k.evidence, k.disabled, k.monitored], args }
+    input.rules.forEach((r, i) =>
+      args.push(
+        String((named.seriesOfRule[i] ?? -1) + 1),
+        String(r.max),
+        String(ruleWindowMs(r)),
+        String(warnTotal(r, input.warnAt)),
+      ),
+    )
+    args.push(input.network ?? '', String(NETWORKS_CAP), String(NETWORKS_SHOWN))
+    return { keys: [k.counts, k.evidence, k.disabled, k.monitored, k.networks, k.warned], args }
   },
 
   /** The RecordResult for `reply` to `input`; throws StoreError (failure 'reply') when it is not an array of 4 or more. */
   decode(reply: unknown, input: RecordInput): RecordResult {
     if (!Array.isArray(reply) || reply.length < 4) throw unexpectedReply('record', reply)
     const items = reply as unknown[]
-    const [status, flipped, overIndex] = items
-    const counts = input.rules.map((r, i) => windowCount(r, Number(items[4 + i] ?? 0)))
-    const over = counts[Number(overIndex) - 1]
+    const [status, flipped, overIndex, , warnIndex, networksJson] = items
     if (status === 'disabled') return { status, counts: [], flipped: false, by: text(items[4], '', reply) }
+    if (items.length < 6 + input.rules.length) throw unexpectedReply('record', reply)
+    const n = input.rules.length
+    const counts = input.rules.map((r, i) => windowCount(r, Number(items[6 + i] ?? 0)))
+    const over = counts[Number(overIndex) - 1]
+    const networks = text(networksJson, '', reply) ? { networks: parseNetworks(text(networksJson, '', reply)) } : {}
     if (status === 'refused' && over) {
       const at = Number(items[3])
       const record: DisabledRecord = {
@@ -344,23 +421,26 @@ export const RECORD = {
         reason: 'limit',
         by: 'limit',
         at,
-        incident: text(items[4 + input.rules.length + 1], '', reply),
+        incident: text(items[6 + n + 1], '', reply),
         over,
         counts,
-        evidence: parseEvidence(text(items[4 + input.rules.length], '[]', reply)),
+        evidence: parseEvidence(text(items[6 + n], '[]', reply)),
         tokenExpiresAt: at + input.tokenTtlMs,
+        ...networks,
       }
       return { status, counts, over, flipped: Number(flipped) === 1, record }
     }
-    const evidence =
-      Number(flipped) === 1 ? { evidence: parseEvidence(text(items[4 + input.rules.length], '[]', reply)) } : {}
+    const warn = counts[Number(warnIndex) - 1]
+    const evidence = Number(flipped) === 1 || warn ? { evidence: parseEvidence(text(items[6 + n], '[]', reply)) } : {}
     return {
       status: 'ok',
       counts,
       ...(over ? { over } : {}),
       flipped: Number(flipped) === 1,
       at: Number(items[3]),
+      ...(warn ? { warn } : {}),
       ...evidence,
+      ...networks,
     }
   },
 }
