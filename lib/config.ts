@@ -132,7 +132,7 @@ export const DEFAULTS = {
   alert: { to: '', contact: '', from: '', reply_address: '' },
   reactivate: { policy: 'admin', admins: '', token_ttl: '7d' },
   held: { retry: '1m', max_hold: '7d' },
-  signals: { networks: '8/6h, 12/24h', exempt_networks: '', auth_failures: '20/1h', auth_failures_action: 'alert' },
+  signals: { networks: '5/6h, 9/24h', exempt_networks: '', auth_failures: '20/1h', auth_failures_action: 'alert' },
   warn: { at: '80%' },
   redis: {
     host: '127.0.0.1',

@@ -102,7 +102,7 @@ describe('plugin: registration and config', function () {
     const c = plugin.guard.config
     assert.deepEqual(
       c.rules.map((r) => `${r.kind} ${r.text}`),
-      ['messages 500/30m', 'recipients 2500/30m', 'networks 8/6h', 'networks 12/24h'],
+      ['messages 500/30m', 'recipients 2500/30m', 'networks 5/6h', 'networks 9/24h'],
     )
     assert.equal(c.mode, 'enforce')
     assert.equal(c.store, 'redis')
