@@ -9,21 +9,26 @@ import type { MailSender } from './lib/alert'
 import {
   authOutcome,
   authRefusal,
+  bouncedRecipients,
   checkHeld,
   checkMail,
   checkRcpt,
   checkRecipientCap,
   consumeReply,
+  countInvalid,
   countMessage,
   holdCandidate,
   isReplyToAlert,
   newProcessState,
   refuseDropped,
+  refusedRecipient,
   storeErrorVerdict,
   suppressBounce,
   wrapAuthPlugins,
   type CountNote,
+  type DenyParams,
   type GuardState,
+  type InvalidRecipients,
   type ProcessState,
   type QueuedMail,
 } from './lib/hooks'
@@ -67,6 +72,8 @@ export function register(this: GuardPlugin): void {
   this.register_hook('queue', 'consume_reply', -100)
   this.register_hook('queue_outbound', 'count_message', -100)
   this.register_hook('get_mx', 'refuse_dropped', -100)
+  // Last of the deny hooks: one before it may answer OK and take the refusal back.
+  this.register_hook('deny', 'count_refused_rcpt', 100)
   this.loginfo(summary(config))
 }
 
@@ -121,8 +128,38 @@ export function refuse_dropped(this: GuardPlugin, next: Next, mail: QueuedMail):
   answer(next, refuseDropped(mail))
 }
 
-export function hook_bounce(this: GuardPlugin, next: Next, mail: QueuedMail): void {
-  answer(next, suppressBounce(this, mail))
+/** deny: a RCPT another plugin refused with a 5xx counts toward [signals] invalid_recipients; always CONT. */
+export function count_refused_rcpt(this: GuardPlugin, next: Next, connection: Connection, params: DenyParams): void {
+  // Counted before the refusal goes out: the client's next MAIL FROM finds the account disabled.
+  countThen(this, next, () => refusedRecipient(this, connection, this.guard.config, params), connection)
+}
+
+/** bounce: no bounce for dropped mail; a hard bounce counts toward [signals] invalid_recipients. */
+export function hook_bounce(this: GuardPlugin, next: Next, mail: QueuedMail, err: unknown): void {
+  const verdict = suppressBounce(this, mail)
+  if (verdict) return answer(next, verdict)
+  countThen(this, next, () => bouncedRecipients(mail, err, this.guard.config))
+}
+
+/** Counts what `find` finds as invalid recipients, then answers CONT; never throws, calls next once. */
+function countThen(
+  plugin: GuardPlugin,
+  next: Next,
+  find: () => InvalidRecipients | null,
+  connection?: Connection,
+): void {
+  let counting: Promise<void> | undefined
+  try {
+    const found = find()
+    if (found) counting = countInvalid(plugin, state(plugin), found, connection)
+  } catch (err) {
+    plugin.logerror(`invalid_recipients not counted: ${errorText(err)}`)
+  }
+  if (!counting) return next()
+  counting.then(
+    () => next(),
+    () => next(),
+  )
 }
 
 export function shutdown(this: GuardPlugin): void {

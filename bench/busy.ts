@@ -63,7 +63,7 @@ export async function busy(env: BenchEnv): Promise<{ result: BusyResult; targets
       const calls = Object.entries(stats)
         .filter(([cmd]) => !cmd.startsWith('info') && !cmd.startsWith('config'))
         .reduce((a, [, t]) => a + t.calls, 0)
-      const fill = { messages: 0, recipients: 0, networks: 0 }
+      const fill = { messages: 0, recipients: 0, networks: 0, invalid_recipients: 0 }
       for (const name of names) {
         for (const c of await s.store.counts(name, s.rules)) fill[c.kind] += c.count / c.max / names.length
       }

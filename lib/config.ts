@@ -7,8 +7,11 @@ export const CONFIG_FILE = 'hijack-guard.ini'
 export type Mode = 'enforce' | 'monitor'
 export type StoreKind = 'redis' | 'memory'
 export type StoreErrorPolicy = 'open' | 'closed'
-/** What a rule counts: messages and recipients ([limits]), distinct client networks ([signals] networks). */
-export type LimitKind = 'messages' | 'recipients' | 'networks'
+/**
+ * What a rule counts: messages and recipients ([limits]), distinct client networks ([signals]
+ * networks), recipients refused for good ([signals] invalid_recipients).
+ */
+export type LimitKind = 'messages' | 'recipients' | 'networks' | 'invalid_recipients'
 export type ReactivatePolicy = 'admin' | 'token'
 
 /** One "N per window" rule; bucketMs is windowMs / buckets, rounded up. */
@@ -63,6 +66,13 @@ export interface Config {
   /** This server's name (config/me), for addresses, Message-IDs and texts. */
   readonly me: string
   readonly redis: RedisConfig
+  /**
+   * [signals] invalid_recipients: recipients refused for good (5xx at RCPT by another plugin, or a
+   * hard bounce) per account; empty when off.
+   */
+  readonly invalidRecipients: readonly Rule[]
+  /** Per-account invalid_recipients ([account:LOGIN]), keyed by canonical account. */
+  readonly accountInvalidRecipients: ReadonlyMap<string, readonly Rule[]>
   /** [signals]: password spraying (failed AUTH per login from anywhere); null when off. */
   readonly authFailures: AuthFailuresConfig | null
   /** Per-account auth_failures ([account:LOGIN]; null = off for that account), keyed by canonical account. */
@@ -132,7 +142,13 @@ export const DEFAULTS = {
   alert: { to: '', contact: '', from: '', reply_address: '' },
   reactivate: { policy: 'admin', admins: '', token_ttl: '7d' },
   held: { retry: '1m', max_hold: '7d' },
-  signals: { networks: '5/6h, 9/24h', exempt_networks: '', auth_failures: '20/1h', auth_failures_action: 'alert' },
+  signals: {
+    networks: '5/6h, 9/24h',
+    exempt_networks: '',
+    invalid_recipients: '100/1h',
+    auth_failures: '20/1h',
+    auth_failures_action: 'alert',
+  },
   warn: { at: '80%' },
   redis: {
     host: '127.0.0.1',
@@ -146,7 +162,7 @@ export const DEFAULTS = {
 } as const satisfies Record<string, Record<string, string>>
 
 /** The [signals] keys an [account:LOGIN] section may set, besides every [limits] key. */
-const ACCOUNT_SIGNALS = ['networks', 'auth_failures']
+const ACCOUNT_SIGNALS = ['networks', 'invalid_recipients', 'auth_failures']
 
 /** Keys still read, with a warning, but no longer shipped. */
 const DEPRECATED: Partial<Record<keyof typeof DEFAULTS, readonly string[]>> = { main: ['lowercase_accounts'] }
@@ -367,6 +383,21 @@ function rulesFor(prefix: string, limits: Section, signals: Section, base?: Sect
 }
 
 /**
+ * invalid_recipients rules ("N/window", several comma-separated; empty or 0 = off) of [signals] or
+ * an [account:LOGIN] section, with the buckets of that section's or [limits]'s `buckets`.
+ */
+function invalidRulesFor(prefix: string, value: unknown, sect: Section, limits: Section): Rule[] {
+  const given = sect.buckets !== undefined ? sect.buckets : limits.buckets
+  const buckets = parseInteger(
+    `${prefix === 'signals' ? 'limits' : prefix}.buckets`,
+    given === undefined || text(given) === '' ? DEFAULTS.limits.buckets : given,
+    1,
+    MAX_BUCKETS,
+  )
+  return parseRules(`${prefix}.invalid_recipients`, 'invalid_recipients', value, buckets)
+}
+
+/**
  * max_recipients_per_message of [limits] or an [account:LOGIN] section (unset there: the
  * [limits] value); 0 for empty or 0 (no cap). Throws ConfigError on anything but a whole number.
  */
@@ -398,12 +429,18 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
   const accountMaxRecipients = new Map<string, number>()
   const authFailures = parseAuthFailures('signals', signals)
   const accountAuthFailures = new Map<string, AuthFailuresConfig | null>()
+  const accountInvalidRecipients = new Map<string, readonly Rule[]>()
   for (const [name, sect] of Object.entries(raw)) {
     if (!name.startsWith('account:') || !sect) continue
     const account = norm(name.slice('account:'.length))
     accountMaxRecipients.set(account, recipientCapFor(`account:${name.slice(8)}`, sect, limits))
     if (sect.auth_failures !== undefined)
       accountAuthFailures.set(account, parseAuthFailures(name, { ...signals, auth_failures: sect.auth_failures }))
+    if (sect.invalid_recipients !== undefined)
+      accountInvalidRecipients.set(
+        account,
+        invalidRulesFor(`account:${name.slice(8)}`, sect.invalid_recipients, sect, limits),
+      )
   }
   const { to, from, replyAddress, contact } = parseAlert(section(raw, 'alert'), me, warnings)
   const reactivateSect = section(raw, 'reactivate')
@@ -439,6 +476,13 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
     },
     me: mailDomain(me),
     redis: parseRedis(section(raw, 'redis')),
+    invalidRecipients: invalidRulesFor(
+      'signals',
+      signals.invalid_recipients === undefined ? DEFAULTS.signals.invalid_recipients : signals.invalid_recipients,
+      {},
+      limits,
+    ),
+    accountInvalidRecipients,
     authFailures,
     accountAuthFailures,
     exemptNetworks: parseNetworks('signals.exempt_networks', signals.exempt_networks),
@@ -628,6 +672,11 @@ export function rulesForAccount(config: Config, account: string): readonly Rule[
 export function authFailuresFor(config: Config, account: string): AuthFailuresConfig | null {
   const own = config.accountAuthFailures.get(account)
   return own !== undefined ? own : config.authFailures
+}
+
+/** The invalid_recipients rules of an account: its [account:LOGIN] value, else [signals]; empty = off. */
+export function invalidRulesForAccount(config: Config, account: string): readonly Rule[] {
+  return config.accountInvalidRecipients.get(account) ?? config.invalidRecipients
 }
 
 /** The recipients one message of an account may have: its [account:LOGIN] cap, else [limits]; 0 = no cap. */

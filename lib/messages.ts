@@ -51,11 +51,10 @@ export function replyAccount(account: string): string {
   return escaped.length > 64 ? `${escaped.slice(0, 61).replace(/\\u?[0-9a-f]{0,3}$/, '')}...` : escaped
 }
 
-/** "1 message", "500 messages". */
 /** What a rule of each kind counts, as people read it (plural). */
-const KIND_NAMES: Record<string, string> = { networks: 'client networks' }
+const KIND_NAMES: Record<string, string> = { networks: 'client networks', invalid_recipients: 'invalid recipients' }
 
-/** "1 message", "8 client networks". */
+/** "1 message", "8 client networks", "100 invalid recipients". */
 export function quantity(n: number, kind: string): string {
   const name = KIND_NAMES[kind] ?? kind
   return `${n} ${n === 1 ? name.replace(/s$/, '') : name}`

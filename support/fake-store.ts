@@ -18,6 +18,7 @@ function unstubbed(kind: Store['kind']): Store {
   return {
     kind,
     record: reject('record'),
+    invalid: reject('invalid'),
     getDisabled: reject('getDisabled'),
     tokenAccount: reject('tokenAccount'),
     redeem: reject('redeem'),

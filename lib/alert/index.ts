@@ -78,15 +78,18 @@ function listLines(label: string, values: readonly string[]): string[] {
   return lines
 }
 
-/** The evidence paragraph: distinct IPs, HELO names, recipient domains and subjects. */
-export function evidenceLines(evidence: readonly MessageSummary[]): string[] {
+/**
+ * The evidence paragraph: distinct IPs, HELO names, recipient domains and subjects; `of` names
+ * what the summaries are of (a 'refused recipient' summary holds the refusal where a subject goes).
+ */
+export function evidenceLines(evidence: readonly MessageSummary[], of = 'message'): string[] {
   return [
-    `Evidence from its last ${evidence.length} message${evidence.length === 1 ? '' : 's'}:`,
+    `Evidence from its last ${evidence.length} ${of}${evidence.length === 1 ? '' : 's'}:`,
     ...listLines('Source IPs:', uniq(evidence.map((e) => e.ip))),
     ...listLines('HELO names:', uniq(evidence.map((e) => e.helo))),
     ...listLines('Recipient domains:', uniq(evidence.flatMap((e) => [...e.domains]))),
     ...listLines(
-      'Subjects:',
+      of === 'message' ? 'Subjects:' : 'Refusals:',
       uniq(evidence.map((e) => e.subject)).map((s) => JSON.stringify(s)),
     ),
   ]
@@ -100,8 +103,12 @@ function countLine(c: WindowCount, over: WindowCount | undefined): string {
 
 /** "reached 500 messages in 30 minutes", or the operator's reason for a manual disable. */
 export function alertReason(record: DisabledRecord): string {
-  if (record.over)
-    return `reached ${quantity(record.over.max, record.over.kind)} in ${formatDuration(record.over.windowMs)}`
+  if (record.over) {
+    const { max, kind, windowMs } = record.over
+    // [signals] invalid_recipients: say what was counted, a person would not guess it from the name.
+    const what = kind === 'invalid_recipients' ? ' (refused for good at RCPT or hard-bounced)' : ''
+    return `reached ${quantity(max, kind)}${what} in ${formatDuration(windowMs)}`
+  }
   return record.reason && record.reason !== 'limit' ? record.reason : 'disabled'
 }
 
@@ -169,8 +176,10 @@ export function composeAlert(input: AlertInput): OutgoingMail {
   if (record.counts.length) {
     body.push('', 'Counts at that moment:', ...record.counts.map((c) => countLine(c, record.over)))
   }
+  // An invalid_recipients record holds summaries of refused recipients, not of messages.
+  const of = record.over?.kind === 'invalid_recipients' ? 'refused recipient' : 'message'
   if (record.networks?.length) body.push('', ...networkLines(record.networks))
-  if (record.evidence.length) body.push('', ...evidenceLines(record.evidence))
+  if (record.evidence.length) body.push('', ...evidenceLines(record.evidence, of))
   if (!input.monitor) {
     body.push(
       '',

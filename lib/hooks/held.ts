@@ -10,7 +10,7 @@ import { errorText } from '../messages'
 
 /** The part of Haraka's HMailItem the plugin uses. */
 export interface QueuedMail {
-  todo?: { uuid?: string; notes?: Record<string, unknown> }
+  todo?: { uuid?: string; notes?: Record<string, unknown>; rcpt_to?: readonly unknown[] }
   /** Set by send_email when the message is to be dropped; read by get_mx and bounce. */
   hijackGuardDrop?: string
   logwarn?(...args: unknown[]): void
@@ -24,7 +24,8 @@ export interface QueuedMail {
  */
 const HOLD_CHECK_AFTER_MS = 2000
 
-function countNote(mail: QueuedMail): CountNote | null {
+/** The count note queue.ts left on a queued message, or null (not counted, or unreadable). */
+export function countNote(mail: QueuedMail): CountNote | null {
   const note = mail.todo?.notes?.[NOTE] as Partial<CountNote> | undefined
   return note && typeof note.account === 'string' && typeof note.at === 'number' ? (note as CountNote) : null
 }

@@ -7,7 +7,7 @@ import { answers } from '../answers'
 import { type Connection, type HarakaPlugin, type Transaction, type Verdict } from '../haraka'
 import { randomId } from '../ids'
 import { describeCount, describeLimit, errorText } from '../messages'
-import type { DisabledRecord, MessageSummary } from '../store'
+import type { DisabledRecord, MessageSummary, WindowCount } from '../store'
 import { decodedHeader } from '../text'
 import { inNetworks, networkOf } from '../network'
 import { sendAlert, sendWarning } from './mailer'
@@ -145,26 +145,46 @@ async function countAndCheck(
           `monitor mode: account ${JSON.stringify(account)} went over ${describeLimit(result.over)} (${describeCount(result.over)}); ` +
             `not refused (mode=monitor); counts ${counts()}`,
         )
-        const record = {
-          account,
-          reason: 'limit',
-          by: 'limit',
-          at: result.at,
-          incident: randomId(),
-          over: result.over,
-          counts: result.counts,
-          evidence: result.evidence ?? [summary],
-          ...(result.networks ? { networks: result.networks } : {}),
-        }
-        void sendAlert(plugin, state, record, undefined)
+        void sendMonitorReport(plugin, state, account, { ...result, over: result.over }, summary)
       }
       return
     }
   }
 }
 
+/**
+ * Monitor mode's report of a limit crossed (the alert without a token); `summary` stands in for
+ * the evidence when the store gave none. A failure is logged, never thrown.
+ */
+export function sendMonitorReport(
+  plugin: HarakaPlugin,
+  state: GuardState,
+  account: string,
+  result: {
+    at: number
+    over: WindowCount
+    counts: readonly WindowCount[]
+    evidence?: readonly MessageSummary[]
+    networks?: readonly string[]
+  },
+  summary: MessageSummary,
+): Promise<void> {
+  const record = {
+    account,
+    reason: 'limit',
+    by: 'limit',
+    at: result.at,
+    incident: randomId(),
+    over: result.over,
+    counts: result.counts,
+    evidence: result.evidence ?? [summary],
+    ...(result.networks ? { networks: result.networks } : {}),
+  }
+  return sendAlert(plugin, state, record, undefined)
+}
+
 /** The audit entry and the alert of an automatic disable; failures are logged, never thrown. */
-async function afterDisable(
+export async function afterDisable(
   plugin: HarakaPlugin,
   state: GuardState,
   record: DisabledRecord,
@@ -190,7 +210,7 @@ export function countedNetwork(ip: string | undefined, exempt: readonly string[]
 }
 
 /** "ips 1.2.3.4; helos x; domains a, b; subjects ...; networks ..." for log lines. */
-function evidenceLine(evidence: readonly MessageSummary[], networks?: readonly string[]): string {
+export function evidenceLine(evidence: readonly MessageSummary[], networks?: readonly string[]): string {
   const uniq = (xs: string[]): string => [...new Set(xs.filter((x) => x !== ''))].join(', ') || '-'
   return [
     `ips ${uniq(evidence.map((e) => e.ip))}`,

@@ -183,6 +183,13 @@ export interface Store {
   readonly kind: 'redis' | 'memory'
   /** Counts one message and checks the limits, atomically (see RecordResult). */
   record(input: RecordInput): Promise<RecordResult>
+  /**
+   * Counts `input.recipients` permanently refused recipients of the account against `input.rules`
+   * ([signals] invalid_recipients), in counters and evidence of their own, and checks them
+   * atomically; over a limit it disables the account as record() does (RecordResult: 'refused'
+   * means the account is now disabled, the recipients were not counted).
+   */
+  invalid(input: RecordInput): Promise<RecordResult>
   /** The disable record, or null when the account is not disabled. */
   getDisabled(account: string): Promise<DisabledRecord | null>
   /** The account a reactivation token was issued for, or null (unknown, or long expired). */
@@ -300,7 +307,7 @@ export function parseRuleCounts(rulesJson: string | undefined, totalsCsv: string
   return rows.flatMap((row, i): WindowCount[] => {
     if (!Array.isArray(row) || row.length < 4) return []
     const [kind, max, windowMs, text] = row as [unknown, unknown, unknown, unknown]
-    if (kind !== 'messages' && kind !== 'recipients' && kind !== 'networks') return []
+    if (kind !== 'messages' && kind !== 'recipients' && kind !== 'networks' && kind !== 'invalid_recipients') return []
     return [{ kind, max: Number(max), windowMs: Number(windowMs), text: String(text), count: totals[i] ?? 0 }]
   })
 }

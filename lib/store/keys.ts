@@ -69,6 +69,14 @@ export interface AccountKeys {
   readonly networks: string
   /** String with a TTL of a window: set by the [warn] warning (one per window per account). */
   readonly warned: string
+  /** Hash: the counters of [signals] invalid_recipients, laid out as `counts` (series kind `i`). */
+  readonly invalid: string
+  /** List: summaries of the refused recipients (domains, source), newest first, capped; TTL as `invalid`. */
+  readonly invalidEvidence: string
+  /** String with a TTL: monitor mode already reported invalid_recipients this window. */
+  readonly invalidMonitored: string
+  /** String with a TTL of a window: the [warn] warning for invalid_recipients went out (as `warned`). */
+  readonly invalidWarned: string
 }
 
 /** The keys of one account, all in the account's hash-tag slot. */
@@ -87,12 +95,29 @@ export function accountKeys(account: string): AccountKeys {
     authAlerted: `${base}:auth-alerted`,
     networks: `${base}:networks`,
     warned: `${base}:warned`,
+    invalid: `${base}:invalid`,
+    invalidEvidence: `${base}:invalid-evidence`,
+    invalidMonitored: `${base}:invalid-monitored`,
+    invalidWarned: `${base}:invalid-warned`,
   }
 }
 
-/** The keys of what an account's mail counted (cleared by an enable and by a reset; the disabled flag is not one). */
+/**
+ * The keys of what an account's mail counted, [signals] invalid_recipients included (cleared by an
+ * enable and by a reset; the disabled flag is not one).
+ */
 export function countingKeys(k: AccountKeys): string[] {
-  return [k.counts, k.evidence, k.monitored, k.networks, k.warned]
+  return [
+    k.counts,
+    k.evidence,
+    k.monitored,
+    k.networks,
+    k.warned,
+    k.invalid,
+    k.invalidEvidence,
+    k.invalidMonitored,
+    k.invalidWarned,
+  ]
 }
 
 /** List of audit entries (JSON), newest first, capped at AUDIT_CAP. */

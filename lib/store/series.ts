@@ -14,7 +14,8 @@
  *   values are too long for Redis's compact hash encoding);
  * - `<bucketMs>.<index>.<m|r>`: a bucket written before this layout (0.1), read until it expires.
  *
- * A series id is `<m|r><bucketMs>x<buckets>`: each rule owns a series, and rules with the same kind,
+ * A series id is `<m|r|i><bucketMs>x<buckets>` (`i`: [signals] invalid_recipients, kept in a hash of
+ * its own, keys.ts `invalid`): each rule owns a series, and rules with the same kind,
  * bucket size and bucket count share one. The usual case is a hash that holds exactly the current
  * rules' series (`s` equals their list): a message then reads and writes a few fields, whatever the
  * number of buckets. After a change of rules, the series no current rule writes ("retired") are kept
@@ -24,9 +25,12 @@
 import { createHash } from 'node:crypto'
 import type { Rule } from '../config'
 
-/** What a message adds to a rule of its kind (none to a networks rule: see networksIn). */
+/**
+ * What a message adds to a rule of its kind (none to a networks rule: see networksIn); what a
+ * Store.invalid call adds to an invalid_recipients rule: its refused recipients.
+ */
 export function addOf(rule: Rule, recipients: number): number {
-  return rule.kind === 'messages' ? 1 : rule.kind === 'recipients' ? recipients : 0
+  return rule.kind === 'messages' ? 1 : rule.kind === 'networks' ? 0 : recipients
 }
 
 /** Whether a rule counts in a series of buckets (messages, recipients), not in the networks set. */
@@ -72,9 +76,20 @@ export function networksIn(seen: ReadonlyMap<string, number>, rule: Rule, now: n
   return n
 }
 
-/** The series a rule counts in: `<m|r><bucketMs>x<buckets>`. */
+/**
+ * The letter of a rule's kind in its series ids: m messages, r recipients, i invalid recipients
+ * (n: networks rules count in a set, never in a series).
+ */
+const KIND_LETTER: Record<Rule['kind'], string> = {
+  messages: 'm',
+  recipients: 'r',
+  networks: 'n',
+  invalid_recipients: 'i',
+}
+
+/** The series a rule counts in: `<m|r|i><bucketMs>x<buckets>`. */
 export function seriesId(rule: Rule): string {
-  return `${rule.kind === 'messages' ? 'm' : 'r'}${rule.bucketMs}x${rule.buckets}`
+  return `${KIND_LETTER[rule.kind]}${rule.bucketMs}x${rule.buckets}`
 }
 
 /** The series of a rule set, each once, in rule order, space-separated: the `s` of a settled hash. */
@@ -152,7 +167,7 @@ interface Shape {
   readonly buckets: number
 }
 
-const ID = /^([mr])(\d+)x(\d+)$/
+const ID = /^([mri])(\d+)x(\d+)$/
 /** The token in `s` that says earlier-layout buckets are still live (not a series id). */
 export const LEGACY_PENDING = '0'
 const LEGACY = /^(\d+)\.(\d+)\.([mr])$/
@@ -257,7 +272,7 @@ function legacyToward(hash: CounterHash, rules: readonly Rule[], now: number): {
     const end = (Number(m[2]) + 1) * Number(m[1])
     let live = false
     rules.forEach((r, i) => {
-      if ((r.kind === 'messages' ? 'm' : 'r') === m[3] && end > windowStart(r, now)) {
+      if (KIND_LETTER[r.kind] === m[3] && end > windowStart(r, now)) {
         totals[i] = (totals[i] ?? 0) + (Number(value) || 0)
         live = true
       }

@@ -59,7 +59,7 @@ const queue = (plugin: FixturePlugin, c: FixtureConnection): Promise<HookOutcome
 const firstMax = (plugin: GuardPlugin): number | undefined => plugin.guard.config.rules[0]?.max
 
 describe('plugin: registration and config', function () {
-  it('registers its rcpt, queue, queue_outbound and get_mx hooks ahead of other plugins (priority -100)', function () {
+  it('registers its rcpt, queue, queue_outbound and get_mx hooks ahead of other plugins (priority -100), deny after them (100)', function () {
     const registered: Array<[string, string, number | undefined]> = []
     const { plugin } = makeGuard('[limits]\nmessages=3/1m\n', {
       onRegisterHook: (hook, method, priority) => registered.push([hook, method, priority]),
@@ -69,6 +69,7 @@ describe('plugin: registration and config', function () {
       ['queue', 'consume_reply', -100],
       ['queue_outbound', 'count_message', -100],
       ['get_mx', 'refuse_dropped', -100],
+      ['deny', 'count_refused_rcpt', 100],
     ])
     assert.equal(typeof plugin.hook_mail, 'function')
     assert.equal(typeof plugin.hook_init_master, 'function')

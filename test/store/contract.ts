@@ -1381,6 +1381,163 @@ export function contract(
       })
     })
 
+    describe('invalid recipients ([signals] invalid_recipients)', function () {
+      const invalidRules = (value: string, buckets = 30): Rule[] =>
+        parseRules('signals.invalid_recipients', 'invalid_recipients', value, buckets)
+      const invalid = (
+        store: Store,
+        account: string,
+        ruleSet: readonly Rule[],
+        recipients: number,
+        mode: Mode = 'enforce',
+      ): Promise<RecordResult> => {
+        seq += 1
+        return store.invalid(
+          recordInput(account, ruleSet, { recipients, mode, summary: summary(seq, { subject: `550 no ${seq}` }) }),
+        )
+      }
+
+      within(
+        'counts refused recipients up to the limit, then disables once with the rule, token and evidence',
+        async (c) => {
+          const { store } = c
+          const r = invalidRules('5/1h')
+          const counted = []
+          for (let i = 0; i < 3; i++) counted.push(await invalid(store, 'alice', r, i === 0 ? 3 : 1))
+          assert.deepEqual(
+            counted.map((x) => [x.status, x.counts[0]?.count, x.flipped]),
+            [
+              ['ok', 3, false],
+              ['ok', 4, false],
+              ['ok', 5, false],
+            ],
+          )
+          const over = await invalid(store, 'alice', r, 1)
+          const last = seq
+          assert.equal(over.status, 'refused')
+          assert.equal(over.flipped, true)
+          const expected = { kind: 'invalid_recipients', max: 5, windowMs: 3_600_000, text: '5/1h', count: 5 }
+          assert.deepEqual(overOf(over), expected)
+          const stored = await store.getDisabled('alice')
+          assert.ok(stored, 'the account is disabled')
+          assert.equal(stored.by, 'limit')
+          assert.deepEqual(stored.over, expected, 'the record names the invalid_recipients rule')
+          assertStoreNow(c, stored.at)
+          assert.deepEqual(
+            stored.evidence.map((e) => e.subject),
+            [0, 1, 2, 3].map((k) => `550 no ${last - k}`),
+            'the evidence is the refused recipients, newest first',
+          )
+          assert.equal(over.status === 'refused' && over.record.incident, stored.incident)
+          const again = await invalid(store, 'alice', r, 1)
+          assert.deepEqual([again.status, again.flipped], ['disabled', false], 'one flip per incident')
+          const message = await store.record(recordInput('alice', rules({ messages: '100/1h' })))
+          assert.equal(message.status, 'disabled', 'record() sees the disable')
+        },
+      )
+
+      within('a reactivation token of the disable re-enables the account and clears the counts', async ({ store }) => {
+        const r = invalidRules('2/1h')
+        const input = recordInput('alice', r, { recipients: 3 })
+        const res = await store.invalid(input)
+        assert.equal(res.status, 'refused')
+        assert.equal(await store.tokenAccount(input.token), 'alice')
+        assert.equal(await store.redeem('alice', input.token), 'ok')
+        const after = await invalid(store, 'alice', r, 2)
+        assert.deepEqual([after.status, after.counts[0]?.count], ['ok', 2], 'counted from zero after the enable')
+      })
+
+      within('keeps its counts apart from the message counts, and enable and reset clear both', async ({ store }) => {
+        const r = invalidRules('10/1h')
+        const volume = rules({ messages: '10/1h', recipients: '10/1h' })
+        await invalid(store, 'alice', r, 4)
+        const message = await store.record(recordInput('alice', volume, { recipients: 2 }))
+        assert.deepEqual(
+          message.counts.map((x) => x.count),
+          [1, 2],
+          'refused recipients are not messages or recipients',
+        )
+        assert.equal((await invalid(store, 'alice', r, 1)).counts[0]?.count, 5, 'a message is not an invalid recipient')
+        assert.equal((await invalid(store, 'bob', r, 1)).counts[0]?.count, 1, 'per account')
+        await store.reset('alice')
+        assert.equal((await invalid(store, 'alice', r, 1)).counts[0]?.count, 1, 'reset clears them')
+        assert.equal(await store.disable({ account: 'alice', reason: 'x', by: 'cli:test', incident: 'i1' }), true)
+        assert.equal(await store.enable('alice'), true)
+        assert.equal((await invalid(store, 'alice', r, 1)).counts[0]?.count, 1, 'enable clears them')
+      })
+
+      within('monitor mode reports once per window and never disables', async ({ store }) => {
+        const r = invalidRules('3/1h')
+        const results = []
+        for (let i = 0; i < 5; i++) results.push(await invalid(store, 'alice', r, 1, 'monitor'))
+        assert.deepEqual(
+          results.map((x) => [x.status, x.counts[0]?.count, x.flipped, x.status === 'ok' && x.over !== undefined]),
+          [
+            ['ok', 1, false, false],
+            ['ok', 2, false, false],
+            ['ok', 3, false, false],
+            ['ok', 4, true, true],
+            ['ok', 5, false, true],
+          ],
+        )
+        const flip = results[3]
+        assert.ok(flip?.status === 'ok' && flip.evidence && flip.evidence.length > 0, 'the report carries the evidence')
+        assert.equal(await store.getDisabled('alice'), null)
+        const volume = rules({ messages: '1/1h' })
+        await store.record(recordInput('bob', volume, { mode: 'monitor' }))
+        const overVolume = await store.record(recordInput('bob', volume, { mode: 'monitor' }))
+        assert.equal(overVolume.flipped, true)
+        for (let i = 0; i < 3; i++) await invalid(store, 'bob', r, 1, 'monitor')
+        assert.equal(
+          (await invalid(store, 'bob', r, 1, 'monitor')).flipped,
+          true,
+          'a volume report in the window does not silence the invalid_recipients report',
+        )
+      })
+
+      within('disables exactly once when 50 refusals arrive at the same time', async ({ store }) => {
+        const r = invalidRules('20/1h')
+        const results = await Promise.all(Array.from({ length: 50 }, () => invalid(store, 'alice', r, 1)))
+        assert.equal(results.filter((x) => x.status === 'ok').length, 20)
+        assert.equal(results.filter((x) => x.status === 'refused' && x.flipped).length, 1)
+      })
+
+      passing('forgets refused recipients older than the window (2/2s, 2 buckets)', async (c) => {
+        const { store } = c
+        const r = invalidRules('2/2s', 2)
+        assert.equal((await invalid(store, 'alice', r, 2)).status, 'ok')
+        await afterTime(
+          c,
+          2000,
+          async () => (await invalid(store, 'alice', r, 0)).counts[0]?.count === 0,
+          'the window has passed',
+        )
+        const next = await invalid(store, 'alice', r, 2)
+        assert.deepEqual([next.status, next.counts[0]?.count], ['ok', 2])
+      })
+
+      within('warns once per window at the [warn] fraction, apart from the volume warning', async ({ store }) => {
+        const r = invalidRules('10/1h')
+        const volume = rules({ messages: '2/1h' })
+        const v = await store.record(recordInput('alice', volume, { warnAt: 0.5 }))
+        assert.equal(v.status === 'ok' && v.warn?.kind, 'messages')
+        const seen = []
+        for (let i = 0; i < 8; i++) seen.push(await store.invalid(recordInput('alice', r, { warnAt: 0.8 })))
+        assert.deepEqual(
+          seen.map((x) => (x.status === 'ok' && x.warn ? x.warn.count : 0)),
+          [0, 0, 0, 0, 0, 0, 0, 8],
+          'the refusal that reaches 8 of 10 warns, once',
+        )
+        const more = await store.invalid(recordInput('alice', r, { warnAt: 0.8 }))
+        assert.equal(more.status === 'ok' && more.warn, undefined)
+      })
+
+      within('keeps accounts with odd names apart', async ({ store }) => {
+        const r = invalidRules('2/1h')
+        for (const account of ODD_ACCOUNTS) assert.equal((await invalid(store, account, r, 1)).counts[0]?.count, 1)
+      })
+    })
+
     describe('failed AUTHs (password spraying)', function () {
       const fail = (store: Store, account: string, source: string, max = 5, windowMs = 3_600_000) =>
         store.authFailure({ account, source, max, windowMs })

@@ -60,8 +60,33 @@ export function withJournal(store: RedisStore, options: JournalOptions): Store {
 }
 
 /** The answers Redis may have lost: checked against the journal, and taken from it while Redis cannot answer. */
-function fallbackMethods(j: Journaled, checks: Checks): Pick<Store, 'getDisabled' | 'record' | 'heldState'> {
+function fallbackMethods(
+  j: Journaled,
+  checks: Checks,
+): Pick<Store, 'getDisabled' | 'record' | 'invalid' | 'heldState'> {
   const { store, journal } = j
+  // record() and invalid() may disable: journaled alike, and refused from the journal while Redis cannot answer.
+  const counting = async (
+    input: RecordInput,
+    count: (input: RecordInput) => Promise<RecordResult>,
+  ): Promise<RecordResult> => {
+    const entry = journal.get(input.account)
+    let result: RecordResult
+    try {
+      if (entry) await reconcile(j, input.account, entry)
+      result = await count(input)
+    } catch (err) {
+      if (!entry) throw err
+      const record = checks.journaledRecord(input.account, entry, err)
+      return { status: 'disabled', counts: [], flipped: false, by: record.by }
+    }
+    if (
+      (result.status === 'refused' && result.flipped) ||
+      (result.status === 'disabled' && !journal.has(input.account))
+    )
+      await rememberCurrent(j, input.account)
+    return result
+  }
   return {
     async getDisabled(account: string): Promise<DisabledRecord | null> {
       const entry = journal.get(account)
@@ -78,24 +103,9 @@ function fallbackMethods(j: Journaled, checks: Checks): Pick<Store, 'getDisabled
       }
     },
 
-    async record(input: RecordInput): Promise<RecordResult> {
-      const entry = journal.get(input.account)
-      let result: RecordResult
-      try {
-        if (entry) await reconcile(j, input.account, entry)
-        result = await store.record(input)
-      } catch (err) {
-        if (!entry) throw err
-        const record = checks.journaledRecord(input.account, entry, err)
-        return { status: 'disabled', counts: [], flipped: false, by: record.by }
-      }
-      if (
-        (result.status === 'refused' && result.flipped) ||
-        (result.status === 'disabled' && !journal.has(input.account))
-      )
-        await rememberCurrent(j, input.account)
-      return result
-    },
+    record: (input) => counting(input, (i) => store.record(i)),
+
+    invalid: (input) => counting(input, (i) => store.invalid(i)),
 
     async heldState(account: string): Promise<HeldState> {
       const entry = journal.get(account)

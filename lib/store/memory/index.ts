@@ -49,6 +49,8 @@ const MEMORY_AUDIT_CAP = 1000
 interface Parts {
   readonly state: StateFile
   readonly counters: Counters
+  /** [signals] invalid_recipients: counters of their own, with the evidence of the refused recipients. */
+  readonly invalid: Counters
   readonly now: () => number
 }
 
@@ -63,8 +65,12 @@ interface Parts {
 export function createMemoryStore(options: MemoryStoreOptions): Store {
   const now = options.now ?? Date.now
   const counters = createCounters()
-  const state = openStateFile(options.stateFile, now, (account) => counters.delete(account))
-  const parts: Parts = { state, counters, now }
+  const invalid = createCounters()
+  const state = openStateFile(options.stateFile, now, (account) => {
+    counters.delete(account)
+    invalid.delete(account)
+  })
+  const parts: Parts = { state, counters, invalid, now }
   const authFailures = createAuthFailures()
   return {
     kind: 'memory',
@@ -84,6 +90,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     async close(): Promise<void> {
       await state.close()
       counters.clear()
+      invalid.clear()
       authFailures.clear()
     },
   }
@@ -92,13 +99,16 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
 /** Forgets the account's counters here, and notes in the file that they were cleared (for other processes). */
 function clearCounters(p: Parts, d: Durable, account: string): void {
   p.counters.delete(account)
+  p.invalid.delete(account)
   d.cleared.set(account, p.now())
 }
 
 /** Counting messages against the limits, and the counters and evidence that come of it. */
-function countingMethods(p: Parts): Pick<Store, 'record' | 'reset' | 'counts' | 'evidence'> {
+function countingMethods(p: Parts): Pick<Store, 'record' | 'invalid' | 'reset' | 'counts' | 'evidence'> {
   return {
-    record: (input) => recordMessage(p, input),
+    record: (input) => recordMessage(p, input, p.counters),
+
+    invalid: (input) => recordMessage(p, input, p.invalid),
 
     async reset(account: string): Promise<void> {
       await p.state.change((d) => clearCounters(p, d, account))
@@ -119,12 +129,15 @@ function countingMethods(p: Parts): Pick<Store, 'record' | 'reset' | 'counts' | 
   }
 }
 
-/** Counts one message and checks the limits (see RecordResult); only a disable waits for the file. */
-async function recordMessage(p: Parts, input: RecordInput): Promise<RecordResult> {
+/**
+ * Counts one message (or invalid recipients, in `counters` of their own) and checks the limits
+ * (see RecordResult); only a disable waits for the file.
+ */
+async function recordMessage(p: Parts, input: RecordInput, counters: Counters): Promise<RecordResult> {
   const disabled = input.mode === 'enforce' ? p.state.refresh().disabled.get(input.account) : undefined
   if (disabled) return { status: 'disabled', counts: [], flipped: false, by: disabled.by }
   const t = p.now()
-  const a = p.counters.open(input.account, t)
+  const a = counters.open(input.account, t)
   const m = measure(a, input, t)
   if (m.overIndex >= 0 && input.mode === 'enforce') return disableForLimit(p, input, a, m, t)
   return add(a, input, m, t)

@@ -103,14 +103,17 @@ function uncachedHashes(redis: RedisConnection): TrackedHashes {
 function countingMethods(
   redis: RedisConnection,
   records: TrackedHashes,
-): Pick<RedisStore, 'record' | 'reset' | 'counts' | 'evidence'> {
+): Pick<RedisStore, 'record' | 'invalid' | 'reset' | 'counts' | 'evidence'> {
+  const counting = async (input: RecordInput, counter: 'messages' | 'invalid'): Promise<RecordResult> => {
+    const result = await recordMessage(redis, input, counter)
+    // refused: this call wrote the record; disabled: the cache may not have heard of it yet.
+    if (result.status !== 'ok') records.forget(accountKeys(input.account).disabled)
+    return result
+  }
   return {
-    async record(input: RecordInput): Promise<RecordResult> {
-      const result = await recordMessage(redis, input)
-      // refused: this call wrote the record; disabled: the cache may not have heard of it yet.
-      if (result.status !== 'ok') records.forget(accountKeys(input.account).disabled)
-      return result
-    },
+    record: (input) => counting(input, 'messages'),
+
+    invalid: (input) => counting(input, 'invalid'),
 
     async reset(account: string): Promise<void> {
       const k = accountKeys(account)
@@ -137,9 +140,13 @@ function countingMethods(
   }
 }
 
-/** Counts one message and checks the limits in one RECORD script (see RecordResult). */
-async function recordMessage(redis: RedisConnection, input: RecordInput): Promise<RecordResult> {
-  const result = RECORD.decode(await redis.evalScript(RECORD, RECORD.encode(input)), input)
+/** Counts one message (or invalid recipients) and checks the limits in one RECORD script (see RecordResult). */
+async function recordMessage(
+  redis: RedisConnection,
+  input: RecordInput,
+  counter: 'messages' | 'invalid',
+): Promise<RecordResult> {
+  const result = RECORD.decode(await redis.evalScript(RECORD, RECORD.encode(input, counter)), input)
   if (result.status === 'refused') await storeToken(redis, input)
   return result
 }

@@ -179,7 +179,7 @@ if not fast then
   for j = 1, m do current[order[j].id] = true end
   local del, keep, retired = {}, { ARGV[10] }, {}
   for id in string.gmatch(h['s'] or '', '%S+') do
-    local kind, bucket, buckets = string.match(id, '^([mr])(%d+)x(%d+)$')
+    local kind, bucket, buckets = string.match(id, '^([mri])(%d+)x(%d+)$')
     local q = { id = id, kind = kind, bucket = tonumber(bucket), buckets = tonumber(buckets) }
     if kind and not current[id] and series(q) then
       local gone = math.floor(now / q.bucket) - q.last >= q.buckets
@@ -367,8 +367,12 @@ return reply
 export const RECORD = {
   ...script('record', SOURCE),
 
-  /** KEYS and ARGV for `input` (a fresh incident id; the token's digest, never the token). */
-  encode(input: RecordInput): ScriptCall {
+  /**
+   * KEYS and ARGV for `input` (a fresh incident id; the token's digest, never the token). `counter`
+   * picks the account's counters: its messages and recipients, or its invalid recipients (their
+   * own hash, evidence and monitor marker; `input.recipients` is then the refused recipients).
+   */
+  encode(input: RecordInput, counter: 'messages' | 'invalid' = 'messages'): ScriptCall {
     const k = accountKeys(input.account)
     const summary = encodeSummary(input.summary)
     const named = seriesOf(input.rules)
@@ -400,7 +404,11 @@ export const RECORD = {
       ),
     )
     args.push(input.network ?? '', String(NETWORKS_CAP), String(NETWORKS_SHOWN))
-    return { keys: [k.counts, k.evidence, k.disabled, k.monitored, k.networks, k.warned], args }
+    const keys =
+      counter === 'invalid'
+        ? [k.invalid, k.invalidEvidence, k.disabled, k.invalidMonitored, k.networks, k.invalidWarned]
+        : [k.counts, k.evidence, k.disabled, k.monitored, k.networks, k.warned]
+    return { keys, args }
   },
 
   /** The RecordResult for `reply` to `input`; throws StoreError (failure 'reply') when it is not an array of 4 or more. */

@@ -1,12 +1,13 @@
 /** The REDEEM script: re-enable an account with its current incident's token, once; encoder and decoder. */
-import { accountKeys } from '../../keys'
+import { accountKeys, countingKeys } from '../../keys'
 import type { RedeemResult } from '../..'
 import { tokenDigest } from '../../../ids'
 import { script, unexpectedReply, type ScriptCall } from './script'
 
 const SOURCE = `
--- KEYS[1]  disabled   KEYS[2] counts   KEYS[3] evidence   KEYS[4] monitored
--- KEYS[5]  enabled    hash, the tombstone written on success (see enable)
+-- KEYS[1]  disabled   hash, the disable record
+-- KEYS[2]  enabled    hash, the tombstone written on success (see enable)
+-- KEYS[3..] what the account's mail counted (countingKeys), cleared on success
 -- ARGV[1]  tokenHash  SHA-256 (hex) of the token from the reply
 -- Reply: "ok" (the account is enabled, counters cleared) | "not-disabled" | "mismatch" (not
 --        this incident's token: made up, or from an earlier incident) | "expired"
@@ -17,8 +18,8 @@ if not rec[1] or rec[1] == '' or rec[1] ~= ARGV[1] then return 'mismatch' end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(rec[2] or 0) < now then return 'expired' end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('HSET', KEYS[5], 'incident', rec[3] or '', 'at', now)
+redis.call('DEL', KEYS[1], unpack(KEYS, 3))
+redis.call('HSET', KEYS[2], 'incident', rec[3] or '', 'at', now)
 return 'ok'
 `
 
@@ -29,7 +30,7 @@ export const REDEEM = {
   /** KEYS and ARGV for redeeming `token` for `account` (only the token's digest is sent). */
   encode(account: string, token: string): ScriptCall {
     const k = accountKeys(account)
-    return { keys: [k.disabled, k.counts, k.evidence, k.monitored, k.enabled], args: [tokenDigest(token)] }
+    return { keys: [k.disabled, k.enabled, ...countingKeys(k)], args: [tokenDigest(token)] }
   },
 
   /** The RedeemResult; throws StoreError (failure 'reply') for any other reply. */
