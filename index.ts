@@ -311,6 +311,7 @@ function summary(config: Config): string {
     `mode=${config.mode} store=${config.store} ${where} on_store_error=${config.onStoreError} limits=${config.rules.map((r) => `${r.kind} ${r.text}`).join(', ') || 'none'} ` +
     `max_recipients_per_message=${config.maxRecipients || 'none'} exempt_networks=${config.exemptNetworks.join(',') || 'none'} ` +
     `auth_failures=${config.authFailures?.text ?? 'off'} warn_at=${config.warnAt ? `${Math.round(config.warnAt * 100)}%` : 'off'} ` +
+    `invalid_recipients=${config.invalidRecipients.map((r) => r.text).join(',') || 'none'} ` +
     `admins=${[...config.reactivate.admins].join(',')} reply_address=${config.alert.replyAddress} fold=${config.accounts.fold}`
   )
 }

@@ -43,6 +43,7 @@ describe('e2e: invalid recipients (issue 11)', function () {
         signals: 'invalid_recipients = 3/1h',
       }),
     })
+    assert.match(srv.log(), /\[hijack-guard\] mode=enforce .* invalid_recipients=3\/1h /)
     // A session that authenticated before the disable: MAIL FROM is the gate for it.
     const early = await openSession({ port: srv.port, user: alice, pass: PW })
     const s = await openSession({ port: srv.port, user: alice, pass: PW })
