@@ -75,8 +75,6 @@ export interface AccountKeys {
   readonly invalidEvidence: string
   /** String with a TTL: monitor mode already reported invalid_recipients this window. */
   readonly invalidMonitored: string
-  /** String with a TTL of a window: the [warn] warning for invalid_recipients went out (as `warned`). */
-  readonly invalidWarned: string
 }
 
 /** The keys of one account, all in the account's hash-tag slot. */
@@ -98,7 +96,6 @@ export function accountKeys(account: string): AccountKeys {
     invalid: `${base}:invalid`,
     invalidEvidence: `${base}:invalid-evidence`,
     invalidMonitored: `${base}:invalid-monitored`,
-    invalidWarned: `${base}:invalid-warned`,
   }
 }
 
@@ -107,17 +104,7 @@ export function accountKeys(account: string): AccountKeys {
  * enable and by a reset; the disabled flag is not one).
  */
 export function countingKeys(k: AccountKeys): string[] {
-  return [
-    k.counts,
-    k.evidence,
-    k.monitored,
-    k.networks,
-    k.warned,
-    k.invalid,
-    k.invalidEvidence,
-    k.invalidMonitored,
-    k.invalidWarned,
-  ]
+  return [k.counts, k.evidence, k.monitored, k.networks, k.warned, k.invalid, k.invalidEvidence, k.invalidMonitored]
 }
 
 /** List of audit entries (JSON), newest first, capped at AUDIT_CAP. */

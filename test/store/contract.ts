@@ -1397,6 +1397,23 @@ export function contract(
         )
       }
 
+      within('shares the one [warn] warning per window per account with the message counters, both ways', async (c) => {
+        const { store } = c
+        const warnOf = (x: RecordResult): boolean => x.status === 'ok' && x.warn !== undefined
+        const bad = invalidRules('10/1h')
+        const volume = rules({ messages: '10/1h' })
+        const inv = async (account: string, n: number): Promise<RecordResult> =>
+          store.invalid({ ...recordInput(account, bad, { recipients: n }), warnAt: 0.5 })
+        assert.equal(warnOf(await inv('alice', 6)), true, 'invalid recipients warn first')
+        const later: RecordResult[] = []
+        for (let i = 0; i < 6; i++) later.push(await record(store, 'alice', volume, { warnAt: 0.5 }))
+        assert.equal(later.filter(warnOf).length, 0, 'the messages reach 50 % in the same window: no second warning')
+        const first: RecordResult[] = []
+        for (let i = 0; i < 6; i++) first.push(await record(store, 'bob', volume, { warnAt: 0.5 }))
+        assert.equal(first.filter(warnOf).length, 1, 'messages warn first')
+        assert.equal(warnOf(await inv('bob', 6)), false, 'then invalid recipients do not')
+      })
+
       within(
         'counts refused recipients up to the limit, then disables once with the rule, token and evidence',
         async (c) => {
@@ -1516,11 +1533,8 @@ export function contract(
         assert.deepEqual([next.status, next.counts[0]?.count], ['ok', 2])
       })
 
-      within('warns once per window at the [warn] fraction, apart from the volume warning', async ({ store }) => {
+      within('warns once per window at the [warn] fraction', async ({ store }) => {
         const r = invalidRules('10/1h')
-        const volume = rules({ messages: '2/1h' })
-        const v = await store.record(recordInput('alice', volume, { warnAt: 0.5 }))
-        assert.equal(v.status === 'ok' && v.warn?.kind, 'messages')
         const seen = []
         for (let i = 0; i < 8; i++) seen.push(await store.invalid(recordInput('alice', r, { warnAt: 0.8 })))
         assert.deepEqual(

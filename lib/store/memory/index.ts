@@ -140,7 +140,12 @@ async function recordMessage(p: Parts, input: RecordInput, counters: Counters): 
   const a = counters.open(input.account, t)
   const m = measure(a, input, t)
   if (m.overIndex >= 0 && input.mode === 'enforce') return disableForLimit(p, input, a, m, t)
-  return add(a, input, m, t)
+  // One [warn] warning per window per account, whichever counters reach it (the Redis store's one `warned` key).
+  const other = (counters === p.counters ? p.invalid : p.counters).live(input.account, t)
+  a.warnedUntil = Math.max(a.warnedUntil, other?.warnedUntil ?? 0)
+  const result = add(a, input, m, t)
+  if (other) other.warnedUntil = a.warnedUntil
+  return result
 }
 
 /** Disables the account for crossing a limit with this message (not counted); answers 'refused'. */

@@ -406,7 +406,7 @@ export const RECORD = {
     args.push(input.network ?? '', String(NETWORKS_CAP), String(NETWORKS_SHOWN))
     const keys =
       counter === 'invalid'
-        ? [k.invalid, k.invalidEvidence, k.disabled, k.invalidMonitored, k.networks, k.invalidWarned]
+        ? [k.invalid, k.invalidEvidence, k.disabled, k.invalidMonitored, k.networks, k.warned]
         : [k.counts, k.evidence, k.disabled, k.monitored, k.networks, k.warned]
     return { keys, args }
   },
