@@ -230,7 +230,7 @@ async function startInProcess(plugin: GuardPlugin): Promise<void> {
     plugin,
     registeredPlugins(plugin),
     async (connection, user) => authRefusal(plugin, connection, user, state(plugin)),
-    async (connection, user, valid) => authOutcome(plugin, connection, user, valid, state(plugin)),
+    async (connection, user, valid, password) => authOutcome(plugin, connection, user, valid, password, state(plugin)),
   )
   plugin.loginfo(
     wrapped.length

@@ -4,7 +4,14 @@
  * plugin's callback takes.
  */
 import { DENY, DENYDISCONNECT, DENYSOFT, DSN, OK, type Verdict } from './haraka'
-import { authBlockedReply, disabledReply, overLimitReply, storeDownReply, tooManyRecipientsReply } from './messages'
+import {
+  authBlockedReply,
+  disabledReply,
+  oldPasswordReply,
+  overLimitReply,
+  storeDownReply,
+  tooManyRecipientsReply,
+} from './messages'
 import type { DisabledRecord, WindowCount } from './store'
 
 type Disabled = Pick<DisabledRecord, 'account' | 'by'>
@@ -43,6 +50,11 @@ export const answers = {
   }),
   /** AUTH of a login over [signals] auth_failures with action = block: 454 4.7.0, the password not checked. */
   authBlocked: (contact: string): AuthRefusal => ({ code: 454, message: `4.7.0 ${authBlockedReply(contact)}` }),
+  /** AUTH that the backend accepts with the password in use at the account's disable: 535 5.7.8. */
+  oldPassword: (account: string, contact: string): AuthRefusal => ({
+    code: 535,
+    message: `5.7.8 ${oldPasswordReply(account, contact)}`,
+  }),
   /** The store cannot answer and on_store_error = closed: 451 4.3.0 (Haraka's queue stage makes it 450). */
   storeDown: (contact: string): Verdict => [DENYSOFT, DSN.sys_unspecified(storeDownReply(contact), 451)],
   /** RCPT of the reply address: 250 2.1.5. */

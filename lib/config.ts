@@ -60,6 +60,8 @@ export interface Config {
     /** Canonical accounts allowed to re-enable accounts by replying. */
     readonly admins: ReadonlySet<string>
     readonly tokenTtlMs: number
+    /** Refuse, after an enable, the password of the session that tripped the disable until it changes. */
+    readonly requireNewPassword: boolean
   }
   /** Outbound mail of a disabled account: retried every retryMs, kept at most maxHoldMs. */
   readonly held: { readonly retryMs: number; readonly maxHoldMs: number }
@@ -140,7 +142,7 @@ export const DEFAULTS = {
   exempt: { accounts: '' },
   accounts: { fold: 'nfkc', default_domain: '', domain_aliases: '', xclient_login: 'false' },
   alert: { to: '', contact: '', from: '', reply_address: '' },
-  reactivate: { policy: 'admin', admins: '', token_ttl: '7d' },
+  reactivate: { policy: 'admin', admins: '', token_ttl: '7d', require_new_password: 'true' },
   held: { retry: '1m', max_hold: '7d' },
   signals: {
     networks: '5/6h, 9/24h',
@@ -469,6 +471,11 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
       policy: parseChoice('reactivate.policy', reactivateSect.policy, ['admin', 'token'], DEFAULTS.reactivate.policy),
       admins: new Set(admins.length ? admins : to.map(norm)),
       tokenTtlMs: parseDuration('reactivate.token_ttl', valueOr(reactivateSect, 'reactivate', 'token_ttl')),
+      requireNewPassword: parseBoolean(
+        'reactivate.require_new_password',
+        valueOr(reactivateSect, 'reactivate', 'require_new_password'),
+        true,
+      ),
     },
     held: {
       retryMs: parseDuration('held.retry', valueOr(section(raw, 'held'), 'held', 'retry')),

@@ -90,6 +90,11 @@ export function authBlockedReply(contact: string): string {
   return `Too many failed logins for this account; try again later or contact ${contact}`
 }
 
+/** Text after "535 5.7.8" for the password that was in use when the account was disabled. */
+export function oldPasswordReply(account: string, contact: string): string {
+  return `Account ${replyAccount(account)}: this password was in use when the account was misused and must be changed before it can log in again; contact ${contact}`
+}
+
 /** The message of an error, or the thing thrown as text. */
 export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err)

@@ -37,6 +37,9 @@ function unstubbed(kind: Store['kind']): Store {
     heldCount: reject('heldCount'),
     dropHeld: reject('dropHeld'),
     authFailure: reject('authFailure'),
+    rememberPassword: reject('rememberPassword'),
+    oldPasswords: reject('oldPasswords'),
+    forgetPasswords: reject('forgetPasswords'),
     close: reject('close'),
   }
 }

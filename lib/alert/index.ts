@@ -32,9 +32,20 @@ export interface AlertInput {
   readonly tokenTtlMs: number
   /** Command that re-enables the account from a shell, shown in the alert. */
   readonly cliCommand: string
+  /** What became of the tripping session's password (see PasswordNote); default 'off'. */
+  readonly password?: PasswordNote
+  /** Command that re-enables and lets the old password in again. */
+  readonly allowPasswordCommand?: string
   /** Milliseconds since the epoch; the Date header. */
   readonly now: number
 }
+
+/**
+ * [reactivate] require_new_password, for the alert: 'kept' (its hash is kept and it stays
+ * refused after the enable until changed), 'hidden' (the session's AUTH mechanism hid it) or
+ * 'off' (not asked to, or it could not be kept).
+ */
+export type PasswordNote = 'kept' | 'hidden' | 'off'
 
 const MAX_LIST = 10
 
@@ -197,9 +208,29 @@ export function composeAlert(input: AlertInput): OutgoingMail {
       body.push(
         `Replying works once, until ${utc(record.at + input.tokenTtlMs)} (${formatDuration(input.tokenTtlMs)}); after that use the command.`,
       )
+    body.push(...passwordLines(input.password ?? 'off', input.allowPasswordCommand ?? ''))
   }
   body.push('', `Incident ${record.incident}`, '-- ', `hijack-guard on ${input.me}`)
   return { from: input.from, to: input.to, message: build(headers, body) }
+}
+
+/** What the alert says about the password of the session that tripped the disable. */
+function passwordLines(note: PasswordNote, allowCommand: string): string[] {
+  if (note === 'kept')
+    return [
+      '',
+      'The password this session logged in with stays refused after the re-enable',
+      '(535 "must be changed") until it has been changed: the first login with another',
+      'password clears it. Only a salted scrypt hash of it is kept. To let it in again:',
+      `       ${allowCommand}`,
+    ]
+  if (note === 'hidden')
+    return [
+      '',
+      'This session logged in without showing its password (CRAM-MD5 or a proxy login),',
+      'so it cannot be refused after the re-enable: make sure it is changed first.',
+    ]
+  return []
 }
 
 /** The client networks an account sent from in a window, newest first. */

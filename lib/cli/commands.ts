@@ -30,12 +30,12 @@ export interface Context {
   readonly harakaDir: string
   /** The ACCOUNT arguments as given. */
   readonly args: readonly string[]
-  readonly values: { readonly reason?: string; readonly limit?: string }
+  readonly values: { readonly reason?: string; readonly limit?: string; readonly 'allow-old-password'?: boolean }
   /** Prints `data` (--json) or `text` after the store's name. */
   readonly print: (data: unknown, text: string) => void
 }
 
-export type OptionName = 'reason' | 'limit'
+export type OptionName = 'reason' | 'limit' | 'allow-old-password'
 
 export interface Command {
   /** The arguments as --help shows them, e.g. "ACCOUNT [--reason T]". */
@@ -110,16 +110,23 @@ async function show(ctx: Context): Promise<number> {
   const { config, store, args, print } = ctx
   const account = oneAccount(args, config)
   const rules = rulesForAccount(config, account)
-  const [record, counts, evidence, held, audit] = await Promise.all([
+  const [record, counts, evidence, held, audit, passwords] = await Promise.all([
     store.getDisabled(account),
     store.counts(account, rules),
     store.evidence(account),
     store.heldCount(account),
     store.auditLog({ account, limit: 10 }),
+    store.oldPasswords(account),
   ])
+  const pending = config.reactivate.requireNewPassword && passwords.length > 0
   const liveKnown = store.kind === 'redis'
   const known =
-    record !== null || counts.some((c) => c.count > 0) || evidence.length > 0 || held > 0 || audit.length > 0
+    record !== null ||
+    counts.some((c) => c.count > 0) ||
+    evidence.length > 0 ||
+    held > 0 ||
+    audit.length > 0 ||
+    passwords.length > 0
   const state = record ? 'disabled' : config.exempt.has(account) ? 'exempt' : 'active'
   const lines = [
     `Account   ${account}`,
@@ -130,6 +137,7 @@ async function show(ctx: Context): Promise<number> {
         ]
       : []),
     `Held mail ${held} message${held === 1 ? '' : 's'}`,
+    `Password  ${pending ? `change pending: the password in use at incident ${passwords[0]?.incident ?? ''} is refused until changed` : 'no change pending'}`,
     liveKnown
       ? 'Limits (live counts):'
       : 'Limits (live counts are kept inside the Haraka process with store = memory):',
@@ -145,6 +153,7 @@ async function show(ctx: Context): Promise<number> {
       disabled: record ? recordJson(record, held) : null,
       counts: liveKnown ? counts : null,
       held,
+      passwordChangePending: pending,
       evidence: record?.evidence.length ? record.evidence : evidence,
       audit,
     },
@@ -156,23 +165,46 @@ async function show(ctx: Context): Promise<number> {
 }
 
 async function enable(ctx: Context): Promise<number> {
-  const { config, store, args, print } = ctx
+  const { config, store, args, values, print } = ctx
   const retry = formatDuration(config.held.retryMs)
   const account = oneAccount(args, config)
   const held = await store.heldCount(account)
+  const allow = values['allow-old-password'] === true
   // Nothing changes for an account that is not disabled (its counters stay).
   const was = (await store.getDisabled(account)) !== null && (await store.enable(account))
+  const allowed = allow && (await store.forgetPasswords(account))
+  if (allowed)
+    await store.audit({
+      at: Date.now(),
+      account,
+      action: 'password-allowed',
+      actor: actor(),
+      how: 'cli',
+      reason: 'enable --allow-old-password',
+    })
+  const pending = !allow && config.reactivate.requireNewPassword && (await store.oldPasswords(account)).length > 0
+  const passwordText = allowed
+    ? '\nThe password in use at the incident may log in again.'
+    : pending
+      ? '\nThe password in use at the incident stays refused until it is changed (or: enable --allow-old-password).'
+      : ''
   if (!was) {
-    print({ account, action: 'enable', done: false }, `${account} is not disabled: nothing changed`)
-    return EXIT.noChange
+    print(
+      { account, action: 'enable', done: allowed, passwordAllowed: allowed },
+      allowed
+        ? `${account} is not disabled; its old password may log in again.`
+        : `${account} is not disabled: nothing changed`,
+    )
+    return allowed ? EXIT.ok : EXIT.noChange
   }
   await store.audit({ at: Date.now(), account, action: 'enable', actor: actor(), how: 'cli' })
   print(
-    { account, action: 'enable', done: true, held },
+    { account, action: 'enable', done: true, held, passwordChangePending: pending, passwordAllowed: allowed },
     `${account} enabled: flag and counters cleared.` +
       (held
         ? `\n${held} held message${held === 1 ? '' : 's'} go out at the next delivery attempt (within ${retry}); to send now: haraka -c ${ctx.harakaDir} --qunstick`
-        : ''),
+        : '') +
+      passwordText,
   )
   return EXIT.ok
 }
@@ -261,10 +293,13 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     run: show,
   },
   enable: {
-    usage: 'ACCOUNT',
-    help: ['re-enable: clear the flag and the counters; held mail goes out'],
+    usage: 'ACCOUNT [--allow-old-password]',
+    help: [
+      're-enable: clear the flag and the counters; held mail goes out;',
+      'the password in use at the incident stays refused unless --allow-old-password',
+    ],
     accounts: [1, 1],
-    options: [],
+    options: ['allow-old-password'],
     run: enable,
   },
   disable: {

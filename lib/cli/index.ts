@@ -44,6 +44,9 @@ Options:
   --json             machine-readable output (every command)
   --reason TEXT      why, for disable (kept in the record and the audit trail)
   --limit N          how many audit entries
+  --allow-old-password
+                     for enable: let the password in use at the incident log in
+                     again ([reactivate] require_new_password)
   -h, --help         this text
 
 Exit codes: 0 done; 1 nothing to do (not disabled, already disabled, unknown account);
@@ -63,7 +66,11 @@ the Haraka directory would ask the public npm registry for a package):
 `
 
 /** Throws UsageError for a call that cannot be right, before any config or store is touched. */
-function checkUsage(name: string, args: readonly string[], values: { reason?: string; limit?: string }): Command {
+function checkUsage(
+  name: string,
+  args: readonly string[],
+  values: { reason?: string; limit?: string; 'allow-old-password'?: boolean },
+): Command {
   const command = COMMANDS[name]
   if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`)
   const [min, max] = command.accounts
@@ -76,7 +83,7 @@ function checkUsage(name: string, args: readonly string[], values: { reason?: st
           : `${name} takes at most one ACCOUNT`,
     )
   }
-  for (const option of ['reason', 'limit'] as const) {
+  for (const option of ['reason', 'limit', 'allow-old-password'] as const) {
     if (values[option] === undefined || command.options.includes(option)) continue
     const owner = Object.entries(COMMANDS).find(([, c]) => c.options.includes(option))?.[0] ?? 'no command'
     throw new UsageError(`--${option} goes with ${owner}`)
@@ -163,6 +170,7 @@ function parseCommandLine(argv: readonly string[]) {
       json: { type: 'boolean' },
       reason: { type: 'string' },
       limit: { type: 'string' },
+      'allow-old-password': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   })

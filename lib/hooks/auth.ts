@@ -7,7 +7,8 @@ import { authFailuresFor } from '../config'
 import type { Connection, HarakaPlugin, PasswdCallback, PasswdCheck } from '../haraka'
 import { answers, type AuthRefusal } from '../answers'
 import { errorText } from '../messages'
-import { withTimeout, type DisabledRecord } from '../store'
+import { samePassword } from '../password'
+import { withTimeout, type AuditEntry, type DisabledRecord } from '../store'
 import { networkOf } from '../network'
 import { sendSprayAlert } from './mailer'
 import { logStoreDown, type GuardState } from './state'
@@ -58,11 +59,18 @@ const CHECKS = ['check_plain_passwd', 'check_cram_md5_passwd'] as const
 export type AuthGate = (connection: Connection, user: string) => Promise<AuthRefusal | null>
 
 /**
- * Told the outcome of every password check the gate let through (never of a gate refusal). A
- * failure is answered once the returned promise settles (so a block is in place before the
- * client hears the answer); a success at once.
+ * Told the outcome of every password check the gate let through (never of a gate refusal), with
+ * the password when the mechanism shows it (PLAIN, LOGIN; null for CRAM-MD5). A failure is
+ * answered once the returned promise settles (so a block is in place before the client hears the
+ * answer); a success once it settles too, as the AuthRefusal it resolves with, if any (the
+ * incident's password), or as the success.
  */
-export type AuthOutcome = (connection: Connection, user: string, valid: boolean) => Promise<void>
+export type AuthOutcome = (
+  connection: Connection,
+  user: string,
+  valid: boolean,
+  password: string | null,
+) => Promise<AuthRefusal | null>
 
 /** How many accounts a process remembers failed AUTHs or blocks for (then the oldest is forgotten). */
 export const AUTH_MEMORY_CAP = 10_000
@@ -83,46 +91,145 @@ function remember<T>(map: Map<string, T>, key: string, value: T, until: (v: T) =
 }
 
 /**
- * After a password check: a failure is counted in the store ([signals] auth_failures, one store
- * call), and may alert and block; a success costs no store call: it is checked against the
- * failures this process counted, and one after failures from other networks is logged at WARN
- * and written to the audit trail as evidence. [exempt] accounts are counted and alerted, never
- * blocked. Never throws; a store failure is logged (rate-limited) and AUTH goes on as usual.
+ * After a password check the backend accepted or refused: see acceptedAuth and failedAuth. Never
+ * throws; a store failure is logged (rate-limited) and AUTH goes on as usual.
  */
 export async function authOutcome(
   plugin: HarakaPlugin,
   connection: Connection,
   login: string,
   valid: boolean,
+  password: string | null,
+  state: GuardState,
+): Promise<AuthRefusal | null> {
+  const account = canonicalAccount(login, state.config.accounts)
+  if (!valid) {
+    await failedAuth(plugin, connection, account, state)
+    return null
+  }
+  state.process.sessionPasswords.set(connection, password)
+  const refusal = await oldPasswordRefusal(plugin, connection, account, password, state)
+  if (!refusal) await authAfterFailures(plugin, connection, account, state)
+  return refusal
+}
+
+/**
+ * [reactivate] require_new_password: the answer for a login the backend accepted with the
+ * password that was in use when the account was disabled (535 5.7.8), or null. The first other
+ * password accepted clears what was kept (it was changed). Costs no round trip for an account
+ * with nothing kept once this process has looked (the store caches it like the disable record);
+ * a store failure lets the login through, logged.
+ */
+async function oldPasswordRefusal(
+  plugin: HarakaPlugin,
+  connection: Connection,
+  account: string,
+  password: string | null,
+  state: GuardState,
+): Promise<AuthRefusal | null> {
+  const { config, store } = state
+  if (!config.reactivate.requireNewPassword) return null
+  try {
+    const hashes = await withTimeout(store.oldPasswords(account), config.storeTimeoutMs, 'AUTH password check')
+    if (hashes.length === 0) return null
+    if (password === null) {
+      connection.logwarn(
+        plugin,
+        `${JSON.stringify(account)} logged in with a mechanism that hides the password while a password change is pending: not checked`,
+      )
+      return null
+    }
+    for (const hash of hashes) {
+      if (!(await samePassword(hash, password))) continue
+      connection.lognotice(
+        plugin,
+        `refusing AUTH of ${JSON.stringify(account)}: the password of incident ${hash.incident} must be changed`,
+      )
+      void audit(plugin, state, account, 'password-refused', `the password of incident ${hash.incident}`)
+      return answers.oldPassword(account, config.contact)
+    }
+    await withTimeout(store.forgetPasswords(account), config.storeTimeoutMs, 'AUTH password change')
+    connection.loginfo(plugin, `${JSON.stringify(account)} logged in with a new password: the old one is forgotten`)
+    void audit(plugin, state, account, 'password-changed', 'a new password was accepted at AUTH')
+    return null
+  } catch (err) {
+    logStoreDown(state, `store unavailable, AUTH password check skipped: ${errorText(err)}`, (line) =>
+      connection.logerror(plugin, line),
+    )
+    return null
+  }
+}
+
+/** Writes an audit entry by the AUTH path; a failure is logged. */
+async function audit(
+  plugin: HarakaPlugin,
+  state: GuardState,
+  account: string,
+  action: AuditEntry['action'],
+  reason: string,
+): Promise<void> {
+  try {
+    await withTimeout(
+      state.store.audit({ at: Date.now(), account, action, actor: 'auth', how: 'auth', reason }),
+      state.config.storeTimeoutMs,
+      'audit',
+    )
+  } catch (err) {
+    plugin.logerror(`audit entry for ${JSON.stringify(account)} not written: ${errorText(err)}`)
+  }
+}
+
+/**
+ * A successful AUTH costs no store call for spraying: it is checked against the failures this
+ * process counted, and one after failures from other networks is logged at WARN and written to
+ * the audit trail as evidence.
+ */
+async function authAfterFailures(
+  plugin: HarakaPlugin,
+  connection: Connection,
+  account: string,
   state: GuardState,
 ): Promise<void> {
   const { config, process: proc } = state
-  const account = canonicalAccount(login, config.accounts)
   const limit = authFailuresFor(config, account)
   if (!limit) return
   const ip = connection.remote.ip ?? ''
   const now = Date.now()
-  if (valid) {
-    const seen = proc.authFailures.get(account)
-    if (!seen || seen.until <= now) return
-    const mine = networkOf(ip)
-    const others = seen.sources.filter((s) => networkOf(s) !== mine)
-    if (others.length === 0) return
-    const reason = `AUTH from ${ip} after ${seen.count} failed AUTHs in ${limit.text} from other networks: ${others.join(', ')}`
-    connection.logwarn(plugin, `possible password spraying success for ${JSON.stringify(account)}: ${reason}`)
-    try {
-      await withTimeout(
-        state.store.audit({ at: now, account, action: 'auth-after-failures', actor: 'signals', how: 'auth', reason }),
-        config.storeTimeoutMs,
-        'AUTH evidence',
-      )
-    } catch (err) {
-      logStoreDown(state, `store unavailable, AUTH evidence not written: ${errorText(err)}`, (line) =>
-        connection.logerror(plugin, line),
-      )
-    }
-    return
+  const seen = proc.authFailures.get(account)
+  if (!seen || seen.until <= now) return
+  const mine = networkOf(ip)
+  const others = seen.sources.filter((s) => networkOf(s) !== mine)
+  if (others.length === 0) return
+  const reason = `AUTH from ${ip} after ${seen.count} failed AUTHs in ${limit.text} from other networks: ${others.join(', ')}`
+  connection.logwarn(plugin, `possible password spraying success for ${JSON.stringify(account)}: ${reason}`)
+  try {
+    await withTimeout(
+      state.store.audit({ at: now, account, action: 'auth-after-failures', actor: 'signals', how: 'auth', reason }),
+      config.storeTimeoutMs,
+      'AUTH evidence',
+    )
+  } catch (err) {
+    logStoreDown(state, `store unavailable, AUTH evidence not written: ${errorText(err)}`, (line) =>
+      connection.logerror(plugin, line),
+    )
   }
+}
+
+/**
+ * A failed AUTH is counted in the store ([signals] auth_failures, one store call), and may alert
+ * and block. [exempt] accounts are counted and alerted, never blocked.
+ */
+async function failedAuth(
+  plugin: HarakaPlugin,
+  connection: Connection,
+  account: string,
+  state: GuardState,
+): Promise<void> {
+  const { config, process: proc } = state
+  const limit = authFailuresFor(config, account)
+  if (!limit) return
+  const ip = connection.remote.ip ?? ''
+  const now = Date.now()
   let result
   try {
     result = await withTimeout(
@@ -191,15 +298,24 @@ export function wrapAuthPlugins(
         // kills Haraka, so a throwing check is a failed login.
         const checked: PasswdCallback = (valid, opts) => {
           if (answered || !outcome) return answer(valid, opts)
-          let told: Promise<void>
+          let told: Promise<AuthRefusal | null>
           try {
-            told = outcome(connection, String(user), valid)
+            // check_cram_md5_passwd is given the client's digest, not the password.
+            told = outcome(
+              connection,
+              String(user),
+              Boolean(valid),
+              method === 'check_plain_passwd' ? String(passwd) : null,
+            )
           } catch (err) {
             told = Promise.reject(err instanceof Error ? err : new Error(String(err)))
           }
-          const logged = told.catch((err: unknown) => self.logerror(`AUTH outcome failed: ${errorText(err)}`))
-          if (valid) return answer(valid, opts)
-          void logged.then(() => answer(valid, opts))
+          void told
+            .catch((err: unknown) => {
+              self.logerror(`AUTH outcome failed: ${errorText(err)}`)
+              return null
+            })
+            .then((refusal) => (refusal ? answer(false, refusal) : answer(valid, opts)))
         }
         const checkPassword = (): void => {
           try {

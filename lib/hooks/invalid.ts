@@ -199,7 +199,8 @@ async function countAndReport(
         `with ${found.recipients} more at ${found.where}; incident ${result.record.incident}; ${evidenceLine(result.record.evidence)}`,
     )
     // The RCPT's answer and the bounce do not wait for the alert and the audit entry.
-    void afterDisable(plugin, state, result.record, token)
+    const password = connection ? (state.process.sessionPasswords.get(connection) ?? null) : undefined
+    void afterDisable(plugin, state, result.record, token, password)
   } else if (result.status === 'ok' && result.warn) {
     // [warn] at: one warning per window per account, whichever of its limits got there first.
     plugin.logwarn(

@@ -1,6 +1,6 @@
 /** The plugin's own mail to people: the postmaster alert and the notices about replies. */
 import { join, resolve } from 'node:path'
-import { composeAlert, composeNotice, composeSprayAlert, composeWarning } from '../alert'
+import { composeAlert, composeNotice, composeSprayAlert, composeWarning, type PasswordNote } from '../alert'
 import type { AuthFailuresConfig } from '../config'
 import type { HarakaPlugin } from '../haraka'
 import { randomId } from '../ids'
@@ -14,6 +14,7 @@ export async function sendAlert(
   state: GuardState,
   record: DisabledRecord,
   token: string | undefined,
+  password: PasswordNote = 'off',
 ): Promise<void> {
   const { config } = state
   try {
@@ -27,6 +28,8 @@ export async function sendAlert(
       me: config.me,
       tokenTtlMs: config.reactivate.tokenTtlMs,
       cliCommand: cliCommand('enable', record.account),
+      password,
+      allowPasswordCommand: cliCommand('enable --allow-old-password', record.account),
       now: Date.now(),
     })
     await state.sendMail(mail)

@@ -10,6 +10,8 @@ import { describeCount, describeLimit, errorText } from '../messages'
 import type { DisabledRecord, MessageSummary, WindowCount } from '../store'
 import { decodedHeader } from '../text'
 import { inNetworks, networkOf } from '../network'
+import { hashPassword } from '../password'
+import type { PasswordNote } from '../alert'
 import { sendAlert, sendWarning } from './mailer'
 import { refusedOverCap } from './rcpt'
 import { sessionAccount, storeFailure, type GuardState } from './state'
@@ -118,7 +120,7 @@ async function countAndCheck(
             `counts ${counts()}; incident ${result.record.incident}; ${evidenceLine(result.record.evidence, result.record.networks)}`,
         )
         // The refusal does not wait for the alert and the audit entry.
-        void afterDisable(plugin, state, result.record, token)
+        void afterDisable(plugin, state, result.record, token, state.process.sessionPasswords.get(connection) ?? null)
       }
       return answers.overLimit(account, result.over, config.contact)
     case 'ok': {
@@ -183,22 +185,52 @@ export function sendMonitorReport(
   return sendAlert(plugin, state, record, undefined)
 }
 
-/** The audit entry and the alert of an automatic disable; failures are logged, never thrown. */
+/**
+ * The audit entry, the hash of the session's password ([reactivate] require_new_password) and
+ * the alert of an automatic disable; failures are logged, never thrown. `password` is the
+ * session's (null: its AUTH mechanism hid it; undefined: no session, e.g. a bounce).
+ */
 export async function afterDisable(
   plugin: HarakaPlugin,
   state: GuardState,
   record: DisabledRecord,
   token: string,
+  password: string | null | undefined,
 ): Promise<void> {
   const reason = record.over ? `reached ${describeLimit(record.over)} (${describeCount(record.over)})` : record.reason
-  await Promise.all([
+  const [, kept] = await Promise.all([
     state.store
       .audit({ at: record.at, account: record.account, action: 'disable', actor: 'limit', how: 'limit', reason })
       .catch((err: unknown) =>
         plugin.logerror(`audit entry for ${JSON.stringify(record.account)} not written: ${errorText(err)}`),
       ),
-    sendAlert(plugin, state, record, token),
+    keepPassword(plugin, state, record, password),
   ])
+  await sendAlert(plugin, state, record, token, kept)
+}
+
+/**
+ * Keeps the salted hash of the password of the session that tripped the disable; answers what
+ * the alert says about it: 'kept', 'hidden' (the session's AUTH hid it) or 'off' (not asked to,
+ * no session, or it could not be stored).
+ */
+async function keepPassword(
+  plugin: HarakaPlugin,
+  state: GuardState,
+  record: DisabledRecord,
+  password: string | null | undefined,
+): Promise<PasswordNote> {
+  if (!state.config.reactivate.requireNewPassword || password === undefined) return 'off'
+  if (password === null) return 'hidden'
+  try {
+    await state.store.rememberPassword(record.account, await hashPassword(password, record.at, record.incident))
+    return 'kept'
+  } catch (err) {
+    plugin.logerror(
+      `the password of incident ${record.incident} (${JSON.stringify(record.account)}) was not kept: ${errorText(err)}`,
+    )
+    return 'off'
+  }
 }
 
 /**

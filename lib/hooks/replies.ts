@@ -109,12 +109,25 @@ async function decideReply(
       .audit({ at: Date.now(), account: outcome.account, action: 'enable', actor: outcome.actor, how: 'reply' })
       .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${errorText(err)}`))
     const to = login !== null && mailFrom ? [mailFrom] : config.alert.to
+    const pending =
+      config.reactivate.requireNewPassword &&
+      (await store.oldPasswords(outcome.account).then(
+        (hashes) => hashes.length > 0,
+        () => false,
+      ))
+    const passwordLines = pending
+      ? [
+          'The password in use at the incident stays refused (535 "must be changed") until it',
+          'has been changed: change it now. To let it in again, run on the mail server:',
+          `  ${cliCommand('enable --allow-old-password', outcome.account)}`,
+        ]
+      : ['If its password was not changed yet, change it now.']
     for (const address of to) {
       void notify(plugin, state, address, messageId, `Account ${shownAccount(outcome.account)} re-enabled`, [
         `The account ${shownAccount(outcome.account)} works again: its disabled flag and its counters were cleared`,
         `by a reply from ${outcome.actor}.`,
         '',
-        'If its password was not changed yet, change it now.',
+        ...passwordLines,
       ])
     }
   } else {

@@ -25,11 +25,22 @@ export interface ProcessState {
   >
   /** Accounts whose AUTH is answered 454 ([signals] auth_failures_action = block), until when (local clock). */
   readonly authBlocks: Map<string, number>
+  /**
+   * The password each authenticated session logged in with (null: its AUTH mechanism hides it),
+   * in memory only, for as long as Haraka keeps the connection: hashed if its mail disables the
+   * account ([reactivate] require_new_password).
+   */
+  readonly sessionPasswords: WeakMap<Connection, string | null>
 }
 
 /** A fresh ProcessState, for a plugin object that starts. */
 export function newProcessState(): ProcessState {
-  return { storeDown: createFailureLog({ what: 'store unavailable' }), authFailures: new Map(), authBlocks: new Map() }
+  return {
+    storeDown: createFailureLog({ what: 'store unavailable' }),
+    authFailures: new Map(),
+    authBlocks: new Map(),
+    sessionPasswords: new WeakMap(),
+  }
 }
 
 export interface GuardState {

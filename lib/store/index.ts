@@ -5,6 +5,7 @@
  * disabled flags through a Redis that loses its data (journal/).
  */
 import type { LimitKind, Mode, Rule } from '../config'
+import type { PasswordHash } from '../password'
 
 /** What one message tells about its sender, kept as evidence (capped, see EVIDENCE_CAP). */
 export interface MessageSummary {
@@ -106,12 +107,29 @@ export interface DisabledRecord {
 /** Why redeem() did or did not re-enable the account. */
 export type RedeemResult = 'ok' | 'not-disabled' | 'mismatch' | 'expired'
 
+/**
+ * What an audit entry records: a disable, an enable, a counters reset, a reply that did not
+ * re-enable, held mail dropped, an AUTH after failed ones from elsewhere, and the incident's
+ * password: refused at AUTH, changed (a new one accepted), allowed again by an admin.
+ */
+export const AUDIT_ACTIONS = [
+  'disable',
+  'enable',
+  'reset',
+  'reactivate-failed',
+  'drop-held',
+  'auth-after-failures',
+  'password-refused',
+  'password-changed',
+  'password-allowed',
+] as const
+
 /** One line of the audit trail. */
 export interface AuditEntry {
   /** Milliseconds since the epoch. */
   readonly at: number
   readonly account: string
-  readonly action: 'disable' | 'enable' | 'reset' | 'reactivate-failed' | 'drop-held' | 'auth-after-failures'
+  readonly action: (typeof AUDIT_ACTIONS)[number]
   /** Who: 'limit' for the automatic disable, an admin login, or 'cli:<os user>'. */
   readonly actor: string
   /** How: 'limit', 'reply', 'cli'. */
@@ -169,6 +187,9 @@ export const NETWORKS_CAP = 1000
 /** How many networks a disable record or a warning names (the most recent). */
 export const NETWORKS_SHOWN = 50
 
+/** How many password hashes an account keeps (one per incident; the newest). */
+export const PASSWORDS_CAP = 3
+
 /** How many message summaries an account keeps as evidence. */
 export const EVIDENCE_CAP = 10
 
@@ -224,6 +245,12 @@ export interface Store {
   heldCount(account: string): Promise<number>
   /** Marks every message of the account queued until now for dropping; answers the held count. */
   dropHeld(account: string, ttlMs: number): Promise<number>
+  /** Keeps the hash of a password in use when the account was disabled (the newest PASSWORDS_CAP). */
+  rememberPassword(account: string, hash: PasswordHash): Promise<void>
+  /** The hashes of the passwords refused until the account's password is changed; empty: none pending. */
+  oldPasswords(account: string): Promise<PasswordHash[]>
+  /** Forgets them (the password was changed, or an admin allowed the old one); true when there were any. */
+  forgetPasswords(account: string): Promise<boolean>
   /** Counts one failed AUTH of an account in a sliding window (see AuthFailureResult); atomic. */
   authFailure(input: AuthFailureInput): Promise<AuthFailureResult>
   /** Releases connections and timers; the store is unusable afterwards. */
@@ -321,8 +348,7 @@ function str(v: unknown): string {
 export function toAuditEntry(row: unknown): AuditEntry[] {
   if (!row || typeof row !== 'object') return []
   const r = row as Record<string, unknown>
-  const actions = ['disable', 'enable', 'reset', 'reactivate-failed', 'drop-held', 'auth-after-failures'] as const
-  const action = actions.find((a) => a === r.action)
+  const action = AUDIT_ACTIONS.find((a) => a === r.action)
   if (!action) return []
   return [
     {

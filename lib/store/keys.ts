@@ -75,6 +75,11 @@ export interface AccountKeys {
   readonly invalidEvidence: string
   /** String with a TTL: monitor mode already reported invalid_recipients this window. */
   readonly invalidMonitored: string
+  /**
+   * Hash, no TTL: incident -> JSON of the salted scrypt hash of the password in use when it was
+   * disabled (lib/password.ts), at most PASSWORDS_CAP; kept through an enable until the password changes.
+   */
+  readonly oldPasswords: string
 }
 
 /** The keys of one account, all in the account's hash-tag slot. */
@@ -96,6 +101,7 @@ export function accountKeys(account: string): AccountKeys {
     invalid: `${base}:invalid`,
     invalidEvidence: `${base}:invalid-evidence`,
     invalidMonitored: `${base}:invalid-monitored`,
+    oldPasswords: `${base}:old-passwords`,
   }
 }
 
@@ -106,6 +112,13 @@ export function accountKeys(account: string): AccountKeys {
 export function countingKeys(k: AccountKeys): string[] {
   return [k.counts, k.evidence, k.monitored, k.networks, k.warned, k.invalid, k.invalidEvidence, k.invalidMonitored]
 }
+
+/**
+ * Hash, no TTL: account -> the incident of its newest kept password, for every account with a
+ * password change pending. One small key every process caches (kept true by CLIENT TRACKING), so
+ * AUTH of an account with nothing pending reads nothing.
+ */
+export const PASSWORDS_PENDING = `${PREFIX}:passwords-pending`
 
 /** List of audit entries (JSON), newest first, capped at AUDIT_CAP. */
 export const AUDIT_LOG = `${PREFIX}:audit`

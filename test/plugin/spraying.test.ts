@@ -121,13 +121,14 @@ describe('plugin: password spraying ([signals] auth_failures)', function () {
     assert.deepEqual(await check(g.auth, 'alice', 'right'), { valid: true, opts: undefined })
   })
 
-  it('a successful AUTH makes no store call beyond the disabled lookup; a failed one makes one', async function () {
+  it('a successful AUTH makes no store call beyond the disabled lookup and the pending-password list; a failed one makes one', async function () {
     const calls: string[] = []
     const g = withAuth('[signals]\nauth_failures = 3/1h\nauth_failures_action = block\n', counting(calls))
     await init(g.plugin)
     calls.length = 0
     await check(g.auth, 'alice', 'right')
-    assert.deepEqual(calls, ['getDisabled'])
+    // oldPasswords reads one shared list the Redis store caches: no round trip once it has it.
+    assert.deepEqual(calls, ['getDisabled', 'oldPasswords'])
     calls.length = 0
     await check(g.auth, 'alice', 'wrong')
     assert.deepEqual(calls, ['getDisabled', 'authFailure'])

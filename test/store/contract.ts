@@ -20,6 +20,7 @@ import {
   AUTH_SOURCES_CAP,
   EVIDENCE_CAP,
   NETWORKS_CAP,
+  PASSWORDS_CAP,
   type AuthFailureResult,
   type AuditEntry,
   type MessageSummary,
@@ -28,6 +29,7 @@ import {
   type Store,
   type WindowCount,
 } from '../../lib/store'
+import type { PasswordHash } from '../../lib/password'
 import { countersTtlMs } from '../../lib/store/series'
 import { waitUntil } from '../../support/process'
 
@@ -1549,6 +1551,50 @@ export function contract(
       within('keeps accounts with odd names apart', async ({ store }) => {
         const r = invalidRules('2/1h')
         for (const account of ODD_ACCOUNTS) assert.equal((await invalid(store, account, r, 1)).counts[0]?.count, 1)
+      })
+    })
+
+    describe('passwords of an incident ([reactivate] require_new_password)', function () {
+      const hash = (incident: string, at: number): PasswordHash => ({
+        params: 'scrypt:N=16384,r=8,p=1,len=32',
+        salt: 'ab'.repeat(16),
+        hash: incident
+          .padEnd(64, '0')
+          .slice(0, 64)
+          .replace(/[^0-9a-f]/g, 'e'),
+        at,
+        incident,
+      })
+
+      within('keeps the newest PASSWORDS_CAP hashes per account, through an enable, until forgotten', async (c) => {
+        const { store } = c
+        assert.deepEqual(await store.oldPasswords('alice'), [])
+        for (let i = 1; i <= PASSWORDS_CAP + 1; i++) await store.rememberPassword('alice', hash(`inc${i}`, T0 + i))
+        const kept = await store.oldPasswords('alice')
+        assert.deepEqual(
+          kept.map((h) => h.incident),
+          Array.from({ length: PASSWORDS_CAP }, (_, i) => `inc${PASSWORDS_CAP + 1 - i}`),
+          'newest first, the oldest dropped',
+        )
+        assert.deepEqual(kept[0], hash(`inc${PASSWORDS_CAP + 1}`, T0 + PASSWORDS_CAP + 1))
+        await store.disable({ account: 'alice', reason: 'x', by: 'cli:test', incident: 'm1' })
+        await store.enable('alice')
+        await store.reset('alice')
+        assert.equal((await store.oldPasswords('alice')).length, PASSWORDS_CAP, 'an enable and a reset keep them')
+        assert.deepEqual(await store.oldPasswords('bob'), [], 'per account')
+        assert.equal(await store.forgetPasswords('alice'), true)
+        assert.deepEqual(await store.oldPasswords('alice'), [])
+        assert.equal(await store.forgetPasswords('alice'), false)
+      })
+
+      within('keeps accounts with odd names apart', async (c) => {
+        for (const account of ODD_ACCOUNTS) await c.store.rememberPassword(account, hash(`i-${account.length}`, T0))
+        for (const account of ODD_ACCOUNTS)
+          assert.deepEqual(
+            (await c.store.oldPasswords(account)).map((h) => h.incident),
+            [`i-${account.length}`],
+            JSON.stringify(account),
+          )
       })
     })
 

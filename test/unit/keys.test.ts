@@ -121,8 +121,8 @@ describe('keys', function () {
     it('gives every key of an account the account hash tag, so one script touches one slot', function () {
       for (const account of ODD_ACCOUNTS) {
         const keys = keysOf(account)
-        assert.equal(keys.length, 15)
-        assert.equal(new Set(keys).size, 15)
+        assert.equal(keys.length, 16)
+        assert.equal(new Set(keys).size, 16)
         for (const key of keys) {
           assert.ok(key.startsWith(`${PREFIX}:{`), key)
           assert.equal(hashTag(key), encodeAccount(account))
@@ -162,6 +162,7 @@ describe('keys', function () {
         invalid: 'hijack-guard:{alice@example.com}:invalid',
         invalidEvidence: 'hijack-guard:{alice@example.com}:invalid-evidence',
         invalidMonitored: 'hijack-guard:{alice@example.com}:invalid-monitored',
+        oldPasswords: 'hijack-guard:{alice@example.com}:old-passwords',
       })
       assert.equal(AUDIT_LOG, 'hijack-guard:audit')
       const digest = '0123456789abcdef'.repeat(4)

@@ -2,6 +2,7 @@
  * What the memory store keeps on disk (disable records, token pointers, audit, held mail) and
  * its JSON form: parsed and validated on the way in, written with a version on the way out.
  */
+import { toPasswordHash, type PasswordHash } from '../../password'
 import { StoreError, toAuditEntry, toSummary, type AuditEntry, type DisabledRecord } from '..'
 
 /** A disable record as kept on disk: with its token's SHA-256, which readers never see. */
@@ -29,6 +30,8 @@ export interface Durable {
   dropBefore: Map<string, { at: number; until: number }>
   /** account -> held message id -> when to forget it. */
   held: Map<string, Map<string, number>>
+  /** account -> hashes of the passwords refused until it is changed (see lib/password.ts). */
+  passwords: Map<string, PasswordHash[]>
 }
 
 /** The record as readers see it: without the token digest. */
@@ -46,6 +49,7 @@ export function emptyDurable(): Durable {
     cleared: new Map(),
     dropBefore: new Map(),
     held: new Map(),
+    passwords: new Map(),
   }
 }
 
@@ -61,6 +65,7 @@ export function toJson(d: Durable): string {
       cleared: Object.fromEntries(d.cleared),
       dropBefore: Object.fromEntries(d.dropBefore),
       held: Object.fromEntries(held),
+      passwords: Object.fromEntries(d.passwords),
     },
     null,
     2,
@@ -114,6 +119,10 @@ export function parseDurable(file: string, text: string): Durable {
   }
   for (const [account, ids] of entriesOf(parsed.held)) {
     d.held.set(account, new Map(entriesOf(ids).map(([id, until]): [string, number] => [id, Number(until) || 0])))
+  }
+  for (const [account, list] of entriesOf(parsed.passwords)) {
+    const hashes = Array.isArray(list) ? list.flatMap(toPasswordHash) : []
+    if (hashes.length) d.passwords.set(account, hashes)
   }
   return d
 }

@@ -6,7 +6,9 @@
 import type { Rule } from '../../config'
 import { totalsAt } from '../series'
 import { randomId, tokenDigest } from '../../ids'
+import type { PasswordHash } from '../../password'
 import {
+  PASSWORDS_CAP,
   windowCount,
   type AuditEntry,
   type DisabledRecord,
@@ -78,6 +80,7 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
     ...disableMethods(parts),
     ...auditMethods(parts),
     ...heldMethods(parts),
+    ...passwordMethods(parts),
 
     async authFailure(input) {
       return authFailures.record(input, now())
@@ -92,6 +95,30 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       counters.clear()
       invalid.clear()
       authFailures.clear()
+    },
+  }
+}
+
+/** The hashes of passwords in use at a disable, kept in the state file until the password changes. */
+function passwordMethods(p: Parts): Pick<Store, 'rememberPassword' | 'oldPasswords' | 'forgetPasswords'> {
+  return {
+    async rememberPassword(account: string, hash: PasswordHash): Promise<void> {
+      await p.state.change((d) => {
+        const kept = (d.passwords.get(account) ?? []).filter((h) => h.incident !== hash.incident)
+        d.passwords.set(account, [hash, ...kept].slice(0, PASSWORDS_CAP))
+      })
+    },
+
+    async oldPasswords(account: string): Promise<PasswordHash[]> {
+      return [...(p.state.refresh().passwords.get(account) ?? [])]
+    },
+
+    async forgetPasswords(account: string): Promise<boolean> {
+      let had = false
+      await p.state.change((d) => {
+        had = d.passwords.delete(account)
+      })
+      return had
     },
   }
 }

@@ -3,13 +3,14 @@
  * and decoder) or a few commands over the connection (connection.ts: the client, timeouts, fail-fast, reconnects).
  */
 import type { Rule } from '../../config'
-import { accountKeys, AUDIT_LOG, countingKeys, decodeAccount, PREFIX, tokenKey } from '../keys'
+import { accountKeys, AUDIT_LOG, countingKeys, decodeAccount, PASSWORDS_PENDING, PREFIX, tokenKey } from '../keys'
 import { connectRedis, type RedisConnection, type RedisConnectionOptions } from './connection'
 import { trackHashes, type HashFields, type TrackedHashes } from './tracking'
 import { AUTH_FAILURE, DISABLE, DROP_HELD, ENABLE, REASSERT, RECORD, REDEEM } from './scripts'
 import {
   AUDIT_CAP,
   EVIDENCE_CAP,
+  PASSWORDS_CAP,
   toAuditEntry,
   parseEvidence,
   parseNetworks,
@@ -28,6 +29,7 @@ import {
   type WindowCount,
 } from '..'
 import { tokenDigest } from '../../ids'
+import { toPasswordHash, type PasswordHash } from '../../password'
 import { totalsAt } from '../series'
 
 export type { Logger } from './connection'
@@ -78,6 +80,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     ...disableMethods(redis, records),
     ...auditMethods(redis),
     ...heldMethods(redis),
+    ...passwordMethods(redis, records),
     async authFailure(input) {
       return AUTH_FAILURE.decode(await redis.evalScript(AUTH_FAILURE, AUTH_FAILURE.encode(input)), input)
     },
@@ -86,6 +89,62 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     async close(): Promise<void> {
       await records.close()
       await redis.close()
+    },
+  }
+}
+
+/**
+ * The hashes of passwords in use at a disable: one hash per account, a field per incident, and
+ * the accounts that have any in PASSWORDS_PENDING. AUTH reads the latter through the cache the
+ * disable records use: an account with nothing pending costs no round trip, and no command for a
+ * process that has read the (rarely changing) list once.
+ */
+function passwordMethods(
+  redis: RedisConnection,
+  records: TrackedHashes,
+): Pick<RedisStore, 'rememberPassword' | 'oldPasswords' | 'forgetPasswords'> {
+  const read = async (account: string): Promise<PasswordHash[]> => {
+    const pending = await records.read('oldPasswords', PASSWORDS_PENDING)
+    if (pending[account] === undefined) return []
+    const fields = await records.read('oldPasswords', accountKeys(account).oldPasswords)
+    return Object.values(fields)
+      .flatMap((json) => {
+        try {
+          return toPasswordHash(JSON.parse(json))
+        } catch {
+          return []
+        }
+      })
+      .sort((a, b) => b.at - a.at)
+  }
+  const writing = async <T>(account: string, write: () => Promise<T>): Promise<T> => {
+    try {
+      return await write()
+    } finally {
+      records.forget(accountKeys(account).oldPasswords)
+      records.forget(PASSWORDS_PENDING)
+    }
+  }
+  return {
+    oldPasswords: read,
+
+    async rememberPassword(account: string, hash: PasswordHash): Promise<void> {
+      const key = accountKeys(account).oldPasswords
+      await writing(account, async () => {
+        await redis.call('rememberPassword', (client) => client.hSet(key, hash.incident, JSON.stringify(hash)))
+        await redis.call('rememberPassword', (client) => client.hSet(PASSWORDS_PENDING, account, hash.incident))
+      })
+      const older = (await read(account)).slice(PASSWORDS_CAP).map((h) => h.incident)
+      if (older.length)
+        await writing(account, () => redis.call('rememberPassword', (client) => client.hDel(key, older)))
+    },
+
+    async forgetPasswords(account: string): Promise<boolean> {
+      return writing(account, async () => {
+        const removed = await redis.call('forgetPasswords', (client) => client.del(accountKeys(account).oldPasswords))
+        await redis.call('forgetPasswords', (client) => client.hDel(PASSWORDS_PENDING, account))
+        return Number(removed) > 0
+      })
     },
   }
 }
