@@ -5,6 +5,7 @@
 // [rc, msg, plugin, method, params, hook].
 
 import assert from 'node:assert/strict'
+import { waitUntil } from '../../support/process'
 import { Address } from '@haraka/email-address'
 import * as constants from 'haraka-constants'
 import { Header } from 'haraka-email-message'
@@ -88,7 +89,11 @@ async function trip(
   assert.equal((await send(plugin, ALICE)).rc, undefined)
   const over = await send(plugin, ALICE)
   assert.equal(over.rc, constants.deny)
-  await settle()
+  // The alert is queued after the disable's audit entry and password record, not with the answer.
+  await waitUntil(() => sent.some((m) => /Auto-Submitted: auto-generated/.test(m.message)), {
+    timeoutMs: 5000,
+    message: 'the alert',
+  })
   const alerts = sent.filter((m) => /Auto-Submitted: auto-generated/.test(m.message))
   assert.equal(alerts.length, 1)
   const alert = alerts[0]
