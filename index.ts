@@ -18,6 +18,7 @@ import {
   countInvalid,
   countMessage,
   holdCandidate,
+  releaseWaiting,
   isReplyToAlert,
   newProcessState,
   refuseDropped,
@@ -36,6 +37,7 @@ import {
   answer,
   asHook,
   DENY,
+  outboundRequeue,
   outboundSender,
   registeredPlugins,
   type Address,
@@ -66,6 +68,7 @@ export function register(this: GuardPlugin): void {
   }
   for (const w of config.warnings) this.logwarn(`${CONFIG_FILE}: ${w}`)
   this.guard = { config, sendMail: outboundSender(this), process: newProcessState() }
+  this.guard.process.held.requeue = outboundRequeue(this)
   // Ahead of other plugins: the reply address must be accepted before a relay check refuses
   // it, and no queue plugin may take a message before it is counted.
   this.register_hook('rcpt', 'check_rcpt', -100)
@@ -176,8 +179,17 @@ function state(plugin: GuardPlugin): GuardState {
   guard.store = store
   const known = guard.state
   if (known && known.config === guard.config && known.store === store && known.sendMail === guard.sendMail) return known
+  if (known?.store !== store) watchEnables(plugin, store)
   guard.state = { config: guard.config, store, sendMail: guard.sendMail, process: guard.process }
   return guard.state
+}
+
+/** An enable, here or on any server sharing the store, sends the account's held mail in this process now. */
+function watchEnables(plugin: GuardPlugin, store: Store): void {
+  store.watchEnables((account) => {
+    if (plugin.guard.store !== store) return
+    releaseWaiting(plugin.guard.process.held, account, (line) => plugin.lognotice(line))
+  })
 }
 
 function openStore(plugin: GuardPlugin, config: Config): Store {

@@ -36,6 +36,8 @@ function unstubbed(kind: Store['kind']): Store {
     release: reject('release'),
     heldCount: reject('heldCount'),
     dropHeld: reject('dropHeld'),
+    // Registering a listener is no store call: a fake simply never announces an enable.
+    watchEnables: () => undefined,
     authFailure: reject('authFailure'),
     rememberPassword: reject('rememberPassword'),
     oldPasswords: reject('oldPasswords'),

@@ -202,7 +202,7 @@ async function enable(ctx: Context): Promise<number> {
     { account, action: 'enable', done: true, held, passwordChangePending: pending, passwordAllowed: allowed },
     `${account} enabled: flag and counters cleared.` +
       (held
-        ? `\n${held} held message${held === 1 ? '' : 's'} go out at the next delivery attempt (within ${retry}); to send now: haraka -c ${ctx.harakaDir} --qunstick`
+        ? `\n${held} held message${held === 1 ? '' : 's'} go out within seconds: the running Haraka processes learn of the enable (at the latest at the next delivery attempt, within ${retry})`
         : '') +
       passwordText,
   )

@@ -127,6 +127,34 @@ export function outboundSender(
     })
 }
 
+/** Haraka's outbound queues (3.3.4), as far as sending a held message now uses them. */
+interface OutboundQueues {
+  /** Delayed messages by queue file name; discard throws when the name is not waiting there. */
+  temp_fail_queue: { discard(id: string): unknown }
+  delivery_queue: { push(mail: unknown): void }
+}
+
+/**
+ * Moves a message that send_email delayed out of this process's temp-fail queue into its
+ * delivery queue, as its timer would have done; false when it is no longer waiting (its timer
+ * fired, or it is being sent). Each Haraka process (each cluster worker) holds its own delayed
+ * messages, so each does this for its own.
+ */
+export function outboundRequeue(plugin: HarakaPlugin): (mail: { filename?: string }) => boolean {
+  return (mail) => {
+    if (!mail.filename) return false
+    let outbound: OutboundQueues
+    try {
+      outbound = plugin.haraka_require('outbound') as OutboundQueues
+      outbound.temp_fail_queue.discard(mail.filename)
+    } catch {
+      return false
+    }
+    outbound.delivery_queue.push(mail)
+    return true
+  }
+}
+
 /** The plugins registered in this Haraka process, by name. */
 export function registeredPlugins(plugin: HarakaPlugin): Record<string, Record<string, unknown>> {
   try {

@@ -10,6 +10,7 @@ import { answers } from '../answers'
 import { type Connection, type HarakaPlugin, type Verdict } from '../haraka'
 import { errorText } from '../messages'
 import type { Store } from '../store'
+import { newHeldMail, type HeldMail } from './held'
 
 /** What this Haraka process remembers between hooks (one per plugin object). */
 export interface ProcessState {
@@ -31,6 +32,8 @@ export interface ProcessState {
    * account ([reactivate] require_new_password).
    */
   readonly sessionPasswords: WeakMap<Connection, string | null>
+  /** Held messages outbound waits on here, released at an enable notice (held.ts). */
+  readonly held: HeldMail
 }
 
 /** A fresh ProcessState, for a plugin object that starts. */
@@ -40,6 +43,7 @@ export function newProcessState(): ProcessState {
     authFailures: new Map(),
     authBlocks: new Map(),
     sessionPasswords: new WeakMap(),
+    held: newHeldMail(),
   }
 }
 

@@ -251,6 +251,14 @@ export interface Store {
   oldPasswords(account: string): Promise<PasswordHash[]>
   /** Forgets them (the password was changed, or an admin allowed the old one); true when there were any. */
   forgetPasswords(account: string): Promise<boolean>
+  /**
+   * Calls `listener` with an account that may just have been enabled, by this process or by any
+   * other sharing the store (the CLI, another Haraka), or with null when notices may have been
+   * missed (any account may have been). Best effort and at most seconds late: a notice can be
+   * lost (Redis down, a read not tracked), so the held-mail retry stays the fallback; a notice
+   * can also come for an account that is still disabled. No store call is made for it.
+   */
+  watchEnables(listener: (account: string | null) => void): void
   /** Counts one failed AUTH of an account in a sliding window (see AuthFailureResult); atomic. */
   authFailure(input: AuthFailureInput): Promise<AuthFailureResult>
   /** Releases connections and timers; the store is unusable afterwards. */

@@ -105,6 +105,12 @@ export function accountKeys(account: string): AccountKeys {
   }
 }
 
+/** The account whose `disabled` key `key` is (accountKeys), or null for any other key. */
+export function disabledKeyAccount(key: string): string | null {
+  const m = /^hijack-guard:\{([^{}:]*)\}:disabled$/.exec(key)
+  return m ? decodeAccount(m[1] as string) : null
+}
+
 /**
  * The keys of what an account's mail counted, [signals] invalid_recipients included (cleared by an
  * enable and by a reset; the disabled flag is not one).

@@ -13,14 +13,15 @@ import { callHook, fixtureSession, makeGuard, transactionOf, type GuardPlugin } 
 
 const INI = '[limits]\nmessages=100/1m\n[alert]\nto=postmaster@example.com\n[held]\nretry=30s\n'
 
-/** A store that records the name of every member called; each call rejects ("not stubbed") unless `overrides` has it. */
+/** A store that records the name of every member called (but watchEnables); each call rejects ("not stubbed") unless `overrides` has it. */
 function recordingStore(overrides: Partial<Store> = {}): { store: Store; calls: string[] } {
   const calls: string[] = []
   const inner = fakeStore(overrides)
   const store = new Proxy(inner, {
     get(target, prop, receiver): unknown {
       const value: unknown = Reflect.get(target, prop, receiver)
-      if (typeof value !== 'function') return value
+      // watchEnables registers a listener once per store: no call to the store, not recorded.
+      if (typeof value !== 'function' || prop === 'watchEnables') return value
       return (...args: unknown[]): unknown => {
         calls.push(String(prop))
         return (value as (...a: unknown[]) => unknown).apply(target, args)
@@ -97,6 +98,50 @@ describe('plugin: the hooks on every message answer at once and leave the store 
       const out = await callHook(plugin, 'hook_send_email', queued(60_000))
       assert.deepEqual([out.rc, out.msg], [constants.delay, 30])
       assert.deepEqual(calls, ['heldState', 'hold'])
+    })
+
+    it('an enable notice (Store.watchEnables) hands the messages it holds of that account back to outbound now, once; null hands back all', async function () {
+      let tell: (account: string | null) => void = () => assert.fail('watchEnables was not called')
+      const { store } = recordingStore({
+        heldState: async () => ({ disabled: true, dropBefore: 0 }),
+        hold: async () => undefined,
+        watchEnables: (listener) => void (tell = listener),
+      })
+      const { plugin } = makeGuard(INI, { store })
+      const requeued: unknown[] = []
+      const held = (plugin.guard as unknown as { process: { held: { requeue: (m: unknown) => boolean } } }).process.held
+      held.requeue = (mail) => requeued.push(mail) > 0
+      const mail = queued(60_000)
+      assert.equal((await callHook(plugin, 'hook_send_email', mail)).rc, constants.delay)
+      tell('bob@example.com')
+      assert.deepEqual(requeued, [], 'another account: nothing')
+      tell('alice@example.com')
+      assert.deepEqual(requeued, [mail])
+      tell('alice@example.com')
+      assert.deepEqual(requeued, [mail], 'handed back once: the next attempt looks again')
+      assert.equal((await callHook(plugin, 'hook_send_email', mail)).rc, constants.delay)
+      tell(null)
+      assert.deepEqual(requeued, [mail, mail])
+    })
+
+    it('an enable notice that comes while the store is being read hands the message back right after its DELAY', async function () {
+      let tell: (account: string | null) => void = () => undefined
+      const { store } = recordingStore({
+        heldState: async () => {
+          tell('alice@example.com') // the enable lands between the read and the DELAY
+          return { disabled: true, dropBefore: 0 }
+        },
+        hold: async () => undefined,
+        watchEnables: (listener) => void (tell = listener),
+      })
+      const { plugin } = makeGuard(INI, { store })
+      const requeued: unknown[] = []
+      const held = (plugin.guard as unknown as { process: { held: { requeue: (m: unknown) => boolean } } }).process.held
+      held.requeue = (mail) => requeued.push(mail) > 0
+      const mail = queued(60_000)
+      assert.equal((await callHook(plugin, 'hook_send_email', mail)).rc, constants.delay)
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.deepEqual(requeued, [mail])
     })
 
     it('marks a later attempt of a message an operator dropped, and lets it go on to get_mx', async function () {

@@ -238,4 +238,22 @@ describe('memory store: the state file on disk', function () {
     await assert.rejects(checkStateFile(file), (err) => err instanceof StoreError && err.message.includes(file))
     assert.equal(state(file), '{"disabled": ')
   })
+  it("an enable by the CLI (another process's store on the file) reaches watchEnables of the running store within 2.5 s; its own enable at once", async function () {
+    const store = createMemoryStore({ stateFile: file })
+    const heard: (string | null)[] = []
+    store.watchEnables((account) => heard.push(account))
+    for (const account of ['a@example.com', 'b@example.com'])
+      assert.equal(await store.disable({ account, reason: 'test', by: 'cli:test', incident: 'i' }), true)
+    const cli = createMemoryStore({ stateFile: file })
+    assert.equal(await cli.enable('a@example.com'), true)
+    await cli.close()
+    await waitUntil(() => heard.includes('a@example.com'), {
+      timeoutMs: 2500,
+      message: () => `heard ${JSON.stringify(heard)}`,
+    })
+    assert.deepEqual(heard, ['a@example.com'])
+    assert.equal(await store.enable('b@example.com'), true)
+    assert.deepEqual(heard, ['a@example.com', 'b@example.com'])
+    await store.close()
+  })
 })

@@ -257,4 +257,44 @@ describe('redis store: the disable-record cache', function () {
     assert.equal(await store.getDisabled(VICTIM), null)
     assert.equal(await lookups(monitor, disabledKey), 1)
   })
+  // Held mail leaves at once (lib/hooks/held.ts): the invalidation Redis already pushes for a
+  // record this process read is how it learns of an enable elsewhere; no channel, no extra call.
+  it('an enable by another process (the CLI) reaches watchEnables of a store that read the record for held mail, without a lookup; other keys and accounts do not', async function () {
+    const store = await open()
+    const heard: (string | null)[] = []
+    await trip(store)
+    await untilDisabled(store, VICTIM)
+    store.watchEnables((account) => heard.push(account))
+    assert.equal((await store.heldState(VICTIM)).disabled, true)
+    monitor = await monitorRedis(db.server.port)
+    const cli = await open(db.server.port, { cacheDisabled: false })
+    await cli.reset(VICTIM) // the counters: not the record
+    await cli.enable('someone-else@example.com')
+    assert.equal(await cli.enable(VICTIM), true)
+    await waitUntil(() => heard.includes(VICTIM), { timeoutMs: 2000, message: () => `heard ${JSON.stringify(heard)}` })
+    assert.deepEqual(
+      heard.filter((a) => a !== null),
+      [VICTIM],
+      'told of the enabled account alone',
+    )
+    assert.equal(await lookups(monitor, disabledKey), 0, 'the notice cost no lookup')
+  })
+
+  it("this process's own enable (a reply) tells watchEnables at once, before Redis's push", async function () {
+    const store = await open()
+    const heard: (string | null)[] = []
+    await trip(store)
+    store.watchEnables((account) => heard.push(account))
+    assert.equal(await store.enable(VICTIM), true)
+    assert.ok(heard.includes(VICTIM), JSON.stringify(heard))
+  })
+
+  it('a new tracking connection (changes may have gone unseen) tells watchEnables null', async function () {
+    const { store } = await cachedEnabled() // the tracking connection is up
+    const heard: (string | null)[] = []
+    store.watchEnables((account) => heard.push(account))
+    assert.equal(heard.length, 0)
+    await db.admin.sendCommand(['CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes'])
+    await waitUntil(() => heard.includes(null), { timeoutMs: 5000, message: () => `heard ${JSON.stringify(heard)}` })
+  })
 })

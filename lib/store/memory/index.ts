@@ -54,7 +54,12 @@ interface Parts {
   /** [signals] invalid_recipients: counters of their own, with the evidence of the refused recipients. */
   readonly invalid: Counters
   readonly now: () => number
+  /** Tells the watchEnables listeners of an account that may just have been enabled. */
+  readonly enabled: (account: string) => void
 }
+
+/** How often a watched store looks at its state file for enables by another process (the CLI). */
+export const WATCH_MS = 1000
 
 /**
  * The embedded Store for one Haraka process. Counters live in memory; the durable state
@@ -68,11 +73,18 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
   const now = options.now ?? Date.now
   const counters = createCounters()
   const invalid = createCounters()
+  const enables: ((account: string) => void)[] = []
+  const enabled = (account: string): void => {
+    for (const listener of enables) listener(account)
+  }
+  // An enable or a reset by another process: its counters go, and it may have been enabled.
   const state = openStateFile(options.stateFile, now, (account) => {
     counters.delete(account)
     invalid.delete(account)
+    enabled(account)
   })
-  const parts: Parts = { state, counters, invalid, now }
+  const parts: Parts = { state, counters, invalid, now, enabled }
+  let watch: NodeJS.Timeout | undefined
   const authFailures = createAuthFailures()
   return {
     kind: 'memory',
@@ -90,7 +102,23 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
       state.refresh()
     },
 
+    watchEnables(listener) {
+      enables.push(listener)
+      // The file's stamp, looked at every WATCH_MS: a change by another process is taken in
+      // (refresh), which tells of each account it cleared. A stat, not fs.watch: the file is
+      // replaced by a rename, and watch events are not promised on every file system.
+      watch ??= setInterval(() => {
+        try {
+          state.refresh()
+        } catch {
+          // An unreadable file is reported by the next store call; the next tick tries again.
+        }
+      }, WATCH_MS)
+      watch.unref()
+    },
+
     async close(): Promise<void> {
+      clearInterval(watch)
       await state.close()
       counters.clear()
       invalid.clear()
@@ -230,11 +258,13 @@ function disableMethods(
     },
 
     async enable(account: string): Promise<boolean> {
-      return p.state.change((d) => {
+      const was = await p.state.change((d) => {
         const was = d.disabled.delete(account)
         clearCounters(p, d, account)
         return was
       })
+      if (was) p.enabled(account)
+      return was
     },
 
     async tokenAccount(token: string): Promise<string | null> {
@@ -251,6 +281,7 @@ function disableMethods(
         d.disabled.delete(account)
         clearCounters(p, d, account)
       })
+      p.enabled(account)
       return 'ok'
     },
 

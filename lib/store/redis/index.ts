@@ -3,7 +3,16 @@
  * and decoder) or a few commands over the connection (connection.ts: the client, timeouts, fail-fast, reconnects).
  */
 import type { Rule } from '../../config'
-import { accountKeys, AUDIT_LOG, countingKeys, decodeAccount, PASSWORDS_PENDING, PREFIX, tokenKey } from '../keys'
+import {
+  accountKeys,
+  AUDIT_LOG,
+  countingKeys,
+  decodeAccount,
+  disabledKeyAccount,
+  PASSWORDS_PENDING,
+  PREFIX,
+  tokenKey,
+} from '../keys'
 import { connectRedis, type RedisConnection, type RedisConnectionOptions } from './connection'
 import { trackHashes, type HashFields, type TrackedHashes } from './tracking'
 import { AUTH_FAILURE, DISABLE, DROP_HELD, ENABLE, REASSERT, RECORD, REDEEM } from './scripts'
@@ -74,13 +83,25 @@ export interface RedisStore extends Store {
 export function createRedisStore(options: RedisStoreOptions): RedisStore {
   const redis = connectRedis(options)
   const records = options.cacheDisabled ? trackHashes(redis, options) : uncachedHashes(redis)
+  // Told of this process's own enables at once (the invalidation Redis pushes comes too, a moment later).
+  const enables: ((account: string) => void)[] = []
+  const enabled = (account: string): void => {
+    for (const listener of enables) listener(account)
+  }
   return {
     kind: 'redis',
     ...countingMethods(redis, records),
-    ...disableMethods(redis, records),
+    ...disableMethods(redis, records, enabled),
     ...auditMethods(redis),
-    ...heldMethods(redis),
+    ...heldMethods(redis, records),
     ...passwordMethods(redis, records),
+    watchEnables(listener) {
+      enables.push(listener)
+      records.onInvalidate((key) => {
+        const account = key === null ? null : disabledKeyAccount(key)
+        if (key === null || account !== null) listener(account)
+      })
+    },
     async authFailure(input) {
       return AUTH_FAILURE.decode(await redis.evalScript(AUTH_FAILURE, AUTH_FAILURE.encode(input)), input)
     },
@@ -154,6 +175,7 @@ function uncachedHashes(redis: RedisConnection): TrackedHashes {
   return {
     read: (what, key) => redis.call(what, (client) => client.hGetAll(key)),
     forget: () => undefined,
+    onInvalidate: () => undefined,
     close: async () => undefined,
   }
 }
@@ -226,6 +248,7 @@ async function storeToken(redis: RedisConnection, input: RecordInput): Promise<v
 function disableMethods(
   redis: RedisConnection,
   records: TrackedHashes,
+  enabled: (account: string) => void,
 ): Pick<
   RedisStore,
   'getDisabled' | 'getStored' | 'reassert' | 'disable' | 'enable' | 'tokenAccount' | 'redeem' | 'listDisabled'
@@ -256,7 +279,9 @@ function disableMethods(
     },
 
     async enable(account: string): Promise<boolean> {
-      return ENABLE.decode(await writing(account, redis.evalScript(ENABLE, ENABLE.encode(account))))
+      const was = ENABLE.decode(await writing(account, redis.evalScript(ENABLE, ENABLE.encode(account))))
+      if (was) enabled(account)
+      return was
     },
 
     async tokenAccount(token: string): Promise<string | null> {
@@ -264,7 +289,9 @@ function disableMethods(
     },
 
     async redeem(account: string, token: string): Promise<RedeemResult> {
-      return REDEEM.decode(await writing(account, redis.evalScript(REDEEM, REDEEM.encode(account, token))))
+      const result = REDEEM.decode(await writing(account, redis.evalScript(REDEEM, REDEEM.encode(account, token))))
+      if (result === 'ok') enabled(account)
+      return result
     },
 
     async listDisabled(): Promise<DisabledRecord[]> {
@@ -361,14 +388,18 @@ function auditMethods(redis: RedisConnection): Pick<RedisStore, 'audit' | 'audit
 /** Queued mail of disabled accounts: held, released, or marked for dropping. */
 function heldMethods(
   redis: RedisConnection,
+  records: TrackedHashes,
 ): Pick<RedisStore, 'heldState' | 'hold' | 'release' | 'heldCount' | 'dropHeld'> {
   return {
     async heldState(account: string): Promise<HeldState> {
       const k = accountKeys(account)
-      const [disabled, dropBefore] = await redis.call('heldState', (client) =>
-        Promise.all([client.exists(k.disabled), client.get(k.dropBefore)]),
-      )
-      return { disabled: Number(disabled) === 1, dropBefore: Number(dropBefore) || 0 }
+      // The record through the cache: Redis then tracks it for this process and announces the
+      // enable that releases the held message (watchEnables).
+      const [record, dropBefore] = await Promise.all([
+        records.read('heldState', k.disabled),
+        redis.call('heldState', (client) => client.get(k.dropBefore)),
+      ])
+      return { disabled: Object.keys(record).length > 0, dropBefore: Number(dropBefore) || 0 }
     },
 
     async hold(account: string, id: string, ttlMs: number): Promise<void> {

@@ -26,6 +26,11 @@ export interface TrackedHashes {
   read(what: string, key: string): Promise<HashFields>
   /** Forgets `key` now: this process has just written it (the push may come a moment later). */
   forget(key: string): void
+  /**
+   * Calls `listener` with each key Redis says changed (only keys this process read through the
+   * cache), and with null when changes may have gone unseen (a flush, a new tracking connection).
+   */
+  onInvalidate(listener: (key: string | null) => void): void
   /** Closes the tracking connection; reads go to the main connection afterwards. */
   close(): Promise<void>
 }
@@ -50,11 +55,16 @@ export function trackHashes(connection: RedisConnection, options: TrackedHashesO
   let lastError = ''
   let closed = false
 
+  const listeners: ((key: string | null) => void)[] = []
+  const tell = (key: string | null): void => {
+    for (const listener of listeners) listener(key)
+  }
   const clear = (): void => cache.clear()
   tracker.on('invalidate', (key: Buffer | string | null) => {
     // null: the server flushed its tracking table (FLUSHALL, FLUSHDB, a failover): forget all.
     if (key === null) clear()
     else cache.invalidate(key.toString())
+    tell(key === null ? null : key.toString())
   })
   // Whatever the tracking connection did not see cannot be trusted: a drop, an error, a new connection.
   for (const event of ['error', 'end', 'reconnecting', 'ready'] as const) tracker.on(event, clear)
@@ -66,6 +76,8 @@ export function trackHashes(connection: RedisConnection, options: TrackedHashesO
   tracker.on('ready', () => {
     if (lastError) log.info(`${where}: tracking again`)
     lastError = ''
+    // Whatever changed while no connection tracked went unannounced.
+    tell(null)
   })
   connection.onFailure(clear)
   tracker.connect().catch(() => undefined)
@@ -86,6 +98,7 @@ export function trackHashes(connection: RedisConnection, options: TrackedHashesO
       }
     },
     forget: (key) => cache.invalidate(key),
+    onInvalidate: (listener) => void listeners.push(listener),
     async close(): Promise<void> {
       closed = true
       clear()
