@@ -1,6 +1,7 @@
 import { canonicalAccount, canonicalDomain, type AccountsConfig, type Fold } from './account'
 import { isNetwork } from './network'
 import { CONTROL } from './text'
+import { WEBHOOK_EVENTS, type WebhookConfig, type WebhookEventName } from './webhook'
 
 export const CONFIG_FILE = 'hijack-guard.ini'
 
@@ -83,6 +84,10 @@ export interface Config {
   readonly exemptNetworks: readonly string[]
   /** [warn] at: the fraction of a limit at which one warning goes out per window; 0 = off. */
   readonly warnAt: number
+  /** [webhook]: where events are POSTed; null when url is empty. */
+  readonly webhook: WebhookConfig | null
+  /** [notify]: a notice to the account's owner on an automatic disable, at user_address with %s / %u filled in. */
+  readonly notify: { readonly user: boolean; readonly userAddress: string }
   /** Unknown keys and other non-fatal findings, for the log. */
   readonly warnings: readonly string[]
 }
@@ -152,6 +157,13 @@ export const DEFAULTS = {
     auth_failures_action: 'alert',
   },
   warn: { at: '80%' },
+  webhook: {
+    url: '',
+    secret: '',
+    events: 'disabled, enabled, warning, held_released, held_dropped, password_refused',
+    timeout: '5s',
+  },
+  notify: { user: 'false', user_address: '%s' },
   redis: {
     host: '127.0.0.1',
     port: '6379',
@@ -494,6 +506,8 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
     accountAuthFailures,
     exemptNetworks: parseNetworks('signals.exempt_networks', signals.exempt_networks),
     warnAt: parseFraction('warn.at', valueOr(section(raw, 'warn'), 'warn', 'at'), section(raw, 'warn').at),
+    webhook: parseWebhook(section(raw, 'webhook'), warnings),
+    notify: parseNotify(section(raw, 'notify')),
     warnings,
   }
   return deepFreeze(config)
@@ -556,6 +570,64 @@ function parseAccountRules(
     accountRules.set(account, rulesFor(`account:${name.slice(8)}`, sect, signals, limits))
   }
   return accountRules
+}
+
+/** [webhook]: null without a url; a url needs a secret; an http:// url off this host is warned about. */
+function parseWebhook(sect: Section, warnings: string[]): WebhookConfig | null {
+  const url = text(sect.url)
+  if (url === '') return null
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    throw new ConfigError('webhook.url', sect.url, 'expected an http:// or https:// URL')
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')
+    throw new ConfigError('webhook.url', sect.url, 'expected an http:// or https:// URL')
+  const secret = text(sect.secret)
+  if (secret === '')
+    throw new ConfigError('webhook.secret', sect.secret, 'required when [webhook] url is set (it signs every event)')
+  if (parsed.protocol === 'http:' && !isLoopbackHost(parsed.hostname))
+    warnings.push(
+      `[webhook] url ${parsed.origin} is http:// to another host: the signed event bodies (accounts, addresses) travel in clear; use https://`,
+    )
+  const names = parseList(valueOr(sect, 'webhook', 'events'))
+  const events = new Set<WebhookEventName>()
+  for (const name of names) {
+    const known = WEBHOOK_EVENTS.find((e) => e === name.toLowerCase())
+    if (!known)
+      throw new ConfigError('webhook.events', sect.events, `"${name}" is not one of ${WEBHOOK_EVENTS.join(', ')}`)
+    events.add(known)
+  }
+  return {
+    url: parsed.href,
+    secret,
+    events,
+    timeoutMs: parseDuration('webhook.timeout', valueOr(sect, 'webhook', 'timeout')),
+  }
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || /^127(\.\d{1,3}){3}$/.test(host)
+}
+
+/** [notify]: user_address must name %s (the login) or %u (its local part) and make an address. */
+function parseNotify(sect: Section): Config['notify'] {
+  const user = parseBoolean('notify.user', valueOr(sect, 'notify', 'user'), false)
+  const userAddress = text(valueOr(sect, 'notify', 'user_address'))
+  if (!/%[su]/.test(userAddress))
+    throw new ConfigError(
+      'notify.user_address',
+      sect.user_address,
+      'expected %s (the login) or %u@domain (its local part)',
+    )
+  if (userAddress !== '%s' && !ADDRESS.test(userAddress.replace(/%[su]/g, 'user')))
+    throw new ConfigError(
+      'notify.user_address',
+      sect.user_address,
+      'expected %s or an address pattern like %u@example.com',
+    )
+  return { user, userAddress }
 }
 
 /** [alert]: who gets alerts, who they are from, the reply address and the contact in notices. */

@@ -4,7 +4,7 @@
  * outbound queue.
  */
 import { formatDuration, quantity, shownAccount } from '../messages'
-import { replaceControlChars, rfc5322Date, utc } from '../text'
+import { CONTROL, replaceControlChars, rfc5322Date, utc } from '../text'
 import { replyAddressFor, tokenLabel } from '../reactivate/reply'
 import type { DisabledRecord, MessageSummary, WindowCount } from '../store'
 
@@ -320,6 +320,63 @@ export function composeNotice(input: NoticeInput): OutgoingMail {
     from: input.from,
     to: [input.to],
     message: build(headers, [...input.lines, '', '-- ', `hijack-guard on ${input.me}`]),
+  }
+}
+
+const OWNER_ADDRESS = new RegExp(`^[^@\\s<>,;"${CONTROL}]+@[^@\\s<>,;"${CONTROL}]+\\.[^@\\s<>,;"${CONTROL}]+$`)
+
+/**
+ * The owner's address from [notify] user_address: `%s` is the canonical account, `%u` its local
+ * part (before the last @). Null when the result is not an address like user@example.com.
+ */
+export function ownerAddress(template: string, account: string): string | null {
+  const at = account.lastIndexOf('@')
+  const local = at < 0 ? account : account.slice(0, at)
+  const address = template.replace(/%[su]/g, (m) => (m === '%s' ? account : local))
+  return OWNER_ADDRESS.test(address) ? address : null
+}
+
+export interface OwnerNoticeInput {
+  readonly account: string
+  readonly from: string
+  readonly to: string
+  /** Whom the owner should contact ([alert] contact). */
+  readonly contact: string
+  readonly me: string
+  readonly now: number
+  readonly id: string
+}
+
+/**
+ * The notice to an account's owner after an automatic disable: what happened, whom to contact,
+ * change the password. No token, no Reply-To, no command: nothing in it can re-enable the account
+ * (whoever hijacked the account may read this mailbox).
+ */
+export function composeOwnerNotice(input: OwnerNoticeInput): OutgoingMail {
+  const account = shownAccount(input.account)
+  const headers = ownHeaders(
+    input,
+    input.to,
+    `Your mail account ${account} was disabled`,
+    `<owner-${input.id}@${input.me}>`,
+    'auto-generated',
+  )
+  return {
+    from: input.from,
+    to: [input.to],
+    message: build(headers, [
+      `Your mail account ${account} was disabled at ${utc(input.now)} because it sent mail in`,
+      'an unusual way (more than its limits allow). This often means its password is known to',
+      'someone else. Mail from the account is refused until an administrator enables it again.',
+      '',
+      '- Change the password of the account now.',
+      `- Contact ${input.contact} to have the account enabled again.`,
+      '',
+      'This message is automatic; replies to it are not read.',
+      '',
+      '-- ',
+      `hijack-guard on ${input.me}`,
+    ]),
   }
 }
 

@@ -9,6 +9,7 @@ import { rulesForAccount, type Config } from '../config'
 import { formatDuration } from '../messages'
 import type { AuditEntry, DisabledRecord, Store, WindowCount } from '../store'
 import { utc } from '../text'
+import type { WebhookEvent } from '../webhook'
 
 /** Exit codes scripts can rely on. */
 export const EXIT = {
@@ -33,6 +34,8 @@ export interface Context {
   readonly values: { readonly reason?: string; readonly limit?: string; readonly 'allow-old-password'?: boolean }
   /** Prints `data` (--json) or `text` after the store's name. */
   readonly print: (data: unknown, text: string) => void
+  /** Sends a [webhook] event and waits until it was delivered or given up; never rejects. */
+  readonly emit: (event: WebhookEvent) => Promise<void>
 }
 
 export type OptionName = 'reason' | 'limit' | 'allow-old-password'
@@ -197,7 +200,8 @@ async function enable(ctx: Context): Promise<number> {
     )
     return allowed ? EXIT.ok : EXIT.noChange
   }
-  await store.audit({ at: Date.now(), account, action: 'enable', actor: actor(), how: 'cli' })
+  const who = actor()
+  await store.audit({ at: Date.now(), account, action: 'enable', actor: who, how: 'cli' })
   print(
     { account, action: 'enable', done: true, held, passwordChangePending: pending, passwordAllowed: allowed },
     `${account} enabled: flag and counters cleared.` +
@@ -206,6 +210,7 @@ async function enable(ctx: Context): Promise<number> {
         : '') +
       passwordText,
   )
+  await ctx.emit({ event: 'enabled', account, actor: who, via: 'cli' })
   return EXIT.ok
 }
 
@@ -214,7 +219,8 @@ async function disable(ctx: Context): Promise<number> {
   const account = oneAccount(args, config)
   const reason = values.reason?.trim() || 'disabled by an operator'
   const who = actor()
-  if (!(await store.disable({ account, reason, by: who, incident: `manual-${Date.now().toString(36)}` }))) {
+  const incident = `manual-${Date.now().toString(36)}`
+  if (!(await store.disable({ account, reason, by: who, incident }))) {
     print({ account, action: 'disable', done: false }, `${account} is disabled already: nothing changed`)
     return EXIT.noChange
   }
@@ -223,6 +229,7 @@ async function disable(ctx: Context): Promise<number> {
     { account, action: 'disable', done: true },
     `${account} disabled: AUTH gets 535 5.7.8 and MAIL FROM 550 5.7.1 until it is enabled`,
   )
+  await ctx.emit({ event: 'disabled', account, incident, reason, trigger: 'manual', actor: who, via: 'cli' })
   return EXIT.ok
 }
 
@@ -261,11 +268,12 @@ async function dropHeld(ctx: Context): Promise<number> {
     return EXIT.noChange
   }
   const held = await store.dropHeld(account, config.held.maxHoldMs)
+  const who = actor()
   await store.audit({
     at: Date.now(),
     account,
     action: 'drop-held',
-    actor: actor(),
+    actor: who,
     how: 'cli',
     reason: `${held} held`,
   })
@@ -273,6 +281,7 @@ async function dropHeld(ctx: Context): Promise<number> {
     { account, action: 'drop-held', done: true, held },
     `${account}: ${held} held message${held === 1 ? '' : 's'} (and any other mail it queued until now) will be discarded at the next delivery attempt (within ${retry}), without bounces`,
   )
+  await ctx.emit({ event: 'held_dropped', account, held, trigger: 'drop-held', actor: who, via: 'cli' })
   return EXIT.ok
 }
 

@@ -12,6 +12,7 @@ import { errorText } from '../messages'
 import type { Store } from '../store'
 import { createMemoryStore } from '../store/memory'
 import { createRedisStore } from '../store/redis'
+import { createWebhook, type WebhookEvent } from '../webhook'
 import { COMMANDS, EXIT, UsageError, type Command, type Context } from './commands'
 
 export { EXIT } from './commands'
@@ -221,7 +222,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 /** Opens the store, runs the command on it and closes the store; resolves with the exit code. */
 async function runOnStore(
   run: Command,
-  ctx: Omit<Context, 'store' | 'print'>,
+  ctx: Omit<Context, 'store' | 'print' | 'emit'>,
   json: boolean,
   io: CliIo,
 ): Promise<number> {
@@ -243,7 +244,18 @@ async function runOnStore(
             )
           : `store: ${name}\n${text}`,
       )
-    return await run.run({ ...ctx, store: opened, print })
+    // The CLI sends the events of what it did itself, and waits for them (bounded by
+    // [webhook] timeout and the retries) so that the process does not end first.
+    const webhook = config.webhook
+      ? createWebhook({
+          config: config.webhook,
+          server: config.me,
+          log: { info: () => undefined, error: (line) => io.err(`hijack-guard: ${line}`) },
+          keepAlive: true,
+        })
+      : null
+    const emit = (event: WebhookEvent): Promise<void> => webhook?.emit(event) ?? Promise.resolve()
+    return await run.run({ ...ctx, store: opened, print, emit })
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`hijack-guard: ${err.message}\nTry: hijack-guard --help`)

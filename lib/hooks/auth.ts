@@ -10,6 +10,7 @@ import { errorText } from '../messages'
 import { samePassword } from '../password'
 import { withTimeout, type AuditEntry, type DisabledRecord } from '../store'
 import { networkOf } from '../network'
+import { emitPasswordRefused } from './events'
 import { sendSprayAlert } from './mailer'
 import { logStoreDown, type GuardState } from './state'
 
@@ -146,6 +147,11 @@ async function oldPasswordRefusal(
         `refusing AUTH of ${JSON.stringify(account)}: the password of incident ${hash.incident} must be changed`,
       )
       void audit(plugin, state, account, 'password-refused', `the password of incident ${hash.incident}`)
+      emitPasswordRefused(plugin, state, {
+        account,
+        incident: hash.incident,
+        ...(connection.remote.ip ? { ip: connection.remote.ip } : {}),
+      })
       return answers.oldPassword(account, config.contact)
     }
     await withTimeout(store.forgetPasswords(account), config.storeTimeoutMs, 'AUTH password change')

@@ -7,6 +7,7 @@
  */
 import { DELAY, DENY, OK, type HarakaPlugin, type Verdict } from '../haraka'
 import { NOTE, type CountNote } from './queue'
+import { emitEvent } from './events'
 import { logStoreDown, type GuardState } from './state'
 import { errorText } from '../messages'
 
@@ -121,14 +122,27 @@ export async function checkHeld(
     return [DELAY, retrySeconds]
   }
   const release = (): Promise<boolean> => store.release(note.account, id).catch(() => false)
+  // A queued message lives in one server's queue: the process that drops or releases it is the
+  // only one that sends its event.
+  const dropped = (trigger: string, reason: string): void => {
+    mail.hijackGuardDrop = reason
+    emitEvent(plugin, state, {
+      event: 'held_dropped',
+      account: note.account,
+      message: id,
+      trigger,
+      reason,
+      via: 'queue',
+    })
+  }
   if (found.dropBefore > 0 && note.at <= found.dropBefore) {
-    mail.hijackGuardDrop = 'dropped by an operator (hijack-guard drop-held)'
+    dropped('drop-held', 'dropped by an operator (hijack-guard drop-held)')
     await release()
     return
   }
   if (found.disabled) {
     if (Date.now() - (note.countedAt ?? 0) > config.held.maxHoldMs) {
-      mail.hijackGuardDrop = `held longer than [held] max_hold while ${JSON.stringify(note.account)} stayed disabled`
+      dropped('max_hold', `held longer than [held] max_hold while ${JSON.stringify(note.account)} stayed disabled`)
       await release()
       return
     }
@@ -144,8 +158,10 @@ export async function checkHeld(
   }
   // A later attempt of an enabled account's message: forget it as held, if it was (also
   // across a Haraka restart, which loses everything but the queue file).
-  if (await release())
+  if (await release()) {
     mail.lognotice?.(plugin, `releasing held mail of ${JSON.stringify(note.account)}: the account is enabled`)
+    emitEvent(plugin, state, { event: 'held_released', account: note.account, message: id, via: 'queue' })
+  }
 }
 
 /**

@@ -9,6 +9,7 @@
 export { authOutcome, authRefusal, wrapAuthPlugins } from './auth'
 export { bouncedRecipients, countInvalid, refusedRecipient, type DenyParams, type InvalidRecipients } from './invalid'
 export { checkHeld, holdCandidate, refuseDropped, releaseWaiting, suppressBounce, type QueuedMail } from './held'
+export { emitEvent, emitPasswordRefused, type PasswordRefusal } from './events'
 export { checkMail } from './mail'
 export { countMessage, type CountNote } from './queue'
 export { checkRecipientCap } from './rcpt'

@@ -1,10 +1,19 @@
 /** The plugin's own mail to people: the postmaster alert and the notices about replies. */
 import { join, resolve } from 'node:path'
-import { composeAlert, composeNotice, composeSprayAlert, composeWarning, type PasswordNote } from '../alert'
+import {
+  composeAlert,
+  composeNotice,
+  composeOwnerNotice,
+  composeSprayAlert,
+  composeWarning,
+  ownerAddress,
+  type PasswordNote,
+} from '../alert'
 import type { AuthFailuresConfig } from '../config'
 import type { HarakaPlugin } from '../haraka'
 import { randomId } from '../ids'
-import { errorText } from '../messages'
+import { describeCount, describeLimit, errorText } from '../messages'
+import { emitEvent } from './events'
 import type { DisabledRecord, MessageSummary, WindowCount } from '../store'
 import type { GuardState } from './state'
 
@@ -43,6 +52,38 @@ export async function sendAlert(
   }
 }
 
+/**
+ * Queues the [notify] notice to the owner of an account disabled automatically (nothing when
+ * [notify] user is off); an address that cannot be derived, or a failure, is logged.
+ */
+export async function sendOwnerNotice(plugin: HarakaPlugin, state: GuardState, record: DisabledRecord): Promise<void> {
+  const { config } = state
+  if (!config.notify.user) return
+  const to = ownerAddress(config.notify.userAddress, record.account)
+  if (to === null) {
+    plugin.logwarn(
+      `owner notice for ${JSON.stringify(record.account)} not sent: [notify] user_address ${JSON.stringify(config.notify.userAddress)} makes no address of it`,
+    )
+    return
+  }
+  try {
+    await state.sendMail(
+      composeOwnerNotice({
+        account: record.account,
+        from: config.alert.from,
+        to,
+        contact: config.contact,
+        me: config.me,
+        now: record.at,
+        id: randomId(),
+      }),
+    )
+    plugin.loginfo(`owner notice for ${JSON.stringify(record.account)} queued to ${to} (incident ${record.incident})`)
+  } catch (err) {
+    plugin.logerror(`owner notice for ${JSON.stringify(record.account)} NOT sent to ${to}: ${errorText(err)}`)
+  }
+}
+
 /** What an early warning reports (see composeWarning). */
 export interface WarningReport {
   readonly account: string
@@ -54,9 +95,21 @@ export interface WarningReport {
   readonly at: number
 }
 
-/** Queues the [warn] warning for an account that reached the warning fraction of a limit; a failure is logged. */
+/**
+ * Queues the [warn] warning for an account that reached the warning fraction of a limit, and sends
+ * its webhook event; a failure is logged.
+ */
 export async function sendWarning(plugin: HarakaPlugin, state: GuardState, report: WarningReport): Promise<void> {
   const { config } = state
+  emitEvent(plugin, state, {
+    event: 'warning',
+    account: report.account,
+    reason: `reached ${describeCount(report.warn)} of ${describeLimit(report.warn)}`,
+    trigger: report.warn.kind,
+    counts: report.counts.map((c) => ({ kind: c.kind, count: c.count, limit: c.text })),
+    via: 'limit',
+    atMs: report.at,
+  })
   try {
     const mail = composeWarning({
       ...report,

@@ -7,12 +7,14 @@ import { answers } from '../answers'
 import { type Connection, type HarakaPlugin, type Transaction, type Verdict } from '../haraka'
 import { randomId } from '../ids'
 import { describeCount, describeLimit, errorText } from '../messages'
+import type { EventCount } from '../webhook'
 import type { DisabledRecord, MessageSummary, WindowCount } from '../store'
 import { decodedHeader } from '../text'
 import { inNetworks, networkOf } from '../network'
 import { hashPassword } from '../password'
 import type { PasswordNote } from '../alert'
-import { sendAlert, sendWarning } from './mailer'
+import { emitEvent } from './events'
+import { sendAlert, sendOwnerNotice, sendWarning } from './mailer'
 import { refusedOverCap } from './rcpt'
 import { sessionAccount, storeFailure, type GuardState } from './state'
 
@@ -198,6 +200,17 @@ export async function afterDisable(
   password: string | null | undefined,
 ): Promise<void> {
   const reason = record.over ? `reached ${describeLimit(record.over)} (${describeCount(record.over)})` : record.reason
+  // Only the process whose store call flipped the flag gets here: the event goes out once.
+  emitEvent(plugin, state, {
+    event: 'disabled',
+    account: record.account,
+    incident: record.incident,
+    reason,
+    trigger: record.over?.kind ?? record.by,
+    counts: eventCounts(record.counts),
+    via: 'limit',
+    atMs: record.at,
+  })
   const [, kept] = await Promise.all([
     state.store
       .audit({ at: record.at, account: record.account, action: 'disable', actor: 'limit', how: 'limit', reason })
@@ -205,6 +218,7 @@ export async function afterDisable(
         plugin.logerror(`audit entry for ${JSON.stringify(record.account)} not written: ${errorText(err)}`),
       ),
     keepPassword(plugin, state, record, password),
+    sendOwnerNotice(plugin, state, record),
   ])
   await sendAlert(plugin, state, record, token, kept)
 }
@@ -231,6 +245,11 @@ async function keepPassword(
     )
     return 'off'
   }
+}
+
+/** The counts of a webhook payload: kind, count, and the limit as written (max/window). */
+function eventCounts(counts: readonly WindowCount[]): EventCount[] {
+  return counts.map((c) => ({ kind: c.kind, count: c.count, limit: c.text }))
 }
 
 /**

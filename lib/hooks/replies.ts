@@ -15,6 +15,7 @@ import { handleReply } from '../reactivate'
 import { isReplyMailbox, replyMailbox, TOKEN_PATTERN, type MailAddress, type ReplyMailbox } from '../reactivate/reply'
 import { shownAccount, errorText } from '../messages'
 import { decodedHeader } from '../text'
+import { emitEvent } from './events'
 import { cliCommand, notify } from './mailer'
 import { sessionLogin, type GuardState } from './state'
 import type { Config } from '../config'
@@ -105,6 +106,7 @@ async function decideReply(
   if (outcome.result === 'reactivated') {
     connection.lognotice(plugin, `ACCOUNT RE-ENABLED ${JSON.stringify(outcome.account)} by reply from ${outcome.actor}`)
     txn.results.add(plugin, { pass: 'reactivated' })
+    emitEvent(plugin, state, { event: 'enabled', account: outcome.account, actor: outcome.actor, via: 'reply' })
     await store
       .audit({ at: Date.now(), account: outcome.account, action: 'enable', actor: outcome.actor, how: 'reply' })
       .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${errorText(err)}`))

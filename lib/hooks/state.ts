@@ -11,6 +11,7 @@ import { type Connection, type HarakaPlugin, type Verdict } from '../haraka'
 import { errorText } from '../messages'
 import type { Store } from '../store'
 import { newHeldMail, type HeldMail } from './held'
+import { newWebhookStats, type WebhookStats } from '../webhook'
 
 /** What this Haraka process remembers between hooks (one per plugin object). */
 export interface ProcessState {
@@ -34,6 +35,10 @@ export interface ProcessState {
   readonly sessionPasswords: WeakMap<Connection, string | null>
   /** Held messages outbound waits on here, released at an enable notice (held.ts). */
   readonly held: HeldMail
+  /** The rate limiter of "webhook event NOT delivered" lines. */
+  readonly webhookFailures: FailureLog
+  /** Webhook events this process delivered, gave up, has on their way. */
+  readonly webhookStats: WebhookStats
 }
 
 /** A fresh ProcessState, for a plugin object that starts. */
@@ -44,6 +49,8 @@ export function newProcessState(): ProcessState {
     authBlocks: new Map(),
     sessionPasswords: new WeakMap(),
     held: newHeldMail(),
+    webhookFailures: createFailureLog({ what: 'webhook failures' }),
+    webhookStats: newWebhookStats(),
   }
 }
 
