@@ -50,6 +50,7 @@ import { createJournalFile, withJournal } from './lib/store/journal'
 import { errorText } from './lib/messages'
 import { checkStateFile, createMemoryStore } from './lib/store/memory'
 import { createRedisStore } from './lib/store/redis'
+import { autoEnableDue, autoEnableEveryMs } from './lib/hooks/auto-enable'
 import type { Store } from './lib/store'
 
 interface GuardPlugin extends HarakaPlugin {
@@ -166,6 +167,8 @@ function countThen(
 }
 
 export function shutdown(this: GuardPlugin): void {
+  clearTimeout(autoEnableTimers.get(this))
+  autoEnableTimers.delete(this)
   const store = this.guard?.store
   if (!store) return
   delete this.guard.store
@@ -249,6 +252,28 @@ async function startInProcess(plugin: GuardPlugin): Promise<void> {
       ? `AUTH of disabled accounts refused in: ${wrapped.join(', ')}`
       : 'no auth plugin found to guard; MAIL FROM still refuses disabled accounts',
   )
+  scheduleAutoEnable(plugin)
+}
+
+const autoEnableTimers = new WeakMap<GuardPlugin, NodeJS.Timeout>()
+
+/**
+ * [reactivate] auto_enable_after: looks for accounts due now and then, at a pace taken from the
+ * config in force (a reload may turn it on or off); the timer never keeps Haraka alive.
+ */
+function scheduleAutoEnable(plugin: GuardPlugin): void {
+  const after = plugin.guard.config.reactivate.autoEnableAfterMs
+  const timer = setTimeout(
+    () => {
+      const run = plugin.guard.config.reactivate.autoEnableAfterMs > 0 && plugin.guard.store
+      void (run ? autoEnableDue(plugin, state(plugin)) : Promise.resolve([])).finally(() => {
+        if (autoEnableTimers.get(plugin) === timer) scheduleAutoEnable(plugin)
+      })
+    },
+    after > 0 ? autoEnableEveryMs(after) : 60_000,
+  )
+  timer.unref()
+  autoEnableTimers.set(plugin, timer)
 }
 
 function stateFilePath(config: Config): string {

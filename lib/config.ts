@@ -63,6 +63,8 @@ export interface Config {
     readonly tokenTtlMs: number
     /** Refuse, after an enable, the password of the session that tripped the disable until it changes. */
     readonly requireNewPassword: boolean
+    /** Re-enable an account a limit disabled this long ago, by itself; 0 = never. */
+    readonly autoEnableAfterMs: number
   }
   /** Outbound mail of a disabled account: retried every retryMs, kept at most maxHoldMs. */
   readonly held: { readonly retryMs: number; readonly maxHoldMs: number }
@@ -147,7 +149,7 @@ export const DEFAULTS = {
   exempt: { accounts: '' },
   accounts: { fold: 'nfkc', default_domain: '', domain_aliases: '', xclient_login: 'false' },
   alert: { to: '', contact: '', from: '', reply_address: '' },
-  reactivate: { policy: 'admin', admins: '', token_ttl: '7d', require_new_password: 'true' },
+  reactivate: { policy: 'admin', admins: '', token_ttl: '7d', require_new_password: 'true', auto_enable_after: '' },
   held: { retry: '1m', max_hold: '7d' },
   signals: {
     networks: '5/6h, 9/24h',
@@ -483,6 +485,10 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
       policy: parseChoice('reactivate.policy', reactivateSect.policy, ['admin', 'token'], DEFAULTS.reactivate.policy),
       admins: new Set(admins.length ? admins : to.map(norm)),
       tokenTtlMs: parseDuration('reactivate.token_ttl', valueOr(reactivateSect, 'reactivate', 'token_ttl')),
+      autoEnableAfterMs:
+        text(reactivateSect.auto_enable_after) === ''
+          ? 0
+          : parseDuration('reactivate.auto_enable_after', reactivateSect.auto_enable_after),
       requireNewPassword: parseBoolean(
         'reactivate.require_new_password',
         valueOr(reactivateSect, 'reactivate', 'require_new_password'),

@@ -379,6 +379,16 @@ describe('config', function () {
     })
   })
 
+  describe('[reactivate] auto_enable_after and require_new_password', function () {
+    it('is off and on by default, reads a duration, and refuses anything else naming the key', function () {
+      const dflt = parseConfig({})
+      assert.deepEqual([dflt.reactivate.autoEnableAfterMs, dflt.reactivate.requireNewPassword], [0, true])
+      const set = parseConfig({ reactivate: { auto_enable_after: '4h', require_new_password: 'false' } })
+      assert.deepEqual([set.reactivate.autoEnableAfterMs, set.reactivate.requireNewPassword], [14_400_000, false])
+      assert.throws(() => parseConfig({ reactivate: { auto_enable_after: 'soon' } }), /reactivate\.auto_enable_after/)
+    })
+  })
+
   describe('max_recipients_per_message', function () {
     it('caps a message at 100 recipients by default, for every account', function () {
       const cfg = parseConfig({})
