@@ -65,6 +65,11 @@ export interface Config {
     readonly requireNewPassword: boolean
     /** Re-enable an account a limit disabled this long ago, by itself; 0 = never. */
     readonly autoEnableAfterMs: number
+    /** After an enable, the account's limits are multiplied by probationFactor for this long; 0 = no probation. */
+    readonly probationMs: number
+    readonly probationFactor: number
+    /** At most `max` enables by reply per account within `windowMs` (more need the CLI); null = no cap. */
+    readonly maxReplyEnables: { readonly max: number; readonly windowMs: number; readonly text: string } | null
   }
   /** Outbound mail of a disabled account: retried every retryMs, kept at most maxHoldMs. */
   readonly held: { readonly retryMs: number; readonly maxHoldMs: number }
@@ -149,7 +154,16 @@ export const DEFAULTS = {
   exempt: { accounts: '' },
   accounts: { fold: 'nfkc', default_domain: '', domain_aliases: '', xclient_login: 'false' },
   alert: { to: '', contact: '', from: '', reply_address: '' },
-  reactivate: { policy: 'admin', admins: '', token_ttl: '7d', require_new_password: 'true', auto_enable_after: '' },
+  reactivate: {
+    policy: 'admin',
+    admins: '',
+    token_ttl: '7d',
+    require_new_password: 'true',
+    probation: '24h',
+    probation_factor: '0.5',
+    max_reply_enables: '3/30d',
+    auto_enable_after: '',
+  },
   held: { retry: '1m', max_hold: '7d' },
   signals: {
     networks: '5/6h, 9/24h',
@@ -485,6 +499,21 @@ export function parseConfig(raw: RawIni, me = 'localhost'): Config {
       policy: parseChoice('reactivate.policy', reactivateSect.policy, ['admin', 'token'], DEFAULTS.reactivate.policy),
       admins: new Set(admins.length ? admins : to.map(norm)),
       tokenTtlMs: parseDuration('reactivate.token_ttl', valueOr(reactivateSect, 'reactivate', 'token_ttl')),
+      probationMs: optionalDuration(
+        'reactivate.probation',
+        valueOr(reactivateSect, 'reactivate', 'probation'),
+        reactivateSect.probation,
+      ),
+      probationFactor: parseFactor(
+        'reactivate.probation_factor',
+        valueOr(reactivateSect, 'reactivate', 'probation_factor'),
+      ),
+      maxReplyEnables: parseOneRule(
+        'reactivate.max_reply_enables',
+        reactivateSect.max_reply_enables === undefined
+          ? DEFAULTS.reactivate.max_reply_enables
+          : reactivateSect.max_reply_enables,
+      ),
       autoEnableAfterMs:
         text(reactivateSect.auto_enable_after) === ''
           ? 0
@@ -704,6 +733,51 @@ function parseAuthFailures(name: string, sect: Section): AuthFailuresConfig | nu
   if (extra) throw new ConfigError(`${name}.auth_failures`, given, 'expected one N/window, e.g. 20/1h')
   return { max: rule.max, windowMs: rule.windowMs, text: rule.text, action }
 }
+
+/** A duration, or 0 when the key is set empty (or to 0) on purpose; unset takes `fallback`'s default. */
+function optionalDuration(key: string, fallback: unknown, given: unknown): number {
+  const value = given !== undefined && (text(given) === '' || text(given) === '0') ? '' : fallback
+  return text(value) === '' ? 0 : parseDuration(key, value)
+}
+
+/** A factor in (0, 1], e.g. 0.5. */
+function parseFactor(key: string, value: unknown): number {
+  const f = Number(text(value))
+  if (!(f > 0 && f <= 1)) throw new ConfigError(key, value, 'expected a number above 0 and at most 1, e.g. 0.5')
+  return f
+}
+
+/** One "N/window" (empty or 0: null). */
+function parseOneRule(key: string, value: unknown): { max: number; windowMs: number; text: string } | null {
+  const [rule, extra] = parseRules(key, 'messages', value, 1)
+  if (extra) throw new ConfigError(key, value, 'expected one N/window, e.g. 3/30d')
+  return rule ? { max: rule.max, windowMs: rule.windowMs, text: rule.text } : null
+}
+
+/**
+ * The rules of an account on probation: each max multiplied by `factor` (rounded down, at least
+ * 1), the same windows and buckets (so the counts go on), the text marked; networks rules as they
+ * are. Made once per rule set.
+ */
+export function probationRules(rules: readonly Rule[], factor: number): readonly Rule[] {
+  let byFactor = onProbation.get(rules)
+  if (!byFactor) onProbation.set(rules, (byFactor = new Map<number, readonly Rule[]>()))
+  let scaled = byFactor.get(factor)
+  if (!scaled) {
+    scaled = Object.freeze(
+      rules.map((r) => {
+        // Networks stay: halving 5 networks would disable an owner who reads mail at home and at work.
+        if (r.kind === 'networks') return r
+        const max = Math.max(1, Math.floor(r.max * factor))
+        return Object.freeze({ ...r, max, text: `${max}/${r.text.split('/')[1] ?? ''} on probation` })
+      }),
+    )
+    byFactor.set(factor, scaled)
+  }
+  return scaled
+}
+
+const onProbation = new WeakMap<readonly Rule[], Map<number, readonly Rule[]>>()
 
 /** A comma-separated list of CIDRs (or single addresses), checked; each as written. */
 function parseNetworks(key: string, value: unknown): string[] {

@@ -40,6 +40,8 @@ function unstubbed(kind: Store['kind']): Store {
     watchEnables: () => undefined,
     authFailure: reject('authFailure'),
     rememberPassword: reject('rememberPassword'),
+    startProbation: reject('startProbation'),
+    probationUntil: reject('probationUntil'),
     oldPasswords: reject('oldPasswords'),
     forgetPasswords: reject('forgetPasswords'),
     close: reject('close'),

@@ -7,6 +7,7 @@ import { canonicalAccount } from '../account'
 import { alertReason, evidenceLines } from '../alert'
 import { rulesForAccount, type Config } from '../config'
 import { formatDuration } from '../messages'
+import { beginProbation, rulesOnProbation } from '../reactivate/probation'
 import type { AuditEntry, DisabledRecord, Store, WindowCount } from '../store'
 import { utc } from '../text'
 import type { WebhookEvent } from '../webhook'
@@ -112,14 +113,15 @@ async function list(ctx: Context): Promise<number> {
 async function show(ctx: Context): Promise<number> {
   const { config, store, args, print } = ctx
   const account = oneAccount(args, config)
-  const rules = rulesForAccount(config, account)
-  const [record, counts, evidence, held, audit, passwords] = await Promise.all([
+  const rules = await rulesOnProbation(store, config, account, rulesForAccount(config, account), Date.now())
+  const [record, counts, evidence, held, audit, passwords, probation] = await Promise.all([
     store.getDisabled(account),
     store.counts(account, rules),
     store.evidence(account),
     store.heldCount(account),
     store.auditLog({ account, limit: 10 }),
     store.oldPasswords(account),
+    store.probationUntil(account, Date.now()),
   ])
   const pending = config.reactivate.requireNewPassword && passwords.length > 0
   const liveKnown = store.kind === 'redis'
@@ -140,6 +142,7 @@ async function show(ctx: Context): Promise<number> {
         ]
       : []),
     `Held mail ${held} message${held === 1 ? '' : 's'}`,
+    `Probation ${probation ? `until ${utc(probation)}: limits x${config.reactivate.probationFactor}` : 'none'}`,
     `Password  ${pending ? `change pending: the password in use at incident ${passwords[0]?.incident ?? ''} is refused until changed` : 'no change pending'}`,
     liveKnown
       ? 'Limits (live counts):'
@@ -157,6 +160,7 @@ async function show(ctx: Context): Promise<number> {
       counts: liveKnown ? counts : null,
       held,
       passwordChangePending: pending,
+      probationUntil: probation ? new Date(probation).toISOString() : null,
       evidence: record?.evidence.length ? record.evidence : evidence,
       audit,
     },
@@ -201,13 +205,22 @@ async function enable(ctx: Context): Promise<number> {
     return allowed ? EXIT.ok : EXIT.noChange
   }
   const who = actor()
-  await store.audit({ at: Date.now(), account, action: 'enable', actor: who, how: 'cli' })
+  const probation = await beginProbation(store, config, account, Date.now())
+  await store.audit({
+    at: Date.now(),
+    account,
+    action: 'enable',
+    actor: who,
+    how: 'cli',
+    ...(probation ? { reason: probation } : {}),
+  })
   print(
     { account, action: 'enable', done: true, held, passwordChangePending: pending, passwordAllowed: allowed },
     `${account} enabled: flag and counters cleared.` +
       (held
         ? `\n${held} held message${held === 1 ? '' : 's'} go out within seconds: the running Haraka processes learn of the enable (at the latest at the next delivery attempt, within ${retry})`
         : '') +
+      (probation ? `\nOn ${probation}.` : '') +
       passwordText,
   )
   await ctx.emit({ event: 'enabled', account, actor: who, via: 'cli' })

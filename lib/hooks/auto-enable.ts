@@ -6,6 +6,7 @@
  * automatic enable lets the owner in once the password has changed, not the attacker.
  */
 import { errorText, shownAccount } from '../messages'
+import { beginProbation } from '../reactivate/probation'
 import { withTimeout } from '../store'
 import { emitEvent } from './events'
 import { cliCommand, notify } from './mailer'
@@ -36,8 +37,16 @@ export async function autoEnableDue(plugin: HarakaPlugin, state: GuardState, now
       enabled.push(r.account)
       const reason = `auto_enable_after: disabled ${Math.round((now - r.at) / 60_000)} min ago (incident ${r.incident})`
       plugin.lognotice(`ACCOUNT RE-ENABLED ${JSON.stringify(r.account)} automatically: ${reason}`)
+      const probation = await beginProbation(store, config, r.account, now).catch(() => '')
       await store
-        .audit({ at: now, account: r.account, action: 'enable', actor: 'auto', how: 'auto', reason })
+        .audit({
+          at: now,
+          account: r.account,
+          action: 'enable',
+          actor: 'auto',
+          how: 'auto',
+          reason: probation ? `${reason}; ${probation}` : reason,
+        })
         .catch((err: unknown) =>
           plugin.logerror(`audit entry for ${JSON.stringify(r.account)} not written: ${errorText(err)}`),
         )

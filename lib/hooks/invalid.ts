@@ -16,6 +16,7 @@
 import { invalidRulesForAccount, type Config, type Rule } from '../config'
 import { DENY, DENYDISCONNECT, type Address, type Connection, type HarakaPlugin } from '../haraka'
 import { randomId } from '../ids'
+import { probationOf } from '../reactivate/probation'
 import { describeCount, describeLimit, errorText } from '../messages'
 import type { MessageSummary, RecordInput } from '../store'
 import { countNote, type QueuedMail } from './held'
@@ -180,6 +181,7 @@ async function countAndReport(
     token,
     tokenTtlMs: config.reactivate.tokenTtlMs,
     warnAt: config.warnAt,
+    ...probationOf(config),
   }
   let result
   try {

@@ -12,6 +12,7 @@ import type { DisabledRecord, MessageSummary, WindowCount } from '../store'
 import { decodedHeader } from '../text'
 import { inNetworks, networkOf } from '../network'
 import { hashPassword } from '../password'
+import { probationOf } from '../reactivate/probation'
 import type { PasswordNote } from '../alert'
 import { emitEvent } from './events'
 import { sendAlert, sendOwnerNotice, sendWarning } from './mailer'
@@ -100,6 +101,7 @@ async function countAndCheck(
     tokenTtlMs: config.reactivate.tokenTtlMs,
     network: countedNetwork(connection.remote.ip, config.exemptNetworks),
     warnAt: config.warnAt,
+    ...probationOf(config),
   }
   let result
   try {

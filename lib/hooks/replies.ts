@@ -16,6 +16,7 @@ import { isReplyMailbox, replyMailbox, TOKEN_PATTERN, type MailAddress, type Rep
 import { shownAccount, errorText } from '../messages'
 import { decodedHeader } from '../text'
 import { emitEvent } from './events'
+import { beginProbation } from '../reactivate/probation'
 import { cliCommand, notify } from './mailer'
 import { sessionLogin, type GuardState } from './state'
 import type { Config } from '../config'
@@ -107,8 +108,19 @@ async function decideReply(
     connection.lognotice(plugin, `ACCOUNT RE-ENABLED ${JSON.stringify(outcome.account)} by reply from ${outcome.actor}`)
     txn.results.add(plugin, { pass: 'reactivated' })
     emitEvent(plugin, state, { event: 'enabled', account: outcome.account, actor: outcome.actor, via: 'reply' })
+    const probation = await beginProbation(store, config, outcome.account, Date.now()).catch((err: unknown) => {
+      connection.logerror(plugin, `probation of ${JSON.stringify(outcome.account)} not started: ${errorText(err)}`)
+      return ''
+    })
     await store
-      .audit({ at: Date.now(), account: outcome.account, action: 'enable', actor: outcome.actor, how: 'reply' })
+      .audit({
+        at: Date.now(),
+        account: outcome.account,
+        action: 'enable',
+        actor: outcome.actor,
+        how: 'reply',
+        ...(probation ? { reason: probation } : {}),
+      })
       .catch((err: unknown) => connection.logerror(plugin, `audit entry not written: ${errorText(err)}`))
     const to = login !== null && mailFrom ? [mailFrom] : config.alert.to
     const pending =
@@ -128,6 +140,7 @@ async function decideReply(
       void notify(plugin, state, address, messageId, `Account ${shownAccount(outcome.account)} re-enabled`, [
         `The account ${shownAccount(outcome.account)} works again: its disabled flag and its counters were cleared`,
         `by a reply from ${outcome.actor}.`,
+        ...(probation ? ['', `It is on ${probation}: a second incident is caught sooner.`] : []),
         '',
         ...passwordLines,
       ])

@@ -26,6 +26,7 @@ export type RefusalCode =
   | 'no-token'
   | 'unknown-token'
   | 'self'
+  | 'too-many-replies'
   | RedeemRefusal
 
 type RedeemRefusal = Exclude<RedeemResult, 'ok'>
@@ -84,6 +85,19 @@ export async function handleReply(reply: ReplyMessage, config: Config, store: St
   if (account === null) return refuse('unknown-token', 'unknown or expired token')
   if (login !== null && login === account) return refuse('self', 'a disabled account cannot re-enable itself', account)
 
+  const cap = config.reactivate.maxReplyEnables
+  if (cap) {
+    const since = Date.now() - cap.windowMs
+    const byReply = (await store.auditLog({ account, limit: 1000 })).filter(
+      (e) => e.action === 'enable' && e.how === 'reply' && e.at > since,
+    ).length
+    if (byReply >= cap.max)
+      return refuse(
+        'too-many-replies',
+        `${account} was re-enabled by reply ${byReply} times within ${cap.text} ([reactivate] max_reply_enables); use the command line`,
+        account,
+      )
+  }
   const redeemed = await store.redeem(account, token)
   switch (redeemed) {
     case 'ok':

@@ -4,7 +4,7 @@
  * and its Lua scripts (redis/), the embedded memory store (memory/), and the journal that keeps
  * disabled flags through a Redis that loses its data (journal/).
  */
-import type { LimitKind, Mode, Rule } from '../config'
+import { probationRules, type LimitKind, type Mode, type Rule } from '../config'
 import type { PasswordHash } from '../password'
 
 /** What one message tells about its sender, kept as evidence (capped, see EVIDENCE_CAP). */
@@ -44,6 +44,11 @@ export interface RecordInput {
   readonly network?: string
   /** [warn] at: one warning per window when a total reaches this fraction of its limit; 0 or absent = off. */
   readonly warnAt?: number
+  /**
+   * [reactivate] probation_factor: while the account is on probation (startProbation), its rules
+   * are counted with their max multiplied by it (probationRules); absent = no probation.
+   */
+  readonly probationFactor?: number
 }
 
 /**
@@ -245,6 +250,10 @@ export interface Store {
   heldCount(account: string): Promise<number>
   /** Marks every message of the account queued until now for dropping; answers the held count. */
   dropHeld(account: string, ttlMs: number): Promise<number>
+  /** Puts the account on probation until `until` (ms), replacing an earlier end; 0 ends it. */
+  startProbation(account: string, until: number): Promise<void>
+  /** Until when (ms) the account is on probation, 0 when it is not (or that time has passed by `now`). */
+  probationUntil(account: string, now: number): Promise<number>
   /** Keeps the hash of a password in use when the account was disabled (the newest PASSWORDS_CAP). */
   rememberPassword(account: string, hash: PasswordHash): Promise<void>
   /** The hashes of the passwords refused until the account's password is changed; empty: none pending. */
@@ -309,6 +318,13 @@ export function parseNetworks(json: string | undefined): string[] {
   } catch {
     return []
   }
+}
+
+/** `input` with its rules scaled for probation when the account is on it until after `now` (`until`). */
+export function withProbation(input: RecordInput, until: number, now: number): RecordInput {
+  return input.probationFactor !== undefined && until > now
+    ? { ...input, rules: probationRules(input.rules, input.probationFactor) }
+    : input
 }
 
 /** The rule as a WindowCount with the given total. */

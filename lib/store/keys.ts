@@ -126,6 +126,13 @@ export function countingKeys(k: AccountKeys): string[] {
  */
 export const PASSWORDS_PENDING = `${PREFIX}:passwords-pending`
 
+/**
+ * Hash, no TTL: account -> until when (ms, the enabling server's clock) it is on probation after
+ * an enable ([reactivate] probation); entries past are dropped when another is written. Read at
+ * counting through the disable-record cache, so it costs no round trip once a process has it.
+ */
+export const PROBATION = `${PREFIX}:probation`
+
 /** List of audit entries (JSON), newest first, capped at AUDIT_CAP. */
 export const AUDIT_LOG = `${PREFIX}:audit`
 

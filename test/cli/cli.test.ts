@@ -38,7 +38,17 @@ const ME = 'mx.test.example'
 const ACTOR = `cli:${os.userInfo().username}`
 const COMMANDS = ['list', 'show', 'enable', 'disable', 'reset', 'audit', 'drop-held']
 const LIST_KEYS = ['account', 'disabledAt', 'by', 'reason', 'limit', 'counts', 'incident', 'held']
-const SHOW_KEYS = ['account', 'state', 'disabled', 'counts', 'held', 'evidence', 'audit']
+const SHOW_KEYS = [
+  'account',
+  'state',
+  'disabled',
+  'counts',
+  'held',
+  'passwordChangePending',
+  'probationUntil',
+  'evidence',
+  'audit',
+]
 const COUNT_KEYS = ['kind', 'max', 'windowMs', 'text', 'count']
 const ENTRY_KEYS = ['at', 'account', 'action', 'actor', 'how']
 

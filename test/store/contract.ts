@@ -1598,6 +1598,43 @@ export function contract(
       })
     })
 
+    describe('probation after an enable ([reactivate] probation)', function () {
+      const nowOf = (c: ContractStore): number => (c.clock === 'injected' ? c.now() : Date.now())
+
+      within('keeps until when an account is on probation, per account, and ends it', async (c) => {
+        const { store } = c
+        const now = nowOf(c)
+        assert.equal(await store.probationUntil('alice', now), 0)
+        await store.startProbation('alice', now + 3_600_000)
+        assert.equal(await store.probationUntil('alice', now), now + 3_600_000)
+        assert.equal(await store.probationUntil('alice', now + 3_600_000), 0, 'over at its end')
+        assert.equal(await store.probationUntil('bob', now), 0)
+        await store.startProbation('alice', 0)
+        assert.equal(await store.probationUntil('alice', now), 0)
+      })
+
+      within('scales every limit by the factor while on probation, and only then', async (c) => {
+        const { store } = c
+        const r = rules({ messages: '4/1h' })
+        const send = (account: string): Promise<RecordResult> =>
+          store.record({ ...recordInput(account, r), probationFactor: 0.5 })
+        await store.startProbation('alice', nowOf(c) + 3_600_000)
+        const alice = [await send('alice'), await send('alice'), await send('alice')]
+        assert.deepEqual(
+          alice.map((x) => x.status),
+          ['ok', 'ok', 'refused'],
+        )
+        const over = alice[2]?.status === 'refused' ? alice[2].over : undefined
+        assert.deepEqual([over?.max, over?.text], [2, '2/1h on probation'])
+        const bob = [await send('bob'), await send('bob'), await send('bob'), await send('bob'), await send('bob')]
+        assert.deepEqual(
+          bob.map((x) => x.status),
+          ['ok', 'ok', 'ok', 'ok', 'refused'],
+          'not on probation: the limit as configured',
+        )
+      })
+    })
+
     describe('failed AUTHs (password spraying)', function () {
       const fail = (store: Store, account: string, source: string, max = 5, windowMs = 3_600_000) =>
         store.authFailure({ account, source, max, windowMs })

@@ -92,6 +92,39 @@ describe('reactivate: handleReply', function () {
     assert.equal(await w.store.getDisabled(account), null)
   }
 
+  describe('[reactivate] max_reply_enables', function () {
+    const enabledByReply = async (w: World, at: number): Promise<void> =>
+      w.store.audit({ at, account: ALICE, action: 'enable', actor: ADMIN, how: 'reply' })
+
+    it('refuses a reply once the account was re-enabled by reply max times in the window; the token is not spent', async function () {
+      const w = world({ max_reply_enables: '2/30d' })
+      await enabledByReply(w, Date.now() - 40 * 86_400_000)
+      await enabledByReply(w, Date.now() - 86_400_000)
+      const token = await w.trip()
+      assert.deepEqual(await handleReply(reply(token), w.config, w.store), {
+        result: 'reactivated',
+        account: ALICE,
+        actor: ADMIN,
+      })
+      await enabledByReply(w, Date.now())
+      const again = await w.trip()
+      const outcome = await handleReply(reply(again), w.config, w.store)
+      assert.equal(outcome.result, 'refused')
+      assert.equal(outcome.result === 'refused' && outcome.code, 'too-many-replies')
+      assert.match(
+        outcome.result === 'refused' ? outcome.reason : '',
+        /re-enabled by reply 2 times within 2\/30d.*use the command line/,
+      )
+      assert.equal(outcome.result === 'refused' && outcome.tellSender, true, 'the admin hears why')
+      assert.notEqual(await w.store.getDisabled(ALICE), null, 'still disabled')
+      assert.deepEqual(await handleReply(reply(again), config({ max_reply_enables: '' }), w.store), {
+        result: 'reactivated',
+        account: ALICE,
+        actor: ADMIN,
+      })
+    })
+  })
+
   describe('success', function () {
     it('re-enables the account for an authenticated admin with the current token, and clears its counters', async function () {
       const w = world()

@@ -32,6 +32,8 @@ export interface Durable {
   held: Map<string, Map<string, number>>
   /** account -> hashes of the passwords refused until it is changed (see lib/password.ts). */
   passwords: Map<string, PasswordHash[]>
+  /** account -> until when (ms) it is on probation after an enable. */
+  probation: Map<string, number>
 }
 
 /** The record as readers see it: without the token digest. */
@@ -50,6 +52,7 @@ export function emptyDurable(): Durable {
     dropBefore: new Map(),
     held: new Map(),
     passwords: new Map(),
+    probation: new Map(),
   }
 }
 
@@ -66,6 +69,7 @@ export function toJson(d: Durable): string {
       dropBefore: Object.fromEntries(d.dropBefore),
       held: Object.fromEntries(held),
       passwords: Object.fromEntries(d.passwords),
+      probation: Object.fromEntries(d.probation),
     },
     null,
     2,
@@ -119,6 +123,9 @@ export function parseDurable(file: string, text: string): Durable {
   }
   for (const [account, ids] of entriesOf(parsed.held)) {
     d.held.set(account, new Map(entriesOf(ids).map(([id, until]): [string, number] => [id, Number(until) || 0])))
+  }
+  for (const [account, until] of entriesOf(parsed.probation)) {
+    if (Number(until) > 0) d.probation.set(account, Number(until))
   }
   for (const [account, list] of entriesOf(parsed.passwords)) {
     const hashes = Array.isArray(list) ? list.flatMap(toPasswordHash) : []

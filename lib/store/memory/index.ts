@@ -10,6 +10,7 @@ import type { PasswordHash } from '../../password'
 import {
   PASSWORDS_CAP,
   windowCount,
+  withProbation,
   type AuditEntry,
   type DisabledRecord,
   type DisableInput,
@@ -128,8 +129,23 @@ export function createMemoryStore(options: MemoryStoreOptions): Store {
 }
 
 /** The hashes of passwords in use at a disable, kept in the state file until the password changes. */
-function passwordMethods(p: Parts): Pick<Store, 'rememberPassword' | 'oldPasswords' | 'forgetPasswords'> {
+function passwordMethods(
+  p: Parts,
+): Pick<Store, 'rememberPassword' | 'oldPasswords' | 'forgetPasswords' | 'startProbation' | 'probationUntil'> {
   return {
+    async startProbation(account: string, until: number): Promise<void> {
+      await p.state.change((d) => {
+        for (const [a, u] of d.probation) if (u <= p.now()) d.probation.delete(a)
+        if (until > 0) d.probation.set(account, until)
+        else d.probation.delete(account)
+      })
+    },
+
+    async probationUntil(account: string, now: number): Promise<number> {
+      const until = p.state.refresh().probation.get(account) ?? 0
+      return until > now ? until : 0
+    },
+
     async rememberPassword(account: string, hash: PasswordHash): Promise<void> {
       await p.state.change((d) => {
         const kept = (d.passwords.get(account) ?? []).filter((h) => h.incident !== hash.incident)
@@ -188,10 +204,12 @@ function countingMethods(p: Parts): Pick<Store, 'record' | 'invalid' | 'reset' |
  * Counts one message (or invalid recipients, in `counters` of their own) and checks the limits
  * (see RecordResult); only a disable waits for the file.
  */
-async function recordMessage(p: Parts, input: RecordInput, counters: Counters): Promise<RecordResult> {
-  const disabled = input.mode === 'enforce' ? p.state.refresh().disabled.get(input.account) : undefined
+async function recordMessage(p: Parts, given: RecordInput, counters: Counters): Promise<RecordResult> {
+  const d = p.state.refresh()
+  const disabled = given.mode === 'enforce' ? d.disabled.get(given.account) : undefined
   if (disabled) return { status: 'disabled', counts: [], flipped: false, by: disabled.by }
   const t = p.now()
+  const input = withProbation(given, d.probation.get(given.account) ?? 0, t)
   const a = counters.open(input.account, t)
   const m = measure(a, input, t)
   if (m.overIndex >= 0 && input.mode === 'enforce') return disableForLimit(p, input, a, m, t)

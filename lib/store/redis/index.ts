@@ -11,6 +11,7 @@ import {
   disabledKeyAccount,
   PASSWORDS_PENDING,
   PREFIX,
+  PROBATION,
   tokenKey,
 } from '../keys'
 import { connectRedis, type RedisConnection, type RedisConnectionOptions } from './connection'
@@ -21,6 +22,7 @@ import {
   EVIDENCE_CAP,
   PASSWORDS_CAP,
   toAuditEntry,
+  withProbation,
   parseEvidence,
   parseNetworks,
   parseRuleCounts,
@@ -123,7 +125,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
 function passwordMethods(
   redis: RedisConnection,
   records: TrackedHashes,
-): Pick<RedisStore, 'rememberPassword' | 'oldPasswords' | 'forgetPasswords'> {
+): Pick<RedisStore, 'rememberPassword' | 'oldPasswords' | 'forgetPasswords' | 'startProbation' | 'probationUntil'> {
   const read = async (account: string): Promise<PasswordHash[]> => {
     const pending = await records.read('oldPasswords', PASSWORDS_PENDING)
     if (pending[account] === undefined) return []
@@ -148,6 +150,27 @@ function passwordMethods(
   }
   return {
     oldPasswords: read,
+
+    async probationUntil(account: string, now: number): Promise<number> {
+      const until = Number((await records.read('probationUntil', PROBATION))[account] ?? 0) || 0
+      return until > now ? until : 0
+    },
+
+    async startProbation(account: string, until: number): Promise<void> {
+      try {
+        const all = await redis.call('startProbation', (client) => client.hGetAll(PROBATION))
+        const now = Date.now()
+        const past = Object.entries(all as Record<string, string>)
+          .filter(([a, u]) => a !== account && Number(u) <= now)
+          .map(([a]) => a)
+        if (past.length) await redis.call('startProbation', (client) => client.hDel(PROBATION, past))
+        await redis.call('startProbation', (client) =>
+          until > 0 ? client.hSet(PROBATION, account, String(until)) : client.hDel(PROBATION, account),
+        )
+      } finally {
+        records.forget(PROBATION)
+      }
+    },
 
     async rememberPassword(account: string, hash: PasswordHash): Promise<void> {
       const key = accountKeys(account).oldPasswords
@@ -185,7 +208,13 @@ function countingMethods(
   redis: RedisConnection,
   records: TrackedHashes,
 ): Pick<RedisStore, 'record' | 'invalid' | 'reset' | 'counts' | 'evidence'> {
-  const counting = async (input: RecordInput, counter: 'messages' | 'invalid'): Promise<RecordResult> => {
+  const counting = async (given: RecordInput, counter: 'messages' | 'invalid'): Promise<RecordResult> => {
+    // The probation list is read through the cache Redis keeps true: no round trip in steady state.
+    const until =
+      given.probationFactor === undefined
+        ? 0
+        : Number((await records.read('probationUntil', PROBATION))[given.account] ?? 0) || 0
+    const input = withProbation(given, until, Date.now())
     const result = await recordMessage(redis, input, counter)
     // refused: this call wrote the record; disabled: the cache may not have heard of it yet.
     if (result.status !== 'ok') records.forget(accountKeys(input.account).disabled)
