@@ -19,7 +19,7 @@ describe('e2e: automatic re-enable (issue 12)', function () {
   it('auto_enable_after = 3s: the account comes back by itself, audited as auto; the stolen password stays refused', async function () {
     const srv = await e2e.haraka({
       users: { [alice]: STOLEN },
-      pluginIni: pluginIni(e2e.redis.port, { reactivate: 'auto_enable_after = 3s' }),
+      pluginIni: pluginIni(e2e.redis.port, { reactivate: 'auto_enable_after = 3s', afterEnableDefaults: true }),
     })
     const s = await openSession({ port: srv.port, user: alice, pass: STOLEN })
     for (let i = 1; i <= 3; i++)

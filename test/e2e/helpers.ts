@@ -217,6 +217,12 @@ export interface PluginIniOptions {
   readonly signals?: string
   /** [warn] lines. */
   readonly warn?: string
+  /**
+   * Keep the [reactivate] defaults that change what happens after an enable (the incident's
+   * password refused, probation, the cap on reply enables). Off by default: most tests re-enable
+   * an account and use it again as before; the tests of those features turn it on.
+   */
+  readonly afterEnableDefaults?: boolean
 }
 
 /**
@@ -234,6 +240,7 @@ export function pluginIni(
     held,
     signals,
     warn,
+    afterEnableDefaults = false,
   }: PluginIniOptions = {},
 ): string {
   return [
@@ -245,7 +252,9 @@ export function pluginIni(
     limits,
     '[alert]',
     `to = ${to}`,
-    ...(reactivate === undefined ? [] : ['[reactivate]', reactivate]),
+    '[reactivate]',
+    ...(afterEnableDefaults ? [] : ['require_new_password = false', 'probation = 0', 'max_reply_enables = 0']),
+    ...(reactivate === undefined ? [] : [reactivate]),
     ...(held === undefined ? [] : ['[held]', held]),
     ...(signals === undefined ? [] : ['[signals]', signals]),
     ...(warn === undefined ? [] : ['[warn]', warn]),

@@ -47,7 +47,10 @@ describe('e2e: the incident password must change (issue 12)', function () {
   const { haraka } = e2e
 
   it('refuses the stolen password after the enable until it is changed in the auth backend; the new one clears it', async function () {
-    const srv = await haraka({ users: { [alice]: STOLEN, [bob]: STOLEN }, pluginIni: pluginIni(e2e.redis.port) })
+    const srv = await haraka({
+      users: { [alice]: STOLEN, [bob]: STOLEN },
+      pluginIni: pluginIni(e2e.redis.port, { afterEnableDefaults: true }),
+    })
     await hijack(srv, e2e.sink, alice, STOLEN)
     const [alert] = await waitSubjects(e2e.sink, alertPrefix(alice), 1)
     assert.match(alert?.body ?? '', /The password this session logged in with stays refused after the re-enable/)

@@ -38,6 +38,7 @@ describe('e2e: probation after an enable (issue 12)', function () {
       pluginIni: pluginIni(e2e.redis.port, {
         limits: 'messages = 4/1m\nrecipients = 0',
         reactivate: 'probation = 1h\nprobation_factor = 0.5',
+        afterEnableDefaults: true,
       }),
     })
     assert.equal(await sendUntilRefused(srv, 'first', 6), 4)
