@@ -6,6 +6,8 @@
 //   npm run demo -- --fast  no pauses (what the smoke test runs)
 
 import { execFileSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 import {
   REDIS_SERVER,
   createHaraka,
@@ -191,16 +193,42 @@ async function main(): Promise<void> {
   say(`  the postmaster's confirmation: "${confirmation.subject}"`)
   say(dim('  (the reply itself is consumed by the plugin: it is not delivered anywhere)'))
 
-  await step(`6. ${ALICE} works again`)
-  const back = await sendOne({
-    port,
-    user: ALICE,
-    pass: PW,
-    from: ALICE,
-    to: ['colleague@elsewhere.example'],
-    subject: 'Sorry about that',
-  })
-  say(`  AUTH + message from ${ALICE} -> ${shown(back)}`)
+  await step(`6. The stolen password stays refused; ${ALICE} works again with a new one`)
+  const stolen = await tryAuth({ port, user: ALICE, pass: PW })
+  say(`  AUTH with the password the attacker used -> ${shown(stolen)}`)
+  // The owner changes the password in the auth backend (here auth/flat_file, which Haraka reloads).
+  const NEW_PW = 'a-new-password'
+  fs.writeFileSync(
+    path.join(srv.dir, 'config', 'auth_flat_file.ini'),
+    [
+      '[core]',
+      'methods=PLAIN,LOGIN',
+      '',
+      '[users]',
+      ...[
+        [ALICE, NEW_PW],
+        [BOB, PW],
+        [ADMIN, PW],
+      ].map(([u, p]) => `${u}=${p}`),
+      '',
+    ].join('\n'),
+  )
+  say(`  the password of ${ALICE} is changed in config/auth_flat_file.ini`)
+  const back = await waitUntil(
+    async () => {
+      const r = await sendOne({
+        port,
+        user: ALICE,
+        pass: NEW_PW,
+        from: ALICE,
+        to: ['colleague@elsewhere.example'],
+        subject: 'Sorry about that',
+      })
+      return r.code === 250 ? r : null
+    },
+    { timeoutMs: 20_000, intervalMs: 500, message: 'the new password to work once Haraka has reloaded the file' },
+  )
+  say(`  AUTH with the new password + message from ${ALICE} -> ${shown(back)}`)
 
   // outbound delivers once per recipient domain: count distinct messages, once all have arrived
   const spamSubjects = (): Set<string | undefined> =>
@@ -213,11 +241,12 @@ async function main(): Promise<void> {
   say()
   say(bold('Summary'))
   say(`  spam messages that reached the outside world: ${spamOut} (the limit), then nothing`)
-  say("  alerts sent: 1; account re-enabled by the admin's reply")
+  say("  alerts sent: 1; account re-enabled by the admin's reply; the stolen password refused until changed")
   say(
     `  done in ${((Date.now() - started) / 1000).toFixed(1)} s. Try the CLI on a real server: HARAKA_DIR/node_modules/.bin/hijack-guard -c HARAKA_DIR list`,
   )
-  if (back.code !== 250 || r.code !== 250 || spamOut !== LIMIT) throw new Error('the demo did not go as expected')
+  if (back.code !== 250 || r.code !== 250 || stolen.code !== 535 || spamOut !== LIMIT)
+    throw new Error('the demo did not go as expected')
 }
 
 let stopping = false

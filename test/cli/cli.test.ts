@@ -531,7 +531,11 @@ describe('cli: hijack-guard as a process, store = redis', function () {
     assert.deepEqual(await store.evidence(acct), [])
     const [entry] = await store.auditLog({ account: acct, limit: 1 })
     assert.ok(entry)
-    assert.deepEqual({ ...entry, at: 0 }, { at: 0, account: acct, action: 'enable', actor: ACTOR, how: 'cli' })
+    assert.deepEqual(
+      { ...entry, at: 0, reason: '' },
+      { at: 0, account: acct, action: 'enable', actor: ACTOR, how: 'cli', reason: '' },
+    )
+    assert.match(entry.reason ?? '', /^probation until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(limits x0\.5\)$/)
     assert.ok(Math.abs(entry.at - Date.now()) < 10000, `audit time ${entry.at}`)
     // counters really start over: three more messages are fine, the fourth is refused again
     for (let i = 1; i <= 3; i++) assert.equal((await store.record(recordInput(config, acct, i))).status, 'ok')
@@ -687,7 +691,9 @@ describe('cli: hijack-guard as a process, store = redis', function () {
     assert.equal(lines.length, 3, text.stdout)
     assert.match(
       lines[0] ?? '',
-      new RegExp(`^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC {2}enable +"y@test\\.example" by ${ACTOR} via cli$`),
+      new RegExp(
+        `^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d UTC {2}enable +"y@test\\.example" by ${ACTOR} via cli: probation until .* \\(limits x0\\.5\\)$`,
+      ),
     )
     assert.match(lines[2] ?? '', /^.* UTC {2}reset +"x@test\.example" by cli:.* via cli$/)
     const none = await cli(dir, ['audit', 'nobody@test.example'])

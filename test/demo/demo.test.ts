@@ -38,7 +38,8 @@ function assertStory(run: DemoRun): void {
   assert.match(out, /Reply-To: hijack-guard\+hg-[0-9a-f]{32}@mx\.example\.com/)
   assert.match(out, /logged in as postmaster@example\.com\) -> 250 /)
   assert.match(out, /confirmation: "Account alice@example\.com re-enabled"/)
-  assert.match(out, /AUTH \+ message from alice@example\.com -> 250 /)
+  assert.match(out, /AUTH with the password the attacker used -> 535 5\.7\.8 .*must be changed/)
+  assert.match(out, /AUTH with the new password \+ message from alice@example\.com -> 250 /)
   assert.match(out, /spam messages that reached the outside world: 25 \(the limit\)/)
 }
 
