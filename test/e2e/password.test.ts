@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { openSession, tryAuth, type HarakaInstance } from '../../support'
+import { openSession, startWebhookReceiver, tryAuth, type HarakaInstance } from '../../support'
 import { waitUntil } from '../../support/process'
 import { alertPrefix, assert250, cliOk, e2eWorld, pluginIni, waitSubjects } from './helpers'
 
@@ -47,9 +47,11 @@ describe('e2e: the incident password must change (issue 12)', function () {
   const { haraka } = e2e
 
   it('refuses the stolen password after the enable until it is changed in the auth backend; the new one clears it', async function () {
+    const receiver = await startWebhookReceiver({ secret: 'pw-test-secret' })
+    e2e.cleanup(() => receiver.close())
     const srv = await haraka({
       users: { [alice]: STOLEN, [bob]: STOLEN },
-      pluginIni: pluginIni(e2e.redis.port, { afterEnableDefaults: true }),
+      pluginIni: `${pluginIni(e2e.redis.port, { afterEnableDefaults: true })}[webhook]\nurl = ${receiver.url}\nsecret = pw-test-secret\n`,
     })
     await hijack(srv, e2e.sink, alice, STOLEN)
     const [alert] = await waitSubjects(e2e.sink, alertPrefix(alice), 1)
@@ -66,6 +68,12 @@ describe('e2e: the incident password must change (issue 12)', function () {
       old.response,
       /^535 5\.7\.8 Account alice@test\.example: this password was in use when the account was misused and must be changed/,
     )
+    const refused = await waitUntil(() => receiver.named('password_refused')[0], {
+      message: 'the password_refused event',
+    })
+    assert.ok(refused.verified, 'signed with the secret')
+    assert.equal(refused.payload.account, alice)
+    assert.equal(refused.payload.via, 'auth')
 
     setPasswords(srv, { [alice]: 'correct-horse-battery', [bob]: STOLEN })
     await waitUntil(
