@@ -6,7 +6,14 @@
 // the account's disabled key; with the memory store through the state file. See test/e2e/README.md.
 
 import assert from 'node:assert/strict'
-import { openSession, tail, waitUntil, type HarakaInstance } from '../../support'
+import {
+  openSession,
+  startWebhookReceiver,
+  tail,
+  waitUntil,
+  type HarakaInstance,
+  type WebhookReceiver,
+} from '../../support'
 import {
   alertPrefix,
   assert250,
@@ -32,11 +39,13 @@ describe('e2e: held mail leaves at once after an enable ([held] retry = 10m)', f
   const e2e = e2eWorld({ users: { [ADMIN]: PW } })
   const { haraka } = e2e
 
-  const start = (acct: string, store: 'redis' | 'memory', nodes = 0): Promise<HarakaInstance> =>
+  const start = (acct: string, store: 'redis' | 'memory', nodes = 0, hook?: WebhookReceiver): Promise<HarakaInstance> =>
     haraka({
       users: { [acct]: PW },
       nodes,
-      pluginIni: pluginIni(e2e.redis.port, { store, held: 'retry = 10m' }),
+      pluginIni:
+        pluginIni(e2e.redis.port, { store, held: 'retry = 10m' }) +
+        (hook ? `[webhook]\nurl = ${hook.url}\nsecret = held-secret\n` : ''),
       config: { 'outbound.ini': RETRYING_OUTBOUND },
     })
 
@@ -100,15 +109,27 @@ describe('e2e: held mail leaves at once after an enable ([held] retry = 10m)', f
     })
   }
 
-  it("store = redis: the admin's reply to the alert sends the held mail within 10 s", async function () {
+  it("store = redis: the admin's reply to the alert sends the held mail within 10 s; the webhook hears enabled and held_released, each once", async function () {
+    const hook = await startWebhookReceiver({ secret: 'held-secret' })
+    e2e.cleanup(() => hook.close())
     const acct = 'reply-redis@test.example'
-    const srv = await start(acct, 'redis')
+    const srv = await start(acct, 'redis', 0, hook)
     const queued = await queueThenHold(srv, acct)
     const alert = at(bySubject(e2e.sink, alertPrefix(acct)), 0, 'the alert')
     const since = Date.now()
     const reply = await replyToAlert(srv, alert, { user: ADMIN, pass: PW })
     assert.equal(reply.code, 250, JSON.stringify(reply))
     await assertReleased(srv, acct, queued, since)
+    await waitUntil(() => hook.named('held_released').length >= queued.length, { message: 'held_released events' })
+    const released = hook.named('held_released')
+    assert.equal(released.length, queued.length, 'one event per held message')
+    assert.equal(new Set(released.map((e) => e.payload.message)).size, queued.length, 'each message once')
+    assert.ok(released.every((e) => e.verified && e.payload.account === acct))
+    const enabled = hook.named('enabled')
+    assert.deepEqual(
+      enabled.map((e) => [e.payload.account, e.payload.via]),
+      [[acct, 'reply']],
+    )
   })
 
   it('store = memory: the reply to the alert sends the held mail within 10 s', async function () {
