@@ -7,6 +7,7 @@ import { canonicalAccount } from '../account'
 import { alertReason, evidenceLines } from '../alert'
 import { rulesForAccount, type Config } from '../config'
 import { formatDuration } from '../messages'
+import { replyEnables } from '../reactivate'
 import { beginProbation, rulesOnProbation } from '../reactivate/probation'
 import type { AuditEntry, DisabledRecord, Store, WindowCount } from '../store'
 import { utc } from '../text'
@@ -114,7 +115,8 @@ async function show(ctx: Context): Promise<number> {
   const { config, store, args, print } = ctx
   const account = oneAccount(args, config)
   const rules = await rulesOnProbation(store, config, account, rulesForAccount(config, account), Date.now())
-  const [record, counts, evidence, held, audit, passwords, probation] = await Promise.all([
+  const cap = config.reactivate.maxReplyEnables
+  const [record, counts, evidence, held, audit, passwords, probation, byReply] = await Promise.all([
     store.getDisabled(account),
     store.counts(account, rules),
     store.evidence(account),
@@ -122,6 +124,7 @@ async function show(ctx: Context): Promise<number> {
     store.auditLog({ account, limit: 10 }),
     store.oldPasswords(account),
     store.probationUntil(account, Date.now()),
+    cap ? replyEnables(store, account, cap.windowMs, Date.now()) : Promise.resolve(0),
   ])
   const pending = config.reactivate.requireNewPassword && passwords.length > 0
   const liveKnown = store.kind === 'redis'
@@ -143,6 +146,7 @@ async function show(ctx: Context): Promise<number> {
       : []),
     `Held mail ${held} message${held === 1 ? '' : 's'}`,
     `Probation ${probation ? `until ${utc(probation)}: limits x${config.reactivate.probationFactor}` : 'none'}`,
+    `Replies   ${cap ? `re-enabled by reply ${byReply} of ${cap.max} times allowed in ${formatDuration(cap.windowMs)}${byReply >= cap.max ? ': the next needs the command line' : ''}` : 'no cap on re-enables by reply'}`,
     `Password  ${pending ? `change pending: the password in use at incident ${passwords[0]?.incident ?? ''} is refused until changed` : 'no change pending'}`,
     liveKnown
       ? 'Limits (live counts):'
@@ -161,6 +165,7 @@ async function show(ctx: Context): Promise<number> {
       held,
       passwordChangePending: pending,
       probationUntil: probation ? new Date(probation).toISOString() : null,
+      replyEnables: cap ? { count: byReply, max: cap.max, windowMs: cap.windowMs } : null,
       evidence: record?.evidence.length ? record.evidence : evidence,
       audit,
     },

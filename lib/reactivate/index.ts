@@ -44,6 +44,13 @@ export type ReplyOutcome =
       readonly tellSender: boolean
     }
 
+/** How many times the account was re-enabled by reply within `windowMs` before `now` (from the audit trail). */
+export async function replyEnables(store: Store, account: string, windowMs: number, now: number): Promise<number> {
+  const since = now - windowMs
+  const entries = await store.auditLog({ account, limit: 1000 })
+  return entries.filter((e) => e.action === 'enable' && e.how === 'reply' && e.at > since).length
+}
+
 /** Decides a reply and, when every condition holds, re-enables the account. */
 export async function handleReply(reply: ReplyMessage, config: Config, store: Store): Promise<ReplyOutcome> {
   const login = reply.authUser === null ? null : canonicalAccount(reply.authUser, config.accounts)
@@ -87,10 +94,7 @@ export async function handleReply(reply: ReplyMessage, config: Config, store: St
 
   const cap = config.reactivate.maxReplyEnables
   if (cap) {
-    const since = Date.now() - cap.windowMs
-    const byReply = (await store.auditLog({ account, limit: 1000 })).filter(
-      (e) => e.action === 'enable' && e.how === 'reply' && e.at > since,
-    ).length
+    const byReply = await replyEnables(store, account, cap.windowMs, Date.now())
     if (byReply >= cap.max)
       return refuse(
         'too-many-replies',

@@ -46,6 +46,7 @@ const SHOW_KEYS = [
   'held',
   'passwordChangePending',
   'probationUntil',
+  'replyEnables',
   'evidence',
   'audit',
 ]

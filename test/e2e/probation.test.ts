@@ -49,6 +49,7 @@ describe('e2e: probation after an enable (issue 12)', function () {
     const shown = (await cliOk(srv, ['show', alice])).stdout
     assert.match(shown, /^ {2}messages 0\/2 in 1 minute$/m)
     assert.match(shown, /^ {2}networks 0\/5 in 6 hours$/m, 'networks are not scaled')
+    assert.match(shown, /^Replies +re-enabled by reply 0 of 3 times allowed in 30 days$/m)
 
     assert.equal(await sendUntilRefused(srv, 'second', 6), 2, 'half the limit while on probation')
     const alerts = await waitSubjects(e2e.sink, alertPrefix(alice), 2)
