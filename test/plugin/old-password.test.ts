@@ -101,6 +101,26 @@ describe('plugin: the incident password must change ([reactivate] require_new_pa
     assert.ok(actions.includes('password-refused') && actions.includes('password-changed'), actions.join(','))
   })
 
+  it('refuses the stolen password under another spelling of the login too, and a new one under any spelling clears it', async function () {
+    const g = withBackend('')
+    await trip(g, g.plain, 'Hunter2-xyzzy')
+    await guardStore(g.plugin).enable('alice@test.example')
+    // The backend accepts the same mailbox under another spelling (case, as many backends do).
+    g.passwords['ALICE@Test.Example'] = 'Hunter2-xyzzy'
+    const other = await new Promise<Answer>((resolve) =>
+      g.plain(session(), 'ALICE@Test.Example', 'Hunter2-xyzzy', (valid, opts) =>
+        resolve({ valid, ...(typeof opts === 'object' ? { code: opts.code } : {}) }),
+      ),
+    )
+    assert.deepEqual(other, { valid: false, code: 535 })
+    g.passwords['ALICE@Test.Example'] = 'changed-now'
+    const changed = await new Promise<boolean>((resolve) =>
+      g.plain(session(), 'ALICE@Test.Example', 'changed-now', (valid) => resolve(valid)),
+    )
+    assert.equal(changed, true)
+    assert.deepEqual(await guardStore(g.plugin).oldPasswords('alice@test.example'), [])
+  })
+
   it('keeps nothing and refuses nothing with require_new_password = false', async function () {
     const g = withBackend('[reactivate]\nrequire_new_password = false\n')
     await trip(g, g.plain, 'Hunter2-xyzzy')
